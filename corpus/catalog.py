@@ -1,0 +1,246 @@
+"""The DuckDB catalog at ``<root>/catalog.duckdb``: runs, shards, step stats and SQL views.
+
+Users audit a corpus with plain SQL against this file (``duckdb data/catalog.duckdb``). Only
+the driver process of a job writes here, and it opens the file briefly per operation so a
+crawl and a build can take turns.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from corpus.schema import BASE_FIELDS, REJECT_SCHEMA, utc_now
+from corpus.store import CorpusLayout, file_checksum
+
+DDL = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id VARCHAR PRIMARY KEY,
+    kind VARCHAR NOT NULL,
+    command VARCHAR,
+    config_hash VARCHAR,
+    config JSON,
+    status VARCHAR NOT NULL,
+    started_at TIMESTAMPTZ NOT NULL,
+    finished_at TIMESTAMPTZ,
+    seconds DOUBLE,
+    docs_in BIGINT,
+    docs_out BIGINT,
+    docs_rejected BIGINT,
+    error VARCHAR
+);
+CREATE TABLE IF NOT EXISTS shards (
+    path VARCHAR PRIMARY KEY,
+    stage VARCHAR NOT NULL,
+    run_id VARCHAR,
+    rows BIGINT NOT NULL,
+    bytes BIGINT NOT NULL,
+    checksum VARCHAR NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS step_stats (
+    run_id VARCHAR NOT NULL,
+    step_index INTEGER NOT NULL,
+    step VARCHAR NOT NULL,
+    docs_in BIGINT NOT NULL,
+    docs_out BIGINT NOT NULL,
+    bytes_in BIGINT NOT NULL,
+    bytes_out BIGINT NOT NULL,
+    seconds DOUBLE NOT NULL,
+    drops MAP(VARCHAR, BIGINT),
+    PRIMARY KEY (run_id, step_index)
+);
+"""
+
+STAGES = ("raw", "final", "rejects")
+
+
+@dataclass(frozen=True)
+class ShardRecord:
+    """A shard file as the catalog lists it; ``path`` is relative to the corpus root, so a
+    root can be moved or copied whole."""
+
+    path: str
+    stage: str
+    rows: int
+    bytes: int
+    checksum: str
+
+    @classmethod
+    def of(cls, path: Path, stage: str, rows: int, root: Path) -> ShardRecord:
+        return cls(path.resolve().relative_to(root).as_posix(), stage, rows, path.stat().st_size, file_checksum(path))
+
+
+@dataclass(frozen=True)
+class StepStatRow:
+    step_index: int
+    step: str
+    docs_in: int
+    docs_out: int
+    bytes_in: int
+    bytes_out: int
+    seconds: float
+    drops: dict[str, int]
+
+
+def _arrow_to_duckdb(type_str: str) -> str:
+    return {
+        "string": "VARCHAR",
+        "large_string": "VARCHAR",
+        "timestamp[us, tz=UTC]": "TIMESTAMPTZ",
+    }.get(type_str, "VARCHAR")
+
+
+def _empty_select(fields: Iterable[Any]) -> str:
+    cols = ", ".join(f"NULL::{_arrow_to_duckdb(str(f.type))} AS {f.name}" for f in fields)
+    return f"SELECT {cols} WHERE false"
+
+
+def _sql_list(paths: Sequence[str]) -> str:
+    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
+
+
+class Catalog:
+    """Thin, explicit API over the catalog file. Open it with ``Catalog.open(layout)``."""
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection, layout: CorpusLayout) -> None:
+        self.conn = conn
+        self.layout = layout
+
+    @classmethod
+    @contextmanager
+    def open(cls, layout: CorpusLayout, *, read_only: bool = False, timeout_s: float = 60.0) -> Iterator[Catalog]:
+        layout.root.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                conn = duckdb.connect(str(layout.catalog), read_only=read_only)
+                break
+            except duckdb.IOException as exc:  # another process holds the write lock
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        try:
+            catalog = cls(conn, layout)
+            if not read_only:
+                conn.execute(DDL)
+            yield catalog
+        finally:
+            conn.close()
+
+    # -- runs -------------------------------------------------------------------------------
+    def start_run(self, kind: str, *, command: str, config: dict[str, Any] | None, config_hash: str | None) -> str:
+        run_id = f"{kind}-{utc_now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+        self.conn.execute(
+            "INSERT INTO runs (run_id, kind, command, config_hash, config, status, started_at) "
+            "VALUES (?, ?, ?, ?, ?, 'running', ?)",
+            [run_id, kind, command, config_hash, json.dumps(config, default=str) if config else None, utc_now()],
+        )
+        return run_id
+
+    def finish_run(
+        self,
+        run_id: str,
+        *,
+        status: str,
+        error: str | None = None,
+        docs_in: int | None = None,
+        docs_out: int | None = None,
+        docs_rejected: int | None = None,
+    ) -> None:
+        now = utc_now()
+        started: datetime = self.conn.execute("SELECT started_at FROM runs WHERE run_id = ?", [run_id]).fetchone()[0]
+        self.conn.execute(
+            """UPDATE runs SET status = ?, error = ?, finished_at = ?, seconds = ?, docs_in = ?, docs_out = ?,
+               docs_rejected = ? WHERE run_id = ?""",
+            [status, error, now, (now - started).total_seconds(), docs_in, docs_out, docs_rejected, run_id],
+        )
+
+    # -- shards -----------------------------------------------------------------------------
+    def register_shards(self, run_id: str | None, records: Iterable[ShardRecord]) -> None:
+        now = utc_now()
+        rows = [(r.path, r.stage, run_id, r.rows, r.bytes, r.checksum, now) for r in records]
+        if rows:
+            self.conn.executemany("INSERT OR REPLACE INTO shards VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def replace_stage(self, stage: str, run_id: str, records: Iterable[ShardRecord]) -> None:
+        """Final shards and rejects belong to the latest successful build: swap them whole."""
+        self.conn.execute("BEGIN")
+        self.conn.execute("DELETE FROM shards WHERE stage = ?", [stage])
+        self.register_shards(run_id, records)
+        self.conn.execute("COMMIT")
+
+    def shard_records(self, stage: str) -> list[ShardRecord]:
+        rows = self.conn.execute(
+            "SELECT path, stage, rows, bytes, checksum FROM shards WHERE stage = ? ORDER BY path", [stage]
+        ).fetchall()
+        return [ShardRecord(*r) for r in rows]
+
+    def shard_paths(self, stage: str) -> list[str]:
+        """Absolute paths of a stage's shards, in path order."""
+        return [str(self.layout.root / r.path) for r in self.shard_records(stage)]
+
+    # -- step stats -------------------------------------------------------------------------
+    def record_step_stats(self, run_id: str, rows: Iterable[StepStatRow]) -> None:
+        for r in rows:
+            self.conn.execute(
+                "INSERT OR REPLACE INTO step_stats VALUES (?, ?, ?, ?, ?, ?, ?, ?, MAP(?::VARCHAR[], ?::BIGINT[]))",
+                [
+                    run_id,
+                    r.step_index,
+                    r.step,
+                    r.docs_in,
+                    r.docs_out,
+                    r.bytes_in,
+                    r.bytes_out,
+                    r.seconds,
+                    list(r.drops),
+                    list(r.drops.values()),
+                ],
+            )
+
+    # -- tables written by steps ------------------------------------------------------------
+    def replace_table_from_parquet(self, table: str, paths: Sequence[Path]) -> None:
+        """Load a step's side output (e.g. dedup clusters, PII findings) as a catalog table."""
+        self.conn.execute(f"DROP TABLE IF EXISTS {table}")
+        if paths:
+            self.conn.execute(
+                f"CREATE TABLE {table} AS SELECT * FROM read_parquet({_sql_list([str(p) for p in paths])})"
+            )
+
+    # -- views ------------------------------------------------------------------------------
+    def refresh_views(self) -> None:
+        """(Re)create the SQL views over the files the catalog lists."""
+        final = self.shard_paths("final")
+        raw = self.shard_paths("raw")
+        rejects = self.shard_paths("rejects")
+        base = _empty_select(BASE_FIELDS)
+        self.conn.execute(
+            "CREATE OR REPLACE VIEW documents AS "
+            + (
+                f"SELECT * FROM read_parquet({_sql_list(final)}, hive_partitioning = true, union_by_name = true)"
+                if final
+                else base.replace("WHERE false", ", NULL::VARCHAR AS bucket, NULL::VARCHAR AS split WHERE false")
+            )
+        )
+        self.conn.execute(
+            "CREATE OR REPLACE VIEW raw_documents AS "
+            + (f"SELECT * FROM read_parquet({_sql_list(raw)}, union_by_name = true)" if raw else base)
+        )
+        self.conn.execute(
+            "CREATE OR REPLACE VIEW rejects AS "
+            + (
+                f"SELECT * FROM read_parquet({_sql_list(rejects)}, union_by_name = true)"
+                if rejects
+                else _empty_select(REJECT_SCHEMA)
+            )
+        )

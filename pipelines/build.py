@@ -1,0 +1,68 @@
+"""`python -m pipelines.build`: run the configured corpus build.
+
+Exit status 0 on success, 1 on a failed build (the error is printed and recorded in the
+catalog's `runs` table), 2 on a bad command line or config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pipelines.config import SourceSpec, load_config
+from pipelines.runner import run_build
+from pipelines.step import ConfigError
+from pipelines.summary import format_summary
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m pipelines.build", description=__doc__.splitlines()[0])
+    p.add_argument("--config", type=Path, help="YAML build config (default: configs/default.yaml)")
+    p.add_argument(
+        "--input",
+        type=Path,
+        nargs="+",
+        action="extend",
+        default=[],
+        help="extra input files (.jsonl, .jsonl.gz, .parquet) with at least a 'text' field",
+    )
+    p.add_argument("--root", type=Path, help="corpus root (default from config, else ./data)")
+    p.add_argument("--workers", type=int, help="worker processes (default from config)")
+    p.add_argument("--executor", choices=["local"], help="where shard tasks run (default: local)")
+    p.add_argument("--force", action="store_true", help="recompute every step instead of resuming")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.root:
+        cfg.root = args.root
+    if args.workers:
+        cfg.workers = args.workers
+    if args.executor:
+        cfg.executor = args.executor
+    cfg.sources.extend(SourceSpec(p) for p in args.input)
+    command = " ".join(["python -m pipelines.build", *(argv if argv is not None else sys.argv[1:])])
+    try:
+        result = run_build(cfg, command=command, force=args.force, progress=not args.quiet)
+    except Exception as exc:  # recorded in the catalog by run_build; shown here without a traceback
+        print(f"error: build failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(format_summary([s.stats for s in result.stages]))
+    print(
+        f"\nrun {result.run_id}: {result.docs_in} documents in, {result.docs_out} in final shards, "
+        f"{result.docs_rejected} rejected (see the 'rejects' view)"
+    )
+    print(f"catalog: {cfg.root / 'catalog.duckdb'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,336 @@
+"""The build: import sources, ingest raw shards, run the steps shard by shard, publish.
+
+Each stage's directory under ``work/`` is named by a hash of everything that determines its
+output (the raw shards' checksums and the step specs up to it), so a rerun after a crash finds
+finished shards by their done-markers and skips them, and a changed config never reuses stale
+work. Final shards and rejects are written to staging directories and swapped in whole.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from corpus.catalog import Catalog, ShardRecord, StepStatRow
+from corpus.schema import BASE_SCHEMA, REJECT_SCHEMA, conform, document_schema, occurrence_id
+from corpus.store import CorpusLayout, ShardWriter, read_table, replace_dir, write_bytes
+from pipelines.config import BuildConfig, SourceSpec
+from pipelines.executor import Executor, make_executor
+from pipelines.imports import import_file
+from pipelines.step import GlobalStep, Step, reject
+from pipelines.tasks import ShardTask, done_path, run_shard_task, scan_path, text_bytes
+
+MB = 1024 * 1024
+PARTITION_COLUMNS = ("bucket", "split")
+
+
+class BuildError(RuntimeError):
+    """The build cannot go on; the message says what and where."""
+
+
+@dataclass
+class StageResult:
+    index: int
+    name: str
+    directory: Path
+    stats: StepStatRow
+
+
+@dataclass
+class BuildResult:
+    run_id: str
+    docs_in: int
+    docs_out: int
+    docs_rejected: int
+    stages: list[StageResult] = field(default_factory=list)
+    final_shards: list[Path] = field(default_factory=list)
+
+
+def _hash(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+@contextmanager
+def build_lock(layout: CorpusLayout) -> Iterator[None]:
+    """One build per corpus root at a time."""
+    layout.root.mkdir(parents=True, exist_ok=True)
+    with open(layout.root / ".build.lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BuildError(f"another build is running on {layout.root}") from None
+        yield
+
+
+def run_build(cfg: BuildConfig, *, command: str = "", force: bool = False, progress: bool = True) -> BuildResult:
+    """Run a whole build, recording it in the catalog; a failure is recorded, then re-raised."""
+    layout = CorpusLayout.at(cfg.root)
+    with build_lock(layout):
+        with Catalog.open(layout) as cat:
+            cat.conn.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running' AND kind = 'build'")
+            run_id = cat.start_run("build", command=command, config=cfg.to_dict(), config_hash=cfg.steps_hash())
+        executor = make_executor(cfg.executor, cfg.workers)
+        try:
+            if force:
+                shutil.rmtree(layout.work, ignore_errors=True)
+            result = Build(cfg, layout, run_id, executor, progress).run()
+        except BaseException as exc:
+            with Catalog.open(layout) as cat:
+                cat.finish_run(run_id, status="failed", error=f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            executor.close()
+    return result
+
+
+class Build:
+    def __init__(self, cfg: BuildConfig, layout: CorpusLayout, run_id: str, executor: Executor, progress: bool):
+        self.cfg = cfg
+        self.layout = layout
+        self.run_id = run_id
+        self.executor = executor
+        self.progress = progress
+
+    def run(self) -> BuildResult:
+        raw = self.import_sources(self.cfg.sources)
+        ingest_dir, ingest_stats = self.ingest(raw)
+        stages = [StageResult(0, "ingest", ingest_dir, ingest_stats)]
+        prev_dir, prev_hash = ingest_dir, ingest_dir.name
+        added: list[pa.Field] = []
+        for i, step in enumerate(self.cfg.steps, start=1):
+            added.extend(step.adds)
+            step_hash = _hash(prev_hash, step.name, step.params())
+            step_dir = self.layout.work / f"{i:02d}-{step.name}-{step_hash}"
+            stats = self.run_step(i, step, prev_dir, step_dir, document_schema(added))
+            stages.append(StageResult(i, step.name, step_dir, stats))
+            prev_dir, prev_hash = step_dir, step_hash
+        return self.publish(stages, document_schema(added))
+
+    # -- sources and ingest ----------------------------------------------------------------
+    def import_sources(self, sources: list[SourceSpec]) -> list[ShardRecord]:
+        with Catalog.open(self.layout) as cat:
+            for spec in sources:
+                records = import_file(
+                    spec.path, self.layout, source=spec.source, shard_bytes=int(self.cfg.work_shard_mb * MB)
+                )
+                cat.register_shards(self.run_id, records)
+            records = cat.shard_records("raw")
+        missing = [r.path for r in records if not (self.layout.root / r.path).exists()]
+        if missing:
+            raise BuildError(f"raw shards listed in the catalog are missing on disk: {', '.join(missing[:5])}")
+        if not records:
+            raise BuildError("no input documents: add 'sources' to the config, pass --input, or run a crawl first")
+        return records
+
+    def ingest(self, raw: list[ShardRecord]) -> tuple[Path, StepStatRow]:
+        """Raw shards -> evenly sized work shards with unique doc_ids; empty texts rejected."""
+        fingerprint = _hash([(r.path, r.checksum) for r in raw], self.cfg.work_shard_mb)
+        out = self.layout.work / f"00-ingest-{fingerprint}"
+        marker = out / "done.json"
+        if not marker.exists():
+            started = time.perf_counter()
+            staging = out.with_name(f".{out.name}.staging")
+            shutil.rmtree(staging, ignore_errors=True)
+            writer = ShardWriter(staging, BASE_SCHEMA, target_bytes=int(self.cfg.work_shard_mb * MB))
+            rejects = ShardWriter(staging, REJECT_SCHEMA, prefix="rejects")
+            seen: set[str] = set()
+            docs_in = docs_out = bytes_in = bytes_out = 0
+            for record in tqdm(raw, desc="ingest", unit="shard", disable=not self.progress):
+                path = self.layout.root / record.path
+                df = pl.from_arrow(conform(read_table(path), BASE_SCHEMA, origin=str(path)))
+                assert isinstance(df, pl.DataFrame)
+                df = df.with_columns(pl.Series("doc_id", _unique_ids(df.get_column("doc_id"), seen)))
+                empty = pl.col("text").str.strip_chars().str.len_bytes() == 0
+                kept, dropped = df.filter(~empty), df.filter(empty)
+                writer.write(kept.to_arrow())
+                if dropped.height:
+                    rejects.write(reject(dropped, "ingest", "empty_text").to_arrow())
+                docs_in += df.height
+                docs_out += kept.height
+                bytes_in += text_bytes(df)
+                bytes_out += text_bytes(kept)
+            writer.close()
+            rejects.close()
+            stats = {
+                "docs_in": docs_in,
+                "docs_out": docs_out,
+                "bytes_in": bytes_in,
+                "bytes_out": bytes_out,
+                "drops": {"empty_text": docs_in - docs_out} if docs_in != docs_out else {},
+                "seconds": time.perf_counter() - started,
+            }
+            write_bytes(json.dumps(stats).encode(), staging / "done.json")
+            shutil.rmtree(out, ignore_errors=True)
+            staging.rename(out)
+        stats = json.loads(marker.read_text())
+        return out, _stat_row(0, "ingest", [stats])
+
+    # -- steps -----------------------------------------------------------------------------
+    def run_step(self, index: int, step: Step, in_dir: Path, step_dir: Path, schema: pa.Schema) -> StepStatRow:
+        step_dir.mkdir(parents=True, exist_ok=True)
+        inputs = sorted(in_dir.glob("part-*.parquet"))
+        label = f"{index}/{len(self.cfg.steps)} {step.name}"
+
+        def tasks(phase: str) -> list[ShardTask]:
+            return [
+                ShardTask(step, phase, k, p, step_dir, schema, self.layout.root)  # type: ignore[arg-type]
+                for k, p in enumerate(inputs)
+                if not done_path(step_dir, k, phase).exists()
+            ]  # type: ignore[arg-type]
+
+        if isinstance(step, GlobalStep):
+            self._run_tasks(tasks("scan"), f"{label} (scan)")
+            reduce_marker = step_dir / "reduce.done"
+            if not reduce_marker.exists():
+                started = time.perf_counter()
+                step.reduce([scan_path(step_dir, k) for k in range(len(inputs))], step_dir, self.layout.root)
+                write_bytes(json.dumps({"seconds": time.perf_counter() - started}).encode(), reduce_marker)
+        self._run_tasks(tasks("process"), label)
+        stats = [json.loads(done_path(step_dir, k).read_text()) for k in range(len(inputs))]
+        extra = [
+            json.loads(p.read_text())["seconds"]
+            for p in [*step_dir.glob("scan-done-*.json"), step_dir / "reduce.done"]
+            if p.exists()
+        ]
+        return _stat_row(index, step.name, stats, extra_seconds=sum(extra))
+
+    def _run_tasks(self, tasks: list[ShardTask], label: str) -> None:
+        if not tasks:
+            return
+        with tqdm(total=len(tasks), desc=label, unit="shard", disable=not self.progress) as bar:
+            for _ in self.executor.map_unordered(run_shard_task, tasks):
+                bar.update(1)
+
+    # -- publish ---------------------------------------------------------------------------
+    def publish(self, stages: list[StageResult], schema: pa.Schema) -> BuildResult:
+        """Write final shards (Hive-partitioned) and rejects, swap them in, update the catalog."""
+        final_schema = pa.schema([f for f in schema if f.name not in PARTITION_COLUMNS], metadata=schema.metadata)
+        shards_staging = self.layout.root / ".shards.staging"
+        rejects_staging = self.layout.root / ".rejects.staging"
+        for d in (shards_staging, rejects_staging):
+            shutil.rmtree(d, ignore_errors=True)
+
+        writers: dict[tuple[str, str], ShardWriter] = {}
+        last = stages[-1].directory
+        for part in sorted(last.glob("part-*.parquet")):
+            df = pl.read_parquet(part)
+            for col in PARTITION_COLUMNS:
+                if col not in df.columns:
+                    df = df.with_columns(pl.lit("all").alias(col))
+            df = df.with_columns(pl.col(c).cast(pl.String) for c in PARTITION_COLUMNS)
+            for (bucket, split), sub in df.partition_by(
+                list(PARTITION_COLUMNS), maintain_order=True, as_dict=True
+            ).items():
+                key = (str(bucket), str(split))
+                if key not in writers:
+                    directory = self.layout.final_shard(*key, 0, base=shards_staging).parent
+                    writers[key] = ShardWriter(directory, final_schema, target_bytes=int(self.cfg.shard_mb * MB))
+                writers[key].write(conform(sub.drop(PARTITION_COLUMNS).to_arrow(), final_schema, origin=str(part)))
+        final_rows: list[tuple[Path, int]] = []
+        for key in sorted(writers):
+            w = writers[key]
+            w.close()
+            final_rows.extend(zip(w.paths, w.rows, strict=True))
+        shards_staging.mkdir(parents=True, exist_ok=True)
+
+        reject_rows: list[tuple[Path, int]] = []
+        for stage in stages:
+            files = sorted(stage.directory.glob("rejects-*.parquet"))
+            w = ShardWriter(
+                rejects_staging / f"{stage.index:02d}-{stage.name}",
+                REJECT_SCHEMA,
+                target_bytes=int(self.cfg.shard_mb * MB),
+            )
+            for f in files:
+                w.write(pq.read_table(f))
+            w.close()
+            reject_rows.extend(zip(w.paths, w.rows, strict=True))
+        rejects_staging.mkdir(parents=True, exist_ok=True)
+
+        docs_in = stages[0].stats.docs_in
+        docs_out = sum(r for _, r in final_rows)
+        docs_rejected = sum(r for _, r in reject_rows)
+        if docs_out + docs_rejected != docs_in:
+            raise BuildError(f"accounting: {docs_in} documents in, {docs_out} out + {docs_rejected} rejected")
+
+        replace_dir(shards_staging, self.layout.shards)
+        replace_dir(rejects_staging, self.layout.rejects)
+        final = [self._record(p, "final", n, shards_staging) for p, n in final_rows]
+        rejected = [self._record(p, "rejects", n, rejects_staging) for p, n in reject_rows]
+        with Catalog.open(self.layout) as cat:
+            cat.replace_stage("final", self.run_id, final)
+            cat.replace_stage("rejects", self.run_id, rejected)
+            cat.record_step_stats(self.run_id, [s.stats for s in stages])
+            for table, paths in _side_tables(stages).items():
+                cat.replace_table_from_parquet(table, paths)
+            cat.refresh_views()
+            cat.finish_run(
+                self.run_id, status="succeeded", docs_in=docs_in, docs_out=docs_out, docs_rejected=docs_rejected
+            )
+        self._collect_garbage({s.directory for s in stages})
+        return BuildResult(
+            self.run_id, docs_in, docs_out, docs_rejected, stages, [self.layout.root / r.path for r in final]
+        )
+
+    def _record(self, staged: Path, stage: str, rows: int, staging: Path) -> ShardRecord:
+        target = self.layout.shards if stage == "final" else self.layout.rejects
+        return ShardRecord.of(target / staged.relative_to(staging), stage, rows, self.layout.root)
+
+    def _collect_garbage(self, keep: set[Path]) -> None:
+        """Work directories of other plans are stale once this build has published."""
+        for d in self.layout.work.iterdir() if self.layout.work.exists() else []:
+            if d not in keep:
+                shutil.rmtree(d, ignore_errors=True)
+
+
+def _side_tables(stages: list[StageResult]) -> dict[str, list[Path]]:
+    tables: dict[str, list[Path]] = {}
+    for stage in stages:
+        for table_dir in sorted((stage.directory / "tables").glob("*")):
+            tables.setdefault(table_dir.name, []).extend(sorted(table_dir.glob("*.parquet")))
+    return tables
+
+
+def _unique_ids(ids: pl.Series, seen: set[str]) -> list[str]:
+    """Identical records share a content id; later copies get a derived id so ids stay unique."""
+    out = []
+    for doc_id in ids:
+        candidate, n = doc_id, 0
+        while candidate in seen:
+            n += 1
+            candidate = occurrence_id(doc_id, n)
+        seen.add(candidate)
+        out.append(candidate)
+    return out
+
+
+def _stat_row(index: int, name: str, stats: list[dict], extra_seconds: float = 0.0) -> StepStatRow:
+    drops: dict[str, int] = {}
+    for s in stats:
+        for reason, n in s["drops"].items():
+            drops[reason] = drops.get(reason, 0) + n
+    return StepStatRow(
+        step_index=index,
+        step=name,
+        docs_in=sum(s["docs_in"] for s in stats),
+        docs_out=sum(s["docs_out"] for s in stats),
+        bytes_in=sum(s["bytes_in"] for s in stats),
+        bytes_out=sum(s["bytes_out"] for s in stats),
+        seconds=sum(s["seconds"] for s in stats) + extra_seconds,
+        drops=dict(sorted(drops.items())),
+    )
+
+
+__all__ = ["BuildError", "BuildResult", "run_build"]

@@ -1,0 +1,26 @@
+"""The step registry: config names map to step classes here, and only here."""
+
+from __future__ import annotations
+
+from pipelines.step import ConfigError, Step
+from pipelines.steps.exact_dedup import ExactDedup
+from pipelines.steps.length_filter import LengthFilter
+from pipelines.steps.normalize import Normalize
+from pipelines.steps.split import Split
+
+REGISTRY: dict[str, type[Step]] = {
+    cls.name: cls
+    for cls in (
+        Normalize,
+        LengthFilter,
+        ExactDedup,
+        Split,
+    )
+}
+
+
+def step_class(name: str, *, where: str) -> type[Step]:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ConfigError(f"{where}: unknown step {name!r}; known steps: {', '.join(sorted(REGISTRY))}") from None

@@ -1,0 +1,112 @@
+"""One shard through one step phase, in a worker process.
+
+A task's outputs are written atomically and its ``done-*.json`` marker last, so a task is
+either finished (marker present, outputs complete) or will be redone on the next run. The task
+also enforces the accounting rule: every input row is either kept or rejected, exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import polars as pl
+import pyarrow as pa
+
+from corpus.schema import REJECT_SCHEMA, conform
+from corpus.store import write_bytes, write_table
+from pipelines.step import GlobalStep, ShardContext, Step
+
+Phase = Literal["scan", "process"]
+
+
+class AccountingError(RuntimeError):
+    """A step lost or duplicated documents; this is a bug in the step, never tolerated."""
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    step: Step
+    phase: Phase
+    shard_index: int
+    input_path: Path
+    step_dir: Path
+    schema: pa.Schema
+    root: Path
+
+
+def part_path(directory: Path, index: int, prefix: str = "part") -> Path:
+    return directory / f"{prefix}-{index:05d}.parquet"
+
+
+def done_path(directory: Path, index: int, phase: Phase = "process") -> Path:
+    name = "done" if phase == "process" else "scan-done"
+    return directory / f"{name}-{index:05d}.json"
+
+
+def scan_path(directory: Path, index: int) -> Path:
+    return part_path(directory / "scan", index)
+
+
+def text_bytes(df: pl.DataFrame) -> int:
+    return int(df.get_column("text").str.len_bytes().sum() or 0) if df.height else 0
+
+
+_READY: dict[str, Step] = {}
+
+
+def _ready_step(step: Step, root: Path) -> Step:
+    """Set a step up once per worker process and reuse it for every shard it processes."""
+    key = json.dumps([step.name, step.params()], sort_keys=True, default=str)
+    if key not in _READY:
+        step.setup(root)
+        _READY[key] = step
+    return _READY[key]
+
+
+def run_shard_task(task: ShardTask) -> dict[str, Any]:
+    started = time.perf_counter()
+    step = _ready_step(task.step, task.root)
+    df = pl.read_parquet(task.input_path)
+    ctx = ShardContext(task.shard_index, task.step_dir, task.root)
+    if task.phase == "scan":
+        assert isinstance(step, GlobalStep)
+        keys = step.scan(df, ctx)
+        write_table(keys.to_arrow(), scan_path(task.step_dir, task.shard_index))
+        stats = {"seconds": time.perf_counter() - started}
+        write_bytes(json.dumps(stats).encode(), done_path(task.step_dir, task.shard_index, "scan"))
+        return stats
+
+    out = step.process(df, ctx)
+    origin = f"step {step.name!r} on shard {task.input_path.name}"
+    check_accounting(df, out.kept, out.rejected, origin)
+    kept = conform(out.kept.to_arrow(), task.schema, origin=origin)
+    rejected = conform(out.rejected.to_arrow(), REJECT_SCHEMA, origin=origin + " (rejects)")
+    write_table(rejected, part_path(task.step_dir, task.shard_index, "rejects"))
+    write_table(kept, part_path(task.step_dir, task.shard_index))
+    drops = out.rejected.get_column("reason").value_counts(sort=True) if out.rejected.height else None
+    stats = {
+        "docs_in": df.height,
+        "docs_out": out.kept.height,
+        "bytes_in": text_bytes(df),
+        "bytes_out": text_bytes(out.kept),
+        "drops": {r: int(c) for r, c in drops.iter_rows()} if drops is not None else {},
+        "seconds": time.perf_counter() - started,
+    }
+    write_bytes(json.dumps(stats).encode(), done_path(task.step_dir, task.shard_index))
+    return stats
+
+
+def check_accounting(before: pl.DataFrame, kept: pl.DataFrame, rejected: pl.DataFrame, origin: str) -> None:
+    """Kept + rejected must be exactly the input documents: none lost, none duplicated."""
+    if kept.height + rejected.height != before.height:
+        raise AccountingError(
+            f"{origin}: {before.height} documents in, {kept.height} kept + {rejected.height} rejected"
+        )
+    ids_in = before.get_column("doc_id").sort()
+    ids_out = pl.concat([kept.get_column("doc_id"), rejected.get_column("doc_id")]).sort()
+    if not ids_in.equals(ids_out):
+        raise AccountingError(f"{origin}: the kept and rejected doc_ids are not the input doc_ids")
