@@ -5,6 +5,7 @@ from __future__ import annotations
 from pipelines.step import ConfigError, Step
 from pipelines.steps.exact_dedup import ExactDedup
 from pipelines.steps.length_filter import LengthFilter
+from pipelines.steps.minhash_dedup import MinHashDedup
 from pipelines.steps.normalize import Normalize
 from pipelines.steps.split import Split
 
@@ -14,6 +15,7 @@ REGISTRY: dict[str, type[Step]] = {
         Normalize,
         LengthFilter,
         ExactDedup,
+        MinHashDedup,
         Split,
     )
 }

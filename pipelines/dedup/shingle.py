@@ -1,0 +1,209 @@
+"""Shingling for English and Chinese alike, vectorised: Polars normalises, numpy hashes.
+
+Normalisation (`normalize_for_shingles`): NFKC, lower case, every run of digits becomes ``0``
+(so renumbered clauses and dates still match), punctuation and symbols become spaces, and every
+CJK character (Han, Hiragana, Katakana, Hangul) is surrounded by spaces. After that a *token* is
+simply a run of non-space bytes: a word in space-delimited scripts, a single character in CJK.
+
+Shingles are n-grams of tokens. The n is chosen per document from its script: documents whose
+tokens are mostly CJK characters (or whose ``lang`` is zh/ja/ko and that have a real share of CJK
+tokens) use ``cjk_ngram`` (character n-grams), the rest use ``ngram`` (word n-grams). A
+document shorter than n tokens is one shingle (all of its tokens), so short texts still compare.
+
+Hashing never loops per token in Python: a token's 64-bit hash is a polynomial hash of its bytes
+computed from a prefix sum over the shard's byte buffer, and a shingle's hash is the same trick
+over the token hashes; both are finished with a splitmix64 mixer. The scheme is our own and fixed
+(``SHINGLE_VERSION``), unlike Polars' `hash`, so persisted signatures stay valid across upgrades.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+SHINGLE_VERSION = 1
+CJK_CHARS = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}"
+CJK_LANGS = ("zh", "ja", "ko", "yue", "wuu", "cmn")
+# A document is CJK when at least this share of its tokens are CJK characters ...
+CJK_SHARE = 0.5
+# ... or when its `lang` says zh/ja/ko and at least this share are.
+CJK_SHARE_WITH_LANG = 0.1
+WINDOW_BYTES = 1 << 20  # token hashing works on windows of about this many bytes
+
+_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+_P_BYTE = np.uint64(0x100000001B3)  # odd multipliers for the two polynomial hashes
+_P_TOKEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def normalize_for_shingles(text: pl.Expr) -> pl.Expr:
+    """Case, digits, punctuation and whitespace folded; CJK characters split apart; a trailing
+    space so that no token ever runs from one document into the next."""
+    return text.fill_null("").str.normalize("NFKC").str.to_lowercase().str.replace_all(r"\d+", "0").str.replace_all(
+        r"[\p{P}\p{S}\p{C}\s]+", " "
+    ).str.replace_all(f"([{CJK_CHARS}])", " $1 ").str.replace_all(r" {2,}", " ").str.strip_chars(" ") + pl.lit(" ")
+
+
+def splitmix64(x: np.ndarray) -> np.ndarray:
+    """Finaliser: spreads the polynomial hashes' bits (uint64 in, uint64 out, wrapping)."""
+    with np.errstate(over="ignore"):
+        x = x ^ (x >> np.uint64(30))
+        x = x * np.uint64(0xBF58476D1CE4E5B9)
+        x = x ^ (x >> np.uint64(27))
+        x = x * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+class _Powers:
+    """P**k and P**-k mod 2**64 for k < n, grown on demand (shared by every call in a process)."""
+
+    def __init__(self, base: np.uint64) -> None:
+        self.base = base
+        self.inverse = np.uint64(pow(int(base), -1, 1 << 64))
+        self.pow = np.ones(1, np.uint64)
+        self.inv = np.ones(1, np.uint64)
+
+    def upto(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        if len(self.pow) < n:
+            size = max(n, 2 * len(self.pow))
+            with np.errstate(over="ignore"):
+                self.pow = np.concatenate(([np.uint64(1)], np.cumprod(np.full(size - 1, self.base, np.uint64))))
+                self.inv = np.concatenate(([np.uint64(1)], np.cumprod(np.full(size - 1, self.inverse, np.uint64))))
+        return self.pow[:n], self.inv[:n]
+
+
+_BYTE_POWERS = _Powers(_P_BYTE)
+_TOKEN_POWERS = _Powers(_P_TOKEN)
+
+
+def _string_buffers(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets int64[n+1], bytes uint8) of a string Series, zero-copy where Arrow allows."""
+    arr = texts.to_arrow()
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    arr = arr.cast(pa.large_string())
+    _, offsets_buf, data_buf = arr.buffers()
+    offsets = np.frombuffer(offsets_buf, np.int64)[arr.offset : arr.offset + len(arr) + 1]
+    data = np.frombuffer(data_buf, np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+    return offsets, data
+
+
+def _window_hashes(data: np.ndarray, base: int) -> tuple[np.ndarray, np.ndarray]:
+    """Token start offsets and 64-bit token hashes of one window that ends with a space."""
+    nonspace = data != 32
+    prev = np.concatenate(([False], nonspace[:-1]))
+    nxt = np.concatenate((nonspace[1:], [False]))
+    starts = np.flatnonzero(nonspace & ~prev)
+    ends = np.flatnonzero(nonspace & ~nxt) + 1
+    if len(starts) == 0:
+        return starts + base, np.zeros(0, np.uint64)
+    pw, inv = _BYTE_POWERS.upto(len(data) + 1)
+    with np.errstate(over="ignore"):
+        prefix = np.empty(len(data) + 1, np.uint64)
+        prefix[0] = 0
+        np.cumsum(data.astype(np.uint64) * pw[: len(data)], out=prefix[1:])
+        raw = (prefix[ends] - prefix[starts]) * inv[starts]
+        raw += (ends - starts).astype(np.uint64)  # length term: keeps zero bytes from vanishing
+    return starts + base, splitmix64(raw)
+
+
+def token_hashes(offsets: np.ndarray, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(document index, token hash) for every token of the buffer, in order.
+
+    The buffer is cut into windows at spaces; every document ends with a space, so windows never
+    split a token and the result does not depend on the window size."""
+    starts_out: list[np.ndarray] = []
+    hashes_out: list[np.ndarray] = []
+    pos, n = 0, len(data)
+    while pos < n:
+        end = min(n, pos + WINDOW_BYTES)
+        if end < n:
+            spaces = np.flatnonzero(data[end - 1 : min(n, end + (1 << 16))] == 32)
+            if len(spaces):
+                end = end + int(spaces[0])  # include that space
+            else:  # a token longer than 64 KiB: take it whole
+                nxt = np.flatnonzero(data[end:] == 32)
+                end = end + int(nxt[0]) + 1 if len(nxt) else n
+        s, h = _window_hashes(data[pos:end], pos)
+        starts_out.append(s)
+        hashes_out.append(h)
+        pos = end
+    if not starts_out:
+        return np.zeros(0, np.int64), np.zeros(0, np.uint64)
+    starts = np.concatenate(starts_out)
+    doc = np.searchsorted(offsets, starts, side="right") - 1
+    return doc, np.concatenate(hashes_out)
+
+
+@dataclass
+class Shingles:
+    """Shingle hashes of a batch of documents, grouped by document (CSR layout).
+
+    ``hashes[doc_start[i]:doc_start[i+1]]`` are document i's shingles (repeats included; MinHash
+    does not care). ``cjk`` says which n-gram kind each document used."""
+
+    hashes: np.ndarray  # uint64
+    doc_start: np.ndarray  # int64, length n_docs + 1
+    cjk: np.ndarray  # bool, per document
+
+    @property
+    def counts(self) -> np.ndarray:
+        return np.diff(self.doc_start)
+
+    def of(self, i: int) -> np.ndarray:
+        return self.hashes[self.doc_start[i] : self.doc_start[i + 1]]
+
+
+def shingle_texts(texts: pl.Series, langs: pl.Series | None = None, *, ngram: int = 5, cjk_ngram: int = 5) -> Shingles:
+    """Shingle hashes for every document of ``texts`` (see the module docstring)."""
+    if ngram < 1 or cjk_ngram < 1:
+        raise ValueError(f"n-gram sizes must be >= 1, got ngram={ngram}, cjk_ngram={cjk_ngram}")
+    frame = pl.DataFrame({"text": texts.cast(pl.String)})
+    frame = frame.with_columns(
+        lang=(langs.cast(pl.String) if langs is not None else pl.lit(None, pl.String)),
+    )
+    norm = frame.select(
+        normalize_for_shingles(pl.col("text")).alias("norm"),
+        pl.col("lang").fill_null("").str.to_lowercase().str.split("-").list.first().alias("lang"),
+    ).with_columns(
+        tokens=pl.col("norm").str.count_matches(r"\S+"),
+        cjk_tokens=pl.col("norm").str.count_matches(f"[{CJK_CHARS}]"),
+    )
+    share = (pl.col("cjk_tokens") / pl.col("tokens").clip(lower_bound=1)).fill_nan(0.0)
+    is_cjk = norm.select(
+        (share >= CJK_SHARE) | (pl.col("lang").is_in(list(CJK_LANGS)) & (share >= CJK_SHARE_WITH_LANG))
+    ).to_series()
+    cjk = is_cjk.to_numpy().astype(bool)
+    offsets, data = _string_buffers(norm.get_column("norm"))
+    doc, tok = token_hashes(offsets, data)
+    return _ngrams(doc, tok, len(texts), np.where(cjk, cjk_ngram, ngram).astype(np.int64), cjk)
+
+
+def _ngrams(doc: np.ndarray, tok: np.ndarray, n_docs: int, n_per_doc: np.ndarray, cjk: np.ndarray) -> Shingles:
+    """Combine each run of n token hashes of one document into a shingle hash."""
+    tok_start = np.searchsorted(doc, np.arange(n_docs + 1), side="left").astype(np.int64)
+    n_tok = len(tok)
+    if n_tok == 0:
+        return Shingles(np.zeros(0, np.uint64), np.zeros(n_docs + 1, np.int64), cjk)
+    pw, inv = _TOKEN_POWERS.upto(n_tok + 1)
+    with np.errstate(over="ignore"):
+        prefix = np.empty(n_tok + 1, np.uint64)
+        prefix[0] = 0
+        np.cumsum(tok * pw[:n_tok], out=prefix[1:])
+    i = np.arange(n_tok, dtype=np.int64)
+    n = n_per_doc[doc]
+    doc_end = tok_start[doc + 1]
+    first = i == tok_start[doc]
+    valid = (i + n <= doc_end) | (first & (doc_end - i < n))
+    i = i[valid]
+    end = np.minimum(i + n[valid], doc_end[valid])
+    with np.errstate(over="ignore"):
+        raw = (prefix[end] - prefix[i]) * inv[i] + (end - i).astype(np.uint64)
+    hashes = splitmix64(raw)
+    doc_start = np.searchsorted(doc[valid], np.arange(n_docs + 1), side="left").astype(np.int64)
+    return Shingles(hashes, doc_start, cjk)
+
+
+__all__ = ["SHINGLE_VERSION", "Shingles", "normalize_for_shingles", "shingle_texts", "splitmix64", "token_hashes"]

@@ -1,0 +1,376 @@
+"""`minhash_dedup`: near-duplicate removal with MinHash LSH, across all shards and across builds.
+
+- scan (per shard, in the worker pool): shingle and sign the documents the persisted state does
+  not know yet (`pipelines.dedup.shingle`, `pipelines.dedup.minhash`); write doc_id, key, band
+  hashes and signature as Parquet.
+- reduce (driver): order documents stably (state ``seq``: first sighting across builds), find
+  candidate pairs band by band with a Polars group-by on the band hash (`pipelines.dedup.lsh`),
+  optionally keep only pairs whose signature Jaccard estimate reaches the threshold, take
+  connected components, choose keepers (documents kept by an earlier build stay kept; otherwise
+  the ``keep`` policy decides), assign every other member to its nearest keeper, and persist the
+  new signatures and decisions (`pipelines.dedup.state`).
+- process (per shard): drop assigned documents into rejects (``near_duplicate``, ``dup_of``).
+
+The ``dedup_clusters`` catalog table lists every cluster of two or more documents.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import polars as pl
+import xxhash
+
+from corpus.store import write_table
+from pipelines.dedup import lsh, state
+from pipelines.dedup.minhash import band_hashes, jaccard_estimate, optimal_bands, signatures
+from pipelines.dedup.shingle import SHINGLE_VERSION, shingle_texts
+from pipelines.step import GlobalStep, ShardContext, StepOutput, reject
+
+DECISIONS = "decisions.parquet"
+CLUSTERS_TABLE = "dedup_clusters"
+SIGNATURES = "signatures.u32"
+KEEP_POLICIES = ("first", "longest", "quality_score")
+MINHASH_VERSION = 1
+VERIFY_CHUNK = 1 << 16
+
+
+def doc_keys(doc_ids: pl.Series, texts: pl.Series) -> np.ndarray:
+    """uint64 identity of (doc_id, text): a persisted signature is reused only for the same text."""
+    return np.fromiter(
+        (
+            xxhash.xxh3_64_intdigest(f"{d}\x00{t}".encode("utf-8", "surrogatepass"))
+            for d, t in zip(doc_ids, texts, strict=True)
+        ),
+        dtype=np.uint64,
+        count=len(doc_ids),
+    )
+
+
+@lru_cache(maxsize=4)
+def _read_decisions(path: Path, mtime_ns: int) -> pl.DataFrame:
+    return pl.read_parquet(path)
+
+
+@dataclass
+class MinHashDedup(GlobalStep):
+    name: ClassVar[str] = "minhash_dedup"
+    num_perm: int = 128
+    ngram: int = 5  # word n-grams for space-delimited text
+    cjk_ngram: int = 5  # character n-grams for Chinese/Japanese/Korean text
+    threshold: float = 0.8
+    bands: int | None = None
+    rows: int | None = None
+    keep: str = "first"
+    verify: bool = True  # drop LSH candidates whose signature Jaccard estimate is below threshold
+    incremental: bool = True  # persist signatures and keepers under <root>/state/minhash
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
+        if self.num_perm < 2:
+            raise ValueError(f"num_perm must be >= 2, got {self.num_perm}")
+        if self.keep not in KEEP_POLICIES:
+            raise ValueError(f"keep must be one of {', '.join(KEEP_POLICIES)}, got {self.keep!r}")
+        if (self.bands is None) != (self.rows is None):
+            raise ValueError("give both bands and rows, or neither (then they are chosen for the threshold)")
+        if self.bands is not None and self.rows is not None:
+            if self.bands < 1 or self.rows < 1 or self.bands * self.rows > self.num_perm:
+                raise ValueError(f"need 1 <= bands * rows <= num_perm, got {self.bands} x {self.rows}")
+
+    # -- parameters ------------------------------------------------------------------------
+    @property
+    def banding(self) -> tuple[int, int]:
+        if self.bands is not None and self.rows is not None:
+            return self.bands, self.rows
+        return optimal_bands(self.threshold, self.num_perm)
+
+    def signature_key(self) -> str:
+        """Everything a persisted signature or band hash depends on."""
+        ident = [SHINGLE_VERSION, MINHASH_VERSION, self.num_perm, self.ngram, self.cjk_ngram, self.seed, self.banding]
+        return hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:12]
+
+    def _state_dir(self, root: Path) -> Path:
+        return state.state_dir(root, self.signature_key())
+
+    # -- scan ------------------------------------------------------------------------------
+    def scan(self, df: pl.DataFrame, ctx: ShardContext) -> pl.DataFrame:
+        bands, rows = self.banding
+        keys = doc_keys(df.get_column("doc_id"), df.get_column("text"))
+        gen = 0
+        new = np.ones(len(keys), bool)
+        if self.incremental:
+            directory = self._state_dir(ctx.root)
+            gen = state.current_generation(directory)
+            known = state.known_keys(directory, gen)
+            if len(known):
+                pos = np.minimum(np.searchsorted(known, keys), len(known) - 1)
+                new = known[pos] != keys
+        todo = df.filter(pl.Series(new))
+        sh = shingle_texts(todo.get_column("text"), todo.get_column("lang"), ngram=self.ngram, cjk_ngram=self.cjk_ngram)
+        sig_new = signatures(sh, self.num_perm, self.seed)
+        bh_new = band_hashes(sig_new, bands, rows)
+        bh_new[sh.counts == 0] = 0  # no shingles: never a candidate
+        sig = np.zeros((len(keys), self.num_perm), np.uint32)
+        bh = np.zeros((len(keys), bands), np.uint64)
+        sig[new], bh[new] = sig_new, bh_new
+        out = pl.DataFrame(
+            {
+                "doc_id": df.get_column("doc_id"),
+                "key": pl.Series(keys, dtype=pl.UInt64),
+                "new": pl.Series(new),
+                "base_gen": pl.Series(np.full(len(keys), gen, np.int64)),
+                "n_chars": df.get_column("text").str.len_chars().cast(pl.UInt32),
+                "quality": self._quality(df, ctx),
+                "sig": pl.Series(sig),
+            }
+        )
+        return out.with_columns(pl.Series(f"band_{k}", bh[:, k]) for k in range(bands))
+
+    def _quality(self, df: pl.DataFrame, ctx: ShardContext) -> pl.Series:
+        if self.keep != "quality_score":
+            return pl.Series("quality", [None] * df.height, dtype=pl.Float64)
+        if "quality_score" not in df.columns:
+            raise ValueError(
+                f"minhash_dedup keep='quality_score' but shard {ctx.shard_index} has no 'quality_score' column; "
+                "run the quality step before minhash_dedup or use keep='first' / 'longest'"
+            )
+        return df.get_column("quality_score").cast(pl.Float64)
+
+    # -- reduce ----------------------------------------------------------------------------
+    def reduce(self, scans: list[Path], step_dir: Path, root: Path) -> None:
+        bands, _ = self.banding
+        docs, offsets = _read_index(scans)
+        n = docs.height
+        directory = self._state_dir(root)
+        gens = docs.get_column("base_gen").unique().to_list()
+        if len(gens) > 1:
+            raise state.StateError(f"{directory}: shards were scanned against different generations {gens}")
+        gen = int(gens[0]) if gens else 0
+        prev = state.read_docs(directory, gen) if self.incremental else pl.DataFrame(schema=state.DOCS_SCHEMA)
+        docs = _assign_seq(docs, prev, directory)
+        seg_files = state.segments(directory, gen) if self.incremental else []
+        old_idx = docs.filter(~pl.col("new")).select("key", "idx")
+
+        edges = lsh.merge_edges(
+            [lsh.band_edges(_band_frame(scans, offsets, seg_files, old_idx, k)) for k in range(bands)]
+        )
+        sig_path = step_dir / SIGNATURES
+        sigs = _signature_matrix(scans, offsets, seg_files, old_idx, n, self.num_perm, sig_path)
+        if self.verify and edges.height:
+            edges = edges.filter(pl.Series(_estimates(sigs, edges) >= self.threshold))
+
+        src = edges.get_column("src").to_numpy()
+        dst = edges.get_column("dst").to_numpy()
+        owner = self._owners(docs, src, dst)
+        docs = docs.with_columns(owner=pl.Series(owner))
+        dups = docs.filter((pl.col("owner") >= 0) & (pl.col("owner") != pl.col("idx")))
+        keeper_ids = docs.get_column("doc_id").gather(dups.get_column("owner"))
+        keeper_seq = docs.get_column("seq").gather(dups.get_column("owner"))
+        est = jaccard_estimate(sigs[dups.get_column("idx").to_numpy()], sigs[dups.get_column("owner").to_numpy()])
+        decisions = pl.DataFrame(
+            {
+                "doc_id": dups.get_column("doc_id"),
+                "dup_of": keeper_ids,
+                "cluster_id": keeper_seq,
+                "jaccard": pl.Series(est, dtype=pl.Float64),
+            }
+        )
+        write_table(decisions.to_arrow(), step_dir / DECISIONS)
+        write_table(_clusters(docs).to_arrow(), step_dir / "tables" / CLUSTERS_TABLE / "part-00000.parquet")
+        del sigs
+        sig_path.unlink(missing_ok=True)
+        if self.incremental:
+            self._persist(directory, gen, scans, docs, prev)
+
+    def _owners(self, docs: pl.DataFrame, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+        """Keeper of every document (itself for keepers and singletons)."""
+        n = docs.height
+        priority = docs.select(pl.col("seq").rank("ordinal") - 1).to_series().to_numpy().astype(np.int64)
+        if len(src) == 0:
+            return np.arange(n, dtype=np.int64)
+        labels = lsh.components(n, src, dst)
+        if self.keep == "longest":
+            score = [(-pl.col("n_chars").cast(pl.Int64)), pl.col("seq")]
+        elif self.keep == "quality_score":
+            score = [(-pl.col("quality")).fill_null(float("inf")), pl.col("seq")]
+        else:
+            score = [pl.col("seq")]
+        ranked = docs.with_columns(label=pl.Series(labels)).sort([*score, "idx"])
+        sticky = ranked.filter(pl.col("kept_before"))
+        sticky_labels = sticky.get_column("label").unique()
+        best = (
+            ranked.filter(~pl.col("label").is_in(sticky_labels.implode())).group_by("label").agg(pl.col("idx").first())
+        )
+        keepers = np.concatenate([sticky.get_column("idx").to_numpy(), best.get_column("idx").to_numpy()])
+        owner = lsh.nearest_keeper(n, src, dst, keepers.astype(np.int64), priority)
+        return np.where(owner < 0, np.arange(n), owner)
+
+    def _persist(self, directory: Path, gen: int, scans: list[Path], docs: pl.DataFrame, prev: pl.DataFrame) -> None:
+        """Append the new signatures as segment gen+1, write docs-(gen+1), then make it current."""
+        nxt = gen + 1
+        bands, _ = self.banding
+        seg = state.segment_path(directory, nxt)
+        cols = ["key", "sig", *(f"band_{k}" for k in range(bands))]
+        parts = [pl.read_parquet(p, columns=[*cols, "new"]).filter(pl.col("new")).drop("new") for p in scans]
+        new_rows = pl.concat(parts) if parts else pl.DataFrame()
+        if new_rows.height:
+            write_table(new_rows.to_arrow(), seg)
+        current = docs.select(
+            "key",
+            "doc_id",
+            pl.col("seq").cast(pl.UInt64),
+            (pl.col("owner") == pl.col("idx")).alias("kept"),
+            pl.when(pl.col("new")).then(pl.lit(nxt)).otherwise(pl.col("seg")).cast(pl.Int64).alias("seg"),
+        )
+        absent = prev.join(current.select("key"), on="key", how="anti")
+        write_table(pl.concat([absent, current]).sort("seq").to_arrow(), state.docs_path(directory, nxt))
+        state.commit(directory, nxt)
+
+    # -- process ---------------------------------------------------------------------------
+    def process(self, df: pl.DataFrame, ctx: ShardContext) -> StepOutput:
+        path = ctx.step_dir / DECISIONS
+        decisions = _read_decisions(path, path.stat().st_mtime_ns)
+        marked = df.join(decisions, on="doc_id", how="left", maintain_order="left")
+        is_dup = pl.col("dup_of").is_not_null()
+        detail = pl.concat_str(
+            pl.lit('{"cluster_id": '),
+            pl.col("cluster_id").cast(pl.String),
+            pl.lit(', "jaccard_estimate": '),
+            pl.col("jaccard").round(4).cast(pl.String),
+            pl.lit("}"),
+        )
+        return StepOutput(
+            marked.filter(~is_dup).drop("dup_of", "cluster_id", "jaccard"),
+            reject(marked.filter(is_dup), self.name, "near_duplicate", dup_of=pl.col("dup_of"), detail=detail),
+        )
+
+
+# -- reduce helpers (module level so an executor could run them as separate tasks) ---------------
+INDEX_COLUMNS = ["doc_id", "key", "new", "base_gen", "n_chars", "quality"]
+
+
+def _read_index(scans: list[Path]) -> tuple[pl.DataFrame, list[int]]:
+    """Small per-document columns of every scan file, with the dense ``idx`` in build order."""
+    frames = [pl.read_parquet(p, columns=INDEX_COLUMNS) for p in scans]
+    offsets = np.cumsum([0, *(f.height for f in frames)]).tolist()
+    if not frames:
+        empty = {
+            "doc_id": pl.String,
+            "key": pl.UInt64,
+            "new": pl.Boolean,
+            "base_gen": pl.Int64,
+            "n_chars": pl.UInt32,
+            "quality": pl.Float64,
+        }
+        return pl.DataFrame(schema=empty).with_row_index("idx"), offsets
+    return pl.concat(frames).with_row_index("idx"), offsets
+
+
+def _assign_seq(docs: pl.DataFrame, prev: pl.DataFrame, directory: Path) -> pl.DataFrame:
+    """Known documents keep their ``seq`` (and whether they were kept); new ones follow in build order."""
+    docs = docs.join(
+        prev.select("key", "seq", pl.col("kept").alias("kept_before"), "seg"),
+        on="key",
+        how="left",
+        maintain_order="left",
+    )
+    lost = docs.filter(~pl.col("new") & pl.col("seq").is_null())
+    if lost.height:
+        raise state.StateError(
+            f"{directory}: {lost.height} documents were scanned as known but are not in the state, "
+            f"e.g. {lost.get_column('doc_id')[0]}; delete the directory to rebuild it"
+        )
+    start = int(prev.get_column("seq").max() or 0) + 1 if prev.height else 0
+    new_rank = pl.col("new").cast(pl.UInt64).cum_sum() - 1
+    return docs.with_columns(
+        seq=pl.when(pl.col("new")).then(new_rank + start).otherwise(pl.col("seq")).cast(pl.UInt64),
+        kept_before=pl.col("kept_before").fill_null(False) & ~pl.col("new"),
+    )
+
+
+def _band_frame(
+    scans: list[Path], offsets: list[int], seg_files: list[Path], old_idx: pl.DataFrame, k: int
+) -> pl.DataFrame:
+    """(idx, h) of band ``k`` for every document of the build: new ones from the scans, known
+    ones from the state segments. Only this band's column is read."""
+    col = f"band_{k}"
+    parts = [
+        pl.read_parquet(p, columns=[col, "new"])
+        .with_row_index("idx", offset=offsets[i])
+        .filter(pl.col("new"))
+        .select("idx", pl.col(col).alias("h"))
+        for i, p in enumerate(scans)
+    ]
+    if old_idx.height:
+        parts.extend(
+            pl.read_parquet(p, columns=["key", col]).join(old_idx, on="key").select("idx", pl.col(col).alias("h"))
+            for p in seg_files
+        )
+    if not parts:
+        return pl.DataFrame(schema={"idx": pl.UInt32, "h": pl.UInt64})
+    return pl.concat(parts).filter(pl.col("h") != 0)
+
+
+def _signature_matrix(
+    scans: list[Path],
+    offsets: list[int],
+    seg_files: list[Path],
+    old_idx: pl.DataFrame,
+    n: int,
+    num_perm: int,
+    path: Path,
+) -> np.ndarray:
+    """All signatures of the build in one disk-backed matrix (row = idx), filled file by file so
+    only the rows that are actually compared are ever paged in."""
+    if n == 0:
+        return np.zeros((0, num_perm), np.uint32)
+    sigs = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint32, shape=(n, num_perm))
+    for i, p in enumerate(scans):
+        part = pl.read_parquet(p, columns=["sig", "new"]).with_row_index("idx", offset=offsets[i]).filter(pl.col("new"))
+        if part.height:
+            sigs[part.get_column("idx").to_numpy()] = part.get_column("sig").to_numpy()
+    if old_idx.height:
+        for p in seg_files:
+            part = pl.read_parquet(p, columns=["key", "sig"]).join(old_idx, on="key")
+            if part.height:
+                sigs[part.get_column("idx").to_numpy()] = part.get_column("sig").to_numpy()
+    return sigs
+
+
+def _estimates(sigs: np.ndarray, edges: pl.DataFrame) -> np.ndarray:
+    src = edges.get_column("src").to_numpy()
+    dst = edges.get_column("dst").to_numpy()
+    out = np.empty(len(src))
+    for lo in range(0, len(src), VERIFY_CHUNK):
+        hi = lo + VERIFY_CHUNK
+        out[lo:hi] = jaccard_estimate(sigs[src[lo:hi]], sigs[dst[lo:hi]])
+    return out
+
+
+def _clusters(docs: pl.DataFrame) -> pl.DataFrame:
+    """One row per cluster of two or more documents; the cluster id is the keeper's ``seq``."""
+    members = docs.select(
+        pl.col("doc_id"),
+        pl.col("seq"),
+        owner_id=pl.col("doc_id").gather(pl.col("owner")),
+        cluster_id=pl.col("seq").gather(pl.col("owner")).cast(pl.Int64),
+    )
+    return (
+        members.sort("seq")
+        .group_by("cluster_id", maintain_order=True)
+        .agg(pl.col("doc_id").alias("members"), pl.col("owner_id").first().alias("kept_id"), pl.len().alias("size"))
+        .filter(pl.col("size") > 1)
+        .select("cluster_id", "kept_id", pl.col("size").cast(pl.Int64), "members")
+        .sort("cluster_id")
+    )
+
+
+__all__ = ["CLUSTERS_TABLE", "MinHashDedup", "doc_keys"]
