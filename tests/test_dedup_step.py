@@ -1,0 +1,149 @@
+"""End-to-end builds with minhash_dedup: exact accounting, clusters table, incremental state."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import polars as pl
+import pytest
+
+from pipelines.config import BuildConfig, SourceSpec
+from pipelines.dedup.gen import Vocabulary, document, join, noise
+from pipelines.dedup.shingle import shingle_texts
+from pipelines.runner import run_build
+from pipelines.step import ConfigError
+from pipelines.steps import step_class
+from pipelines.steps.minhash_dedup import MinHashDedup
+from pipelines.steps.normalize import Normalize
+
+
+def true_jaccard(a: str, b: str) -> float:
+    sh = shingle_texts(pl.Series([a, b]))
+    x, y = np.unique(sh.of(0)), np.unique(sh.of(1))
+    shared = len(np.intersect1d(x, y))
+    return shared / (len(x) + len(y) - shared)
+
+
+def corpus(seed: int, n: int, prefix: str, dup_of: list[dict] | None = None) -> list[dict]:
+    """n unrelated base documents (English and Chinese), every third with a near-duplicate that differs
+    in case, whitespace and punctuation (so LSH finds it with certainty, not with probability 0.99);
+    with ``dup_of``, also near-duplicates of those earlier documents."""
+    rng = random.Random(seed)
+    vocab = Vocabulary.english(random.Random(0))
+    rows: list[dict] = []
+    for i in range(n):
+        lang = "en" if i % 2 == 0 else "zh"
+        s = document(rng, lang, vocab, (10, 20))
+        base = {"url": f"{prefix}/{i}", "text": join(s, lang), "lang": lang}
+        rows.append(base)
+        if i % 3 == 0:
+            rows.append(
+                {
+                    "url": f"{prefix}/{i}/copy",
+                    "text": noise(rng, join(s, lang).upper() if i % 4 == 0 else join(s, lang)),
+                    "lang": lang,
+                    "dup": base["url"],
+                }
+            )
+    for j, old in enumerate(dup_of or []):
+        rows.append(
+            {"url": f"{prefix}/re/{j}", "text": old["text"] + " 更新 updated", "lang": old["lang"], "dup": old["url"]}
+        )
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("\n".join(json.dumps({k: v for k, v in r.items() if k != "dup"}, ensure_ascii=False) for r in rows))
+    return path
+
+
+def build(root: Path, sources: list[Path], **params) -> tuple[duckdb.DuckDBPyConnection, object]:
+    cfg = BuildConfig(
+        root=root,
+        workers=1,
+        work_shard_mb=0.02,
+        sources=[SourceSpec(p) for p in sources],
+        steps=[Normalize(), MinHashDedup(**params)],
+    )
+    result = run_build(cfg, progress=False)
+    return duckdb.connect(str(root / "catalog.duckdb"), read_only=True), result
+
+
+def url_ids(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    rows = con.execute("SELECT url, doc_id FROM raw_documents").fetchall()
+    return dict(rows)
+
+
+def test_build_removes_near_duplicates_with_exact_accounting(tmp_path: Path) -> None:
+    rows = corpus(1, 30, "a")
+    con, result = build(tmp_path / "root", [write_jsonl(tmp_path / "a.jsonl", rows)])
+    ids = url_ids(con)
+    dups = {r["url"]: r["dup"] for r in rows if "dup" in r}
+    assert all(
+        true_jaccard(r["text"], next(b for b in rows if b["url"] == r["dup"])["text"]) >= 0.95
+        for r in rows
+        if "dup" in r
+    )
+    assert result.docs_in == len(rows)
+    assert result.docs_out + result.docs_rejected == result.docs_in
+    rejected = dict(con.execute("SELECT doc_id, dup_of FROM rejects WHERE reason = 'near_duplicate'").fetchall())
+    assert rejected == {ids[u]: ids[d] for u, d in dups.items()}
+    assert con.execute("SELECT count(*) FROM documents").fetchone()[0] == len(rows) - len(dups)
+    clusters = con.execute("SELECT kept_id, size, members FROM dedup_clusters ORDER BY cluster_id").fetchall()
+    assert len(clusters) == len(dups)
+    for kept, size, members in clusters:
+        assert size == len(members) == 2 and kept == members[0]
+    detail = json.loads(con.execute("SELECT detail FROM rejects LIMIT 1").fetchone()[0])
+    assert detail["jaccard_estimate"] >= 0.8
+
+
+def test_incremental_build_reuses_signatures_and_keeps_earlier_keepers(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    old_rows = corpus(2, 24, "old")
+    con, _ = build(root, [write_jsonl(tmp_path / "z_old.jsonl", old_rows)])
+    kept_before = {r[0] for r in con.execute("SELECT doc_id FROM documents").fetchall()}
+    con.close()
+    state = next((root / "state" / "minhash").iterdir())
+    seg1 = pl.read_parquet(state / "segments" / "seg-00001.parquet", columns=["key"])
+    assert seg1.height == len(old_rows)
+
+    # the new crawl sorts before the old one in the raw store, so it comes first in build order
+    bases = [r for r in old_rows if "dup" not in r][:6]
+    new_rows = corpus(3, 12, "new", dup_of=bases)
+    con, result = build(root, [write_jsonl(tmp_path / "a_new.jsonl", new_rows)])
+    assert result.docs_in == len(old_rows) + len(new_rows)
+    seg2 = pl.read_parquet(state / "segments" / "seg-00002.parquet", columns=["key"])
+    assert seg2.height == len(new_rows)  # only the new documents were signed
+    assert set(seg1.get_column("key")).isdisjoint(seg2.get_column("key"))
+    ids = url_ids(con)
+    kept_now = {r[0] for r in con.execute("SELECT doc_id FROM documents").fetchall()}
+    assert kept_before <= kept_now  # earlier keepers stay kept
+    rejected = dict(con.execute("SELECT doc_id, dup_of FROM rejects").fetchall())
+    expected = {ids[r["url"]]: ids[r["dup"]] for r in old_rows + new_rows if "dup" in r}
+    assert rejected == expected
+    docs = pl.read_parquet(state / "docs-00002.parquet")
+    assert docs.height == len(old_rows) + len(new_rows) and docs.get_column("seq").is_unique().all()
+
+
+def test_keep_longest_and_params_validation(tmp_path: Path) -> None:
+    base = "the parties entered into a written contract on the date stated in the schedule " * 4
+    rows = [{"url": "short", "text": base}, {"url": "long", "text": base + " signed"}]
+    con, _ = build(tmp_path / "root", [write_jsonl(tmp_path / "l.jsonl", rows)], keep="longest")
+    assert con.execute("SELECT url FROM documents").fetchall() == [("long",)]
+    cls = step_class("minhash_dedup", where="t")
+    with pytest.raises(ConfigError, match="bands"):
+        cls.from_params({"bands": 4}, where="t")
+    with pytest.raises(ConfigError, match="keep"):
+        cls.from_params({"keep": "best"}, where="t")
+    with pytest.raises(ConfigError, match="num_perm"):
+        cls.from_params({"bands": 20, "rows": 10}, where="t")
+
+
+def test_keep_quality_score_without_the_column_names_the_problem(tmp_path: Path) -> None:
+    rows = [{"url": "x", "text": "some text here for the test"}]
+    with pytest.raises(Exception, match="quality_score"):
+        build(tmp_path / "root", [write_jsonl(tmp_path / "q.jsonl", rows)], keep="quality_score")
