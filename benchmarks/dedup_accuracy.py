@@ -74,10 +74,14 @@ def main() -> None:
     jac = true_jaccard(sh, args.pairs)
     sig = signatures(sh, args.num_perm)
     bands, rows = optimal_bands(args.threshold, args.num_perm)
-    print(f"{args.pairs} pairs, num_perm={args.num_perm}, threshold={args.threshold}, bands x rows={bands}x{rows}, "
-          f"ngram={args.ngram}, cjk_ngram={args.cjk_ngram}")
-    print(f"{'verify':>6} {'lang':>4} {'recall J>=0.9':>16} {'detected 0.6-0.9':>18} {'FP rate J<0.6':>16}"
-          f" {'cross-pair merges':>18}")
+    print(
+        f"{args.pairs} pairs, num_perm={args.num_perm}, threshold={args.threshold}, bands x rows={bands}x{rows}, "
+        f"ngram={args.ngram}, cjk_ngram={args.cjk_ngram}"
+    )
+    print(
+        f"{'verify':>6} {'lang':>4} {'recall J>=0.9':>16} {'detected 0.6-0.9':>18} {'FP rate J<0.6':>16}"
+        f" {'cross-pair merges':>18}"
+    )
     for verify in (True, False):
         labels = detect(sig, bands, rows, args.threshold, verify)
         same = labels[0::2] == labels[1::2]

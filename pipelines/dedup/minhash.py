@@ -14,12 +14,15 @@ and `np.minimum.reduceat` folds the rows of each document inside the block.
 from __future__ import annotations
 
 from functools import lru_cache
+from itertools import pairwise
 
 import numpy as np
+import polars as pl
 
-from pipelines.dedup.shingle import Shingles, splitmix64
+from pipelines.dedup.shingle import Shingles, shingle_texts, splitmix64
 
 BLOCK = 512
+BATCH_BYTES = 4 << 20  # text per shingling batch: bounds a worker's memory whatever the shard size
 EMPTY = np.uint32(0xFFFFFFFF)
 
 
@@ -98,6 +101,41 @@ def candidate_probability(j: float | np.ndarray, bands: int, rows: int) -> float
     return 1.0 - (1.0 - np.asarray(j, dtype=float) ** rows) ** bands
 
 
+def sign_documents(
+    texts: pl.Series,
+    langs: pl.Series | None,
+    *,
+    ngram: int,
+    cjk_ngram: int,
+    num_perm: int,
+    seed: int,
+    bands: int,
+    rows: int,
+    batch_bytes: int = BATCH_BYTES,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(signatures, band hashes, shingle counts) of every document, shingled in batches of about
+    ``batch_bytes`` of text. A document without shingles gets band hashes 0 (never a candidate)."""
+    n = len(texts)
+    sig = np.empty((n, num_perm), np.uint32)
+    counts = np.zeros(n, np.int64)
+    sizes = texts.str.len_bytes().fill_null(0).to_numpy()
+    cuts = [0, *np.flatnonzero(np.diff(np.cumsum(sizes) // batch_bytes)) + 1, n]
+    for lo, hi in pairwise(cuts):
+        if hi <= lo:
+            continue
+        sh = shingle_texts(
+            texts.slice(lo, hi - lo),
+            None if langs is None else langs.slice(lo, hi - lo),
+            ngram=ngram,
+            cjk_ngram=cjk_ngram,
+        )
+        sig[lo:hi] = signatures(sh, num_perm, seed)
+        counts[lo:hi] = sh.counts
+    bh = band_hashes(sig, bands, rows)
+    bh[counts == 0] = 0
+    return sig, bh, counts
+
+
 __all__ = [
     "EMPTY",
     "band_hashes",
@@ -105,5 +143,6 @@ __all__ = [
     "jaccard_estimate",
     "optimal_bands",
     "permutations",
+    "sign_documents",
     "signatures",
 ]

@@ -1,9 +1,10 @@
 """Shingling for English and Chinese alike, vectorised: Polars normalises, numpy hashes.
 
 Normalisation (`normalize_for_shingles`): NFKC, lower case, every run of digits becomes ``0``
-(so renumbered clauses and dates still match), punctuation and symbols become spaces, and every
-CJK character (Han, Hiragana, Katakana, Hangul) is surrounded by spaces. After that a *token* is
-simply a run of non-space bytes: a word in space-delimited scripts, a single character in CJK.
+(so renumbered clauses and dates still match), punctuation, symbols and whitespace runs become one
+space. A *token* is then a run of non-space bytes, except that every CJK character (Hiragana,
+Katakana, CJK ideographs incl. Extension A and compatibility ideographs, Hangul syllables; see
+``CJK_RANGES``) is a token of its own: a word in space-delimited scripts, a character in CJK.
 
 Shingles are n-grams of tokens. The n is chosen per document from its script: documents whose
 tokens are mostly CJK characters (or whose ``lang`` is zh/ja/ko and that have a real share of CJK
@@ -25,7 +26,8 @@ import polars as pl
 import pyarrow as pa
 
 SHINGLE_VERSION = 1
-CJK_CHARS = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}"
+# Code point ranges of characters that are tokens on their own (all 3-byte UTF-8 sequences).
+CJK_RANGES = ((0x3040, 0x30FF), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xAC00, 0xD7AF), (0xF900, 0xFAFF))
 CJK_LANGS = ("zh", "ja", "ko", "yue", "wuu", "cmn")
 # A document is CJK when at least this share of its tokens are CJK characters ...
 CJK_SHARE = 0.5
@@ -33,17 +35,16 @@ CJK_SHARE = 0.5
 CJK_SHARE_WITH_LANG = 0.1
 WINDOW_BYTES = 1 << 20  # token hashing works on windows of about this many bytes
 
-_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 _P_BYTE = np.uint64(0x100000001B3)  # odd multipliers for the two polynomial hashes
 _P_TOKEN = np.uint64(0x9E3779B97F4A7C15)
 
 
 def normalize_for_shingles(text: pl.Expr) -> pl.Expr:
-    """Case, digits, punctuation and whitespace folded; CJK characters split apart; a trailing
-    space so that no token ever runs from one document into the next."""
+    """Case, digits, punctuation and whitespace folded, with a trailing space so that no token
+    ever runs from one document into the next. (CJK characters are split apart later, on bytes.)"""
     return text.fill_null("").str.normalize("NFKC").str.to_lowercase().str.replace_all(r"\d+", "0").str.replace_all(
         r"[\p{P}\p{S}\p{C}\s]+", " "
-    ).str.replace_all(f"([{CJK_CHARS}])", " $1 ").str.replace_all(r" {2,}", " ").str.strip_chars(" ") + pl.lit(" ")
+    ).str.strip_chars(" ") + pl.lit(" ")
 
 
 def splitmix64(x: np.ndarray) -> np.ndarray:
@@ -90,15 +91,35 @@ def _string_buffers(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     return offsets, data
 
 
-def _window_hashes(data: np.ndarray, base: int) -> tuple[np.ndarray, np.ndarray]:
-    """Token start offsets and 64-bit token hashes of one window that ends with a space."""
+def _cjk_leads(data: np.ndarray) -> np.ndarray:
+    """Bool mask of the first bytes of 3-byte UTF-8 characters in the CJK ranges (Hiragana,
+    Katakana, CJK Unified Ideographs and Extension A, Hangul syllables, compatibility ideographs)."""
+    lead = (data & 0xF0) == 0xE0
+    idx = np.flatnonzero(lead[: max(0, len(data) - 2)])
+    cp = ((data[idx].astype(np.int32) & 0x0F) << 12) | ((data[idx + 1].astype(np.int32) & 0x3F) << 6)
+    cp |= data[idx + 2].astype(np.int32) & 0x3F
+    ok = np.zeros(len(idx), bool)
+    for lo, hi in CJK_RANGES:
+        ok |= (cp >= lo) & (cp <= hi)
+    out = np.zeros(len(data), bool)
+    out[idx[ok]] = True
+    return out
+
+
+def _window_hashes(data: np.ndarray, base: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Token start offsets, 64-bit token hashes and CJK flags of one window ending with a space.
+    A token is a run of non-space bytes, except that every CJK character is a token of its own."""
     nonspace = data != 32
+    cjk = _cjk_leads(data)
+    brk = cjk.copy()
+    brk[3:] |= cjk[:-3]  # the byte after a CJK character starts a new token
     prev = np.concatenate(([False], nonspace[:-1]))
     nxt = np.concatenate((nonspace[1:], [False]))
-    starts = np.flatnonzero(nonspace & ~prev)
-    ends = np.flatnonzero(nonspace & ~nxt) + 1
+    nxt_brk = np.concatenate((brk[1:], [False]))
+    starts = np.flatnonzero(nonspace & (~prev | brk))
+    ends = np.flatnonzero(nonspace & (~nxt | nxt_brk)) + 1
     if len(starts) == 0:
-        return starts + base, np.zeros(0, np.uint64)
+        return starts + base, np.zeros(0, np.uint64), np.zeros(0, bool)
     pw, inv = _BYTE_POWERS.upto(len(data) + 1)
     with np.errstate(over="ignore"):
         prefix = np.empty(len(data) + 1, np.uint64)
@@ -106,16 +127,17 @@ def _window_hashes(data: np.ndarray, base: int) -> tuple[np.ndarray, np.ndarray]
         np.cumsum(data.astype(np.uint64) * pw[: len(data)], out=prefix[1:])
         raw = (prefix[ends] - prefix[starts]) * inv[starts]
         raw += (ends - starts).astype(np.uint64)  # length term: keeps zero bytes from vanishing
-    return starts + base, splitmix64(raw)
+    return starts + base, splitmix64(raw), cjk[starts]
 
 
-def token_hashes(offsets: np.ndarray, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(document index, token hash) for every token of the buffer, in order.
+def token_hashes(offsets: np.ndarray, data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(document index, token hash, is CJK character) for every token of the buffer, in order.
 
     The buffer is cut into windows at spaces; every document ends with a space, so windows never
     split a token and the result does not depend on the window size."""
     starts_out: list[np.ndarray] = []
     hashes_out: list[np.ndarray] = []
+    cjk_out: list[np.ndarray] = []
     pos, n = 0, len(data)
     while pos < n:
         end = min(n, pos + WINDOW_BYTES)
@@ -126,15 +148,16 @@ def token_hashes(offsets: np.ndarray, data: np.ndarray) -> tuple[np.ndarray, np.
             else:  # a token longer than 64 KiB: take it whole
                 nxt = np.flatnonzero(data[end:] == 32)
                 end = end + int(nxt[0]) + 1 if len(nxt) else n
-        s, h = _window_hashes(data[pos:end], pos)
+        s, h, c = _window_hashes(data[pos:end], pos)
         starts_out.append(s)
         hashes_out.append(h)
+        cjk_out.append(c)
         pos = end
     if not starts_out:
-        return np.zeros(0, np.int64), np.zeros(0, np.uint64)
+        return np.zeros(0, np.int64), np.zeros(0, np.uint64), np.zeros(0, bool)
     starts = np.concatenate(starts_out)
     doc = np.searchsorted(offsets, starts, side="right") - 1
-    return doc, np.concatenate(hashes_out)
+    return doc, np.concatenate(hashes_out), np.concatenate(cjk_out)
 
 
 @dataclass
@@ -160,25 +183,18 @@ def shingle_texts(texts: pl.Series, langs: pl.Series | None = None, *, ngram: in
     """Shingle hashes for every document of ``texts`` (see the module docstring)."""
     if ngram < 1 or cjk_ngram < 1:
         raise ValueError(f"n-gram sizes must be >= 1, got ngram={ngram}, cjk_ngram={cjk_ngram}")
-    frame = pl.DataFrame({"text": texts.cast(pl.String)})
-    frame = frame.with_columns(
-        lang=(langs.cast(pl.String) if langs is not None else pl.lit(None, pl.String)),
-    )
-    norm = frame.select(
-        normalize_for_shingles(pl.col("text")).alias("norm"),
-        pl.col("lang").fill_null("").str.to_lowercase().str.split("-").list.first().alias("lang"),
-    ).with_columns(
-        tokens=pl.col("norm").str.count_matches(r"\S+"),
-        cjk_tokens=pl.col("norm").str.count_matches(f"[{CJK_CHARS}]"),
-    )
-    share = (pl.col("cjk_tokens") / pl.col("tokens").clip(lower_bound=1)).fill_nan(0.0)
-    is_cjk = norm.select(
-        (share >= CJK_SHARE) | (pl.col("lang").is_in(list(CJK_LANGS)) & (share >= CJK_SHARE_WITH_LANG))
-    ).to_series()
-    cjk = is_cjk.to_numpy().astype(bool)
-    offsets, data = _string_buffers(norm.get_column("norm"))
-    doc, tok = token_hashes(offsets, data)
-    return _ngrams(doc, tok, len(texts), np.where(cjk, cjk_ngram, ngram).astype(np.int64), cjk)
+    n_docs = len(texts)
+    norm = pl.DataFrame({"text": texts.cast(pl.String)}).select(normalize_for_shingles(pl.col("text"))).to_series()
+    offsets, data = _string_buffers(norm)
+    doc, tok, tok_cjk = token_hashes(offsets, data)
+    tokens = np.bincount(doc, minlength=n_docs)
+    share = np.bincount(doc, weights=tok_cjk, minlength=n_docs) / np.maximum(tokens, 1)
+    cjk_lang = np.zeros(n_docs, bool)
+    if langs is not None:
+        primary = langs.cast(pl.String).fill_null("").str.to_lowercase().str.split("-").list.first()
+        cjk_lang = primary.is_in(list(CJK_LANGS)).to_numpy().astype(bool)
+    cjk = (share >= CJK_SHARE) | (cjk_lang & (share >= CJK_SHARE_WITH_LANG))
+    return _ngrams(doc, tok, n_docs, np.where(cjk, cjk_ngram, ngram).astype(np.int64), cjk)
 
 
 def _ngrams(doc: np.ndarray, tok: np.ndarray, n_docs: int, n_per_doc: np.ndarray, cjk: np.ndarray) -> Shingles:

@@ -29,8 +29,8 @@ import xxhash
 
 from corpus.store import write_table
 from pipelines.dedup import lsh, state
-from pipelines.dedup.minhash import band_hashes, jaccard_estimate, optimal_bands, signatures
-from pipelines.dedup.shingle import SHINGLE_VERSION, shingle_texts
+from pipelines.dedup.minhash import jaccard_estimate, optimal_bands, sign_documents
+from pipelines.dedup.shingle import SHINGLE_VERSION
 from pipelines.step import GlobalStep, ShardContext, StepOutput, reject
 
 DECISIONS = "decisions.parquet"
@@ -114,10 +114,16 @@ class MinHashDedup(GlobalStep):
                 pos = np.minimum(np.searchsorted(known, keys), len(known) - 1)
                 new = known[pos] != keys
         todo = df.filter(pl.Series(new))
-        sh = shingle_texts(todo.get_column("text"), todo.get_column("lang"), ngram=self.ngram, cjk_ngram=self.cjk_ngram)
-        sig_new = signatures(sh, self.num_perm, self.seed)
-        bh_new = band_hashes(sig_new, bands, rows)
-        bh_new[sh.counts == 0] = 0  # no shingles: never a candidate
+        sig_new, bh_new, _ = sign_documents(
+            todo.get_column("text"),
+            todo.get_column("lang"),
+            ngram=self.ngram,
+            cjk_ngram=self.cjk_ngram,
+            num_perm=self.num_perm,
+            seed=self.seed,
+            bands=bands,
+            rows=rows,
+        )
         sig = np.zeros((len(keys), self.num_perm), np.uint32)
         bh = np.zeros((len(keys), bands), np.uint64)
         sig[new], bh[new] = sig_new, bh_new

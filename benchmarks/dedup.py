@@ -1,0 +1,285 @@
+"""Near-duplicate removal speed: datasketch vs datatrove vs corpusforge's minhash_dedup.
+
+    PYTHONPATH=. nice python benchmarks/dedup.py [--mb 200] [--datasketch-mb 10] [--datatrove-mb 10]
+
+One generated corpus (English-like and Chinese legal-style sentences, 10% near-duplicates) is
+written once under bench-data/dedup/. Every system runs in its own child process limited to one
+thread (POLARS_MAX_THREADS=1 etc.), so "MB/s" is per core and peak RSS is that process's own:
+
+- (a) datasketch: Python word/character 5-gram shingling, then `MinHash.update_batch` per document.
+- (b) datatrove: its four-stage MinHash pipeline (signatures, buckets, clusters, filter) with the
+  same banding (9 x 13), one task per stage, English word tokenizer (its default), Parquet in/out.
+- (c) ours: signatures alone (shingle + sign + band hashes over the shards), and the whole
+  `minhash_dedup` build (import, ingest, scan, reduce, process, publish) with one worker.
+
+The slow baselines run on the first N MB of the same corpus (their MB/s does not depend on
+size); ours runs on all of it and on a quarter of it, and peak RSS is extrapolated linearly in
+the number of documents to 1M documents.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+
+DATA = Path("bench-data/dedup")
+ONE_THREAD = {"POLARS_MAX_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+# -- corpus ------------------------------------------------------------------------------------
+def generate(mb: float, seed: int = 1) -> Path:
+    """Parquet + JSONL corpus of about ``mb`` MB of text; reused when already there."""
+    from pipelines.dedup.gen import Vocabulary, edit, en_sentence, join, zh_sentence
+
+    out = DATA / f"corpus-{mb:g}mb.parquet"
+    if out.exists():
+        return out
+    rng = random.Random(seed)
+    vocab = Vocabulary.english(rng)
+    pools = {"en": [en_sentence(rng, vocab) for _ in range(60_000)], "zh": [zh_sentence(rng) for _ in range(60_000)]}
+    texts, langs, target, size = [], [], mb * 1e6, 0
+    while size < target:
+        lang = "en" if rng.random() < 0.5 else "zh"
+        sentences = rng.choices(pools[lang], k=rng.randint(5, 40))
+        docs = [join(sentences, lang)]
+        if rng.random() < 0.1:
+            docs.append(edit(rng, sentences, lang, vocab, 0.05))
+        for t in docs:
+            texts.append(t)
+            langs.append(lang)
+            size += len(t.encode())
+    df = pl.DataFrame({"id": [f"d{i}" for i in range(len(texts))], "text": texts, "lang": langs})
+    DATA.mkdir(parents=True, exist_ok=True)
+    df.write_parquet(out)
+    return out
+
+
+def subset(corpus: Path, mb: float) -> tuple[Path, Path]:
+    """The first ``mb`` MB of the corpus as Parquet and as JSONL (for datatrove)."""
+    df = pl.read_parquet(corpus)
+    cum = df.get_column("text").str.len_bytes().cum_sum()
+    part = df.filter(cum <= mb * 1e6)
+    stem = DATA / f"{corpus.stem}-first{mb:g}mb"
+    part.write_parquet(stem.with_suffix(".parquet"))
+    part.write_ndjson(stem.with_suffix(".jsonl"))
+    return stem.with_suffix(".parquet"), stem.with_suffix(".jsonl")
+
+
+# -- systems (each runs in a child process) -------------------------------------------------------
+def run_datasketch(path: Path) -> dict:
+    from datasketch import MinHash
+
+    from pipelines.dedup.shingle import normalize_for_shingles
+
+    df = pl.read_parquet(path)
+    t0 = time.perf_counter()
+    norm = df.select(normalize_for_shingles(pl.col("text"))).to_series().to_list()
+    shingles = []
+    n = 5  # word 5-grams; CJK characters are separate tokens after normalisation, so 5-char grams there
+    for text in norm:
+        toks = text.split()
+        grams = [" ".join(toks[i : i + n]) for i in range(max(1, len(toks) - n + 1))]
+        shingles.append([g.encode() for g in grams])
+    t1 = time.perf_counter()
+    for sh in shingles:
+        m = MinHash(num_perm=128)
+        m.update_batch(sh)
+    t2 = time.perf_counter()
+    mb = df.get_column("text").str.len_bytes().sum() / 1e6
+    return {"mb": mb, "docs": df.height, "shingle_s": t1 - t0, "sign_s": t2 - t1}
+
+
+def run_datatrove(source: Path, work: Path) -> dict:
+    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.dedup.minhash import (
+        MinhashConfig,
+        MinhashDedupBuckets,
+        MinhashDedupCluster,
+        MinhashDedupFilter,
+        MinhashDedupSignature,
+    )
+    from datatrove.pipeline.readers import ParquetReader
+    from datatrove.pipeline.writers import ParquetWriter
+    from datatrove.utils.hashing import HashConfig
+
+    shutil.rmtree(work, ignore_errors=True)
+    # sha1: datatrove 0.10's xxhash path passes str to xxhash 4, which rejects it
+    cfg = MinhashConfig(n_grams=5, num_buckets=9, hashes_per_bucket=13, hash_config=HashConfig(64, "sha1"))
+    folder, name = str(source.parent), source.name
+
+    def reader() -> ParquetReader:
+        return ParquetReader(folder, glob_pattern=name, text_key="text", id_key="id")
+
+    stages = [
+        ([reader(), MinhashDedupSignature(output_folder=str(work / "sigs"), config=cfg)], 1),
+        ([MinhashDedupBuckets(input_folder=str(work / "sigs"), output_folder=str(work / "buckets"), config=cfg)], 9),
+        ([MinhashDedupCluster(input_folder=str(work / "buckets"), output_folder=str(work / "remove"), config=cfg)], 1),
+        ([reader(), MinhashDedupFilter(input_folder=str(work / "remove")), ParquetWriter(str(work / "out"))], 1),
+    ]
+    times = []
+    for i, (pipeline, tasks) in enumerate(stages):
+        t = time.perf_counter()
+        LocalPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=1, logging_dir=str(work / f"logs{i}")).run()
+        times.append(time.perf_counter() - t)
+    removed = 0
+    for f in (work / "remove").glob("*.remove"):
+        removed += f.stat().st_size // 4
+    df = pl.read_parquet(source)
+    mb = df.get_column("text").str.len_bytes().sum() / 1e6
+    return {"mb": mb, "docs": df.height, "sign_s": times[0], "whole_s": sum(times), "removed": removed}
+
+
+def run_ours_signatures(path: Path) -> dict:
+    from pipelines.dedup.minhash import optimal_bands, sign_documents
+
+    df = pl.read_parquet(path)
+    bands, rows = optimal_bands(0.8, 128)
+    t0 = time.perf_counter()
+    step = 20_000  # documents per shard, about 32 MB: the size of a work shard
+    for lo in range(0, df.height, step):
+        part = df.slice(lo, step)
+        sign_documents(
+            part.get_column("text"),
+            part.get_column("lang"),
+            ngram=5,
+            cjk_ngram=5,
+            num_perm=128,
+            seed=1,
+            bands=bands,
+            rows=rows,
+        )
+    t1 = time.perf_counter()
+    mb = df.get_column("text").str.len_bytes().sum() / 1e6
+    return {"mb": mb, "docs": df.height, "sign_s": t1 - t0}
+
+
+def run_ours_whole(path: Path, work: Path) -> dict:
+    from pipelines.config import BuildConfig, SourceSpec
+    from pipelines.runner import run_build
+    from pipelines.steps.minhash_dedup import MinHashDedup
+
+    shutil.rmtree(work, ignore_errors=True)
+    cfg = BuildConfig(root=work, workers=1, sources=[SourceSpec(path, "bench")], steps=[MinHashDedup()])
+    t = time.perf_counter()
+    result = run_build(cfg, progress=False)
+    whole = time.perf_counter() - t
+    stage = result.stages[-1]
+    mb = pl.read_parquet(path, columns=["text"]).get_column("text").str.len_bytes().sum() / 1e6
+    shutil.rmtree(work, ignore_errors=True)
+    return {
+        "mb": mb,
+        "docs": result.docs_in,
+        "whole_s": whole,
+        "step_s": stage.stats.seconds,
+        "removed": result.docs_rejected,
+    }
+
+
+def child(argv: list[str]) -> dict:
+    """Run one system in a fresh single-threaded process; returns its result and peak RSS."""
+    env = {**os.environ, **ONE_THREAD}
+    out = subprocess.run([sys.executable, __file__, "--child", *argv], env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"{argv[0]} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mb", type=float, default=200)
+    ap.add_argument("--datasketch-mb", type=float, default=10)
+    ap.add_argument("--datatrove-mb", type=float, default=10)
+    ap.add_argument("--child", nargs="+")
+    args = ap.parse_args()
+    if args.child:
+        name, *rest = args.child
+        fn = {
+            "datasketch": run_datasketch,
+            "datatrove": run_datatrove,
+            "sig": run_ours_signatures,
+            "whole": run_ours_whole,
+        }[name]
+        result = fn(*map(Path, rest))
+        result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(result))
+        return
+
+    t = time.perf_counter()
+    corpus = generate(args.mb)
+    full = pl.read_parquet(corpus, columns=["text"])
+    print(
+        f"corpus: {corpus} ({full.height} docs, {full.get_column('text').str.len_bytes().sum() / 1e6:.0f} MB text,"
+        f" generated/loaded in {time.perf_counter() - t:.0f} s)"
+    )
+    ds_parquet, _ = subset(corpus, args.datasketch_mb)
+    dt_parquet, _ = subset(corpus, args.datatrove_mb)
+    quarter, _ = subset(corpus, args.mb / 4)
+    res = {
+        "datasketch": child(["datasketch", str(ds_parquet)]),
+        "datatrove": child(["datatrove", str(dt_parquet), str(DATA / "datatrove-work")]),
+        "ours_sig": child(["sig", str(corpus)]),
+        "ours_whole": child(["whole", str(corpus), str(DATA / "ours-work")]),
+        "ours_whole_q": child(["whole", str(quarter), str(DATA / "ours-work-q")]),
+        "ours_on_dt": child(["whole", str(dt_parquet), str(DATA / "ours-work-dt")]),
+    }
+    ds, dt, sig, whole, wq, odt = (res[k] for k in res)
+    ds_sign = ds["mb"] / ds["sign_s"]
+    ds_all = ds["mb"] / (ds["sign_s"] + ds["shingle_s"])
+    dt_sign, dt_whole = dt["mb"] / dt["sign_s"], dt["mb"] / dt["whole_s"]
+    our_sign, our_whole = sig["mb"] / sig["sign_s"], whole["mb"] / whole["whole_s"]
+    print(f"\n{'system':<44} {'MB':>7} {'docs':>8} {'sig MB/s':>9} {'whole MB/s':>11} {'peak RSS MB':>12}")
+    print(
+        f"{'(a) datasketch update_batch (hash only)':<44} {ds['mb']:>7.0f} {ds['docs']:>8} {ds_sign:>9.2f}"
+        f" {'':>11} {ds['rss_mb']:>12.0f}"
+    )
+    print(f"{'(a) datasketch incl. Python shingling':<44} {'':>7} {'':>8} {ds_all:>9.2f}")
+    print(
+        f"{'(b) datatrove MinHash, 4 stages':<44} {dt['mb']:>7.0f} {dt['docs']:>8} {dt_sign:>9.2f} {dt_whole:>11.2f}"
+        f" {dt['rss_mb']:>12.0f}"
+    )
+    print(
+        f"{'(c) ours: signatures (shingle+sign+bands)':<44} {sig['mb']:>7.0f} {sig['docs']:>8} {our_sign:>9.2f}"
+        f" {'':>11} {sig['rss_mb']:>12.0f}"
+    )
+    print(
+        f"{'(c) ours: whole minhash_dedup build':<44} {whole['mb']:>7.0f} {whole['docs']:>8} {'':>9}"
+        f" {our_whole:>11.2f} {whole['rss_mb']:>12.0f}"
+    )
+    print(
+        f"{'(c) ours: whole build, quarter corpus':<44} {wq['mb']:>7.0f} {wq['docs']:>8} {'':>9}"
+        f" {wq['mb'] / wq['whole_s']:>11.2f} {wq['rss_mb']:>12.0f}"
+    )
+    print(
+        f"{'(c) ours: whole build, datatrove subset':<44} {odt['mb']:>7.0f} {odt['docs']:>8} {'':>9}"
+        f" {odt['mb'] / odt['whole_s']:>11.2f} {odt['rss_mb']:>12.0f}"
+    )
+    per_doc = (whole["rss_mb"] - wq["rss_mb"]) / max(1, whole["docs"] - wq["docs"])
+    est = whole["rss_mb"] + per_doc * (1_000_000 - whole["docs"])
+    print(
+        f"\nsignatures: ours / datasketch update_batch = {our_sign / ds_sign:.1f}x per core "
+        f"(/ datasketch incl. shingling = {our_sign / ds_all:.1f}x)"
+    )
+    print(f"whole dedup: ours / datatrove = {our_whole / dt_whole:.1f}x per core")
+    print(
+        f"removed on the datatrove subset: datatrove {dt['removed']}, ours {odt['removed']} "
+        f"(the corpus has about {int(dt['docs'] / 11)} generated near-duplicates)"
+    )
+    print(
+        f"peak RSS: {per_doc * 1e6 / 1024:.2f} KB/doc between the quarter and the full run; "
+        f"linear estimate for 1M documents: {est:.0f} MB"
+    )
+    print(f"(total {time.perf_counter() - t:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
