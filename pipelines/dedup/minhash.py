@@ -21,7 +21,7 @@ import polars as pl
 
 from pipelines.dedup.shingle import Shingles, shingle_texts, splitmix64
 
-BLOCK = 512
+BLOCK = 1024
 BATCH_BYTES = 4 << 20  # text per shingling batch: bounds a worker's memory whatever the shard size
 EMPTY = np.uint32(0xFFFFFFFF)
 

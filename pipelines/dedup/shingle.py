@@ -68,7 +68,7 @@ class _Powers:
 
     def upto(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         if len(self.pow) < n:
-            size = max(n, 2 * len(self.pow))
+            size = max(n, 2 * len(self.pow), 1 << 21)
             with np.errstate(over="ignore"):
                 self.pow = np.concatenate(([np.uint64(1)], np.cumprod(np.full(size - 1, self.base, np.uint64))))
                 self.inv = np.concatenate(([np.uint64(1)], np.cumprod(np.full(size - 1, self.inverse, np.uint64))))
