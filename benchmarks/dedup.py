@@ -79,11 +79,16 @@ def subset(corpus: Path, mb: float) -> tuple[Path, Path]:
 def run_datasketch(path: Path) -> dict:
     from datasketch import MinHash
 
-    from pipelines.dedup.shingle import normalize_for_shingles
+    from pipelines.dedup.shingle import nfkc, normalize_for_shingles
 
     df = pl.read_parquet(path)
     t0 = time.perf_counter()
-    norm = df.select(normalize_for_shingles(pl.col("text"))).to_series().to_list()
+    norm = (
+        pl.DataFrame({"t": nfkc(df.get_column("text"))})
+        .select(normalize_for_shingles(pl.col("t")))
+        .to_series()
+        .to_list()
+    )
     shingles = []
     n = 5  # word 5-grams; CJK characters are separate tokens after normalisation, so 5-char grams there
     for text in norm:
@@ -185,6 +190,14 @@ def run_ours_whole(path: Path, work: Path) -> dict:
     }
 
 
+def peak_rss_mb() -> float:
+    """This process's own peak RSS (VmHWM; ru_maxrss would include the parent's, kept across exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(argv: list[str]) -> dict:
     """Run one system in a fresh single-threaded process; returns its result and peak RSS."""
     env = {**os.environ, **ONE_THREAD}
@@ -210,7 +223,7 @@ def main() -> None:
             "whole": run_ours_whole,
         }[name]
         result = fn(*map(Path, rest))
-        result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        result["rss_mb"] = peak_rss_mb()
         print(json.dumps(result))
         return
 

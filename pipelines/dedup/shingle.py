@@ -41,10 +41,30 @@ _P_TOKEN = np.uint64(0x9E3779B97F4A7C15)
 
 def normalize_for_shingles(text: pl.Expr) -> pl.Expr:
     """Case, digits, punctuation and whitespace folded, with a trailing space so that no token
-    ever runs from one document into the next. (CJK characters are split apart later, on bytes.)"""
-    return text.fill_null("").str.normalize("NFKC").str.to_lowercase().str.replace_all(r"\d+", "0").str.replace_all(
-        r"[\p{P}\p{S}\p{C}\s]+", " "
-    ).str.strip_chars(" ") + pl.lit(" ")
+    ever runs from one document into the next. NFKC comes first, from `nfkc` (only where needed);
+    CJK characters are split apart later, on bytes."""
+    # fmt: off
+    return (
+        text.fill_null("")
+        .str.to_lowercase()
+        .str.replace_all(r"\d+", "0")
+        .str.replace_all(r"[\p{P}\p{S}\p{C}\s]+", " ")
+        .str.strip_chars(" ")
+        + pl.lit(" ")
+    )
+    # fmt: on
+
+
+def nfkc(texts: pl.Series) -> pl.Series:
+    """NFKC (full-width forms, compatibility characters) only where a text is not pure ASCII:
+    ASCII is already NFKC, and the normalisation is the most expensive part of shingling."""
+    texts = texts.cast(pl.String).fill_null("")
+    rows = texts.str.contains(r"[^\x00-\x7F]").to_numpy().nonzero()[0]
+    if len(rows) == 0:
+        return texts
+    if len(rows) == len(texts):
+        return texts.str.normalize("NFKC")
+    return texts.scatter(rows, texts.gather(rows).str.normalize("NFKC"))
 
 
 def splitmix64(x: np.ndarray) -> np.ndarray:
@@ -184,7 +204,7 @@ def shingle_texts(texts: pl.Series, langs: pl.Series | None = None, *, ngram: in
     if ngram < 1 or cjk_ngram < 1:
         raise ValueError(f"n-gram sizes must be >= 1, got ngram={ngram}, cjk_ngram={cjk_ngram}")
     n_docs = len(texts)
-    norm = pl.DataFrame({"text": texts.cast(pl.String)}).select(normalize_for_shingles(pl.col("text"))).to_series()
+    norm = pl.DataFrame({"text": nfkc(texts)}).select(normalize_for_shingles(pl.col("text"))).to_series()
     offsets, data = _string_buffers(norm)
     doc, tok, tok_cjk = token_hashes(offsets, data)
     tokens = np.bincount(doc, minlength=n_docs)
