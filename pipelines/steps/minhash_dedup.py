@@ -35,7 +35,6 @@ from pipelines.step import GlobalStep, ShardContext, StepOutput, reject
 
 DECISIONS = "decisions.parquet"
 CLUSTERS_TABLE = "dedup_clusters"
-SIGNATURES = "signatures.u32"
 KEEP_POLICIES = ("first", "longest", "quality_score")
 MINHASH_VERSION = 1
 VERIFY_CHUNK = 1 << 16
@@ -168,8 +167,7 @@ class MinHashDedup(GlobalStep):
         edges = lsh.merge_edges(
             [lsh.band_edges(_band_frame(scans, offsets, seg_files, old_idx, k)) for k in range(bands)]
         )
-        sig_path = step_dir / SIGNATURES
-        sigs = _signature_matrix(scans, offsets, seg_files, old_idx, n, self.num_perm, sig_path)
+        sigs = CandidateSignatures.load(edges, scans, offsets, seg_files, old_idx, n, self.num_perm)
         if self.verify and edges.height:
             edges = edges.filter(pl.Series(_estimates(sigs, edges) >= self.threshold))
 
@@ -180,7 +178,7 @@ class MinHashDedup(GlobalStep):
         dups = docs.filter((pl.col("owner") >= 0) & (pl.col("owner") != pl.col("idx")))
         keeper_ids = docs.get_column("doc_id").gather(dups.get_column("owner"))
         keeper_seq = docs.get_column("seq").gather(dups.get_column("owner"))
-        est = jaccard_estimate(sigs[dups.get_column("idx").to_numpy()], sigs[dups.get_column("owner").to_numpy()])
+        est = sigs.estimates(dups.get_column("idx").to_numpy(), dups.get_column("owner").to_numpy())
         decisions = pl.DataFrame(
             {
                 "doc_id": dups.get_column("doc_id"),
@@ -191,8 +189,6 @@ class MinHashDedup(GlobalStep):
         )
         write_table(decisions.to_arrow(), step_dir / DECISIONS)
         write_table(_clusters(docs).to_arrow(), step_dir / "tables" / CLUSTERS_TABLE / "part-00000.parquet")
-        del sigs
-        sig_path.unlink(missing_ok=True)
         if self.incremental:
             self._persist(directory, gen, scans, docs, prev)
 
@@ -325,40 +321,58 @@ def _band_frame(
     return pl.concat(parts).filter(pl.col("h") != 0)
 
 
-def _signature_matrix(
-    scans: list[Path],
-    offsets: list[int],
-    seg_files: list[Path],
-    old_idx: pl.DataFrame,
-    n: int,
-    num_perm: int,
-    path: Path,
-) -> np.ndarray:
-    """All signatures of the build in one disk-backed matrix (row = idx), filled file by file so
-    only the rows that are actually compared are ever paged in."""
-    if n == 0:
-        return np.zeros((0, num_perm), np.uint32)
-    sigs = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint32, shape=(n, num_perm))
-    for i, p in enumerate(scans):
-        part = pl.read_parquet(p, columns=["sig", "new"]).with_row_index("idx", offset=offsets[i]).filter(pl.col("new"))
-        if part.height:
-            sigs[part.get_column("idx").to_numpy()] = part.get_column("sig").to_numpy()
-    if old_idx.height:
-        for p in seg_files:
-            part = pl.read_parquet(p, columns=["key", "sig"]).join(old_idx, on="key")
+@dataclass
+class CandidateSignatures:
+    """Signatures of the documents that appear in candidate edges only (``pos`` maps idx -> row),
+    so memory follows the number of candidates, not the size of the corpus."""
+
+    pos: np.ndarray
+    matrix: np.ndarray
+
+    @classmethod
+    def load(
+        cls,
+        edges: pl.DataFrame,
+        scans: list[Path],
+        offsets: list[int],
+        seg_files: list[Path],
+        old_idx: pl.DataFrame,
+        n: int,
+        num_perm: int,
+    ) -> CandidateSignatures:
+        needed = np.unique(np.concatenate([edges.get_column("src").to_numpy(), edges.get_column("dst").to_numpy()]))
+        pos = np.full(n, -1, np.int64)
+        pos[needed] = np.arange(len(needed))
+        matrix = np.zeros((len(needed), num_perm), np.uint32)
+        if len(needed) == 0:
+            return cls(pos, matrix)
+        wanted = pl.Series("idx", needed.astype(np.uint32)).implode()
+        for i, p in enumerate(scans):
+            part = (
+                pl.read_parquet(p, columns=["sig", "new"])
+                .with_row_index("idx", offset=offsets[i])
+                .filter(pl.col("new") & pl.col("idx").is_in(wanted))
+            )
             if part.height:
-                sigs[part.get_column("idx").to_numpy()] = part.get_column("sig").to_numpy()
-    return sigs
+                matrix[pos[part.get_column("idx").to_numpy()]] = part.get_column("sig").to_numpy()
+        olds = old_idx.filter(pl.col("idx").is_in(wanted))
+        for p in seg_files if olds.height else []:
+            part = pl.read_parquet(p, columns=["key", "sig"]).join(olds, on="key")
+            if part.height:
+                matrix[pos[part.get_column("idx").to_numpy()]] = part.get_column("sig").to_numpy()
+        return cls(pos, matrix)
+
+    def estimates(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Jaccard estimates of the pairs (a[i], b[i]), in chunks to bound temporaries."""
+        out = np.empty(len(a))
+        for lo in range(0, len(a), VERIFY_CHUNK):
+            hi = lo + VERIFY_CHUNK
+            out[lo:hi] = jaccard_estimate(self.matrix[self.pos[a[lo:hi]]], self.matrix[self.pos[b[lo:hi]]])
+        return out
 
 
-def _estimates(sigs: np.ndarray, edges: pl.DataFrame) -> np.ndarray:
-    src = edges.get_column("src").to_numpy()
-    dst = edges.get_column("dst").to_numpy()
-    out = np.empty(len(src))
-    for lo in range(0, len(src), VERIFY_CHUNK):
-        hi = lo + VERIFY_CHUNK
-        out[lo:hi] = jaccard_estimate(sigs[src[lo:hi]], sigs[dst[lo:hi]])
-    return out
+def _estimates(sigs: CandidateSignatures, edges: pl.DataFrame) -> np.ndarray:
+    return sigs.estimates(edges.get_column("src").to_numpy(), edges.get_column("dst").to_numpy())
 
 
 def _clusters(docs: pl.DataFrame) -> pl.DataFrame:
