@@ -180,14 +180,11 @@ def run_ours_whole(path: Path, work: Path) -> dict:
     whole = time.perf_counter() - t
     stage = result.stages[-1]
     mb = pl.read_parquet(path, columns=["text"]).get_column("text").str.len_bytes().sum() / 1e6
-    # the reduce phase again, alone: its own peak on top of what the process already holds
-    scans = sorted((stage.directory / "scan").glob("part-*.parquet"))
-    before = rss_now_mb()
-    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
-    t = time.perf_counter()
-    MinHashDedup(incremental=False).reduce(scans, work / "reduce-again", work)
-    reduce_s = time.perf_counter() - t
-    reduce_peak = peak_rss_mb() - before
+    # keep the scan files: the reduce and scan phases are measured again, each in a fresh process
+    keep = DATA / f"scans-{path.stem}"
+    shutil.rmtree(keep, ignore_errors=True)
+    shutil.copytree(stage.directory / "scan", keep)
+    shutil.copy(sorted(result.stages[0].directory.glob("part-*.parquet"))[0], keep / "input-shard.parquet")
     shutil.rmtree(work, ignore_errors=True)
     return {
         "mb": mb,
@@ -195,9 +192,33 @@ def run_ours_whole(path: Path, work: Path) -> dict:
         "whole_s": whole,
         "step_s": stage.stats.seconds,
         "removed": result.docs_rejected,
-        "reduce_s": reduce_s,
-        "reduce_peak_mb": reduce_peak,
+        "scans": str(keep),
     }
+
+
+def run_ours_reduce(scans: Path, work: Path) -> dict:
+    """The reduce phase alone on a finished build's scan files (no state: incremental=False)."""
+    from pipelines.steps.minhash_dedup import MinHashDedup
+
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    files = sorted(scans.glob("part-*.parquet"))
+    t = time.perf_counter()
+    MinHashDedup(incremental=False).reduce(files, work, work)
+    took = time.perf_counter() - t
+    shutil.rmtree(work, ignore_errors=True)
+    return {"reduce_s": took}
+
+
+def run_ours_scan(scans: Path, work: Path) -> dict:
+    """The scan phase alone on one work shard (what one worker holds at a time)."""
+    from pipelines.step import ShardContext
+    from pipelines.steps.minhash_dedup import MinHashDedup
+
+    df = pl.read_parquet(scans / "input-shard.parquet")
+    t = time.perf_counter()
+    MinHashDedup(incremental=False).scan(df, ShardContext(0, work, work))
+    return {"scan_s": time.perf_counter() - t, "shard_mb": df.get_column("text").str.len_bytes().sum() / 1e6}
 
 
 def rss_now_mb() -> float:
@@ -237,6 +258,8 @@ def main() -> None:
             "datasketch": run_datasketch,
             "datatrove": run_datatrove,
             "sig": run_ours_signatures,
+            "reduce": run_ours_reduce,
+            "scan": run_ours_scan,
             "whole": run_ours_whole,
         }[name]
         result = fn(*map(Path, rest))
@@ -263,6 +286,9 @@ def main() -> None:
         "ours_on_dt": child(["whole", str(dt_parquet), str(DATA / "ours-work-dt")]),
     }
     ds, dt, sig, whole, wq, odt = (res[k] for k in res)
+    red = child(["reduce", whole["scans"], str(DATA / "reduce-work")])
+    red_q = child(["reduce", wq["scans"], str(DATA / "reduce-work")])
+    scan = child(["scan", whole["scans"], str(DATA / "reduce-work")])
     ds_sign = ds["mb"] / ds["sign_s"]
     ds_all = ds["mb"] / (ds["sign_s"] + ds["shingle_s"])
     dt_sign, dt_whole = dt["mb"] / dt["sign_s"], dt["mb"] / dt["whole_s"]
@@ -297,12 +323,16 @@ def main() -> None:
         f"{'(c) ours: whole build, datatrove subset':<44} {odt['mb']:>7.0f} {odt['docs']:>8} {'':>9}"
         f" {odt['mb'] / odt['whole_s']:>11.2f} {odt['rss_mb']:>12.0f}"
     )
-    r_per_doc = (whole["reduce_peak_mb"] - wq["reduce_peak_mb"]) / max(1, whole["docs"] - wq["docs"])
-    r_est = whole["reduce_peak_mb"] + r_per_doc * (1_000_000 - whole["docs"])
+    r_per_doc = (red["rss_mb"] - red_q["rss_mb"]) / max(1, whole["docs"] - wq["docs"])
+    r_est = red["rss_mb"] + r_per_doc * (1_000_000 - whole["docs"])
     print(
-        f"reduce phase alone: {whole['reduce_s']:.1f} s, +{whole['reduce_peak_mb']:.0f} MB peak over the process "
-        f"({wq['reduce_peak_mb']:.0f} MB for the quarter): {r_per_doc * 1e6 / 1024:.2f} KB/doc, "
-        f"estimate for 1M documents: {r_est:.0f} MB (scan workers are bounded by shard size instead)"
+        f"reduce phase alone (fresh process): {red['reduce_s']:.1f} s, peak RSS {red['rss_mb']:.0f} MB "
+        f"({red_q['rss_mb']:.0f} MB for the quarter): {r_per_doc * 1e6 / 1024:.2f} KB/doc, "
+        f"linear estimate for 1M documents: {r_est:.0f} MB"
+    )
+    print(
+        f"scan phase alone on one {scan['shard_mb']:.0f} MB work shard: {scan['scan_s']:.1f} s, peak RSS "
+        f"{scan['rss_mb']:.0f} MB (per worker, independent of corpus size)"
     )
     per_doc = (whole["rss_mb"] - wq["rss_mb"]) / max(1, whole["docs"] - wq["docs"])
     est = whole["rss_mb"] + per_doc * (1_000_000 - whole["docs"])
