@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import ClassVar
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 import xxhash
 
 from corpus.store import write_table
@@ -205,7 +207,8 @@ class MinHashDedup(GlobalStep):
             score = [(-pl.col("quality")).fill_null(float("inf")), pl.col("seq")]
         else:
             score = [pl.col("seq")]
-        ranked = docs.with_columns(label=pl.Series(labels)).sort([*score, "idx"])
+        cols = ["idx", "seq", "n_chars", "quality", "kept_before"]
+        ranked = docs.select(cols).with_columns(label=pl.Series(labels)).sort([*score, "idx"])
         sticky = ranked.filter(pl.col("kept_before"))
         sticky_labels = sticky.get_column("label").unique()
         best = (
@@ -219,12 +222,8 @@ class MinHashDedup(GlobalStep):
         """Append the new signatures as segment gen+1, write docs-(gen+1), then make it current."""
         nxt = gen + 1
         bands, _ = self.banding
-        seg = state.segment_path(directory, nxt)
         cols = ["key", "sig", *(f"band_{k}" for k in range(bands))]
-        parts = [pl.read_parquet(p, columns=[*cols, "new"]).filter(pl.col("new")).drop("new") for p in scans]
-        new_rows = pl.concat(parts) if parts else pl.DataFrame()
-        if new_rows.height:
-            write_table(new_rows.to_arrow(), seg)
+        _append_new_rows(scans, cols, state.segment_path(directory, nxt))
         current = docs.select(
             "key",
             "doc_id",
@@ -375,19 +374,45 @@ def _estimates(sigs: CandidateSignatures, edges: pl.DataFrame) -> np.ndarray:
     return sigs.estimates(edges.get_column("src").to_numpy(), edges.get_column("dst").to_numpy())
 
 
+def _append_new_rows(scans: list[Path], columns: list[str], path: Path) -> None:
+    """Stream the new documents' rows of every scan file into one segment file (atomically),
+    one scan file in memory at a time."""
+    writer: pq.ParquetWriter | None = None
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        for p in scans:
+            part = pl.read_parquet(p, columns=[*columns, "new"]).filter(pl.col("new")).drop("new")
+            if part.height == 0:
+                continue
+            table = part.to_arrow()
+            if writer is None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+            writer.write_table(table)
+        if writer is not None:
+            writer.close()
+            writer = None
+            os.replace(tmp, path)
+    finally:
+        if writer is not None:
+            writer.close()
+        tmp.unlink(missing_ok=True)
+
+
 def _clusters(docs: pl.DataFrame) -> pl.DataFrame:
     """One row per cluster of two or more documents; the cluster id is the keeper's ``seq``."""
+    in_cluster = docs.filter(pl.col("owner") != pl.col("idx")).get_column("owner").unique()
     members = docs.select(
         pl.col("doc_id"),
         pl.col("seq"),
         owner_id=pl.col("doc_id").gather(pl.col("owner")),
         cluster_id=pl.col("seq").gather(pl.col("owner")).cast(pl.Int64),
-    )
+        in_cluster=pl.col("owner").is_in(in_cluster.implode()),
+    ).filter(pl.col("in_cluster"))
     return (
         members.sort("seq")
         .group_by("cluster_id", maintain_order=True)
         .agg(pl.col("doc_id").alias("members"), pl.col("owner_id").first().alias("kept_id"), pl.len().alias("size"))
-        .filter(pl.col("size") > 1)
         .select("cluster_id", "kept_id", pl.col("size").cast(pl.Int64), "members")
         .sort("cluster_id")
     )
