@@ -6,6 +6,7 @@ from pipelines.step import ConfigError, Step
 from pipelines.steps.exact_dedup import ExactDedup
 from pipelines.steps.length_filter import LengthFilter
 from pipelines.steps.normalize import Normalize
+from pipelines.steps.pii_redact import PiiRedact
 from pipelines.steps.split import Split
 
 REGISTRY: dict[str, type[Step]] = {
@@ -14,6 +15,7 @@ REGISTRY: dict[str, type[Step]] = {
         Normalize,
         LengthFilter,
         ExactDedup,
+        PiiRedact,
         Split,
     )
 }
