@@ -65,12 +65,15 @@ def _compiled(pattern: str) -> re.Pattern[str]:
     return _CACHE[pattern]
 
 
-# Words that make a phone-shaped number an order/case/tracking number (checked in the 14
-# characters before the candidate).
-NOT_A_PHONE = (
-    r"(?i:order|invoice|tracking|sku|serial|ref(?:erence)?|case|account|acct|item|"
-    r"订单|单号|编号|流水|运单|批号|合同号|案号|账号|卡号)[^\n]{0,6}$"
+# Words that make a phone- or card-shaped number an order/case/tracking number (searched in the
+# 20 characters before the candidate).
+_REFERENCE_WORDS = (
+    r"order|invoice|tracking|sku|serial|ref(?:erence)?|case\s*(?:no|number|#)|item|parcel|shipment|"
+    r"订单|单号|编号|流水|运单|批号|合同号|案号"
 )
+NOT_A_PHONE = rf"(?i:{_REFERENCE_WORDS}|account|acct|账号|卡号)[^\n]{{0,10}}$"
+NOT_A_CARD = rf"(?i:{_REFERENCE_WORDS}|身份证|证件|passport)[^\n]{{0,10}}$"
+CONTEXT_WINDOW = 20
 
 _EMAIL = (
     r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9][A-Za-z0-9._%+\-]*@"
@@ -84,11 +87,11 @@ _NANP = (
 )
 _INTL = r"(?<![0-9A-Za-z+])\+[1-9]\d{0,2}(?:[ .\-]?\(?\d{1,5}\)?){2,6}(?!\d)"
 _PRC_ID = r"(?<!\d)[1-9]\d{16}[0-9Xx](?![0-9A-Za-z])"
-_CARD = r"(?<![0-9\-])[2-6]\d(?:[ \-]?\d){10,17}(?!\d)"
+_CARD = r"(?<![0-9\-])(?:[2-6]\d|1800)(?:[ \-]?\d){10,17}(?!\d)"
 _IBAN = r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?(?![A-Za-z0-9])"
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _IPV4 = rf"(?<![0-9.])(?:{_OCTET}\.){{3}}{_OCTET}(?!\d|\.\d)"
-_IPV6 = r"(?<![0-9A-Za-z:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![0-9A-Za-z:])"
+_IPV6 = r"(?<![0-9A-Fa-f:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![0-9A-Za-z:])"
 _URL_CREDENTIALS = (
     r"(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]{1,20}://[^\s/?#@:\x00]+:[^\s/?#@\x00]+@"
     r"[A-Za-z0-9.\-]+(?::\d{1,5})?"
@@ -124,7 +127,7 @@ SPECS: tuple[Spec, ...] = (
     Spec("nanp_phone", "PHONE", _NANP, 0.7, v.nanp_phone, reject_before=NOT_A_PHONE),
     Spec("intl_phone", "PHONE", _INTL, 0.65, v.intl_phone, reject_before=NOT_A_PHONE),
     Spec("prc_id", "PRC_ID", _PRC_ID, 1.0, v.prc_id),
-    Spec("credit_card", "CREDIT_CARD", _CARD, 0.9, v.card),
+    Spec("credit_card", "CREDIT_CARD", _CARD, 0.9, v.card, reject_before=NOT_A_CARD),
     Spec("iban", "IBAN", _IBAN, 1.0, v.iban),
     Spec("ipv4", "IP_ADDRESS", _IPV4, 0.8, v.public_ip),
     Spec("ipv6", "IP_ADDRESS", _IPV6, 0.8, v.ipv6),
@@ -159,7 +162,7 @@ def iter_matches(spec: Spec, text: str) -> Iterator[Finding]:
             continue
         # an over-long match trimmed by its validator: the rest is searched again
         pos = start + accepted if accepted < end - start else m.end()
-        if reject is not None and reject.search(text, max(0, start - 14), start):
+        if reject is not None and reject.search(text, max(0, start - CONTEXT_WINDOW), start):
             continue
         name = (m.lastgroup or spec.name) if spec.named_alternatives else spec.name
         yield Finding(spec.entity, start, start + accepted, name, spec.score)
@@ -171,8 +174,11 @@ def find_structured(text: str, specs: Sequence[Spec] = SPECS) -> list[Finding]:
 
 
 def resolve_overlaps(findings: list[Finding]) -> list[Finding]:
-    """Keep the best of overlapping findings: higher score, then longer span, then earlier."""
-    ranked = sorted(findings, key=lambda f: (-f.score, -(f.end - f.start), f.start, f.recognizer))
+    """Keep the best of overlapping findings: structured before NER (a name tagged across an
+    e-mail must not shrink the e-mail's redaction), then higher score, longer span, earlier."""
+    ranked = sorted(
+        findings, key=lambda f: (f.entity in NER_ENTITIES, -f.score, -(f.end - f.start), f.start, f.recognizer)
+    )
     kept: list[Finding] = []
     for f in ranked:
         if all(f.end <= k.start or f.start >= k.end for k in kept):

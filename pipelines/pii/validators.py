@@ -66,6 +66,16 @@ def prc_id(text: str) -> int | None:
     return len(text) if prc_id_ok(text) else None
 
 
+def _id_shaped(digits: str) -> bool:
+    """18 digits with a birth date at 7-14: a resident id with a wrong check digit, not a card."""
+    if len(digits) != 18:
+        return False
+    try:
+        return 1900 <= date(int(digits[6:10]), int(digits[10:12]), int(digits[12:14])).year <= 2100
+    except ValueError:
+        return False
+
+
 def card(text: str) -> int | None:
     """Luhn over 12-19 digits with one consistent separator; trailing digit groups are trimmed
     off until the rest validates (``4111 1111 1111 1111 2024`` -> the first four groups)."""
@@ -75,7 +85,7 @@ def card(text: str) -> int | None:
     groups = re.split(r"[ -]", text) if seps else [text]
     while groups:
         digits = "".join(groups)
-        if 12 <= len(digits) <= 19 and len(set(digits)) > 1 and luhn_ok(digits):
+        if 12 <= len(digits) <= 19 and len(set(digits)) > 1 and luhn_ok(digits) and not _id_shaped(digits):
             return len(" ".join(groups))  # separator is one char wide, whichever it is
         if len(groups) == 1:
             return None
