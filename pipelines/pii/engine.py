@@ -155,6 +155,15 @@ def chunk_spans(text: str, max_chars: int) -> list[tuple[int, int]]:
     return spans
 
 
+def _first_line(text: str, start: int, end: int) -> tuple[int, int]:
+    """The small model sometimes runs an entity over a line break ("FLORIDA\nCase"): names and
+    places do not span lines in our documents, so keep the first line's part."""
+    cut = text.find("\n")
+    if cut == -1:
+        return start, end
+    return start, start + len(text[:cut].rstrip())
+
+
 def ner_findings(
     texts: Sequence[str],
     *,
@@ -173,9 +182,9 @@ def ner_findings(
     for _, artifacts, (i, offset) in engine.process_batch(pieces, "en", batch_size=batch_size, as_tuples=True):
         for ent, score in zip(artifacts.entities, artifacts.scores, strict=True):
             if ent.label_ in NER_ENTITIES:
-                out[i].append(
-                    Finding(ent.label_, offset + ent.start_char, offset + ent.end_char, "spacy_ner", float(score))
-                )
+                start, end = _first_line(ent.text, ent.start_char, ent.end_char)
+                if end > start:
+                    out[i].append(Finding(ent.label_, offset + start, offset + end, "spacy_ner", float(score)))
     return out
 
 
