@@ -83,7 +83,7 @@ class Pseudonymizer:
             fk = _faker(self.lang)
             salt = 0
             while True:
-                fk.seed_instance(xxhash.xxh3_64_intdigest(f"{self.doc_key}\x00{entity}\x00{value}\x00{salt}"))
+                fk.seed_instance(xxhash.xxh3_64_intdigest(f"{self.doc_key}\x00{entity}\x00{value}\x00{salt}".encode()))
                 fake = _fake(entity, fk, self.lang)
                 if fake not in self.used or fake == placeholder(entity) or salt > 20:
                     break

@@ -131,12 +131,13 @@ RESERVED_EMAIL_DOMAINS = re.compile(r"(?:^|\.)(?:example\.(?:com|org|net)|exampl
 
 
 def email(text: str) -> int | None:
-    """The domain must end in a public suffix from tldextract's bundled snapshot (no network)."""
+    """The domain must end in a public suffix from tldextract's bundled snapshot (no network) and
+    not be an RFC 2606 documentation domain (nobody's mailbox; our pseudonyms use them)."""
     domain = text.rsplit("@", 1)[1]
-    if ".." in text or domain.startswith("-"):
+    if ".." in text or domain.startswith("-") or RESERVED_EMAIL_DOMAINS.search(domain):
         return None
-    ext = offline_extractor()(domain)
-    return len(text) if ext.suffix and ext.domain else None
+    # a registered suffix is enough: "tw.cn" is itself a public suffix, and x@tw.cn still a mailbox
+    return len(text) if offline_extractor()(domain).suffix else None
 
 
 def phone_digits(text: str, lo: int, hi: int) -> bool:

