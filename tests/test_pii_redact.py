@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from pipelines.pii.engine import analyze_texts, build_analyzer, chunk_spans, ner_engine
 from pipelines.pii.evaluate import evaluate
 from pipelines.pii.recognizers import find_structured
@@ -43,7 +45,7 @@ def test_ner_engine_is_ner_only_and_chunks_keep_offsets() -> None:
     long_text = para * 400  # ~27k chars: several chunks
     spans = chunk_spans(long_text, 10_000)
     assert spans[0][0] == 0 and spans[-1][1] == len(long_text) and len(spans) >= 3
-    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
     found = analyze_texts([long_text], [True], chunk_chars=10_000)[0]
     people = [long_text[f.start : f.end] for f in found if f.entity == "PERSON"]
     places = [long_text[f.start : f.end] for f in found if f.entity == "LOCATION"]

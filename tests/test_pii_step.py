@@ -47,8 +47,18 @@ steps:
 def test_counts_column_findings_table_and_no_leak(built: Path) -> None:
     con = duckdb.connect(str(built / "catalog.duckdb"), read_only=True)
     fields = [f.name for f in pq.read_schema(next((built / "shards").rglob("*.parquet"))).field(COUNTS_COLUMN).type]
-    assert fields == ["email", "phone", "prc_id", "credit_card", "iban", "ip_address", "url_credentials", "secret",
-                      "person", "location"]  # fmt: skip
+    assert fields == [
+        "email",
+        "phone",
+        "prc_id",
+        "credit_card",
+        "iban",
+        "ip_address",
+        "url_credentials",
+        "secret",
+        "person",
+        "location",
+    ]
     totals = con.sql(
         "SELECT sum(pii_counts.email), sum(pii_counts.phone), sum(pii_counts.prc_id), sum(pii_counts.person) "
         "FROM documents"
@@ -68,8 +78,23 @@ def test_counts_column_findings_table_and_no_leak(built: Path) -> None:
     # the findings table holds offsets and names, never the values
     values = {r[0] for r in con.sql("SELECT DISTINCT entity_type FROM pii_findings").fetchall()}
     values |= {r[0] for r in con.sql("SELECT DISTINCT recognizer FROM pii_findings").fetchall()}
-    assert values <= {"EMAIL", "PHONE", "PRC_ID", "CREDIT_CARD", "IP_ADDRESS", "PERSON", "LOCATION",
-                      "email", "cn_mobile", "nanp_phone", "intl_phone", "prc_id", "credit_card", "ipv4", "spacy_ner"}  # fmt: skip
+    assert values <= {
+        "EMAIL",
+        "PHONE",
+        "PRC_ID",
+        "CREDIT_CARD",
+        "IP_ADDRESS",
+        "PERSON",
+        "LOCATION",
+        "email",
+        "cn_mobile",
+        "nanp_phone",
+        "intl_phone",
+        "prc_id",
+        "credit_card",
+        "ipv4",
+        "spacy_ner",
+    }
 
     texts = [r[0] for r in con.sql("SELECT text FROM documents").fetchall()]
     assert scan_structured(texts) == [[] for _ in texts]
@@ -80,7 +105,7 @@ def test_dense_document_rejected_with_reason(built: Path) -> None:
     con = duckdb.connect(str(built / "catalog.duckdb"), read_only=True)
     rows = con.sql("SELECT step, reason, detail, text FROM rejects WHERE reason = 'pii_density'").fetchall()
     assert len(rows) == 1
-    step, reason, detail, text = rows[0]
+    step, _, detail, text = rows[0]
     assert step == "pii_redact" and text == CONTACTS and "findings" in detail
     # its findings are still recorded (offsets into the rejected text)
     n = con.sql(

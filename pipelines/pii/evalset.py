@@ -125,34 +125,103 @@ def _en_templates(v: Values, fk: Faker, r: random.Random) -> dict[str, Callable[
     def letter() -> list[Part]:
         p = v.person()
         return [
-            "Dear ", p, ",\n\nThank you for your letter of ", fk.date(), ". ", fk.paragraph(3), "\n\n",
-            "Please contact me at ", v.email(), " or call ", v.phone(), ". Your invoice ", "INV-",
-            str(r.randrange(10**6, 10**7)), " for $", f"{r.randrange(100, 99999):,}", " was paid by card ", v.card(),
-            ".\n\nYours sincerely,\n", v.person(), "\n", fk.company(),
-        ]  # fmt: skip
+            "Dear ",
+            p,
+            ",\n\nThank you for your letter of ",
+            fk.date(),
+            ". ",
+            fk.paragraph(3),
+            "\n\n",
+            "Please contact me at ",
+            v.email(),
+            " or call ",
+            v.phone(),
+            ". Your invoice ",
+            "INV-",
+            str(r.randrange(10**6, 10**7)),
+            " for $",
+            f"{r.randrange(100, 99999):,}",
+            " was paid by card ",
+            v.card(),
+            ".\n\nYours sincerely,\n",
+            v.person(),
+            "\n",
+            fk.company(),
+        ]
 
     def court() -> list[Part]:
         return [
-            "IN THE SUPERIOR COURT OF ", fk.state().upper(), "\nCase No. ", str(r.randrange(10**9, 10**10)),
-            "\n\n", v.person(), ", Plaintiff,\nv.\n", v.person(), ", Defendant.\n\n", fk.paragraph(4),
-            " The plaintiff resides in ", v.city(), " and may be reached at ", v.phone(), ". Exhibit 4 lists the ",
-            "account ", v.iban(), " and the server address ", v.ip(), " (internal host ", v.private_ip(),
-            "). Order number ", v.order_number(), " was never delivered.\n\nSO ORDERED.",
-        ]  # fmt: skip
+            "IN THE SUPERIOR COURT OF ",
+            fk.state().upper(),
+            "\nCase No. ",
+            str(r.randrange(10**9, 10**10)),
+            "\n\n",
+            v.person(),
+            ", Plaintiff,\nv.\n",
+            v.person(),
+            ", Defendant.\n\n",
+            fk.paragraph(4),
+            " The plaintiff resides in ",
+            v.city(),
+            " and may be reached at ",
+            v.phone(),
+            ". Exhibit 4 lists the ",
+            "account ",
+            v.iban(),
+            " and the server address ",
+            v.ip(),
+            " (internal host ",
+            v.private_ip(),
+            "). Order number ",
+            v.order_number(),
+            " was never delivered.\n\nSO ORDERED.",
+        ]
 
     def forum() -> list[Part]:
         return [
-            fk.user_name(), " wrote:\n> ", fk.sentence(), "\n\n", fk.paragraph(2), " My box at ", v.ip(),
-            " keeps dropping, anyone seen this? Ping me: ", v.email(), "\n-- ", v.person(), "\n\n",
-            "Reply: try rebooting, ", fk.sentence(), " Tracking #", str(r.randrange(10**11, 10**12)), ".",
-        ]  # fmt: skip
+            fk.user_name(),
+            " wrote:\n> ",
+            fk.sentence(),
+            "\n\n",
+            fk.paragraph(2),
+            " My box at ",
+            v.ip(),
+            " keeps dropping, anyone seen this? Ping me: ",
+            v.email(),
+            "\n-- ",
+            v.person(),
+            "\n\n",
+            "Reply: try rebooting, ",
+            fk.sentence(),
+            " Tracking #",
+            str(r.randrange(10**11, 10**12)),
+            ".",
+        ]
 
     def contact() -> list[Part]:
         return [
-            "Contact us\n", fk.company(), "\n", fk.street_address(), ", ", v.city(), "\nPhone: ", v.phone(),
-            "\nFax: ", v.phone(), "\nEmail: ", v.email(), "\nSupport lead: ", v.person(), " (", v.email(), ")\n",
-            fk.paragraph(2), " VAT no. ", str(r.randrange(10**8, 10**9)), ".",
-        ]  # fmt: skip
+            "Contact us\n",
+            fk.company(),
+            "\n",
+            fk.street_address(),
+            ", ",
+            v.city(),
+            "\nPhone: ",
+            v.phone(),
+            "\nFax: ",
+            v.phone(),
+            "\nEmail: ",
+            v.email(),
+            "\nSupport lead: ",
+            v.person(),
+            " (",
+            v.email(),
+            ")\n",
+            fk.paragraph(2),
+            " VAT no. ",
+            str(r.randrange(10**8, 10**9)),
+            ".",
+        ]
 
     return {"letter": letter, "court": court, "forum": forum, "contact": contact}
 
@@ -160,29 +229,90 @@ def _en_templates(v: Values, fk: Faker, r: random.Random) -> dict[str, Callable[
 def _zh_templates(v: Values, fk: Faker, r: random.Random) -> dict[str, Callable[[], list[Part]]]:
     def court() -> list[Part]:
         return [
-            fk.city(), "人民法院\n民事判决书\n(", str(r.randrange(2015, 2025)), ")京0105民初", str(r.randrange(1000, 99999)),
-            "号\n\n原告:", v.person(), ",身份证号码", v.prc_id(), ",联系电话", v.cn_mobile(), "。\n被告:", v.person(),
-            ",公民身份号码:", v.prc_id(), "。\n", fk.paragraph(4), "被告于本判决生效之日起十日内向原告支付人民币",
-            str(r.randrange(1000, 999999)), "元。订单号", v.order_number(), "。案外人身份证", v.bad_prc_id(), "(校验位错误)。",
-        ]  # fmt: skip
+            fk.city(),
+            "人民法院\n民事判决书\n(",
+            str(r.randrange(2015, 2025)),
+            ")京0105民初",
+            str(r.randrange(1000, 99999)),
+            "号\n\n原告:",
+            v.person(),
+            ",身份证号码",
+            v.prc_id(),
+            ",联系电话",
+            v.cn_mobile(),
+            "。\n被告:",
+            v.person(),
+            ",公民身份号码:",
+            v.prc_id(),
+            "。\n",
+            fk.paragraph(4),
+            "被告于本判决生效之日起十日内向原告支付人民币",
+            str(r.randrange(1000, 999999)),
+            "元。订单号",
+            v.order_number(),
+            "。案外人身份证",
+            v.bad_prc_id(),
+            "(校验位错误)。",
+        ]
 
     def forum() -> list[Part]:
         return [
-            "楼主:", fk.user_name(), "\n", fk.paragraph(2), "有问题加我微信或打电话", v.cn_mobile(), ",邮箱", v.email(),
-            "。服务器IP", v.ip(), ",内网", v.private_ip(), "。\n回复:", fk.sentence(), "快递单号", v.order_number(), "。",
-        ]  # fmt: skip
+            "楼主:",
+            fk.user_name(),
+            "\n",
+            fk.paragraph(2),
+            "有问题加我微信或打电话",
+            v.cn_mobile(),
+            ",邮箱",
+            v.email(),
+            "。服务器IP",
+            v.ip(),
+            ",内网",
+            v.private_ip(),
+            "。\n回复:",
+            fk.sentence(),
+            "快递单号",
+            v.order_number(),
+            "。",
+        ]
 
     def contact() -> list[Part]:
         return [
-            "联系我们\n", fk.company(), "\n地址:", fk.address(), "\n电话:", v.cn_mobile(), "\n邮箱:", v.email(),
-            "\n对公账户:", v.iban(), "\n", fk.paragraph(2), "\n银行卡号", v.card(), ",卡号", v.bad_card(), "已注销。",
-        ]  # fmt: skip
+            "联系我们\n",
+            fk.company(),
+            "\n地址:",
+            fk.address(),
+            "\n电话:",
+            v.cn_mobile(),
+            "\n邮箱:",
+            v.email(),
+            "\n对公账户:",
+            v.iban(),
+            "\n",
+            fk.paragraph(2),
+            "\n银行卡号",
+            v.card(),
+            ",卡号",
+            v.bad_card(),
+            "已注销。",
+        ]
 
     def letter() -> list[Part]:
         return [
-            v.person(), "您好:\n", fk.paragraph(3), "\n请于", fk.date(), "前回复至", v.email(), "或致电", v.cn_mobile(),
-            "。付款账户", v.card(), "。\n此致\n", v.person(),
-        ]  # fmt: skip
+            v.person(),
+            "您好:\n",
+            fk.paragraph(3),
+            "\n请于",
+            fk.date(),
+            "前回复至",
+            v.email(),
+            "或致电",
+            v.cn_mobile(),
+            "。付款账户",
+            v.card(),
+            "。\n此致\n",
+            v.person(),
+        ]
 
     return {"court": court, "forum": forum, "contact": contact, "letter": letter}
 
