@@ -96,7 +96,8 @@ class Values:
     def ipv6(self) -> Slot:
         while True:
             addr = self.fk.ipv6()
-            if ipaddress.ip_address(addr).is_global:
+            ip = ipaddress.ip_address(addr)
+            if ip.is_global and not ip.is_multicast:  # the definition of "public" the recognizer uses
                 return ("IP_ADDRESS", addr)
 
     def ip(self) -> Slot:
