@@ -6,7 +6,8 @@ side table ``pii_findings`` as (doc_id, entity_type, start, end, recognizer, sco
 in code points into the text *before* redaction; the values themselves are never written.
 Each kept document gets a ``pii_counts`` struct (one int32 per entity type). A document whose
 PII covers more than ``max_density`` of its characters (with at least ``density_min_findings``
-findings) is rejected as ``pii_density``: contact lists and leaked dumps teach nothing else.
+findings) is rejected as ``pii_density`` (its reject row holds the redacted text): contact lists and
+leaked dumps teach nothing else.
 """
 
 from __future__ import annotations
@@ -107,12 +108,12 @@ class PiiRedact(Step):
         )
 
     def process(self, df: pl.DataFrame, ctx: ShardContext) -> StepOutput:
+        from pipelines.pii.redact import redact_text
+
         texts = df.get_column("text").to_list()
         doc_ids = df.get_column("doc_id").to_list()
         langs = self.languages(df).to_list()
         found = self.analyze(texts, langs)
-        from pipelines.pii.redact import redact_text
-
         table_path = ctx.table_dir(FINDINGS_TABLE) / f"part-{ctx.shard_index:05d}.parquet"
         write_table(findings_table(doc_ids, found), table_path)
 
@@ -133,11 +134,9 @@ class PiiRedact(Step):
             pl.Series("__dense", dense, dtype=pl.Boolean),
             pl.Series("__detail", details, dtype=pl.String),
         )
+        # the rejects store keeps texts for audits: a rejected dense document is kept *redacted*,
+        # since it is mostly personal data (pii_findings still locates every finding by type)
         dropped = out.filter(pl.col("__dense"))
-        # rejects keep the original text, like every other step's rejects (for audits)
-        dropped = dropped.with_columns(
-            pl.Series("text", [t for t, d in zip(texts, dense, strict=True) if d], dtype=pl.String)
-        )
         return StepOutput(
             out.filter(~pl.col("__dense")).drop("__dense", "__detail"),
             reject(dropped, self.name, "pii_density", detail=pl.col("__detail")),
