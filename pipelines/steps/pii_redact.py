@@ -55,7 +55,7 @@ class PiiRedact(Step):
     min_score: float = 0.5
     max_density: float = 0.4
     density_min_findings: int = 3
-    ner_batch_size: int = 32
+    ner_batch_size: int = 128
     ner_chunk_chars: int = 10_000
 
     def __post_init__(self) -> None:
