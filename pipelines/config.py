@@ -14,7 +14,7 @@ from pipelines.step import ConfigError, Step
 from pipelines.steps import step_class
 
 DEFAULT_CONFIG = Path("configs/default.yaml")
-TOP_LEVEL_KEYS = {"root", "workers", "shard_mb", "work_shard_mb", "sources", "steps", "executor"}
+TOP_LEVEL_KEYS = {"root", "workers", "shard_mb", "work_shard_mb", "sources", "steps", "executor", "audit_checks"}
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class BuildConfig:
     executor: str = "local"
     sources: list[SourceSpec] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
+    audit_checks: list[Path] = field(default_factory=list)  # folders of user .sql checks (corpus.audit)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -44,6 +45,7 @@ class BuildConfig:
             "executor": self.executor,
             "sources": [{"path": str(s.path), "source": s.source} for s in self.sources],
             "steps": [{s.name: s.params()} for s in self.steps],
+            "audit_checks": [str(p) for p in self.audit_checks],
         }
 
     def steps_hash(self) -> str:
@@ -113,5 +115,11 @@ def load_config(path: Path | None) -> BuildConfig:
             cfg.sources.append(SourceSpec(Path(src["path"]), src.get("source")))
         else:
             raise ConfigError(f"{where}: sources[{i}] must be a path or a mapping with 'path' (and optional 'source')")
+    checks = raw.get("audit_checks") or []
+    if isinstance(checks, str):
+        checks = [checks]
+    if not isinstance(checks, list) or not all(isinstance(c, str) for c in checks):
+        raise ConfigError(f"{where}: 'audit_checks' must be a folder path or a list of folder paths")
+    cfg.audit_checks = [Path(c) for c in checks]
     cfg.steps = parse_steps(raw.get("steps", []), where=where)
     return cfg
