@@ -162,7 +162,9 @@ def all_checks(extra_dirs: Sequence[Path] = ()) -> dict[str, Check]:
     for directory in extra_dirs:
         for check in load_sql_checks(directory):
             if check.name in checks:
-                raise AuditError(f"{check.origin}: check name {check.name!r} already used by {checks[check.name].origin}")
+                raise AuditError(
+                    f"{check.origin}: check name {check.name!r} already used by {checks[check.name].origin}"
+                )
             checks[check.name] = check
     return dict(sorted(checks.items()))
 
@@ -309,9 +311,7 @@ def format_results(results: Sequence[CheckResult]) -> str:
             out.append(f"    {r.message}")
     counts = {s: sum(r.status == s for r in results) for s in ("pass", "fail", "error", "skip")}
     out.append("")
-    out.append(
-        f"{counts['pass']} passed, {counts['fail']} failed, {counts['error']} errors, {counts['skip']} skipped"
-    )
+    out.append(f"{counts['pass']} passed, {counts['fail']} failed, {counts['error']} errors, {counts['skip']} skipped")
     return "\n".join(out)
 
 

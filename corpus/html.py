@@ -19,8 +19,8 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display; must precede pyplot
 
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
 
 # Sizes in inches; the page scales the SVG to its column width.
 FIG_W = 8.0
@@ -186,7 +186,7 @@ def page(title: str, subtitle: str, sections: Sequence[Section]) -> str:
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         # No network at all, even if someone later pastes a link into a document.
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
         "style-src 'unsafe-inline'; img-src data:\">"
         f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
         f"<header><h1>{esc(title)}</h1><p>{esc(subtitle)}</p></header>"

@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from corpus.report import ReportError, write_report
 from pipelines.config import SourceSpec, load_config
 from pipelines.runner import run_build
 from pipelines.step import ConfigError
@@ -61,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{result.docs_rejected} rejected (see the 'rejects' view)"
     )
     print(f"catalog: {cfg.root / 'catalog.duckdb'}")
+    try:
+        print(f"report: {write_report(cfg.root)}")
+    except (ReportError, OSError) as exc:  # the corpus is built; only the report is missing
+        print(f"warning: could not write the report: {exc}", file=sys.stderr)
     return 0
 
 

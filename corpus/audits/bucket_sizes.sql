@@ -1,5 +1,5 @@
 -- Every curriculum bucket is non-empty: each bucket's final shards hold rows, the documents view
--- and the catalog agree on its size, and numbered buckets (names starting with a number, e.g.
+-- and the catalog agree on its size, and numbered buckets (names starting with a number, like
 -- 0-easy, 1-medium, 2-hard) have no gaps, since a missing number is a bucket that came out empty.
 -- requires: buckets
 WITH listed AS (
