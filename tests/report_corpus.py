@@ -32,47 +32,65 @@ from pipelines.steps.split import Split, unit_interval
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "samples" / "legal_sample.jsonl"
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
-PHONE = re.compile(r"\+?\d[\d -]{8,}\d")
+PHONE = re.compile(r"\+?\(?\d[\d ().-]{7,}\d")
+PATTERNS = (("EMAIL_ADDRESS", EMAIL), ("PHONE_NUMBER", PHONE))
 
 
 def _side_table(ctx: ShardContext, name: str, table: pa.Table) -> None:
     write_table(table, ctx.table_dir(name) / f"part-{ctx.shard_index:05d}.parquet")
 
 
+def find_structured_pii(texts: list[str]) -> list[list[tuple[str, int, int]]]:
+    """The PII stage's scanner when it is installed (so the pii_left audit agrees with the
+    redaction), else e-mail and phone patterns."""
+    try:
+        from pipelines.pii.scan import scan_structured
+    except ImportError:
+        return [
+            sorted((entity, m.start(), m.end()) for entity, pattern in PATTERNS for m in pattern.finditer(t))
+            for t in texts
+        ]
+    return scan_structured(texts)
+
+
+def redact(text: str, findings: list[tuple[str, int, int]]) -> str:
+    """Replace spans right to left so earlier offsets stay valid; overlapping spans merge."""
+    out, end_prev = text, len(text) + 1
+    for entity, start, end in sorted(findings, key=lambda f: f[1], reverse=True):
+        end = min(end, end_prev)
+        if start < end:
+            out = out[:start] + f"[{entity}]" + out[end:]
+            end_prev = start
+    return out
+
+
 @dataclass
 class PiiFixture(Step):
-    """Redacts e-mails and phone numbers, recording each in ``pii_findings``."""
+    """Redacts structured PII, recording each finding in ``pii_findings``."""
 
     name: ClassVar[str] = "pii_fixture"
 
     def process(self, df: pl.DataFrame, ctx: ShardContext) -> StepOutput:
         rows: dict[str, list] = {k: [] for k in ("doc_id", "entity_type", "start", "end", "recognizer", "score")}
-        texts = []
-        for doc_id, text in zip(df["doc_id"], df["text"], strict=True):
-            for entity, pattern, token in (("EMAIL_ADDRESS", EMAIL, "[EMAIL]"), ("PHONE_NUMBER", PHONE, "[PHONE]")):
-                for m in pattern.finditer(text):
-                    for key, value in zip(rows, (doc_id, entity, m.start(), m.end(), "regex", 0.9), strict=True):
-                        rows[key].append(value)
-                text = pattern.sub(token, text)
-            texts.append(text)
-        _side_table(
-            ctx,
-            "pii_findings",
-            pa.table(
-                rows,
-                schema=pa.schema(
-                    [
-                        ("doc_id", pa.string()),
-                        ("entity_type", pa.string()),
-                        ("start", pa.int64()),
-                        ("end", pa.int64()),
-                        ("recognizer", pa.string()),
-                        ("score", pa.float64()),
-                    ]
-                ),
-            ),
+        texts = df["text"].to_list()
+        found = find_structured_pii(texts)
+        for doc_id, findings in zip(df["doc_id"], found, strict=True):
+            for entity, start, end in findings:
+                for key, value in zip(rows, (doc_id, entity, start, end, "pattern", 1.0), strict=True):
+                    rows[key].append(value)
+        schema = pa.schema(
+            [
+                ("doc_id", pa.string()),
+                ("entity_type", pa.string()),
+                ("start", pa.int64()),
+                ("end", pa.int64()),
+                ("recognizer", pa.string()),
+                ("score", pa.float64()),
+            ]
         )
-        return StepOutput(df.with_columns(pl.Series("text", texts, dtype=pl.String)), empty_rejects())
+        _side_table(ctx, "pii_findings", pa.table(rows, schema=schema))
+        redacted = [redact(t, f) for t, f in zip(texts, found, strict=True)]
+        return StepOutput(df.with_columns(pl.Series("text", redacted, dtype=pl.String)), empty_rejects())
 
 
 @dataclass
@@ -223,3 +241,12 @@ def rewrite_shard(root: Path, path: Path, table: pa.Table) -> None:
 
 def read_shard(path: Path) -> pa.Table:
     return pq.read_table(path)
+
+
+def rows_of(path: Path) -> list[dict]:
+    return pq.read_table(path).to_pylist()
+
+
+def rewrite_rows(root: Path, path: Path, rows: list[dict]) -> None:
+    """`rewrite_shard` from row dicts, keeping the shard's schema."""
+    rewrite_shard(root, path, pa.Table.from_pylist(rows, schema=pq.read_schema(path)))
