@@ -117,7 +117,8 @@ def fmt_num(value: Any) -> str:
     if isinstance(value, int | np.integer):
         return f"{int(value):,}"
     if isinstance(value, float | np.floating):
-        return f"{float(value):,.4g}" if abs(float(value)) < 1e6 else f"{float(value):,.0f}"
+        v = float(value)
+        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}"
     return esc(value)
 
 

@@ -31,9 +31,7 @@ def test_doc_has_the_promised_examples() -> None:
         assert needle in text
 
 
-def test_examples_run_from_another_directory(
-    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_examples_run_from_another_directory(corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # the views hold absolute paths, so the cwd does not matter
     con = duckdb.connect(str(corpus / "catalog.duckdb"), read_only=True)
     try:
