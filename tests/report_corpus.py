@@ -9,6 +9,9 @@ and side tables those stages write (``pii_findings``, ``dedup_clusters``, ``qual
 
 from __future__ import annotations
 
+import json
+import math
+import random
 import re
 import shutil
 from dataclasses import dataclass
@@ -250,3 +253,31 @@ def rows_of(path: Path) -> list[dict]:
 def rewrite_rows(root: Path, path: Path, rows: list[dict]) -> None:
     """`rewrite_shard` from row dicts, keeping the shard's schema."""
     rewrite_shard(root, path, pa.Table.from_pylist(rows, schema=pq.read_schema(path)))
+
+
+def write_metrics(directory: Path, steps: int = 3000, eval_every: int = 250) -> Path:
+    """metrics.jsonl shaped like the training stage writes it: a decaying noisy loss, warmup+cosine lr."""
+    rng = random.Random(0)
+    directory.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for step in range(1, steps + 1):
+        lr = 3e-4 * min(1.0, step / 100) * 0.5 * (1 + math.cos(math.pi * step / steps))
+        loss = 2.0 + 3.0 * math.exp(-step / 600) + rng.gauss(0, 0.15)
+        lines.append(
+            {
+                "kind": "train",
+                "step": step,
+                "loss": loss,
+                "lr": lr,
+                "grad_norm": abs(rng.gauss(1, 0.3)),
+                "tokens_per_s": 9000 + rng.gauss(0, 300),
+            }
+        )
+        if step % eval_every == 0:
+            for k, bucket in enumerate(("0-easy", "1-medium", "2-hard")):
+                eval_loss = 2.1 + 0.3 * k + 3.0 * math.exp(-step / 700)
+                lines.append(
+                    {"kind": "eval", "step": step, "bucket": bucket, "ppl": math.exp(eval_loss), "loss": eval_loss}
+                )
+    (directory / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return directory

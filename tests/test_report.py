@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from report_corpus import REPO, build, build_once
+from report_corpus import REPO, build, build_once, write_metrics
 
 from corpus.html import table
 from corpus.report import main as report_main
@@ -124,37 +124,6 @@ def test_cli_and_build_print_the_report_path(tmp_path: Path, capsys: pytest.Capt
     assert f"report: {tmp_path / 'again.html'}" in capsys.readouterr().out
     assert report_main(["--root", str(tmp_path / "nothing-here")]) == 2
     assert "no catalog" in capsys.readouterr().err
-
-
-def write_metrics(directory: Path, steps: int = 3000, eval_every: int = 250) -> Path:
-    """metrics.jsonl shaped like the training stage writes it: a decaying noisy loss, warmup+cosine lr."""
-    import math
-    import random
-
-    rng = random.Random(0)
-    directory.mkdir(parents=True, exist_ok=True)
-    lines = []
-    for step in range(1, steps + 1):
-        lr = 3e-4 * min(1.0, step / 100) * 0.5 * (1 + math.cos(math.pi * step / steps))
-        loss = 2.0 + 3.0 * math.exp(-step / 600) + rng.gauss(0, 0.15)
-        lines.append(
-            {
-                "kind": "train",
-                "step": step,
-                "loss": loss,
-                "lr": lr,
-                "grad_norm": abs(rng.gauss(1, 0.3)),
-                "tokens_per_s": 9000 + rng.gauss(0, 300),
-            }
-        )
-        if step % eval_every == 0:
-            for k, bucket in enumerate(("0-easy", "1-medium", "2-hard")):
-                eval_loss = 2.1 + 0.3 * k + 3.0 * math.exp(-step / 700)
-                lines.append(
-                    {"kind": "eval", "step": step, "bucket": bucket, "ppl": math.exp(eval_loss), "loss": eval_loss}
-                )
-    (directory / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
-    return directory
 
 
 def test_training_report(tmp_path: Path) -> None:

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 from report_browser import find_binaries, load_page
-from report_corpus import build_once
-from test_report import write_metrics
+from report_corpus import build_once, write_metrics
 
 from corpus.report import write_report
 from training.report import write_training_report
