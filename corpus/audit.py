@@ -269,7 +269,9 @@ def open_catalog(root: Path) -> duckdb.DuckDBPyConnection:
     layout = CorpusLayout.at(root)
     if not layout.catalog.is_file():
         raise AuditError(f"{layout.catalog}: no catalog (build the corpus first: python -m pipelines.build)")
-    return duckdb.connect(str(layout.catalog), read_only=True)
+    conn = duckdb.connect(str(layout.catalog), read_only=True)
+    conn.execute("SET enable_progress_bar = false")  # output is a table or a report, not a terminal UI
+    return conn
 
 
 def run_audit(root: Path, names: Sequence[str] = (), extra_dirs: Sequence[Path] = ()) -> list[CheckResult]:

@@ -105,11 +105,10 @@ def _mb(n: float | None) -> float:
 
 
 def _draw_thresholds(ax: Any, thresholds: list[tuple[str, float]], log_x: bool = False) -> None:
-    for i, (label, value) in enumerate(thresholds):
+    for label, value in thresholds:
         if log_x and value <= 0:
             continue
         ax.axvline(value, color="#C44E52", linestyle="--", linewidth=1.2, label=f"{label} = {value:g}", zorder=5)
-        del i
     if thresholds:
         ax.legend(fontsize=7, loc="upper right")
 
