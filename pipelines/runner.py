@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from corpus.catalog import Catalog, ShardRecord, StepStatRow
 from corpus.schema import BASE_SCHEMA, REJECT_SCHEMA, conform, document_schema, occurrence_id
-from corpus.store import CorpusLayout, ShardWriter, read_table, replace_dir, write_bytes
+from corpus.store import WORK_COMPRESSION, CorpusLayout, ShardWriter, read_table, replace_dir, write_bytes
 from pipelines.config import BuildConfig, SourceSpec
 from pipelines.executor import Executor, make_executor
 from pipelines.imports import import_file
@@ -153,7 +153,9 @@ class Build:
             started = time.perf_counter()
             staging = out.with_name(f".{out.name}.staging")
             shutil.rmtree(staging, ignore_errors=True)
-            writer = ShardWriter(staging, BASE_SCHEMA, target_bytes=int(self.cfg.work_shard_mb * MB))
+            writer = ShardWriter(
+                staging, BASE_SCHEMA, target_bytes=int(self.cfg.work_shard_mb * MB), compression=WORK_COMPRESSION
+            )
             rejects = ShardWriter(staging, REJECT_SCHEMA, prefix="rejects")
             seen: set[str] = set()
             docs_in = docs_out = bytes_in = bytes_out = 0

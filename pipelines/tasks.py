@@ -17,7 +17,7 @@ import polars as pl
 import pyarrow as pa
 
 from corpus.schema import REJECT_SCHEMA, conform
-from corpus.store import write_bytes, write_table
+from corpus.store import WORK_COMPRESSION, write_bytes, write_table
 from pipelines.step import GlobalStep, Resources, ShardContext, Step
 
 Phase = Literal["scan", "process"]
@@ -100,8 +100,8 @@ def run_shard_task(task: ShardTask) -> dict[str, Any]:
     check_accounting(df, out.kept, out.rejected, origin)
     kept = conform(out.kept.to_arrow(), task.schema, origin=origin)
     rejected = conform(out.rejected.to_arrow(), REJECT_SCHEMA, origin=origin + " (rejects)")
-    write_table(rejected, part_path(task.step_dir, task.shard_index, "rejects"))
-    write_table(kept, part_path(task.step_dir, task.shard_index))
+    write_table(rejected, part_path(task.step_dir, task.shard_index, "rejects"), compression=WORK_COMPRESSION)
+    write_table(kept, part_path(task.step_dir, task.shard_index), compression=WORK_COMPRESSION)
     drops = out.rejected.get_column("reason").value_counts(sort=True) if out.rejected.height else None
     stats = {
         "docs_in": df.height,
