@@ -148,3 +148,20 @@ def test_training_report_bad_input(tmp_path: Path) -> None:
     (tmp_path / "metrics.jsonl").write_text('{"kind": "train", "step": 1, "loss": 2.0}\n')
     html = write_training_report(tmp_path).read_text()
     assert "No evaluation was logged" in html
+
+
+def test_report_and_audit_on_a_build_that_kept_nothing(tmp_path: Path) -> None:
+    from corpus.audit import run_audit
+    from pipelines.config import BuildConfig, SourceSpec
+    from pipelines.runner import run_build
+    from pipelines.steps.length_filter import LengthFilter
+
+    root = tmp_path / "empty"
+    sample = REPO / "samples" / "legal_sample.jsonl"
+    cfg = BuildConfig(root=root, workers=1, sources=[SourceSpec(sample)], steps=[LengthFilter(10**6, 10**7)])
+    run_build(cfg, progress=False)
+    html = render_report(root)
+    assert "section-error" not in html
+    assert html.count("The final shards hold no documents.") == 4
+    assert len(re.findall(r"data-plot=", html)) == 2  # the funnel and its drops still tell the story
+    assert {r.status for r in run_audit(root)} <= {"pass", "skip"}
