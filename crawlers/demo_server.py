@@ -8,7 +8,7 @@ offline), as the fixture server of the crawl tests, and by the crawl benchmark. 
 * paths listed in ``throttle_once`` answer 429 with ``Retry-After: N`` the first time;
 * ``*.gbk.html`` files are sent with ``charset=GBK`` in the Content-Type header, other HTML without
   a charset (so pages that declare it in ``<meta>`` must be decoded from that);
-* every request is logged as (method, path, status) so tests can assert what was fetched.
+* every request is logged as (method, path?query, status, time) so tests can assert what was fetched.
 
 Run it by hand with ``python -m crawlers.demo_server [--port N] [DIR]``.
 """
@@ -46,7 +46,7 @@ class SiteServer:
         self.fail_once = set(fail_once)
         self.throttle_once = dict(DEMO_THROTTLE_ONCE if throttle_once is None else throttle_once)
         self.latency_s = latency_s
-        self.log: list[tuple[str, str, int]] = []
+        self.log: list[tuple[str, str, int, float]] = []  # method, path?query, status, time.monotonic()
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer((host, port), self._handler())
         self._httpd.daemon_threads = True
@@ -74,11 +74,16 @@ class SiteServer:
     def paths(self, status: int | None = None) -> Counter[str]:
         """How many times each path was requested (optionally only answers with ``status``)."""
         with self._lock:
-            return Counter(p for _, p, s in self.log if status is None or s == status)
+            return Counter(p for _, p, s, _ in self.log if status is None or s == status)
+
+    def times(self, path: str) -> list[float]:
+        """Monotonic times at which ``path`` was answered."""
+        with self._lock:
+            return [t for _, p, _, t in self.log if p == path]
 
     def _record(self, method: str, path: str, status: int) -> None:
         with self._lock:
-            self.log.append((method, path, status))
+            self.log.append((method, path, status, time.monotonic()))
 
     # -- request handling -------------------------------------------------------------------
     def _respond(self, path: str) -> tuple[int, dict[str, str], bytes]:
@@ -115,11 +120,12 @@ class SiteServer:
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
-                path = unquote(urlsplit(self.path).path)
+                parts = urlsplit(self.path)
+                path = unquote(parts.path)
                 if server.latency_s:
                     time.sleep(server.latency_s)
                 status, headers, body = server._respond(path)
-                server._record("GET", path, status)
+                server._record("GET", path + (f"?{parts.query}" if parts.query else ""), status)
                 self.send_response(status)
                 for key, value in headers.items():
                     self.send_header(key, value)

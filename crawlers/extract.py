@@ -34,7 +34,7 @@ DATE_PATTERNS = (
 )
 CASE_NUMBER_PATTERNS = (
     re.compile(r"[（(]\d{4}[）)][\u4e00-\u9fff\d]{1,12}?\d+号"),  # （2023）京01民终123号
-    re.compile(r"\b(?:Case|Docket|Appeal)\s+No\.?\s*:?\s*([A-Z0-9][A-Z0-9\-/. ]{2,30}[A-Z0-9])", re.IGNORECASE),
+    re.compile(r"\b(?i:case|docket|appeal)\s+(?i:no)\.?\s*:?\s*([A-Z0-9][A-Z0-9\-/.]{2,30}[A-Z0-9])"),
 )
 MIN_BODY_CHARS = 20
 

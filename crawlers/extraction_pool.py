@@ -9,6 +9,7 @@ the caller gets `ExtractionTimeout`. Calls block, so Scrapy callbacks run them i
 
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import queue
 import threading
@@ -24,6 +25,8 @@ class ExtractionTimeout(ExtractionError):
 
 
 def _worker_main(conn: Connection) -> None:
+    # parsers' own warnings (e.g. pypdf on a truncated file) would only duplicate the recorded reason
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
     while True:
         try:
             message = conn.recv()

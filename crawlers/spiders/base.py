@@ -55,6 +55,7 @@ class ProfileSpiderMixin:
         self.pool: ExtractionPool | None = None
         self.base_url: str | None = None
         self._refused: set[tuple[str, str]] = set()
+        self._requested: set[str] = set()  # links already requested this session (the dupefilter has the rest)
 
     def _connect(self, crawler: Any) -> None:
         """Apply the profile's settings, start the demo server (so start URLs can be resolved) and
@@ -131,9 +132,12 @@ class ProfileSpiderMixin:
             if not (listing or document):
                 self.crawler.stats.inc_value("corpusforge/links_not_matched")
                 continue
+            if url in self._requested:
+                continue
             if limit and depth > limit:
                 yield from self.refusal(url, "depth", response.url)
                 continue
+            self._requested.add(url)
             callback = self.parse if listing else self.parse_document  # type: ignore[attr-defined]
             yield scrapy.Request(url, callback=callback, errback=self.on_error)
 

@@ -44,6 +44,7 @@ class LegalDocsSpider(ProfileSpiderMixin, scrapy.Spider):
         # dont_filter stays False so a resumed crawl (same JOBDIR) does not refetch its start pages
         for url in self.profile.start_urls:
             url = self.absolute(url)
+            self._requested.add(url)
             if self.profile.should_follow(url) or not self.profile.is_document(url):
                 yield scrapy.Request(url, callback=self.parse, errback=self.on_error)
             else:
