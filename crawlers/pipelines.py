@@ -123,7 +123,13 @@ class CorpusWriterPipeline:
             "jobdir": s.get("JOBDIR"),
             "settings": {
                 k: s.get(k)
-                for k in ("DEPTH_LIMIT", "CLOSESPIDER_PAGECOUNT", "CLOSESPIDER_ITEMCOUNT", "ROBOTSTXT_OBEY", "USER_AGENT")
+                for k in (
+                    "DEPTH_LIMIT",
+                    "CLOSESPIDER_PAGECOUNT",
+                    "CLOSESPIDER_ITEMCOUNT",
+                    "ROBOTSTXT_OBEY",
+                    "USER_AGENT",
+                )
             },
         }
         with Catalog.open(self.layout) as cat:
@@ -213,9 +219,7 @@ class CorpusWriterPipeline:
             )
             writer.write(pa.Table.from_pylist(self.rows, schema=BASE_SCHEMA))
             paths = writer.close()
-            records = [
-                ShardRecord.of(p, "raw", n, self.layout.root) for p, n in zip(paths, writer.rows, strict=True)
-            ]
+            records = [ShardRecord.of(p, "raw", n, self.layout.root) for p, n in zip(paths, writer.rows, strict=True)]
             self.segment += 1
         with Catalog.open(self.layout) as cat:
             cat.conn.execute("BEGIN")

@@ -147,7 +147,9 @@ def load_profile(name_or_path: str) -> SiteProfile:
     return profile
 
 
-def adhoc_profile(start_urls: str, allowed_domains: str | None, follow: str | None, documents: str | None) -> SiteProfile:
+def adhoc_profile(
+    start_urls: str, allowed_domains: str | None, follow: str | None, documents: str | None
+) -> SiteProfile:
     """A profile from ``-a start_urls=... -a allowed_domains=...``: follow and keep every in-domain page
     unless ``-a follow=REGEX`` / ``-a documents=REGEX`` narrow it."""
     from urllib.parse import urlparse

@@ -33,7 +33,9 @@ def test_full_crawl_fetches_refuses_retries_and_extracts_exactly(tmp_path):
         "/documents/scan-broken.pdf": 1,
     }
     # never fetched: robots-disallowed, not matched by the profile (about, home), off-domain
-    assert not any(p.startswith(("/private/", "/cases/sealed/")) or p in ("/about.html", "/index.html") for p in fetched)
+    assert not any(
+        p.startswith(("/private/", "/cases/sealed/")) or p in ("/about.html", "/index.html") for p in fetched
+    )
     # the 429 answer said Retry-After: 1 and the retry waited for it
     t429, t200 = server.times("/cases/busy.html")
     assert t200 - t429 >= 0.95
@@ -75,8 +77,14 @@ def test_full_crawl_fetches_refuses_retries_and_extracts_exactly(tmp_path):
         ("http://law.example.org/", "offsite"),
         ("/cases/case-001.html", "duplicate"),  # ?utm_source=listing declares the same canonical URL
     }
-    failures = {(u.removeprefix(base), s, r.split(":")[0]) for u, s, r in query(root, "SELECT url, stage, reason FROM crawl_failures")}
-    assert failures == {("/cases/broken.html", "extract", "no main text found"), ("/documents/scan-broken.pdf", "extract", "error")}
+    failures = {
+        (u.removeprefix(base), s, r.split(":")[0])
+        for u, s, r in query(root, "SELECT url, stage, reason FROM crawl_failures")
+    }
+    assert failures == {
+        ("/cases/broken.html", "extract", "no main text found"),
+        ("/documents/scan-broken.pdf", "extract", "error"),
+    }
 
     [(run_id, kind, status, docs_out, rejected)] = query(
         root, "SELECT run_id, kind, status, docs_out, docs_rejected FROM runs"
@@ -137,13 +145,15 @@ def test_sitemap_spider(tmp_path):
         "/cases/zh-101.html",
         "/documents/regulation-2023-07.pdf",
     }
-    assert query(root, "SELECT url, reason FROM crawl_refusals") == [(base + "/cases/sealed/case-fa-0007.html", "robots")]
+    assert query(root, "SELECT url, reason FROM crawl_refusals") == [
+        (base + "/cases/sealed/case-fa-0007.html", "robots")
+    ]
     assert query(root, "SELECT DISTINCT source FROM raw_documents") == [("crawl:legal_sitemap",)]
 
 
 def test_http_cache_serves_a_rerun_without_fetching(tmp_path):
     cache = tmp_path / "cache"
-    with fixture_server() as server:
+    with fixture_server(throttle_once={}) as server:
         site = profile_for(server, tmp_path)
         settings = {"HTTPCACHE_ENABLED": "True", "HTTPCACHE_DIR": str(cache)}
         crawl(tmp_path / "a", "-a", f"site={site}", settings=settings)
@@ -153,7 +163,7 @@ def test_http_cache_serves_a_rerun_without_fetching(tmp_path):
     assert len(documents(tmp_path / "b")) == len(DOC_PATHS)
     # a size bound evicts the oldest entries
     bounded = tmp_path / "bounded"
-    with fixture_server() as server:
+    with fixture_server(throttle_once={}) as server:
         crawl(
             tmp_path / "c",
             "-a",

@@ -150,10 +150,14 @@ class ProfileSpiderMixin:
         mime = ctype.split(";")[0].strip().lower()
         if mime == "application/pdf" or response.body[:5] == b"%PDF-":
             kind, payload = "pdf", response.body
-        elif isinstance(response, TextResponse) and (not mime or "html" in mime or "xml" in mime or mime == "text/plain"):
+        elif isinstance(response, TextResponse) and (
+            not mime or "html" in mime or "xml" in mime or mime == "text/plain"
+        ):
             kind, payload = "html", response.text
         else:
-            yield self.failure(response.url, "extract", f"unsupported content type {mime or 'unknown'}", response.status)
+            yield self.failure(
+                response.url, "extract", f"unsupported content type {mime or 'unknown'}", response.status
+            )
             return
         assert self.pool is not None
         try:
