@@ -142,9 +142,11 @@ class SiteServer:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Serve a site directory (default: the demo legal site).")
     parser.add_argument("directory", nargs="?", type=Path, default=DEMO_SITE)
-    parser.add_argument("--port", type=int, default=8750)
+    parser.add_argument("--port", type=int, default=8750, help="0 = any free port (printed)")
+    parser.add_argument("--no-faults", action="store_true", help="no 500-once / 429-once pages")
     args = parser.parse_args()
-    server = SiteServer(args.directory, port=args.port)
+    faults = {"fail_once": frozenset(), "throttle_once": {}} if args.no_faults else {}
+    server = SiteServer(args.directory, port=args.port, **faults)
     print(f"serving {server.directory} at {server.base_url}/ (Ctrl-C to stop)", flush=True)
     try:
         server._httpd.serve_forever()

@@ -68,7 +68,23 @@ def _clean(value: str | None) -> str | None:
     return value or None
 
 
-def select_text(soup: BeautifulSoup, tree: Any, spec: str | dict[str, str] | None) -> str | None:
+class _XPathTree:
+    """The lxml tree for XPath selectors, parsed only if a profile uses one."""
+
+    def __init__(self, html: str) -> None:
+        self.html = html
+        self._tree: Any = None
+
+    def get(self) -> Any:
+        if self._tree is None:
+            try:
+                self._tree = lxml_html.fromstring(self.html)
+            except (ValueError, lxml_html.etree.ParserError) as exc:
+                raise ExtractionError(f"unparseable HTML: {exc}") from exc
+        return self._tree
+
+
+def select_text(soup: BeautifulSoup, tree: _XPathTree, spec: str | dict[str, str] | None) -> str | None:
     """Text of the first match of a CSS (``{"css": ...}`` or a bare string) or XPath selector."""
     if not spec:
         return None
@@ -78,7 +94,7 @@ def select_text(soup: BeautifulSoup, tree: Any, spec: str | dict[str, str] | Non
         node = soup.select_one(spec["css"])
         return node.get_text("\n", strip=True) if node is not None else None
     if "xpath" in spec:
-        found = tree.xpath(spec["xpath"])
+        found = tree.get().xpath(spec["xpath"])
         if not found:
             return None
         first = found[0]
@@ -107,13 +123,20 @@ def find_case_number(text: str) -> str | None:
     return None
 
 
-def _meta(soup: BeautifulSoup, names: tuple[str, ...]) -> str | None:
+def meta_tags(soup: BeautifulSoup) -> dict[str, str]:
+    """``<meta name|property=... content=...>`` as a dict with lower-cased keys (first one wins)."""
+    found: dict[str, str] = {}
+    for tag in soup.find_all("meta", content=True):
+        key = tag.get("name") or tag.get("property")
+        if key:
+            found.setdefault(str(key).lower(), str(tag["content"]))
+    return found
+
+
+def _meta(metas: dict[str, str], names: tuple[str, ...]) -> str | None:
     for name in names:
-        tag = soup.find("meta", attrs={"name": re.compile(f"^{re.escape(name)}$", re.I)}) or soup.find(
-            "meta", attrs={"property": re.compile(f"^{re.escape(name)}$", re.I)}
-        )
-        if tag is not None and tag.get("content"):
-            return _clean(str(tag["content"]))
+        if metas.get(name):
+            return _clean(metas[name])
     return None
 
 
@@ -131,10 +154,8 @@ def extract_html(html: str, url: str, selectors: dict[str, Any] | None = None) -
     if not html.strip():
         raise ExtractionError("empty document")
     soup = BeautifulSoup(html, "lxml")
-    try:
-        tree = lxml_html.fromstring(html)
-    except (ValueError, lxml_html.etree.ParserError) as exc:
-        raise ExtractionError(f"unparseable HTML: {exc}") from exc
+    tree = _XPathTree(html)
+    metas = meta_tags(soup)
 
     body = select_text(soup, tree, selectors.get("body"))
     extractor = "selector"
@@ -151,18 +172,18 @@ def extract_html(html: str, url: str, selectors: dict[str, Any] | None = None) -
         )
     text = (body or "").strip()
 
-    title = select_text(soup, tree, selectors.get("title")) or _meta(soup, META_NAMES["title"])
+    title = select_text(soup, tree, selectors.get("title")) or _meta(metas, META_NAMES["title"])
     if title is None:
         h1 = soup.find("h1")
         title = h1.get_text(" ", strip=True) if h1 is not None else None
     if title is None and soup.title is not None:
         title = soup.title.get_text(" ", strip=True)
-    raw_date = select_text(soup, tree, selectors.get("date")) or _meta(soup, META_NAMES["date"])
+    raw_date = select_text(soup, tree, selectors.get("date")) or _meta(metas, META_NAMES["date"])
     if raw_date is None:
         time_tag = soup.find("time", attrs={"datetime": True})
         raw_date = str(time_tag["datetime"]) if time_tag is not None else None
-    court = select_text(soup, tree, selectors.get("court")) or _meta(soup, META_NAMES["court"])
-    case_number = select_text(soup, tree, selectors.get("case_number")) or _meta(soup, META_NAMES["case_number"])
+    court = select_text(soup, tree, selectors.get("court")) or _meta(metas, META_NAMES["court"])
+    case_number = select_text(soup, tree, selectors.get("case_number")) or _meta(metas, META_NAMES["case_number"])
     if case_number is None:
         case_number = find_case_number(f"{title or ''}\n{text}")
     canonical = soup.find("link", rel="canonical", href=True)
