@@ -60,13 +60,16 @@ META_KEYS = (
 )
 
 
-def _created_at(date: str | None) -> datetime | None:
-    if not date:
-        return None
-    try:
-        return datetime.fromisoformat(date).replace(tzinfo=UTC)
-    except ValueError:
-        return None
+def _created_at(date: str | None, fetched_at: str | None) -> datetime | None:
+    """The document's own date when the page gives one, else the fetch time (as docs/ARCHITECTURE.md says)."""
+    for value in (date, fetched_at):
+        if value:
+            try:
+                parsed = datetime.fromisoformat(value)
+            except ValueError:
+                continue
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
 
 
 def document_row(item: LegalDocumentItem, source: str, run_id: str) -> dict[str, Any]:
@@ -81,7 +84,7 @@ def document_row(item: LegalDocumentItem, source: str, run_id: str) -> dict[str,
         "title": item.get("title"),
         "text": item["text"],
         "lang": item.get("lang"),
-        "created_at": _created_at(item.get("date")),
+        "created_at": _created_at(item.get("date"), item.get("fetched_at")),
         "meta": encode_meta(meta),
     }
 

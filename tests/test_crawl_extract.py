@@ -112,3 +112,53 @@ def test_profile_errors_name_the_file_and_key(tmp_path):
         load_profile(str(bad))
     with pytest.raises(ProfileError, match="known profiles: demo"):
         load_profile("no_such_site")
+
+
+def test_backoff_middleware_honours_retry_after_and_gives_up_past_the_cap():
+    from scrapy import Request
+    from scrapy.http import Response
+    from scrapy.utils.test import get_crawler
+
+    from crawlers.middlewares import NOT_BEFORE, BackoffRetryMiddleware
+
+    crawler = get_crawler(settings_dict={"RETRY_TIMES": 3, "RETRY_BACKOFF_BASE": 0.5, "RETRY_AFTER_MAX": 60})
+    crawler.spider = crawler._create_spider("test")
+    mw = BackoffRetryMiddleware.from_crawler(crawler)
+    request = Request("http://court.example:8080/j/1")
+
+    now = time.time()
+    retry = mw.process_response(request, Response(request.url, status=429, headers={"Retry-After": "5"}))
+    assert isinstance(retry, Request) and retry.meta["retry_times"] == 1
+    assert 4.9 <= retry.meta[NOT_BEFORE] - now <= 6
+    assert mw.host_paused_until["court.example"] >= now + 4.9  # the whole host waits, not just this URL
+
+    again = mw.process_response(retry, Response(request.url, status=500))
+    assert again.meta["retry_times"] == 2 and 0.9 <= again.meta[NOT_BEFORE] - time.time() <= 1.1  # 0.5 * 2**1
+
+    too_long = Response(request.url, status=429, headers={"Retry-After": "3600"})
+    assert mw.process_response(Request("http://court.example/j/2"), too_long) is too_long  # recorded as HTTP 429
+    ok = Response(request.url, status=404)
+    assert mw.process_response(request, ok) is ok
+
+
+def test_bounded_http_cache_evicts_oldest_entries(tmp_path):
+    from scrapy import Request
+    from scrapy.http import HtmlResponse
+    from scrapy.utils.test import get_crawler
+
+    from crawlers.httpcache import BoundedFilesystemCacheStorage
+
+    bound = 40_000
+    crawler = get_crawler(settings_dict={"HTTPCACHE_DIR": str(tmp_path), "HTTPCACHE_MAX_BYTES": bound})
+    spider = crawler._create_spider("bounded")
+    storage = BoundedFilesystemCacheStorage(crawler.settings)
+    storage.open_spider(spider)
+    body = b"<html><body>" + b"x" * 4000 + b"</body></html>"
+    requests = [Request(f"http://court.example/j/{i}") for i in range(30)]
+    for request in requests:
+        storage.store_response(spider, request, HtmlResponse(request.url, body=body))
+        size = sum(f.stat().st_size for f in tmp_path.rglob("*") if f.is_file())
+        assert size <= bound + 6_000  # never more than the bound plus the entry just stored
+    assert storage.evicted > 0
+    assert storage.retrieve_response(spider, requests[-1]) is not None  # newest kept
+    assert storage.retrieve_response(spider, requests[0]) is None  # oldest evicted
