@@ -18,8 +18,6 @@ import trafilatura
 from bs4 import BeautifulSoup
 from lxml import html as lxml_html
 
-FIELDS = ("title", "date", "court", "case_number", "body")
-
 # Meta tags courts, gazettes and CMSes commonly use for each field, in order of trust.
 META_NAMES: dict[str, tuple[str, ...]] = {
     "title": ("citation_title", "dc.title", "og:title"),

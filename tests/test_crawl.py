@@ -6,9 +6,7 @@ written, refused and recorded as failed.
 
 from __future__ import annotations
 
-import shutil
-
-from conftest import REPO, query, run_cli
+from conftest import query, run_cli
 from crawl_support import DOC_PATHS, crawl, documents, fixture_server, paths_of, profile_for
 
 
@@ -177,5 +175,3 @@ def test_demo_crawl_without_arguments_then_build_picks_it_up(tmp_path):
     [(rejected,)] = query(root, "SELECT count(*) FROM rejects")
     assert n + rejected == len(DOC_PATHS) and n >= len(DOC_PATHS) - 1
     assert query(root, "SELECT count(*) FROM crawl_failures") == [(3,)]  # crawl tables survive the build
-    shutil.rmtree(workdir)
-    assert REPO.joinpath("scrapy.cfg").exists()
