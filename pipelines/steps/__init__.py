@@ -9,6 +9,8 @@ from pipelines.steps.normalize import Normalize
 from pipelines.steps.pii_redact import PiiRedact
 from pipelines.steps.split import Split
 
+__all__ = ["REGISTRY", "ExactDedup", "LengthFilter", "Normalize", "Split", "step_class"]
+
 REGISTRY: dict[str, type[Step]] = {
     cls.name: cls
     for cls in (
