@@ -4,7 +4,7 @@ Placeholders (``<EMAIL>``) are the default: they keep the sentence shape for tra
 no value at all. Pseudonyms keep texts natural: within one document the same value always maps
 to the same fake (seeded by document key, type and value, so builds are deterministic), and the
 fakes are chosen so that they are not personal data and our scanner does not flag them again:
-RFC 2606 e-mail domains, NANP 555-01xx numbers, documentation IP ranges, card/ID/IBAN numbers
+RFC 2606 `.test`/`.invalid` e-mail domains, NANP 555-01xx numbers, documentation IP ranges, card/ID/IBAN numbers
 with a failing checksum. Secrets and credentials are never faked: they always get placeholders.
 """
 
@@ -50,7 +50,7 @@ def _bad_prc_id(fk: Faker) -> str:
 
 def _fake(entity: str, fk: Faker, lang: str) -> str:
     if entity == "EMAIL":
-        return f"{fk.user_name()}@example.{fk.random_element(('com', 'org', 'net'))}"
+        return f"{fk.user_name()}@example.{fk.random_element(('test', 'invalid'))}"
     if entity == "PHONE":
         return f"555-01{fk.numerify('##')}"
     if entity == "PRC_ID":
