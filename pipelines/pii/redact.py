@@ -4,8 +4,8 @@ Placeholders (``<EMAIL>``) are the default: they keep the sentence shape for tra
 no value at all. Pseudonyms keep texts natural: within one document the same value always maps
 to the same fake (seeded by document key, type and value, so builds are deterministic), and the
 fakes are chosen so that they are not personal data and our scanner does not flag them again:
-RFC 2606 `.test`/`.invalid` e-mail domains, NANP 555-01xx numbers, documentation IP ranges, card/ID/IBAN numbers
-with a failing checksum. Secrets and credentials are never faked: they always get placeholders.
+RFC 2606 ``.test``/``.invalid`` e-mail domains, NANP 555-01xx numbers, documentation IP ranges,
+card/ID/IBAN numbers with a failing checksum. Secrets and credentials are never faked: they always get placeholders.
 """
 
 from __future__ import annotations
