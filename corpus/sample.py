@@ -18,15 +18,47 @@ from typing import Any
 
 DEFAULT_OUT = Path("samples/legal_sample.jsonl")
 
-EN_PARTIES = ["Harlow Shipping Ltd", "Meridian Bank plc", "the City of Ashford", "Greenway Builders Inc",
-              "Northfield Insurance Co", "Ms Alice Porter", "Mr Daniel Okafor", "Riverside Hospital Trust",
-              "Crestline Software LLC", "the State Revenue Authority", "Bluewater Fisheries", "Mr Tomas Lindqvist",
-              "Sterling Logistics", "Oakridge Tenants Association", "Pinecrest Pharmaceuticals"]
-EN_COURTS = ["Court of Appeal", "High Court", "District Court", "Supreme Court", "Commercial Court",
-             "Employment Tribunal", "Court of Chancery", "Circuit Court"]
-EN_TOPICS = ["breach of contract", "negligence", "unfair dismissal", "misrepresentation", "a lease dispute",
-             "copyright infringement", "data protection", "product liability", "an insurance claim",
-             "a shareholder dispute", "a construction defect", "a tax assessment"]
+EN_PARTIES = [
+    "Harlow Shipping Ltd",
+    "Meridian Bank plc",
+    "the City of Ashford",
+    "Greenway Builders Inc",
+    "Northfield Insurance Co",
+    "Ms Alice Porter",
+    "Mr Daniel Okafor",
+    "Riverside Hospital Trust",
+    "Crestline Software LLC",
+    "the State Revenue Authority",
+    "Bluewater Fisheries",
+    "Mr Tomas Lindqvist",
+    "Sterling Logistics",
+    "Oakridge Tenants Association",
+    "Pinecrest Pharmaceuticals",
+]
+EN_COURTS = [
+    "Court of Appeal",
+    "High Court",
+    "District Court",
+    "Supreme Court",
+    "Commercial Court",
+    "Employment Tribunal",
+    "Court of Chancery",
+    "Circuit Court",
+]
+EN_TOPICS = [
+    "breach of contract",
+    "negligence",
+    "unfair dismissal",
+    "misrepresentation",
+    "a lease dispute",
+    "copyright infringement",
+    "data protection",
+    "product liability",
+    "an insurance claim",
+    "a shareholder dispute",
+    "a construction defect",
+    "a tax assessment",
+]
 EN_TEMPLATES = [
     "The {court} heard the appeal brought by {a} against {b} concerning {topic}.",
     "{a} contended that {b} had failed to perform its obligations under the agreement dated {date}.",
@@ -60,12 +92,42 @@ EN_TEMPLATES = [
     "We consider that a reduction of {pct} per cent for contributory negligence is appropriate.",
     "The policy excluded losses arising from {topic}, and the insurer relied on that exclusion.",
 ]
-ZH_COURTS = ["北京市第一中级人民法院", "上海市浦东新区人民法院", "广东省高级人民法院", "浙江省杭州市中级人民法院",
-             "江苏省南京市鼓楼区人民法院", "四川省成都市中级人民法院", "最高人民法院", "深圳市南山区人民法院"]
-ZH_PARTIES = ["张某", "李某某", "王某", "某科技有限公司", "某建设工程有限公司", "某银行股份有限公司",
-              "赵某", "陈某某", "某物业服务有限公司", "某保险股份有限公司", "刘某", "某贸易有限公司"]
-ZH_TOPICS = ["买卖合同纠纷", "民间借贷纠纷", "劳动争议", "房屋租赁合同纠纷", "机动车交通事故责任纠纷",
-             "建设工程施工合同纠纷", "著作权侵权纠纷", "保险合同纠纷", "物业服务合同纠纷", "股权转让纠纷"]
+ZH_COURTS = [
+    "北京市第一中级人民法院",
+    "上海市浦东新区人民法院",
+    "广东省高级人民法院",
+    "浙江省杭州市中级人民法院",
+    "江苏省南京市鼓楼区人民法院",
+    "四川省成都市中级人民法院",
+    "最高人民法院",
+    "深圳市南山区人民法院",
+]
+ZH_PARTIES = [
+    "张某",
+    "李某某",
+    "王某",
+    "某科技有限公司",
+    "某建设工程有限公司",
+    "某银行股份有限公司",
+    "赵某",
+    "陈某某",
+    "某物业服务有限公司",
+    "某保险股份有限公司",
+    "刘某",
+    "某贸易有限公司",
+]
+ZH_TOPICS = [
+    "买卖合同纠纷",
+    "民间借贷纠纷",
+    "劳动争议",
+    "房屋租赁合同纠纷",
+    "机动车交通事故责任纠纷",
+    "建设工程施工合同纠纷",
+    "著作权侵权纠纷",
+    "保险合同纠纷",
+    "物业服务合同纠纷",
+    "股权转让纠纷",
+]
 ZH_TEMPLATES = [
     "原告{a}与被告{b}{topic}一案，本院于{date}立案后，依法适用普通程序，公开开庭进行了审理。",
     "原告{a}向本院提出诉讼请求：判令被告支付货款人民币{amount}元及逾期付款利息。",
@@ -96,18 +158,34 @@ ZH_TEMPLATES = [
     "第{n}条 民事主体从事民事活动，不得违反法律，不得违背公序良俗。",
     "机动车发生交通事故造成损害的，依照道路交通安全法律和本法的有关规定承担赔偿责任。",
 ]
-NAV = ["Home | About us | Practice areas | News | Careers | Contact", "Skip to main content",
-       "Menu ▾ Search Login Register", "首页 | 新闻中心 | 裁判文书 | 法律法规 | 联系我们"]
-COOKIE = ["We use cookies to improve your experience. By continuing to browse you agree to our cookie policy. "
-          "Accept all | Manage preferences",
-          "本网站使用Cookie以提升您的浏览体验。继续访问即表示您同意我们的隐私政策。"]
-FOOTER = ["© 2024 Lexbridge Legal Publishing. All rights reserved. Privacy policy | Terms of use",
-          "版权所有 © 2024 某某法律信息网 京ICP备12345678号 | 免责声明 | 网站地图"]
-LOREM = ("Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut labore et "
-         "dolore magna aliqua. Ut enim ad minim veniam, quis nostrud exercitation ullamco laboris nisi ut aliquip "
-         "ex ea commodo consequat.")
-SEO = ["best lawyer cheap lawyer near me", "top divorce attorney free consultation", "click here win prize",
-       "buy cheap legal forms online", "律师 律师咨询 免费法律咨询 最好的律师 离婚律师", "loan fast loan easy approval"]
+NAV = [
+    "Home | About us | Practice areas | News | Careers | Contact",
+    "Skip to main content",
+    "Menu ▾ Search Login Register",
+    "首页 | 新闻中心 | 裁判文书 | 法律法规 | 联系我们",
+]
+COOKIE = [
+    "We use cookies to improve your experience. By continuing to browse you agree to our cookie policy. "
+    "Accept all | Manage preferences",
+    "本网站使用Cookie以提升您的浏览体验。继续访问即表示您同意我们的隐私政策。",
+]
+FOOTER = [
+    "© 2024 Lexbridge Legal Publishing. All rights reserved. Privacy policy | Terms of use",
+    "版权所有 © 2024 某某法律信息网 京ICP备12345678号 | 免责声明 | 网站地图",
+]
+LOREM = (
+    "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut labore et "
+    "dolore magna aliqua. Ut enim ad minim veniam, quis nostrud exercitation ullamco laboris nisi ut aliquip "
+    "ex ea commodo consequat."
+)
+SEO = [
+    "best lawyer cheap lawyer near me",
+    "top divorce attorney free consultation",
+    "click here win prize",
+    "buy cheap legal forms online",
+    "律师 律师咨询 免费法律咨询 最好的律师 离婚律师",
+    "loan fast loan easy approval",
+]
 CODE = """function init() {{ var x = document.getElementById('menu{n}'); if (x) {{ x.style.display = 'none'; }} }}
 $(document).ready(function() {{ $('.nav').toggle(); window.dataLayer = window.dataLayer || []; }});
 <script>var _gaq = _gaq || []; _gaq.push(['_setAccount', 'UA-{n}-1']);</script>
@@ -154,13 +232,27 @@ class SampleGenerator:
         date = (datetime(2015, 1, 1) + timedelta(days=r.randrange(0, 3400))).date()
         if lang == "zh":
             parties = r.sample(ZH_PARTIES, 2)
-            return {"a": parties[0], "b": parties[1], "court": r.choice(ZH_COURTS), "topic": r.choice(ZH_TOPICS),
-                    "date": f"{date.year}年{date.month}月{date.day}日", "n": str(r.randrange(1, 1260)),
-                    "amount": f"{r.randrange(1000, 5000000):,}", "pct": str(r.randrange(5, 40))}
+            return {
+                "a": parties[0],
+                "b": parties[1],
+                "court": r.choice(ZH_COURTS),
+                "topic": r.choice(ZH_TOPICS),
+                "date": f"{date.year}年{date.month}月{date.day}日",
+                "n": str(r.randrange(1, 1260)),
+                "amount": f"{r.randrange(1000, 5000000):,}",
+                "pct": str(r.randrange(5, 40)),
+            }
         parties = r.sample(EN_PARTIES, 2)
-        return {"a": parties[0], "b": parties[1], "court": r.choice(EN_COURTS), "topic": r.choice(EN_TOPICS),
-                "date": date.strftime("%d %B %Y"), "n": str(r.randrange(1, 120)),
-                "amount": f"£{r.randrange(1000, 5000000):,}", "pct": str(r.randrange(5, 60))}
+        return {
+            "a": parties[0],
+            "b": parties[1],
+            "court": r.choice(EN_COURTS),
+            "topic": r.choice(EN_TOPICS),
+            "date": date.strftime("%d %B %Y"),
+            "n": str(r.randrange(1, 120)),
+            "amount": f"£{r.randrange(1000, 5000000):,}",
+            "pct": str(r.randrange(5, 60)),
+        }
 
     def legal_text(self, lang: str, paragraphs: tuple[int, int] = (3, 6)) -> str:
         """Paragraphs of template sentences, no template used twice in one document."""
@@ -196,12 +288,24 @@ class SampleGenerator:
         originals = []
         for i in range(150):
             slots = self._slots("en")
-            originals.append(self.add(self.legal_text("en"), kind="legal", lang="en",
-                                      title=f"{slots['a']} v {slots['b']} [{2015 + i % 10}] {slots['court']}"))
+            originals.append(
+                self.add(
+                    self.legal_text("en"),
+                    kind="legal",
+                    lang="en",
+                    title=f"{slots['a']} v {slots['b']} [{2015 + i % 10}] {slots['court']}",
+                )
+            )
         for _ in range(130):
             slots = self._slots("zh")
-            originals.append(self.add(self.legal_text("zh"), kind="legal", lang="zh",
-                                      title=f"{slots['a']}与{slots['b']}{slots['topic']}一审民事判决书"))
+            originals.append(
+                self.add(
+                    self.legal_text("zh"),
+                    kind="legal",
+                    lang="zh",
+                    title=f"{slots['a']}与{slots['b']}{slots['topic']}一审民事判决书",
+                )
+            )
         for doc in r.sample(originals, 25):  # exact duplicates, some with cosmetic whitespace/case changes
             text = doc["text"] if r.random() < 0.5 else "  " + doc["text"].replace("\n\n", "\r\n\r\n  ") + "\n"
             self.add(text, kind="exact_duplicate", lang=doc["lang"], title=doc["title"], copy_of=doc["url"])
@@ -218,17 +322,21 @@ class SampleGenerator:
                 name = f"{r.choice(FIRST)} {r.choice(LAST)}"
                 first, last = (part.lower() for part in name.split())
                 email = f"{first}.{last}@{r.choice(['gmail.com', 'lawmail.co.uk'])}"
-                text = (f"Dear {name},\n\nFurther to our meeting, please find enclosed the draft settlement "
-                        f"agreement. {self.legal_text('en', (1, 2))}\n\nYou can reach me at {email} or on "
-                        f"+1 (415) 555-{r.randrange(1000, 9999)}. Payment may be made by card "
-                        f"{luhn_card(r)}. Our server logged your upload from 203.0.{r.randrange(256)}."
-                        f"{r.randrange(1, 255)}.\n\nYours sincerely,\n{r.choice(FIRST)} {r.choice(LAST)}")
+                text = (
+                    f"Dear {name},\n\nFurther to our meeting, please find enclosed the draft settlement "
+                    f"agreement. {self.legal_text('en', (1, 2))}\n\nYou can reach me at {email} or on "
+                    f"+1 (415) 555-{r.randrange(1000, 9999)}. Payment may be made by card "
+                    f"{luhn_card(r)}. Our server logged your upload from 203.0.{r.randrange(256)}."
+                    f"{r.randrange(1, 255)}.\n\nYours sincerely,\n{r.choice(FIRST)} {r.choice(LAST)}"
+                )
                 self.add(text, kind="pii", lang="en", title="Letter to client")
             else:
                 name = r.choice(ZH_NAMES)
-                text = (f"{self.legal_text('zh', (1, 2))}\n\n当事人{name}，身份证号码{prc_id(r)}，联系电话"
-                        f"{cn_mobile(r)}，电子邮箱{name.encode().hex()[:8]}@163.com，住所地"
-                        f"{r.choice(['北京市朝阳区', '上海市徐汇区', '广州市天河区'])}。")
+                text = (
+                    f"{self.legal_text('zh', (1, 2))}\n\n当事人{name}，身份证号码{prc_id(r)}，联系电话"
+                    f"{cn_mobile(r)}，电子邮箱{name.encode().hex()[:8]}@163.com，住所地"
+                    f"{r.choice(['北京市朝阳区', '上海市徐汇区', '广州市天河区'])}。"
+                )
                 self.add(text, kind="pii", lang="zh", title="当事人信息")
         for doc in r.sample(originals, 20):  # boilerplate-heavy versions of new documents
             lang_i = 1 if doc["lang"] == "zh" else 0

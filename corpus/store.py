@@ -19,6 +19,8 @@ DEFAULT_SHARD_BYTES = 128 * 1024 * 1024
 DEFAULT_ROW_GROUP_BYTES = 16 * 1024 * 1024
 COMPRESSION = "zstd"
 COMPRESSION_LEVEL = 3
+# Intermediate work shards are read once by the next step: favour speed over size.
+WORK_COMPRESSION = "lz4"
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,9 @@ def _tmp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
-def write_table(table: pa.Table, path: Path, *, row_group_bytes: int = DEFAULT_ROW_GROUP_BYTES) -> None:
+def write_table(
+    table: pa.Table, path: Path, *, row_group_bytes: int = DEFAULT_ROW_GROUP_BYTES, compression: str = COMPRESSION
+) -> None:
     """Write one Parquet file atomically (temp file, fsync, rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_name(path)
@@ -87,8 +91,8 @@ def write_table(table: pa.Table, path: Path, *, row_group_bytes: int = DEFAULT_R
         pq.write_table(
             table,
             tmp,
-            compression=COMPRESSION,
-            compression_level=COMPRESSION_LEVEL,
+            compression=compression,
+            compression_level=COMPRESSION_LEVEL if compression == "zstd" else None,
             row_group_size=rows_per_group(table, row_group_bytes),
             write_statistics=True,
         )
@@ -147,8 +151,10 @@ class ShardWriter:
         target_bytes: int = DEFAULT_SHARD_BYTES,
         row_group_bytes: int = DEFAULT_ROW_GROUP_BYTES,
         prefix: str = "part",
+        compression: str = COMPRESSION,
     ) -> None:
         self.directory = directory
+        self.compression = compression
         self.schema = schema
         self.target_bytes = target_bytes
         self.row_group_bytes = min(row_group_bytes, max(1, target_bytes // 2))
@@ -198,7 +204,10 @@ class ShardWriter:
             self.directory.mkdir(parents=True, exist_ok=True)
             self._tmp = _tmp_name(self.directory / f"{self.prefix}-{len(self.paths):05d}.parquet")
             self._writer = pq.ParquetWriter(
-                self._tmp, self.schema, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL
+                self._tmp,
+                self.schema,
+                compression=self.compression,
+                compression_level=COMPRESSION_LEVEL if self.compression == "zstd" else None,
             )
         return self._writer
 

@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from corpus.report import ReportError, write_report
 from pipelines.config import SourceSpec, load_config
 from pipelines.runner import run_build
 from pipelines.step import ConfigError
@@ -29,7 +30,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--root", type=Path, help="corpus root (default from config, else ./data)")
     p.add_argument("--workers", type=int, help="worker processes (default from config)")
-    p.add_argument("--executor", choices=["local"], help="where shard tasks run (default: local)")
+    p.add_argument("--executor", choices=["local", "ray"], help="where shard tasks run (default: local)")
+    p.add_argument("--ray-address", help="Ray cluster to join (default: start a local one with --workers CPUs)")
     p.add_argument("--force", action="store_true", help="recompute every step instead of resuming")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p.parse_args(argv)
@@ -48,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg.workers = args.workers
     if args.executor:
         cfg.executor = args.executor
+    if args.ray_address:
+        cfg.ray_address = args.ray_address
     cfg.sources.extend(SourceSpec(p) for p in args.input)
     command = " ".join(["python -m pipelines.build", *(argv if argv is not None else sys.argv[1:])])
     try:
@@ -61,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{result.docs_rejected} rejected (see the 'rejects' view)"
     )
     print(f"catalog: {cfg.root / 'catalog.duckdb'}")
+    try:
+        print(f"report: {write_report(cfg.root)}")
+    except (ReportError, OSError) as exc:  # the corpus is built; only the report is missing
+        print(f"warning: could not write the report: {exc}", file=sys.stderr)
     return 0
 
 

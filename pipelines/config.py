@@ -14,7 +14,18 @@ from pipelines.step import ConfigError, Step
 from pipelines.steps import step_class
 
 DEFAULT_CONFIG = Path("configs/default.yaml")
-TOP_LEVEL_KEYS = {"root", "workers", "shard_mb", "work_shard_mb", "sources", "steps", "executor"}
+TOP_LEVEL_KEYS = {
+    "root",
+    "workers",
+    "shard_mb",
+    "work_shard_mb",
+    "sources",
+    "steps",
+    "executor",
+    "ray_address",
+    "audit_checks",
+}
+EXECUTORS = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -32,8 +43,10 @@ class BuildConfig:
     shard_mb: float = 128.0
     work_shard_mb: float = 32.0
     executor: str = "local"
+    ray_address: str | None = None
     sources: list[SourceSpec] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
+    audit_checks: list[Path] = field(default_factory=list)  # folders of user .sql checks (corpus.audit)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -42,8 +55,10 @@ class BuildConfig:
             "shard_mb": self.shard_mb,
             "work_shard_mb": self.work_shard_mb,
             "executor": self.executor,
+            "ray_address": self.ray_address,
             "sources": [{"path": str(s.path), "source": s.source} for s in self.sources],
             "steps": [{s.name: s.params()} for s in self.steps],
+            "audit_checks": [str(p) for p in self.audit_checks],
         }
 
     def steps_hash(self) -> str:
@@ -106,6 +121,10 @@ def load_config(path: Path | None) -> BuildConfig:
     cfg.workers = int(cfg.workers)
     if "executor" in raw:
         cfg.executor = str(raw["executor"])
+        if cfg.executor not in EXECUTORS:
+            raise ConfigError(f"{where}: 'executor' must be one of {', '.join(EXECUTORS)}, got {cfg.executor!r}")
+    if raw.get("ray_address"):
+        cfg.ray_address = str(raw["ray_address"])
     for i, src in enumerate(raw.get("sources") or []):
         if isinstance(src, str):
             cfg.sources.append(SourceSpec(Path(src)))
@@ -113,5 +132,11 @@ def load_config(path: Path | None) -> BuildConfig:
             cfg.sources.append(SourceSpec(Path(src["path"]), src.get("source")))
         else:
             raise ConfigError(f"{where}: sources[{i}] must be a path or a mapping with 'path' (and optional 'source')")
+    checks = raw.get("audit_checks") or []
+    if isinstance(checks, str):
+        checks = [checks]
+    if not isinstance(checks, list) or not all(isinstance(c, str) for c in checks):
+        raise ConfigError(f"{where}: 'audit_checks' must be a folder path or a list of folder paths")
+    cfg.audit_checks = [Path(c) for c in checks]
     cfg.steps = parse_steps(raw.get("steps", []), where=where)
     return cfg

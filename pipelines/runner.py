@@ -13,7 +13,7 @@ import hashlib
 import json
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,12 +25,21 @@ from tqdm import tqdm
 
 from corpus.catalog import Catalog, ShardRecord, StepStatRow
 from corpus.schema import BASE_SCHEMA, REJECT_SCHEMA, conform, document_schema, occurrence_id
-from corpus.store import CorpusLayout, ShardWriter, read_table, replace_dir, write_bytes
+from corpus.store import WORK_COMPRESSION, CorpusLayout, ShardWriter, read_table, replace_dir, write_bytes
 from pipelines.config import BuildConfig, SourceSpec
 from pipelines.executor import Executor, make_executor
 from pipelines.imports import import_file
 from pipelines.step import GlobalStep, Step, reject
-from pipelines.tasks import ShardTask, done_path, run_shard_task, scan_path, text_bytes
+from pipelines.tasks import (
+    ReduceTask,
+    ShardTask,
+    done_path,
+    reduce_done_path,
+    run_reduce_task,
+    run_shard_task,
+    scan_path,
+    text_bytes,
+)
 
 MB = 1024 * 1024
 PARTITION_COLUMNS = ("bucket", "split")
@@ -81,7 +90,7 @@ def run_build(cfg: BuildConfig, *, command: str = "", force: bool = False, progr
         with Catalog.open(layout) as cat:
             cat.conn.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running' AND kind = 'build'")
             run_id = cat.start_run("build", command=command, config=cfg.to_dict(), config_hash=cfg.steps_hash())
-        executor = make_executor(cfg.executor, cfg.workers)
+        executor = make_executor(cfg.executor, cfg.workers, address=cfg.ray_address)
         try:
             if force:
                 shutil.rmtree(layout.work, ignore_errors=True)
@@ -111,7 +120,8 @@ class Build:
         added: list[pa.Field] = []
         for i, step in enumerate(self.cfg.steps, start=1):
             added.extend(step.adds)
-            step_hash = _hash(prev_hash, step.name, step.params())
+            # library versions are part of a stage's identity: a resumed build never mixes outputs
+            step_hash = _hash(prev_hash, step.name, step.params(), pl.__version__, pa.__version__)
             step_dir = self.layout.work / f"{i:02d}-{step.name}-{step_hash}"
             stats = self.run_step(i, step, prev_dir, step_dir, document_schema(added))
             stages.append(StageResult(i, step.name, step_dir, stats))
@@ -143,7 +153,9 @@ class Build:
             started = time.perf_counter()
             staging = out.with_name(f".{out.name}.staging")
             shutil.rmtree(staging, ignore_errors=True)
-            writer = ShardWriter(staging, BASE_SCHEMA, target_bytes=int(self.cfg.work_shard_mb * MB))
+            writer = ShardWriter(
+                staging, BASE_SCHEMA, target_bytes=int(self.cfg.work_shard_mb * MB), compression=WORK_COMPRESSION
+            )
             rejects = ShardWriter(staging, REJECT_SCHEMA, prefix="rejects")
             seen: set[str] = set()
             docs_in = docs_out = bytes_in = bytes_out = 0
@@ -192,25 +204,41 @@ class Build:
 
         if isinstance(step, GlobalStep):
             self._run_tasks(tasks("scan"), f"{label} (scan)")
-            reduce_marker = step_dir / "reduce.done"
-            if not reduce_marker.exists():
-                started = time.perf_counter()
-                step.reduce([scan_path(step_dir, k) for k in range(len(inputs))], step_dir, self.layout.root)
-                write_bytes(json.dumps({"seconds": time.perf_counter() - started}).encode(), reduce_marker)
+            self._reduce(step, len(inputs), step_dir, label)
         self._run_tasks(tasks("process"), label)
         stats = [json.loads(done_path(step_dir, k).read_text()) for k in range(len(inputs))]
         extra = [
             json.loads(p.read_text())["seconds"]
-            for p in [*step_dir.glob("scan-done-*.json"), step_dir / "reduce.done"]
-            if p.exists()
+            for p in [*step_dir.glob("scan-done-*.json"), *step_dir.glob("reduce-*.done")]
         ]
         return _stat_row(index, step.name, stats, extra_seconds=sum(extra))
 
-    def _run_tasks(self, tasks: list[ShardTask], label: str) -> None:
+    def _reduce(self, step: GlobalStep, n_shards: int, step_dir: Path, label: str) -> None:
+        """The reduce runs as executor tasks (one per partition), never inline on the driver."""
+        if (step_dir / "reduce.done").exists():
+            return
+        parts = step.partitions()
+        tasks = [
+            ReduceTask(
+                step,
+                p,
+                [scan_path(step_dir, k, None if parts == 1 else p) for k in range(n_shards)],
+                step_dir,
+                self.layout.root,
+            )
+            for p in range(parts)
+            if not reduce_done_path(step_dir, p).exists()
+        ]
+        self._run_tasks(tasks, f"{label} (reduce)", run_reduce_task, unit="partition")
+        if parts > 1:
+            step.merge_partitions(step_dir, self.layout.root)
+        write_bytes(b"{}", step_dir / "reduce.done")
+
+    def _run_tasks(self, tasks: list, label: str, fn: Callable = run_shard_task, unit: str = "shard") -> None:
         if not tasks:
             return
-        with tqdm(total=len(tasks), desc=label, unit="shard", disable=not self.progress) as bar:
-            for _ in self.executor.map_unordered(run_shard_task, tasks):
+        with tqdm(total=len(tasks), desc=label, unit=unit, disable=not self.progress) as bar:
+            for _ in self.executor.map_unordered(fn, tasks):
                 bar.update(1)
 
     # -- publish ---------------------------------------------------------------------------

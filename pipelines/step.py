@@ -110,6 +110,19 @@ class GlobalStep(Step):
         """Read all scan files, write decisions under ``step_dir`` for ``process`` to apply."""
         raise NotImplementedError
 
+    # -- optional: a reduce that an executor can spread over several tasks (a shuffle) --------
+    def partitions(self) -> int:
+        """How many independent reduce partitions; > 1 means ``scan`` output carries an int
+        column ``partition`` and ``reduce_partition`` is called once per partition, each with
+        only that partition's rows of every shard (in shard order)."""
+        return 1
+
+    def reduce_partition(self, scans: list[Path], partition: int, step_dir: Path, root: Path) -> None:
+        raise NotImplementedError
+
+    def merge_partitions(self, step_dir: Path, root: Path) -> None:
+        """After all partitions: combine their outputs if ``process`` needs one view of them."""
+
 
 def reject(
     df: pl.DataFrame,

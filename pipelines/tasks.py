@@ -17,8 +17,8 @@ import polars as pl
 import pyarrow as pa
 
 from corpus.schema import REJECT_SCHEMA, conform
-from corpus.store import write_bytes, write_table
-from pipelines.step import GlobalStep, ShardContext, Step
+from corpus.store import WORK_COMPRESSION, write_bytes, write_table
+from pipelines.step import GlobalStep, Resources, ShardContext, Step
 
 Phase = Literal["scan", "process"]
 
@@ -37,6 +37,10 @@ class ShardTask:
     schema: pa.Schema
     root: Path
 
+    @property
+    def resources(self) -> Resources:
+        return self.step.resources
+
 
 def part_path(directory: Path, index: int, prefix: str = "part") -> Path:
     return directory / f"{prefix}-{index:05d}.parquet"
@@ -47,8 +51,13 @@ def done_path(directory: Path, index: int, phase: Phase = "process") -> Path:
     return directory / f"{name}-{index:05d}.json"
 
 
-def scan_path(directory: Path, index: int) -> Path:
-    return part_path(directory / "scan", index)
+def scan_path(directory: Path, index: int, partition: int | None = None) -> Path:
+    suffix = "" if partition is None else f"-p{partition:03d}"
+    return directory / "scan" / f"part-{index:05d}{suffix}.parquet"
+
+
+def reduce_done_path(directory: Path, partition: int) -> Path:
+    return directory / f"reduce-{partition:03d}.done"
 
 
 def text_bytes(df: pl.DataFrame) -> int:
@@ -75,7 +84,13 @@ def run_shard_task(task: ShardTask) -> dict[str, Any]:
     if task.phase == "scan":
         assert isinstance(step, GlobalStep)
         keys = step.scan(df, ctx)
-        write_table(keys.to_arrow(), scan_path(task.step_dir, task.shard_index))
+        parts = step.partitions()
+        if parts == 1:
+            write_table(keys.to_arrow(), scan_path(task.step_dir, task.shard_index))
+        else:  # map-side shuffle: one file per reduce partition
+            for p in range(parts):
+                sub = keys.filter(pl.col("partition") == p).drop("partition")
+                write_table(sub.to_arrow(), scan_path(task.step_dir, task.shard_index, p))
         stats = {"seconds": time.perf_counter() - started}
         write_bytes(json.dumps(stats).encode(), done_path(task.step_dir, task.shard_index, "scan"))
         return stats
@@ -85,8 +100,8 @@ def run_shard_task(task: ShardTask) -> dict[str, Any]:
     check_accounting(df, out.kept, out.rejected, origin)
     kept = conform(out.kept.to_arrow(), task.schema, origin=origin)
     rejected = conform(out.rejected.to_arrow(), REJECT_SCHEMA, origin=origin + " (rejects)")
-    write_table(rejected, part_path(task.step_dir, task.shard_index, "rejects"))
-    write_table(kept, part_path(task.step_dir, task.shard_index))
+    write_table(rejected, part_path(task.step_dir, task.shard_index, "rejects"), compression=WORK_COMPRESSION)
+    write_table(kept, part_path(task.step_dir, task.shard_index), compression=WORK_COMPRESSION)
     drops = out.rejected.get_column("reason").value_counts(sort=True) if out.rejected.height else None
     stats = {
         "docs_in": df.height,
@@ -97,6 +112,32 @@ def run_shard_task(task: ShardTask) -> dict[str, Any]:
         "seconds": time.perf_counter() - started,
     }
     write_bytes(json.dumps(stats).encode(), done_path(task.step_dir, task.shard_index))
+    return stats
+
+
+@dataclass(frozen=True)
+class ReduceTask:
+    """One reduce partition of a global step (the whole reduce when the step has one)."""
+
+    step: GlobalStep
+    partition: int
+    scans: list[Path]
+    step_dir: Path
+    root: Path
+
+    @property
+    def resources(self) -> Resources:
+        return self.step.resources
+
+
+def run_reduce_task(task: ReduceTask) -> dict[str, Any]:
+    started = time.perf_counter()
+    if task.step.partitions() == 1:
+        task.step.reduce(task.scans, task.step_dir, task.root)
+    else:
+        task.step.reduce_partition(task.scans, task.partition, task.step_dir, task.root)
+    stats = {"seconds": time.perf_counter() - started}
+    write_bytes(json.dumps(stats).encode(), reduce_done_path(task.step_dir, task.partition))
     return stats
 
 

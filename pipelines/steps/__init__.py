@@ -7,7 +7,10 @@ from pipelines.steps.exact_dedup import ExactDedup
 from pipelines.steps.length_filter import LengthFilter
 from pipelines.steps.minhash_dedup import MinHashDedup
 from pipelines.steps.normalize import Normalize
+from pipelines.steps.pii_redact import PiiRedact
 from pipelines.steps.split import Split
+
+__all__ = ["REGISTRY", "ExactDedup", "LengthFilter", "Normalize", "Split", "step_class"]
 
 REGISTRY: dict[str, type[Step]] = {
     cls.name: cls
@@ -16,6 +19,7 @@ REGISTRY: dict[str, type[Step]] = {
         LengthFilter,
         ExactDedup,
         MinHashDedup,
+        PiiRedact,
         Split,
     )
 }

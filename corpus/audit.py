@@ -1,0 +1,373 @@
+"""`python -m corpus.audit`: data tests over a built corpus, each a named check in the catalog.
+
+A check is a query that returns the rows that violate it: zero rows is a pass. Built-in checks
+are the ``.sql`` files in ``corpus/audits/`` plus two that need Python (file checksums and a
+second-pass PII scan); users add their own ``.sql`` files in a folder given with
+``--checks-dir`` or ``audit_checks:`` in the build config. A check file starts with ``--``
+comment lines: the first paragraph documents it, ``-- requires: ...`` lines say when it applies
+(``table NAME``, ``column VIEW.COLUMN``, ``step NAME`` or ``buckets``); a check whose
+requirement is not met is skipped and says why.
+
+Exit status: 0 when every selected check passed (or was skipped), 1 when one failed or errored,
+2 on a bad command line or a missing catalog.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from corpus.store import CorpusLayout, file_checksum
+
+BUILTIN_DIR = Path(__file__).with_name("audits")
+MAX_SHOWN_ROWS = 20
+MAX_CELL_CHARS = 60
+PII_BATCH_ROWS = 512
+MAX_PII_ROWS = 1000
+
+
+class AuditError(ValueError):
+    """The audit cannot run (no catalog, unknown check, bad check file); the message says which."""
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    description: str
+    origin: str
+    requires: tuple[str, ...] = ()
+    sql: str | None = None
+    func: Callable[[AuditContext], Violations] | None = None
+
+    @property
+    def summary(self) -> str:
+        """The first sentence of the documentation."""
+        flat = " ".join(self.description.split())
+        head, dot, _ = flat.partition(". ")
+        return head + ("." if dot else "")
+
+
+@dataclass
+class Violations:
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+    total: int | None = None  # when more violations exist than ``rows`` holds
+
+    @property
+    def count(self) -> int:
+        return self.total if self.total is not None else len(self.rows)
+
+
+@dataclass
+class CheckResult:
+    check: Check
+    status: str  # pass, fail, skip, error
+    violations: Violations = field(default_factory=lambda: Violations([], []))
+    message: str = ""
+
+
+@dataclass
+class AuditContext:
+    """What a check may use: a read-only connection and the corpus layout."""
+
+    conn: duckdb.DuckDBPyConnection
+    layout: CorpusLayout
+
+    def has_table(self, name: str) -> bool:
+        row = self.conn.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND NOT temporary", [name]
+        ).fetchone()
+        return bool(row and row[0])
+
+    def has_column(self, relation: str, column: str) -> bool:
+        try:
+            cols = [d[0] for d in self.conn.execute(f"SELECT * FROM {relation} LIMIT 0").description]
+        except duckdb.Error:
+            return False
+        return column in cols
+
+    def latest_build(self) -> str | None:
+        row = self.conn.execute(
+            "SELECT run_id FROM runs WHERE kind = 'build' AND status = 'succeeded' "
+            "ORDER BY finished_at DESC, run_id DESC LIMIT 1"
+        ).fetchone()
+        return row[0] if row else None
+
+    def ran_step(self, step: str) -> bool:
+        run_id = self.latest_build()
+        if run_id is None:
+            return False
+        row = self.conn.execute("SELECT count(*) FROM step_stats WHERE run_id = ? AND step = ?", [run_id, step])
+        return bool(row.fetchone()[0])  # type: ignore[index]
+
+    def has_buckets(self) -> bool:
+        row = self.conn.execute("SELECT count(*) FROM documents WHERE bucket::VARCHAR <> 'all'").fetchone()
+        return bool(row and row[0])
+
+    def unmet(self, requirement: str) -> str | None:
+        """Why ``requirement`` does not hold, or None when it does."""
+        kind, _, arg = requirement.strip().partition(" ")
+        arg = arg.strip()
+        if kind == "table":
+            return None if self.has_table(arg) else f"no table {arg!r} in the catalog"
+        if kind == "column":
+            relation, _, column = arg.partition(".")
+            return None if self.has_column(relation, column) else f"{relation} has no column {column!r}"
+        if kind == "step":
+            return None if self.ran_step(arg) else f"step {arg!r} did not run in the latest build"
+        if kind == "buckets":
+            return None if self.has_buckets() else "no curriculum buckets (every document is in bucket 'all')"
+        raise AuditError(f"unknown requirement {requirement!r} (use: table NAME, column VIEW.COL, step NAME, buckets)")
+
+
+# -- loading checks -----------------------------------------------------------------------------
+def parse_check_file(path: Path) -> Check:
+    """A ``.sql`` check: leading ``--`` comments document it, the rest is one query."""
+    text = path.read_text(encoding="utf-8")
+    doc: list[str] = []
+    requires: list[str] = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped.startswith("--"):
+            break
+        body = stripped[2:].strip()
+        if body.lower().startswith("requires:"):
+            requires.append(body.split(":", 1)[1].strip())
+        else:
+            doc.append(body)
+    query = text.strip().rstrip(";").strip()
+    if not query or all(line.strip().startswith("--") or not line.strip() for line in query.splitlines()):
+        raise AuditError(f"{path}: no query in the check file")
+    description = "\n".join(doc).strip() or "(undocumented check)"
+    return Check(path.stem, description, str(path), tuple(requires), sql=query)
+
+
+def load_sql_checks(directory: Path) -> list[Check]:
+    if not directory.is_dir():
+        raise AuditError(f"{directory}: checks folder not found")
+    return [parse_check_file(p) for p in sorted(directory.glob("*.sql"))]
+
+
+def all_checks(extra_dirs: Sequence[Path] = ()) -> dict[str, Check]:
+    """Built-in SQL and Python checks, then user folders; a user check may not reuse a name."""
+    checks: dict[str, Check] = {}
+    for check in [*load_sql_checks(BUILTIN_DIR), *PYTHON_CHECKS]:
+        checks[check.name] = check
+    for directory in extra_dirs:
+        for check in load_sql_checks(directory):
+            if check.name in checks:
+                raise AuditError(
+                    f"{check.origin}: check name {check.name!r} already used by {checks[check.name].origin}"
+                )
+            checks[check.name] = check
+    return dict(sorted(checks.items()))
+
+
+# -- python checks ------------------------------------------------------------------------------
+def check_shard_files(ctx: AuditContext) -> Violations:
+    rows: list[tuple[Any, ...]] = []
+    records = ctx.conn.execute("SELECT path, stage, bytes, checksum FROM shards ORDER BY stage, path").fetchall()
+    for rel, stage, size, checksum in records:
+        path = ctx.layout.root / rel
+        if not path.is_file():
+            rows.append((rel, stage, "missing on disk", checksum[:16], None))
+            continue
+        actual_size = path.stat().st_size
+        if actual_size != size:
+            rows.append((rel, stage, "size differs", str(size), str(actual_size)))
+            continue
+        actual = file_checksum(path)
+        if actual != checksum:
+            rows.append((rel, stage, "sha256 differs", checksum[:16], actual[:16]))
+    return Violations(["path", "stage", "problem", "expected", "actual"], rows)
+
+
+def check_pii_left(ctx: AuditContext) -> Violations:
+    """Rescan final texts with the structured-PII patterns ``pii_redact`` uses; found values are
+    shown masked (doc_id and offsets locate them)."""
+    try:
+        from pipelines.pii.scan import scan_structured  # the PII stage owns the patterns
+    except ImportError as exc:
+        raise AuditError(f"pii_left needs pipelines.pii.scan (the PII stage): {exc}") from exc
+
+    rows: list[tuple[Any, ...]] = []
+    total = 0
+    cursor = ctx.conn.cursor()  # a streaming result needs a connection of its own
+    reader = cursor.sql(
+        "SELECT doc_id, bucket::VARCHAR AS bucket, split::VARCHAR AS split, text FROM documents ORDER BY doc_id"
+    ).to_arrow_reader(PII_BATCH_ROWS)
+    for batch in reader:
+        data = batch.to_pydict()
+        texts = [t or "" for t in data["text"]]
+        for i, findings in enumerate(scan_structured(texts)):
+            for entity, start, end in findings:
+                total += 1
+                if len(rows) < MAX_PII_ROWS:
+                    found = mask(texts[i][start:end])
+                    rows.append((data["doc_id"][i], data["bucket"][i], data["split"][i], entity, start, end, found))
+    cursor.close()
+    return Violations(["doc_id", "bucket", "split", "entity_type", "start", "end", "found_masked"], rows, total)
+
+
+def mask(value: str) -> str:
+    """Enough of a found value to recognise it, not enough to copy PII into a CI log."""
+    if len(value) <= 6:
+        return "*" * len(value)
+    return value[:2] + "*" * (len(value) - 4) + value[-2:]
+
+
+def _pii_applies(ctx: AuditContext) -> str | None:
+    if ctx.has_table("pii_findings") or ctx.ran_step("pii_redact"):
+        return None
+    return "pii_redact did not run (no pii_findings table, no pii_redact step in the latest build)"
+
+
+PYTHON_CHECKS: tuple[Check, ...] = (
+    Check(
+        "shard_files",
+        "Every shard the catalog lists (raw, final, rejects) exists on disk with the recorded size and\n"
+        "sha256 checksum, so the catalog describes the bytes a trainer will read.",
+        "corpus/audit.py:check_shard_files",
+        func=check_shard_files,
+    ),
+    Check(
+        "pii_left",
+        "No structured PII (e-mails, phone numbers, ids, cards, IPs) is left in the final shards: a\n"
+        "second-pass scan with the PII stage's patterns. Applies when pii_redact ran.",
+        "corpus/audit.py:check_pii_left",
+        requires=("pii",),
+        func=check_pii_left,
+    ),
+)
+
+
+# -- running ------------------------------------------------------------------------------------
+def run_check(ctx: AuditContext, check: Check) -> CheckResult:
+    try:
+        for requirement in check.requires:
+            reason = _pii_applies(ctx) if requirement == "pii" else ctx.unmet(requirement)
+            if reason:
+                return CheckResult(check, "skip", message=reason)
+        if check.func is not None:
+            violations = check.func(ctx)
+        else:
+            assert check.sql is not None
+            cursor = ctx.conn.execute(check.sql)
+            violations = Violations([d[0] for d in cursor.description], cursor.fetchall())
+    except (duckdb.Error, AuditError, OSError) as exc:
+        return CheckResult(check, "error", message=f"{check.origin}: {type(exc).__name__}: {exc}")
+    return CheckResult(check, "fail" if violations.count else "pass", violations)
+
+
+def open_catalog(root: Path) -> duckdb.DuckDBPyConnection:
+    layout = CorpusLayout.at(root)
+    if not layout.catalog.is_file():
+        raise AuditError(f"{layout.catalog}: no catalog (build the corpus first: python -m pipelines.build)")
+    conn = duckdb.connect(str(layout.catalog), read_only=True)
+    conn.execute("SET enable_progress_bar = false")  # output is a table or a report, not a terminal UI
+    return conn
+
+
+def run_audit(root: Path, names: Sequence[str] = (), extra_dirs: Sequence[Path] = ()) -> list[CheckResult]:
+    """Run the named checks (all when ``names`` is empty) against the catalog under ``root``."""
+    checks = all_checks(extra_dirs)
+    unknown = [n for n in names if n not in checks]
+    if unknown:
+        raise AuditError(f"unknown check(s) {', '.join(map(repr, unknown))}; known: {', '.join(checks)}")
+    selected = [checks[n] for n in names] if names else list(checks.values())
+    conn = open_catalog(root)
+    try:
+        ctx = AuditContext(conn, CorpusLayout.at(root))
+        return [run_check(ctx, c) for c in selected]
+    finally:
+        conn.close()
+
+
+# -- output -------------------------------------------------------------------------------------
+def _cell(value: Any) -> str:
+    text = "NULL" if value is None else str(value)
+    text = text.replace("\n", "⏎").replace("\t", " ")
+    return text if len(text) <= MAX_CELL_CHARS else text[: MAX_CELL_CHARS - 1] + "…"
+
+
+def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], total: int | None = None) -> str:
+    shown = [[_cell(v) for v in r] for r in rows[:MAX_SHOWN_ROWS]]
+    widths = [max([len(c)] + [len(r[i]) for r in shown]) for i, c in enumerate(columns)]
+    lines = [
+        " | ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)),
+        "-+-".join("-" * w for w in widths),
+    ]
+    lines += [" | ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in shown]
+    count = total if total is not None else len(rows)
+    if count > len(shown):
+        lines.append(f"... {count - len(shown)} more")
+    return "\n".join("    " + line for line in lines)
+
+
+def format_results(results: Sequence[CheckResult]) -> str:
+    out = []
+    for r in results:
+        label = r.status.upper().ljust(5)
+        line = f"{label} {r.check.name}: {r.check.summary}"
+        out.append(line)
+        if r.status == "fail":
+            out.append(f"    {r.violations.count} violation(s) ({r.check.origin}):")
+            out.append(format_table(r.violations.columns, r.violations.rows, r.violations.total))
+        elif r.message:
+            out.append(f"    {r.message}")
+    counts = {s: sum(r.status == s for r in results) for s in ("pass", "fail", "error", "skip")}
+    out.append("")
+    out.append(f"{counts['pass']} passed, {counts['fail']} failed, {counts['error']} errors, {counts['skip']} skipped")
+    return "\n".join(out)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m corpus.audit", description=__doc__.splitlines()[0])
+    p.add_argument("--root", type=Path, help="corpus root (default: root from --config, else ./data)")
+    p.add_argument("--config", type=Path, help="build config whose 'root' and 'audit_checks' to use")
+    p.add_argument("--check", action="append", default=[], metavar="NAME", help="run only this check (repeatable)")
+    p.add_argument(
+        "--checks-dir", action="append", default=[], type=Path, metavar="DIR", help="folder of extra .sql checks"
+    )
+    p.add_argument("--list", action="store_true", help="list the checks with their documentation and exit")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    root = args.root
+    extra: list[Path] = list(args.checks_dir)
+    try:
+        if args.config is not None:
+            from pipelines.config import load_config  # only the CLI needs the build config
+            from pipelines.step import ConfigError
+
+            try:
+                cfg = load_config(args.config)
+            except ConfigError as exc:
+                raise AuditError(str(exc)) from None
+            root = root or cfg.root
+            extra.extend(cfg.audit_checks)
+        root = root or Path("data")
+        if args.list:
+            for check in all_checks(extra).values():
+                requires = f" [requires: {', '.join(check.requires)}]" if check.requires else ""
+                print(f"{check.name} ({check.origin}){requires}")
+                print("    " + check.description.replace("\n", "\n    "))
+            return 0
+        results = run_audit(root, args.check, extra)
+    except AuditError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_results(results))
+    return 1 if any(r.status in ("fail", "error") for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

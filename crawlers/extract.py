@@ -1,0 +1,236 @@
+"""Turning a fetched page into document fields: main text, title and legal metadata.
+
+Pure functions of (payload, url, selectors) so they can run in an isolated worker process
+(see `crawlers.extraction_pool`) under a time limit. The body comes from profile selectors
+when given, else from trafilatura tuned for precision (legal text must not carry navigation
+or "related cases" boxes into the corpus); structured fields (title, date, court, case number)
+come from selectors, then common meta tags, then patterns in the text.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import trafilatura
+from bs4 import BeautifulSoup
+from lxml import html as lxml_html
+
+# Meta tags courts, gazettes and CMSes commonly use for each field, in order of trust.
+META_NAMES: dict[str, tuple[str, ...]] = {
+    "title": ("citation_title", "dc.title", "og:title"),
+    "date": ("citation_date", "citation_publication_date", "dc.date", "article:published_time", "date"),
+    "court": ("citation_court", "court", "dc.creator", "dc.publisher"),
+    "case_number": ("citation_docket_number", "case_number", "docket"),
+}
+DATE_PATTERNS = (
+    re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b"),
+    re.compile(r"(\d{4})\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*日"),
+    re.compile(r"\b(\d{4})/(\d{1,2})/(\d{1,2})\b"),
+)
+CASE_NUMBER_PATTERNS = (
+    re.compile(r"[（(]\d{4}[）)][\u4e00-\u9fff\d]{1,12}?\d+号"),  # （2023）京01民终123号
+    re.compile(r"\b(?i:case|docket|appeal)\s+(?i:no)\.?\s*:?\s*([A-Z0-9][A-Z0-9\-/.]{2,30}[A-Z0-9])"),
+)
+MIN_BODY_CHARS = 20
+
+
+class ExtractionError(ValueError):
+    """The payload could not be turned into a document; the message says why (it is recorded)."""
+
+
+@dataclass
+class Extracted:
+    """What a page yielded. ``text`` is empty when no main content was found."""
+
+    text: str
+    title: str | None = None
+    date: str | None = None
+    court: str | None = None
+    case_number: str | None = None
+    canonical_url: str | None = None
+    lang: str | None = None
+    extractor: str = "trafilatura"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _clean(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = re.sub(r"\s+", " ", value).strip()
+    return value or None
+
+
+class _XPathTree:
+    """The lxml tree for XPath selectors, parsed only if a profile uses one."""
+
+    def __init__(self, html: str) -> None:
+        self.html = html
+        self._tree: Any = None
+
+    def get(self) -> Any:
+        if self._tree is None:
+            try:
+                self._tree = lxml_html.fromstring(self.html)
+            except (ValueError, lxml_html.etree.ParserError) as exc:
+                raise ExtractionError(f"unparseable HTML: {exc}") from exc
+        return self._tree
+
+
+def select_text(soup: BeautifulSoup, tree: _XPathTree, spec: str | dict[str, str] | None) -> str | None:
+    """Text of the first match of a CSS (``{"css": ...}`` or a bare string) or XPath selector."""
+    if not spec:
+        return None
+    if isinstance(spec, str):
+        spec = {"css": spec}
+    if "css" in spec:
+        node = soup.select_one(spec["css"])
+        return node.get_text("\n", strip=True) if node is not None else None
+    if "xpath" in spec:
+        found = tree.get().xpath(spec["xpath"])
+        if not found:
+            return None
+        first = found[0]
+        return str(first) if isinstance(first, str) else first.text_content()
+    raise ExtractionError(f"selector {spec!r} has neither 'css' nor 'xpath'")
+
+
+def normalise_date(value: str | None) -> str | None:
+    """ISO date (YYYY-MM-DD) from the first date-like substring, or None."""
+    if not value:
+        return None
+    for pattern in DATE_PATTERNS:
+        m = pattern.search(value)
+        if m:
+            y, mo, d = (int(g) for g in m.groups())
+            if 1 <= mo <= 12 and 1 <= d <= 31:
+                return f"{y:04d}-{mo:02d}-{d:02d}"
+    return None
+
+
+def find_case_number(text: str) -> str | None:
+    for pattern in CASE_NUMBER_PATTERNS:
+        m = pattern.search(text)
+        if m:
+            return _clean(m.group(m.lastindex or 0))
+    return None
+
+
+def meta_tags(soup: BeautifulSoup) -> dict[str, str]:
+    """``<meta name|property=... content=...>`` as a dict with lower-cased keys (first one wins)."""
+    found: dict[str, str] = {}
+    for tag in soup.find_all("meta", content=True):
+        key = tag.get("name") or tag.get("property")
+        if key:
+            found.setdefault(str(key).lower(), str(tag["content"]))
+    return found
+
+
+def _meta(metas: dict[str, str], names: tuple[str, ...]) -> str | None:
+    for name in names:
+        if metas.get(name):
+            return _clean(metas[name])
+    return None
+
+
+def _lang(soup: BeautifulSoup) -> str | None:
+    root = soup.find("html")
+    value = root.get("lang") if root is not None else None
+    if not value:
+        return None
+    return str(value).split("-")[0].split("_")[0].lower() or None
+
+
+def extract_html(html: str, url: str, selectors: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Fields of one HTML page (already decoded to str by Scrapy's charset handling)."""
+    selectors = selectors or {}
+    if not html.strip():
+        raise ExtractionError("empty document")
+    soup = BeautifulSoup(html, "lxml")
+    tree = _XPathTree(html)
+    metas = meta_tags(soup)
+
+    body = select_text(soup, tree, selectors.get("body"))
+    extractor = "selector"
+    if body is None:
+        extractor = "trafilatura"
+        body = trafilatura.extract(
+            html,
+            url=url,
+            favor_precision=True,
+            include_comments=False,
+            include_tables=True,
+            deduplicate=False,
+            output_format="txt",
+        )
+    text = (body or "").strip()
+
+    title = select_text(soup, tree, selectors.get("title")) or _meta(metas, META_NAMES["title"])
+    if title is None:
+        h1 = soup.find("h1")
+        title = h1.get_text(" ", strip=True) if h1 is not None else None
+    if title is None and soup.title is not None:
+        title = soup.title.get_text(" ", strip=True)
+    raw_date = select_text(soup, tree, selectors.get("date")) or _meta(metas, META_NAMES["date"])
+    if raw_date is None:
+        time_tag = soup.find("time", attrs={"datetime": True})
+        raw_date = str(time_tag["datetime"]) if time_tag is not None else None
+    court = select_text(soup, tree, selectors.get("court")) or _meta(metas, META_NAMES["court"])
+    case_number = select_text(soup, tree, selectors.get("case_number")) or _meta(metas, META_NAMES["case_number"])
+    if case_number is None:
+        case_number = find_case_number(f"{title or ''}\n{text}")
+    canonical = soup.find("link", rel="canonical", href=True)
+
+    return Extracted(
+        text=text,
+        title=_clean(title),
+        date=normalise_date(raw_date) or normalise_date(text[:2000]),
+        court=_clean(court),
+        case_number=_clean(case_number),
+        canonical_url=str(canonical["href"]).strip() if canonical is not None else None,
+        lang=_lang(soup),
+        extractor=extractor,
+    ).to_dict()
+
+
+def extract_pdf(data: bytes, url: str) -> dict[str, Any]:
+    """Text of a PDF, page by page (pypdf); an encrypted or corrupt file is an ExtractionError."""
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted:
+            raise ExtractionError("encrypted PDF")
+        pages = [(page.extract_text() or "").strip() for page in reader.pages]
+        info = reader.metadata or {}
+    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
+        raise ExtractionError(f"unreadable PDF: {type(exc).__name__}: {exc}") from exc
+    text = "\n\n".join(p for p in pages if p)
+    title = _clean(str(info.get("/Title"))) if info.get("/Title") else None
+    if title is None and text:
+        title = _clean(text.splitlines()[0])
+    return Extracted(
+        text=text,
+        title=title,
+        date=normalise_date(text[:2000]),
+        case_number=find_case_number(text[:5000]),
+        extractor="pypdf",
+        extra={"pdf_pages": len(pages)},
+    ).to_dict()
+
+
+def extract(kind: str, payload: str | bytes, url: str, selectors: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Entry point the worker pool calls: ``kind`` is 'html' or 'pdf'."""
+    if kind == "html":
+        assert isinstance(payload, str)
+        return extract_html(payload, url, selectors)
+    if kind == "pdf":
+        assert isinstance(payload, bytes)
+        return extract_pdf(payload, url)
+    raise ExtractionError(f"unsupported document kind {kind!r}")

@@ -1,0 +1,1 @@
+"""Spiders: `legal_docs` (listing/pagination driven) and `legal_sitemap` (sitemap driven)."""

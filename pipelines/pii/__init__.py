@@ -1,0 +1,1 @@
+"""PII detection and redaction on presidio: recognizers, shard analyzer, redaction, audit scan."""

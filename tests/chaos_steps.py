@@ -1,0 +1,29 @@
+"""A step that kills its own worker process once, to test executor retries (tests only)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import polars as pl
+
+from pipelines.step import ShardContext, Step, StepOutput, empty_rejects
+
+
+@dataclass
+class KillWorkerOnce(Step):
+    """Identity step; on shard ``shard`` it SIGKILLs its process the first time (marker file)."""
+
+    name: ClassVar[str] = "kill_worker_once"
+    marker: str = ""
+    shard: int = 1
+
+    def process(self, df: pl.DataFrame, ctx: ShardContext) -> StepOutput:
+        marker = Path(self.marker)
+        if ctx.shard_index == self.shard and not marker.exists():
+            marker.write_text(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)
+        return StepOutput(df, empty_rejects())

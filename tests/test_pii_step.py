@@ -1,0 +1,125 @@
+"""End to end: a build of the bundled sample (plus a dense contact list) through `pii_redact`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.config import load_config
+from pipelines.pii.scan import scan_structured
+from pipelines.runner import run_build
+from pipelines.step import ConfigError
+from pipelines.steps.pii_redact import COUNTS_COLUMN, PiiRedact
+
+ROOT = Path(__file__).resolve().parents[1]
+CONTACTS = "\n".join(
+    f"张{i} 13{i}1234567{i} zhang{i}@163.com 11010519491231002X" for i in range(8)
+)  # a leaked contact list: mostly PII
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("pii_build")
+    extra = tmp / "extra.jsonl"
+    extra.write_text(json.dumps({"text": CONTACTS, "lang": "zh", "url": "https://leak.example/list"}) + "\n")
+    cfg_path = tmp / "build.yaml"
+    cfg_path.write_text(
+        f"""
+root: {tmp / "corpus"}
+workers: 1
+sources:
+  - path: {ROOT / "samples/legal_sample.jsonl"}
+  - path: {extra}
+steps:
+  - normalize
+  - exact_dedup
+  - pii_redact
+"""
+    )
+    run_build(load_config(cfg_path), progress=False)
+    return tmp / "corpus"
+
+
+def test_counts_column_findings_table_and_no_leak(built: Path) -> None:
+    con = duckdb.connect(str(built / "catalog.duckdb"), read_only=True)
+    fields = [f.name for f in pq.read_schema(next((built / "shards").rglob("*.parquet"))).field(COUNTS_COLUMN).type]
+    assert fields == [
+        "email",
+        "phone",
+        "prc_id",
+        "credit_card",
+        "iban",
+        "ip_address",
+        "url_credentials",
+        "secret",
+        "person",
+        "location",
+    ]
+    totals = con.sql(
+        "SELECT sum(pii_counts.email), sum(pii_counts.phone), sum(pii_counts.prc_id), sum(pii_counts.person) "
+        "FROM documents"
+    ).fetchall()[0]
+    assert totals is not None and all(t > 0 for t in totals)
+
+    cols = [r[0] for r in con.sql("DESCRIBE pii_findings").fetchall()]
+    assert cols == ["doc_id", "entity_type", "start", "end", "recognizer", "score"]
+    # every kept document's counts agree with its findings rows
+    per_doc = " + ".join(f"pii_counts.{f}" for f in fields)
+    mismatch = con.sql(
+        "SELECT count(*) FROM documents d LEFT JOIN (SELECT doc_id, count(*) n FROM pii_findings GROUP BY 1) f "
+        f"USING (doc_id) WHERE coalesce(f.n, 0) != {per_doc}"
+    ).fetchall()[0]
+    assert mismatch == (0,)
+
+    # the findings table holds offsets and names, never the values
+    values = {r[0] for r in con.sql("SELECT DISTINCT entity_type FROM pii_findings").fetchall()}
+    values |= {r[0] for r in con.sql("SELECT DISTINCT recognizer FROM pii_findings").fetchall()}
+    assert values <= {
+        "EMAIL",
+        "PHONE",
+        "PRC_ID",
+        "CREDIT_CARD",
+        "IP_ADDRESS",
+        "PERSON",
+        "LOCATION",
+        "email",
+        "cn_mobile",
+        "nanp_phone",
+        "intl_phone",
+        "prc_id",
+        "credit_card",
+        "ipv4",
+        "spacy_ner",
+    }
+
+    texts = [r[0] for r in con.sql("SELECT text FROM documents").fetchall()]
+    assert scan_structured(texts) == [[] for _ in texts]
+    assert sum("<EMAIL>" in t for t in texts) >= 10 and not any("@gmail.com" in t for t in texts)
+
+
+def test_dense_document_rejected_with_reason(built: Path) -> None:
+    con = duckdb.connect(str(built / "catalog.duckdb"), read_only=True)
+    rows = con.sql("SELECT step, reason, detail, text FROM rejects WHERE reason = 'pii_density'").fetchall()
+    assert len(rows) == 1
+    step, _, detail, text = rows[0]
+    assert step == "pii_redact" and "24 findings" in detail
+    # the reject row holds the redacted text: no value of the contact list survives anywhere
+    assert text.count("<PHONE>") == 8 and "@163.com" not in text and scan_structured([text]) == [[]]
+    # its findings are still recorded (offsets into the rejected text)
+    n = con.sql(
+        "SELECT count(*) FROM pii_findings f JOIN rejects r USING (doc_id) WHERE r.reason = 'pii_density'"
+    ).fetchall()[0]
+    assert n is not None and n[0] == 24
+
+
+def test_params_are_validated() -> None:
+    with pytest.raises(ConfigError, match="FAX"):
+        PiiRedact.from_params({"entities": ["EMAIL", "FAX"]}, where="x.yaml: steps[0]")
+    with pytest.raises(ConfigError, match="mode"):
+        PiiRedact.from_params({"mode": "mask"}, where="x.yaml: steps[0]")
+    with pytest.raises(ConfigError, match="ner_languages"):
+        PiiRedact.from_params({"ner_languages": ["zh"]}, where="x.yaml: steps[0]")

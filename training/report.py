@@ -1,0 +1,192 @@
+"""Training report: loss, learning rate and eval perplexity curves as one self-contained HTML page.
+
+Reads ``<output_dir>/metrics.jsonl`` as the training stage writes it, one JSON object a line:
+``{"kind": "train", "step", "loss", "lr", "grad_norm", "tokens_per_s"}`` and
+``{"kind": "eval", "step", "bucket", "ppl", "loss"}``, and writes
+``<output_dir>/training_report.html`` next to the TensorBoard logs, in the corpus report's style
+(same page and plot helpers, `corpus.html`). Long runs are thinned to a bounded number of
+points per curve so the page stays small.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from corpus.html import Section, new_figure, note, page, svg, table, thin
+
+METRICS_FILE = "metrics.jsonl"
+REPORT_FILE = "training_report.html"
+TRAIN_CURVES = (
+    ("loss", "training loss", False),
+    ("lr", "learning rate", False),
+    ("grad_norm", "gradient norm", True),
+    ("tokens_per_s", "throughput (tokens/s)", False),
+)
+
+
+class MetricsError(ValueError):
+    """metrics.jsonl is missing or malformed; the message names the file and line."""
+
+
+@dataclass
+class Metrics:
+    train: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # metric -> (step, value)
+    eval_ppl: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # bucket -> (step, ppl)
+    eval_loss: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    lines: int = 0
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def read_metrics(path: Path) -> Metrics:
+    if not path.is_file():
+        raise MetricsError(f"{path}: metrics file not found (the training stage writes it)")
+    metrics = Metrics()
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise MetricsError(f"{path}:{lineno}: invalid JSON: {exc.msg}") from None
+            if not isinstance(rec, dict) or _number(rec.get("step")) is None:
+                raise MetricsError(f"{path}:{lineno}: expected an object with a numeric 'step'")
+            step = float(rec["step"])
+            metrics.lines += 1
+            if rec.get("kind") == "train":
+                for key, _, _ in TRAIN_CURVES:
+                    v = _number(rec.get(key))
+                    if v is not None:
+                        metrics.train.setdefault(key, []).append((step, v))
+            elif rec.get("kind") == "eval":
+                bucket = str(rec.get("bucket") if rec.get("bucket") is not None else "all")
+                for key, target in (("ppl", metrics.eval_ppl), ("loss", metrics.eval_loss)):
+                    v = _number(rec.get(key))
+                    if v is not None:
+                        target.setdefault(bucket, []).append((step, v))
+            else:
+                raise MetricsError(f"{path}:{lineno}: unknown kind {rec.get('kind')!r} (expected 'train' or 'eval')")
+    return metrics
+
+
+def _smooth(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing moving average, so a noisy loss curve shows its trend."""
+    if window <= 1 or len(values) < window:
+        return values
+    kernel = np.ones(window) / window
+    head = np.cumsum(values[: window - 1]) / np.arange(1, window)
+    return np.concatenate([head, np.convolve(values, kernel, mode="valid")])
+
+
+def _train_section(m: Metrics) -> Section:
+    sec = Section("Training curves")
+    present = [(k, title, log) for k, title, log in TRAIN_CURVES if m.train.get(k)]
+    if not present:
+        return sec.add(note("No training steps were logged."))
+    nrows = math.ceil(len(present) / 2)
+    fig, axes = new_figure(height=2.6 * nrows + 0.3, ncols=2, nrows=nrows)
+    flat = np.atleast_1d(axes).ravel()
+    for ax, (key, title, log) in zip(flat, present, strict=False):
+        steps, values = (np.array(v) for v in zip(*sorted(m.train[key]), strict=True))
+        x, y = thin(steps, values)
+        ax.plot(x, y, linewidth=0.8, alpha=0.45 if key == "loss" else 1.0, label=key)
+        if key == "loss" and len(values) >= 20:
+            window = max(5, len(values) // 50)
+            xs, ys = thin(steps, _smooth(values, window))
+            ax.plot(xs, ys, linewidth=1.6, label=f"moving average ({window} steps)")
+            ax.legend(fontsize=7, loc="upper right")
+        if log:
+            ax.set_yscale("log")
+        ax.set_title(title)
+        ax.set_xlabel("step")
+    for ax in flat[len(present) :]:
+        ax.set_visible(False)
+    sec.add(svg(fig, "training curves"))
+    rows = []
+    for key, title, _ in present:
+        vals = np.array([v for _, v in m.train[key]])
+        rows.append((title, len(vals), float(vals[0]), float(vals[-1]), float(vals.min()), float(vals.max())))
+    return sec.add(table(["metric", "points", "first", "last", "min", "max"], rows))
+
+
+def _eval_section(m: Metrics) -> Section:
+    sec = Section("Evaluation")
+    if not m.eval_ppl and not m.eval_loss:
+        return sec.add(note("No evaluation was logged (no 'eval' lines in metrics.jsonl)."))
+    curves = [(name, data) for name, data in (("perplexity", m.eval_ppl), ("eval loss", m.eval_loss)) if data]
+    fig, axes = new_figure(height=3.0, ncols=len(curves))
+    for ax, (name, data) in zip(np.atleast_1d(axes).ravel(), curves, strict=True):
+        for bucket in sorted(data):
+            steps, values = (np.array(v) for v in zip(*sorted(data[bucket]), strict=True))
+            x, y = thin(steps, values)
+            ax.plot(x, y, marker="o" if len(x) <= 50 else None, markersize=3, linewidth=1.4, label=bucket)
+        if name == "perplexity":
+            ax.set_yscale("log")
+        ax.set_title(f"{name} per bucket")
+        ax.set_xlabel("step")
+        ax.legend(fontsize=7, loc="upper right", title="bucket", title_fontsize=7)
+    sec.add(svg(fig, "evaluation perplexity per bucket"))
+    rows = []
+    for bucket in sorted(m.eval_ppl):
+        series = sorted(m.eval_ppl[bucket])
+        best = min(series, key=lambda p: p[1])
+        rows.append((bucket, len(series), series[0][1], series[-1][1], best[1], int(best[0])))
+    if rows:
+        sec.add(table(["bucket", "evaluations", "first ppl", "last ppl", "best ppl", "best at step"], rows))
+    return sec
+
+
+def render_training_report(output_dir: Path) -> str:
+    m = read_metrics(output_dir / METRICS_FILE)
+    overview = Section("Run").add(
+        table(
+            ["output directory", "metrics lines", "train points", "eval buckets"],
+            [(str(output_dir), m.lines, len(m.train.get("loss", [])), ", ".join(sorted(m.eval_ppl)) or "-")],
+        )
+    )
+    tb = sorted(p.name for p in output_dir.glob("**/events.out.tfevents.*"))
+    if tb:
+        overview.add(
+            note(f"TensorBoard logs next to this file: {len(tb)} event file(s); run tensorboard --logdir {output_dir}")
+        )
+    return page("corpusforge training report", str(output_dir), [overview, _train_section(m), _eval_section(m)])
+
+
+def write_training_report(output_dir: Path) -> Path:
+    """Write ``<output_dir>/training_report.html`` from ``<output_dir>/metrics.jsonl``; returns its path."""
+    output_dir = Path(output_dir)
+    target = output_dir / REPORT_FILE
+    html_text = render_training_report(output_dir)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(html_text, encoding="utf-8")
+    tmp.replace(target)
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.report", description=__doc__.splitlines()[0])
+    p.add_argument("output_dir", type=Path, help="training output directory (holds metrics.jsonl)")
+    args = p.parse_args(argv)
+    try:
+        print(f"report: {write_training_report(args.output_dir)}")
+    except MetricsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
