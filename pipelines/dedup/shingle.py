@@ -116,6 +116,8 @@ def _cjk_leads(data: np.ndarray) -> np.ndarray:
     Katakana, CJK Unified Ideographs and Extension A, Hangul syllables, compatibility ideographs)."""
     lead = (data & 0xF0) == 0xE0
     idx = np.flatnonzero(lead[: max(0, len(data) - 2)])
+    if len(idx) == 0:  # no 3-byte characters at all (e.g. English): nothing to split
+        return np.zeros(len(data), bool)
     cp = ((data[idx].astype(np.int32) & 0x0F) << 12) | ((data[idx + 1].astype(np.int32) & 0x3F) << 6)
     cp |= data[idx + 2].astype(np.int32) & 0x3F
     ok = np.zeros(len(idx), bool)
