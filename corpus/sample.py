@@ -309,10 +309,11 @@ class SampleGenerator:
         for doc in r.sample(originals, 25):  # exact duplicates, some with cosmetic whitespace/case changes
             text = doc["text"] if r.random() < 0.5 else "  " + doc["text"].replace("\n\n", "\r\n\r\n  ") + "\n"
             self.add(text, kind="exact_duplicate", lang=doc["lang"], title=doc["title"], copy_of=doc["url"])
-        for doc in r.sample(originals, 35):  # near duplicates: a sentence changed, boilerplate around
-            paras = doc["text"].split("\n\n")
-            paras[r.randrange(len(paras))] = self.legal_text(doc["lang"], (1, 1))
-            text = "\n\n".join(paras)
+        for doc in r.sample(originals, 35):  # near duplicates: one sentence dropped, boilerplate around
+            stop = "。" if doc["lang"] == "zh" else ". "
+            sentences = doc["text"].split(stop)
+            del sentences[r.randrange(len(sentences))]
+            text = stop.join(sentences)
             lang_i = 1 if doc["lang"] == "zh" else 0
             if r.random() < 0.5:
                 text = f"{NAV[3 if lang_i else 0]}\n\n{text}\n\n{FOOTER[lang_i]}"
