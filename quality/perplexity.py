@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-import torch
 
 from corpus.store import write_table
 from training.base_model import resolve_model_path
@@ -58,6 +57,8 @@ class PerplexityScorer:
     def __init__(self, cfg: PerplexityConfig | None = None) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
+
+        import torch
 
         hf_logging.disable_progress_bar()
         self.cfg = cfg or PerplexityConfig()
@@ -94,9 +95,10 @@ class PerplexityScorer:
                 break
         return out
 
-    @torch.inference_mode()
     def score(self, texts: list[str]) -> tuple[list[float | None], list[int]]:
         """Perplexity (None for texts with fewer than 2 tokens) and number of scored tokens."""
+        import torch
+
         enc = self.tokenizer(texts, add_special_tokens=False, truncation=True, max_length=self.cfg.max_tokens)
         all_ids: list[list[int]] = enc["input_ids"]
         jobs = [(d, ids[b:e], s - b) for d, ids in enumerate(all_ids) for b, e, s in self.windows(ids) if e - b >= 2]
@@ -108,11 +110,14 @@ class PerplexityScorer:
             width = len(jobs[i][1])
             batch = jobs[i : i + max(1, self.cfg.batch_tokens // width)]
             i += len(batch)
-            self._run_batch(batch, width, nll, count)
+            with torch.inference_mode():
+                self._run_batch(batch, width, nll, count)
         ppl = [math.exp(nll[k] / count[k]) if count[k] else None for k in range(len(texts))]
         return ppl, count.tolist()
 
     def _run_batch(self, batch: list[tuple[int, list[int], int]], width: int, nll: np.ndarray, count: np.ndarray):
+        import torch
+
         input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
         attention = torch.zeros((len(batch), width), dtype=torch.long)
         target = torch.zeros((len(batch), width), dtype=torch.bool)  # positions whose token is scored

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pipelines.step import ConfigError, Step
+from pipelines.steps.curriculum import Curriculum
 from pipelines.steps.exact_dedup import ExactDedup
 from pipelines.steps.length_filter import LengthFilter
 from pipelines.steps.normalize import Normalize
+from pipelines.steps.quality import Quality
 from pipelines.steps.split import Split
 
 REGISTRY: dict[str, type[Step]] = {
@@ -15,6 +17,8 @@ REGISTRY: dict[str, type[Step]] = {
         LengthFilter,
         ExactDedup,
         Split,
+        Quality,
+        Curriculum,
     )
 }
 
