@@ -22,8 +22,8 @@ DECISIONS = "decisions.parquet"
 
 def text_key(texts: pl.Series) -> pl.Series:
     """128-bit content hash of the folded text (lower case, whitespace runs collapsed)."""
-    folded = texts.str.to_lowercase().str.replace_all(r"\s+", " ").str.strip_chars()
-    return pl.Series([xxhash.xxh3_128_digest(t.encode()) for t in folded], dtype=pl.Binary)
+    folded = texts.str.to_lowercase().str.replace_all(r"\s{2,}|[^\S ]", " ").str.strip_chars().cast(pl.Binary)
+    return pl.Series([xxhash.xxh3_128_digest(t) for t in folded], dtype=pl.Binary)
 
 
 @lru_cache(maxsize=4)

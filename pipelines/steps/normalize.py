@@ -7,6 +7,7 @@ because ftfy is a per-document Python call.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -33,25 +34,39 @@ class Normalize(Step):
 
     def process(self, df: pl.DataFrame, ctx: ShardContext) -> StepOutput:
         if self.fix_mojibake:
-            suspicious = df.get_column("text").str.contains(MOJIBAKE_HINT)
-            if suspicious.any():
-                fixed = [ftfy.fix_text(t) if s else t for t, s in zip(df.get_column("text"), suspicious, strict=True)]
-                df = df.with_columns(pl.Series("text", fixed, dtype=pl.String))
+            texts = df.get_column("text")
+            idx = texts.str.contains(MOJIBAKE_HINT).arg_true()
+            if idx.len():
+                fixed = pl.Series([ftfy.fix_text(t) for t in texts.gather(idx).to_list()], dtype=pl.String)
+                df = df.with_columns(texts.scatter(idx, fixed))
         df = df.with_columns(
-            normalize_text(pl.col("text"), self.form).alias("text"),
-            normalize_text(pl.col("title"), self.form).alias("title"),
+            unicode_normalize(df.get_column("text"), self.form),
+            unicode_normalize(df.get_column("title"), self.form),
         )
+        df = df.with_columns(clean_text(pl.col("text")).alias("text"), clean_text(pl.col("title")).alias("title"))
         empty = pl.col("text").str.len_bytes() == 0
         return StepOutput(df.filter(~empty), reject(df.filter(empty), self.name, "empty_after_normalize"))
 
 
-def normalize_text(expr: pl.Expr, form: str = "NFKC") -> pl.Expr:
-    """The normalisation as one expression, reusable by other steps and benchmarks."""
+def unicode_normalize(texts: pl.Series, form: str = "NFKC") -> pl.Series:
+    """Normalise only the texts that are not already in ``form``.
+
+    CPython's quick check answers "already normalised" at ~400 MB/s; normalising is ~70 MB/s,
+    and most web text is already NFKC, so checking first is several times faster.
+    """
+    todo = [i for i, t in enumerate(texts.to_list()) if t is not None and not unicodedata.is_normalized(form, t)]  # type: ignore[arg-type]
+    if not todo:
+        return texts
+    idx = pl.Series(todo, dtype=pl.UInt32)
+    return texts.scatter(idx, texts.gather(idx).str.normalize(form))  # type: ignore[arg-type]
+
+
+def clean_text(expr: pl.Expr) -> pl.Expr:
+    """Controls, line endings and whitespace, as one expression (after Unicode normalisation)."""
     return (
         expr.str.replace_all(r"\r\n?", "\n")
-        .str.normalize(form)  # type: ignore[arg-type]
         .str.replace_all(CONTROL_CHARS, "")
-        .str.replace_all(r"[^\S\n]+", " ")
+        .str.replace_all(r"[^\S\n]{2,}|[^\S\n ]", " ")
         .str.replace_all(r" ?\n ?", "\n")
         .str.replace_all(r"\n{3,}", "\n\n")
         .str.strip_chars()
