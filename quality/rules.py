@@ -28,6 +28,7 @@ class Rule:
     kind: Kind  # min: value >= threshold; max: value <= threshold; flag: signal must be false
     latin: float | None
     cjk: float | None
+    good: float | None = None  # value with full margin (soft score 1); default 2x (min) or 0.5x (max) threshold
 
     def threshold(self) -> pl.Expr:
         return (
@@ -48,21 +49,25 @@ class Rule:
     def soft(self) -> pl.Expr:
         """Margin in [0, 1]: 1 well inside the threshold, 0 at or beyond it (null when not applicable).
 
-        max rules: 1 at half the threshold or less; min rules: 1 at twice the threshold or more.
+        Linear between the threshold (0) and ``good`` (1): by default half the threshold for max rules
+        and twice it for min rules.
         """
         v = pl.col(self.signal).cast(pl.Float64)
         t = self.threshold()
         if self.kind == "flag":
             return pl.when(t.is_null()).then(None).otherwise(1.0 - v.cast(pl.Float64))
-        if self.kind == "max":
-            s = pl.when(t > 0).then((t - v) / (0.5 * t)).otherwise(pl.when(v <= t).then(1.0).otherwise(0.0))
+        if self.good is not None:
+            g = pl.lit(self.good, dtype=pl.Float64)
         else:
-            s = pl.when(t > 0).then((v - t) / t).otherwise(1.0)
+            g = t * (0.5 if self.kind == "max" else 2.0)
+        s = pl.when(g != t).then((v - t) / (g - t)).otherwise(pl.when(v == t).then(0.0).otherwise(1.0))
         return pl.when(t.is_null() | v.is_null()).then(None).otherwise(s.clip(0.0, 1.0))
 
     def detail(self) -> pl.Expr:
-        op = {"min": "<", "max": ">", "flag": "is"}[self.kind]
-        value = pl.col(self.signal).cast(pl.Float64).round(4) if self.kind != "flag" else pl.lit("true")
+        if self.kind == "flag":
+            return pl.format(f"{self.signal} ({{}})", pl.col("script"))
+        op = "<" if self.kind == "min" else ">"
+        value = pl.col(self.signal).cast(pl.Float64).round(4)
         return pl.format(f"{self.signal}={{}} {op} {{}} ({{}})", value, self.threshold(), pl.col("script"))
 
 
@@ -70,13 +75,13 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     # Gopher quality (Rae et al. 2021, datatrove GopherQualityFilter defaults)
     Rule("gopher_short_doc", "gopher_quality", "n_words", "min", 50, 80),
     Rule("gopher_long_doc", "gopher_quality", "n_words", "max", 100_000, 200_000),
-    Rule("gopher_below_avg_word_len", "gopher_quality", "mean_word_len", "min", 3, None),
-    Rule("gopher_above_avg_word_len", "gopher_quality", "mean_word_len", "max", 10, None),
+    Rule("gopher_below_avg_word_len", "gopher_quality", "mean_word_len", "min", 3, None, good=4),
+    Rule("gopher_above_avg_word_len", "gopher_quality", "mean_word_len", "max", 10, None, good=7),
     Rule("gopher_too_many_hashes", "gopher_quality", "hash_ratio", "max", 0.1, 0.1),
     Rule("gopher_too_many_ellipsis", "gopher_quality", "ellipsis_ratio", "max", 0.1, 0.1),
     Rule("gopher_too_many_bullets", "gopher_quality", "bullet_lines_frac", "max", 0.9, 0.9),
     Rule("gopher_too_many_end_ellipsis", "gopher_quality", "ellipsis_lines_frac", "max", 0.3, 0.3),
-    Rule("gopher_below_alpha_threshold", "gopher_quality", "alpha_frac", "min", 0.8, 0.8),
+    Rule("gopher_below_alpha_threshold", "gopher_quality", "alpha_frac", "min", 0.8, 0.8, good=0.9),
     Rule("gopher_few_stop_words", "gopher_quality", "stop_words", "min", 2, 2),
     # Gopher repetition (Table A1); CJK n-grams are characters, n scaled (see SignalConfig)
     Rule("gopher_dup_para_frac", "gopher_repetition", "dup_para_frac", "max", 0.3, 0.3),
@@ -93,7 +98,7 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     # C4 (Raffel et al. 2020, datatrove C4QualityFilter): document-level forms of its rules
     Rule("c4_lorem_ipsum", "c4", "has_lorem_ipsum", "flag", 1, 1),
     Rule("c4_curly_bracket", "c4", "has_curly_bracket", "flag", 1, 1),
-    Rule("c4_too_few_sentences", "c4", "c4_sentences", "min", 5, 5),
+    Rule("c4_too_few_sentences", "c4", "c4_sentences", "min", 5, 3),
     Rule("c4_javascript_lines", "c4", "c4_javascript_lines", "max", None, None),  # opt-in
     Rule("c4_policy_lines", "c4", "c4_policy_lines", "max", None, None),  # opt-in
     # FineWeb (Penedo et al. 2024, datatrove FineWebQualityFilter)
@@ -147,6 +152,9 @@ def _override(rule: Rule, value: Any, where: str) -> Rule:
 def evaluate(signals: pl.DataFrame, rules: Sequence[Rule]) -> pl.DataFrame:
     """Per document: ``reason`` (first failing rule, null if it passes), ``detail`` and ``rule_score``.
 
+    ``rule_score`` = (mean + min) / 2 of the rules' margins: a failing document scores at most 0.5,
+    and one rule close to its threshold pulls a passing document down as much as many rules do.
+
     ``signals`` holds the flattened signal columns (plus ``script``); rules whose signal column is
     absent (e.g. perplexity when it was not computed) are skipped.
     """
@@ -160,5 +168,8 @@ def evaluate(signals: pl.DataFrame, rules: Sequence[Rule]) -> pl.DataFrame:
     return signals.select(
         pl.coalesce([pl.when(r.fails()).then(pl.lit(r.name)) for r in active]).alias("reason"),
         pl.coalesce([pl.when(r.fails()).then(r.detail()) for r in active]).alias("detail"),
-        pl.mean_horizontal([r.soft() for r in active]).fill_null(1.0).alias("rule_score"),
+        (
+            0.5 * pl.mean_horizontal([r.soft() for r in active]).fill_null(1.0)
+            + 0.5 * pl.min_horizontal([r.soft() for r in active]).fill_null(1.0)
+        ).alias("rule_score"),
     )

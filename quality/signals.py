@@ -244,7 +244,12 @@ def _ngrams_of(frame: pl.DataFrame, scale: int, sep: int) -> pl.DataFrame:
             top = (
                 grams.filter("valid")
                 .group_by("key")
-                .agg(pl.col("doc").first(), (pl.len() * (pl.col("clen").first() + (size - 1) * sep)).alias("v"))
+                .agg(
+                    pl.col("doc").first(),
+                    pl.len().alias("count"),
+                    (pl.len() * (pl.col("clen").first() + (size - 1) * sep)).alias("v"),
+                )
+                .filter(pl.col("count") > 1)  # the most repeated n-gram; a unique one is no repetition
                 .group_by("doc")
                 .agg(pl.col("v").max().cast(pl.Int64).alias(f"_top_{n}"))
             )
