@@ -208,9 +208,9 @@ def _ngram_stats(frame: pl.DataFrame, cfg: SignalConfig) -> pl.DataFrame:
         sub = frame.filter(pl.col("is_cjk") == is_cjk)
         if sub.height:
             parts.append(_ngrams_of(sub, scale, sep))
-    if not parts:
-        return pl.DataFrame(schema={"doc": pl.UInt32})
-    return pl.concat(parts, how="diagonal_relaxed")
+    cols = [f"_top_{n}" for n in TOP_NGRAMS] + [f"_dup_{n}" for n in DUP_NGRAMS]
+    out = pl.concat(parts, how="diagonal_relaxed") if parts else pl.DataFrame(schema={"doc": pl.UInt32})
+    return out.with_columns(pl.lit(None, dtype=pl.Int64).alias(c) for c in cols if c not in out.columns)
 
 
 def _ngrams_of(frame: pl.DataFrame, scale: int, sep: int) -> pl.DataFrame:
