@@ -9,6 +9,7 @@ from Python.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import polars as pl
 from lingua import IsoCode639_1, LanguageDetector, LanguageDetectorBuilder
@@ -16,6 +17,12 @@ from lingua import IsoCode639_1, LanguageDetector, LanguageDetectorBuilder
 # A compact default set: the languages a mixed English/Chinese web and legal crawl actually meets.
 # Fewer candidate languages = faster and fewer confusions; pass more (ISO 639-1) to widen it.
 DEFAULT_LANGUAGES = ("en", "zh", "ja", "ko", "fr", "de", "es", "pt", "it", "nl", "ru", "ar", "vi", "id")
+
+
+@lru_cache(maxsize=4)
+def _detector(codes: tuple[IsoCode639_1, ...]) -> LanguageDetector:
+    """One detector per language set and process: loading the models is the expensive part."""
+    return LanguageDetectorBuilder.from_iso_codes_639_1(*codes).with_preloaded_language_models().build()
 
 
 class LanguageIdentifier:
@@ -31,9 +38,7 @@ class LanguageIdentifier:
         if len(codes) < 2:
             raise ValueError("language identification needs at least two candidate languages")
         self.max_chars = max_chars
-        self.detector: LanguageDetector = (
-            LanguageDetectorBuilder.from_iso_codes_639_1(*codes).with_preloaded_language_models().build()
-        )
+        self.detector = _detector(tuple(sorted(codes, key=str)))
 
     def identify(self, texts: pl.Series) -> pl.DataFrame:
         """``lang`` (ISO 639-1, null when undecidable) and ``lang_confidence`` in [0, 1] per text."""

@@ -19,7 +19,9 @@ import math
 import os
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -51,25 +53,33 @@ class PerplexityConfig:
             raise ValueError("need max_tokens >= 2 and batch_tokens >= window")
 
 
+@lru_cache(maxsize=2)
+def _load(path: str, device: str) -> tuple[Any, Any]:
+    """Tokenizer and eval-mode model, loaded once per process (scorers with other windows share it)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
+    return tokenizer, model
+
+
 class PerplexityScorer:
     """Loads the model once; `score` returns perplexity and scored-token counts for a list of texts."""
 
     def __init__(self, cfg: PerplexityConfig | None = None) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
         import torch
 
-        hf_logging.disable_progress_bar()
         self.cfg = cfg or PerplexityConfig()
         self.path = resolve_model_path(self.cfg.model)
         device = self.cfg.device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
-        dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
-        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
-        self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=dtype).to(self.device).eval()
+        self.tokenizer, self.model = _load(str(self.path), str(self.device))
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.key = self._key()
 

@@ -142,7 +142,7 @@ def configure_rules(
 
 
 def _override(rule: Rule, value: Any, where: str) -> Rule:
-    if value is None or isinstance(value, int | float) and not isinstance(value, bool):
+    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
         return replace(rule, latin=value, cjk=value)
     if isinstance(value, Mapping) and set(value) <= {"latin", "cjk"}:
         return replace(rule, latin=value.get("latin", rule.latin), cjk=value.get("cjk", rule.cjk))

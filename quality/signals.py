@@ -175,7 +175,10 @@ def _line_stats(frame: pl.DataFrame, cfg: SignalConfig) -> pl.DataFrame:
         ellipsis_end.sum().alias("_ellipsis_lines"),
         line.str.contains(P.TERMINAL_END).sum().alias("_term_lines"),
         (length <= short_len).sum().alias("_short_lines"),
-        pl.when(c4_kept).then(line.str.count_matches(P.SENTENCE_END).clip(lower_bound=1)).otherwise(0).sum()
+        pl.when(c4_kept)
+        .then(line.str.count_matches(P.SENTENCE_END).clip(lower_bound=1))
+        .otherwise(0)
+        .sum()
         .cast(pl.Int64)
         .alias("c4_sentences"),
         js.sum().cast(pl.Int64).alias("c4_javascript_lines"),

@@ -72,9 +72,9 @@ class Curriculum(GlobalStep):
         else:  # no quality step: length only, from the text
             tokens = (pl.col("text").str.len_chars() / 4).ceil()
             ppl = score = pl.lit(None)
-        return df.select(
-            "doc_id", tokens.alias("tokens"), ppl.alias("perplexity"), score.alias("quality_score")
-        ).cast(SCAN_SCHEMA)  # type: ignore[arg-type]
+        return df.select("doc_id", tokens.alias("tokens"), ppl.alias("perplexity"), score.alias("quality_score")).cast(
+            SCAN_SCHEMA
+        )  # type: ignore[arg-type]
 
     def reduce(self, scans: list[Path], step_dir: Path, root: Path) -> None:
         docs = pl.concat([pl.read_parquet(p) for p in scans]) if scans else pl.DataFrame(schema=SCAN_SCHEMA)

@@ -131,7 +131,8 @@ class Quality(Step):
             bad = ~with_lang.get_column("lang").is_in(self.keep_languages).fill_null(False)
             reason = pl.select(pl.when(bad).then(pl.lit("lang_not_allowed")).otherwise(reason)).to_series()
             detail = pl.select(
-                pl.when(bad).then(pl.format("lang={}", with_lang.get_column("lang").fill_null("unknown")))
+                pl.when(bad)
+                .then(pl.format("lang={}", with_lang.get_column("lang").fill_null("unknown")))
                 .otherwise(detail)
             ).to_series()
         score = self.quality_score(sig, verdict.get_column("rule_score"))
