@@ -17,8 +17,6 @@ WORD_UNIT = f"{CJK_CHAR}|{LATIN_WORD}"
 # Whitespace-free chunks for the alphabetic fraction: a CJK character, or a run of other non-space characters.
 CHUNK = rf"{CJK_CHAR}|[^\s{CJK_CLASS}]+"
 ALPHA_CHUNK = rf"{CJK_CHAR}|[^\s{CJK_CLASS}]*\p{{L}}[^\s{CJK_CLASS}]*"
-# Letters, the denominator of the CJK share that decides a document's script.
-LETTER = r"\p{L}"
 
 ELLIPSIS = r"\.\.\.|…"
 BULLET_START = r"^\s*[•\-\*·●▪◦‣–]"

@@ -3,14 +3,15 @@
 Every signal is computed for a whole column of texts at once: document-level counts are regex
 ``count_matches`` passes, line/paragraph statistics explode the texts into a long frame and
 aggregate back by document, and n-gram repetition hashes word units with a wrapping polynomial
-rolling hash over shifted columns. No per-document Python runs, which is where the speed over
-datatrove's per-document filters comes from.
+hash over shifted columns, checking longer n-grams only where shorter ones repeat. No Python
+runs per document, which is where the speed over datatrove's per-document filters comes from.
 
-CJK awareness: a document is ``script == "cjk"`` when at least ``cjk_share`` of its letters are
-Han/Kana/Hangul. Word-based signals count *word units*: a Latin word, or one CJK character, so
-Chinese is never "one 3,000-character word". N-gram repetition runs on characters for CJK text
-with n scaled by ``cjk_ngram_scale`` (a 5-gram of words ~ a 10-gram of Han characters), and the
-short-line length is per script. Thresholds per script live in `quality.rules`.
+CJK awareness: a document is ``script == "cjk"`` when at least ``cjk_share`` of its word
+characters (CJK characters + letters/digits of other words) are Han/Kana/Hangul. Word-based
+signals count *word units*: a Latin word, or one CJK character, so Chinese is never "one
+3,000-character word". N-gram repetition runs on characters for CJK text with n scaled by
+``cjk_ngram_scale`` (a 5-gram of words ~ a 10-gram of Han characters), and the short-line
+length is per script. Thresholds per script live in `quality.rules`.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ SIGNAL_SCHEMA: dict[str, pl.DataType] = {
 class SignalConfig:
     """Knobs of the signal *definitions* (thresholds are rules, not signals)."""
 
-    cjk_share: float = 0.3  # share of letters that are CJK for a document to count as CJK
+    cjk_share: float = 0.3  # share of word characters that are CJK for a document to count as CJK
     cjk_ngram_scale: int = 2  # CJK n-grams are n * scale characters
     short_line_chars: int = 30  # FineWeb's short line, Latin script
     short_line_chars_cjk: int = 12  # ~ the same amount of content in Han characters
@@ -130,7 +131,6 @@ def _doc_counts(frame: pl.DataFrame, cfg: SignalConfig) -> pl.DataFrame:
         "doc",
         t.str.len_chars().alias("n_chars"),
         t.str.count_matches(P.CJK_CHAR).alias("n_cjk_chars"),
-        t.str.count_matches(P.LETTER).alias("_letters"),
         t.str.count_matches(P.LATIN_WORD).alias("_latin_words"),
         t.str.count_matches(P.LATIN_WORD_CHAR).alias("_latin_word_chars"),
         t.str.count_matches(r"\s").alias("_spaces"),
@@ -148,7 +148,9 @@ def _doc_counts(frame: pl.DataFrame, cfg: SignalConfig) -> pl.DataFrame:
         t.str.count_matches("\n", literal=True).alias("_newlines"),
     )
     return out.with_columns(
-        (pl.col("n_cjk_chars") >= cfg.cjk_share * pl.col("_letters")).and_(pl.col("n_cjk_chars") > 0).alias("is_cjk"),
+        (pl.col("n_cjk_chars") >= cfg.cjk_share * (pl.col("n_cjk_chars") + pl.col("_latin_word_chars")))
+        .and_(pl.col("n_cjk_chars") > 0)
+        .alias("is_cjk"),
         (pl.col("_latin_words") + pl.col("n_cjk_chars")).alias("n_words"),
     )
 
@@ -217,53 +219,61 @@ def _ngram_stats(frame: pl.DataFrame, cfg: SignalConfig) -> pl.DataFrame:
 
 
 def _ngrams_of(frame: pl.DataFrame, scale: int, sep: int) -> pl.DataFrame:
+    """One row per word unit, n-gram keys by rolling hash, n-grams checked from short to long.
+
+    top n-gram: among n-grams occurring more than once, max(count x characters) per document.
+    dup n-gram: characters of words covered by a repeat (not the first occurrence) of any n-gram,
+    the vectorised form of datatrove's greedy scan.
+    Repetition is monotone (a repeated (n+1)-gram starts with a repeated n-gram), so each longer n
+    only looks at the positions whose shorter n-gram repeats: a small fraction of the text.
+    """
     tokens = (
         frame.select("doc", pl.col("text").str.extract_all(P.WORD_UNIT).alias("w"))
         .explode("w")
         .drop_nulls("w")
-        .select(
-            "doc",
-            pl.col("w").str.len_chars().cast(pl.Int64).alias("len"),
-            pl.col("w").hash(seed=17).alias("h"),
-        )
+        .select("doc", pl.col("w").str.len_chars().cast(pl.Int64).alias("len"), pl.col("w").hash(seed=17).alias("h"))
     )
-    out = frame.select("doc")
     if tokens.height == 0:
-        return out
+        return frame.select("doc")
     doc, h1, w_len = tokens.get_column("doc"), tokens.get_column("h"), tokens.get_column("len")
-    wanted = {n * scale: n for n in (*TOP_NGRAMS, *DUP_NGRAMS)}
-    h, clen = h1, w_len
+    rows = len(doc)
+    hashes: dict[int, pl.Series] = {1: h1}
+
+    def gram_hash(size: int) -> pl.Series:
+        """Hash of the ``size`` units starting at each position, from two halves (memoised)."""
+        if size not in hashes:
+            head = 1 << (size.bit_length() - 1) if size & (size - 1) else size // 2
+            hashes[size] = gram_hash(head) * _MUL + gram_hash(size - head).shift(-head, fill_value=0)
+        return hashes[size]
+
     doc_key = doc.cast(pl.UInt64) * _DOC_MUL
-    for size in range(1, max(wanted) + 1):
-        if size > 1:
-            h = h * _MUL + h1.shift(-(size - 1)).fill_null(0)
-            clen = clen + w_len.shift(-(size - 1)).fill_null(0)
-        if size not in wanted:
-            continue
-        n = wanted[size]
-        valid = (doc.shift(-(size - 1)) == doc).fill_null(False)
-        grams = pl.DataFrame({"doc": doc, "key": h + doc_key, "clen": clen, "valid": valid})
+    cand = pl.Series("i", range(rows), dtype=pl.Int64)  # positions whose shorter n-gram repeats
+    covered: dict[str, pl.Series] = {}
+    tops: list[pl.DataFrame] = []
+    for n in (*TOP_NGRAMS, *DUP_NGRAMS):
+        size = n * scale
+        ends_in_doc = (doc.shift(-(size - 1)) == doc).fill_null(False)  # the n-gram lies inside one document
+        cand = cand.filter(ends_in_doc.gather(cand))
+        keys = (gram_hash(size) + doc_key).gather(cand)
+        repeated = keys.is_duplicated()
         if n in TOP_NGRAMS:
+            clen = w_len.rolling_sum(size).shift(-(size - 1)).gather(cand)
             top = (
-                grams.filter("valid")
+                pl.DataFrame({"doc": doc.gather(cand), "key": keys, "clen": clen})
+                .filter(repeated)
                 .group_by("key")
-                .agg(
-                    pl.col("doc").first(),
-                    pl.len().alias("count"),
-                    (pl.len() * (pl.col("clen").first() + (size - 1) * sep)).alias("v"),
-                )
-                .filter(pl.col("count") > 1)  # the most repeated n-gram; a unique one is no repetition
+                .agg(pl.col("doc").first(), (pl.len() * (pl.col("clen").first() + (size - 1) * sep)).alias("v"))
                 .group_by("doc")
                 .agg(pl.col("v").max().cast(pl.Int64).alias(f"_top_{n}"))
             )
-            out = out.join(top, on="doc", how="left")
+            tops.append(top)
         else:
-            dup_start = (grams.get_column("valid") & ~grams.get_column("key").is_first_distinct()).cast(pl.UInt8)
-            covered = dup_start.rolling_max(window_size=size, min_samples=1).cast(pl.Boolean)
-            dup = (
-                pl.DataFrame({"doc": doc, "c": w_len * covered.cast(pl.Int64)})
-                .group_by("doc")
-                .agg(pl.col("c").sum().alias(f"_dup_{n}"))
-            )
-            out = out.join(dup, on="doc", how="left")
-    return out
+            later = cand.filter(~keys.is_first_distinct())
+            dup_start = pl.zeros(rows, dtype=pl.UInt8, eager=True).scatter(later, 1)
+            cover = dup_start.rolling_max(window_size=size, min_samples=1).cast(pl.Int64)
+            covered[f"_dup_{n}"] = w_len * cover
+        cand = cand.filter(repeated)
+    out = pl.DataFrame({"doc": doc, **covered}).group_by("doc").agg(pl.col(list(covered)).sum())
+    for top in tops:
+        out = out.join(top, on="doc", how="left")
+    return frame.select("doc").join(out, on="doc", how="left")
