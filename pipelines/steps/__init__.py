@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pipelines.step import ConfigError, Step
+from pipelines.steps.curriculum import Curriculum
 from pipelines.steps.exact_dedup import ExactDedup
 from pipelines.steps.length_filter import LengthFilter
 from pipelines.steps.minhash_dedup import MinHashDedup
 from pipelines.steps.normalize import Normalize
 from pipelines.steps.pii_redact import PiiRedact
+from pipelines.steps.quality import Quality
 from pipelines.steps.split import Split
 
 __all__ = ["REGISTRY", "ExactDedup", "LengthFilter", "Normalize", "Split", "step_class"]
@@ -21,6 +23,8 @@ REGISTRY: dict[str, type[Step]] = {
         MinHashDedup,
         PiiRedact,
         Split,
+        Quality,
+        Curriculum,
     )
 }
 

@@ -1,0 +1,173 @@
+"""`quality`: score every document (heuristics, language, optional perplexity) and drop the junk.
+
+Adds ``quality_signals`` (a struct of every signal) and ``quality_score`` in [0, 1]; fills ``lang``
+where it is null. A document failing a rule is rejected with the rule's name as reason and the
+measured value vs the threshold as detail. Signals of *every* document, kept or rejected, are
+written to the catalog table ``quality_signals`` so thresholds can be tuned with SQL first
+(``filter: false`` scores without removing anything). Rules and thresholds: `quality.rules`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import polars as pl
+import pyarrow as pa
+
+from corpus.store import write_table
+from pipelines.step import ShardContext, Step, StepOutput, split_by_mask
+from quality.language import DEFAULT_LANGUAGES, LanguageIdentifier
+from quality.perplexity import PerplexityConfig, PerplexityScorer, score_with_cache
+from quality.rules import DEFAULT_FAMILIES, configure_rules, evaluate
+from quality.signals import SIGNAL_SCHEMA, SignalConfig, compute_signals
+
+TABLE = "quality_signals"
+EXTRA_SIGNALS: dict[str, pl.DataType] = {
+    "lang_detected": pl.String(),
+    "lang_confidence": pl.Float64(),
+    "perplexity": pl.Float64(),
+    "ppl_tokens": pl.Int64(),
+}
+ALL_SIGNALS: dict[str, pl.DataType] = {**SIGNAL_SCHEMA, **EXTRA_SIGNALS}
+_ARROW = {pl.String(): pa.string(), pl.Int64(): pa.int64(), pl.Float64(): pa.float64(), pl.Boolean(): pa.bool_()}
+SIGNALS_TYPE = pa.struct([pa.field(name, _ARROW[dtype]) for name, dtype in ALL_SIGNALS.items()])
+
+
+@dataclass
+class Quality(Step):
+    name: ClassVar[str] = "quality"
+    adds: ClassVar[tuple[pa.Field, ...]] = (
+        pa.field("quality_signals", SIGNALS_TYPE),
+        pa.field("quality_score", pa.float64()),
+    )
+    families: list[str] = field(default_factory=lambda: list(DEFAULT_FAMILIES))
+    thresholds: dict[str, Any] = field(default_factory=dict)  # rule -> number | null | {latin:, cjk:}
+    disable: list[str] = field(default_factory=list)
+    filter: bool = True  # false: annotate only (tune thresholds on the catalog table first)
+    detect_language: bool = True
+    languages: list[str] = field(default_factory=lambda: list(DEFAULT_LANGUAGES))  # lingua candidates
+    keep_languages: list[str] | None = None  # reject other languages as "lang_not_allowed"
+    lang_chars: int = 500
+    perplexity: bool = False
+    model: str | None = None  # local HF causal LM; None = bundled SmolLM2-135M-Instruct
+    device: str = "auto"
+    ppl_window: int = 512
+    ppl_stride: int = 384
+    ppl_max_tokens: int = 1024
+    ppl_batch_tokens: int = 4096
+    ppl_weight: float = 0.3  # share of perplexity in quality_score when computed
+    ppl_good: float = 20.0  # perplexity scoring 1.0 ...
+    ppl_bad: float = 1000.0  # ... and 0.0 (log scale in between)
+    cjk_share: float = 0.3
+    cjk_ngram_scale: int = 2
+    short_line_chars: int = 30
+    short_line_chars_cjk: int = 12
+
+    def __post_init__(self) -> None:
+        self._rules = configure_rules(self.families, self.thresholds, self.disable, where=self.name)
+        if not 0.0 <= self.ppl_weight <= 1.0:
+            raise ValueError(f"ppl_weight must be in [0, 1], got {self.ppl_weight}")
+        if not 1.0 < self.ppl_good < self.ppl_bad:
+            raise ValueError("need 1 < ppl_good < ppl_bad")
+        self._ppl_cfg = PerplexityConfig(
+            self.model, self.device, self.ppl_window, self.ppl_stride, self.ppl_max_tokens, self.ppl_batch_tokens
+        )
+        self._signal_cfg = SignalConfig(
+            self.cjk_share, self.cjk_ngram_scale, self.short_line_chars, self.short_line_chars_cjk
+        )
+        self._lid: LanguageIdentifier | None = None
+        self._scorer: PerplexityScorer | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Workers get the parameters, never a loaded model or detector."""
+        return {**self.__dict__, "_lid": None, "_scorer": None}
+
+    def setup(self, root: Path) -> None:
+        if self.detect_language and self._lid is None:
+            self._lid = LanguageIdentifier(self.languages, max_chars=self.lang_chars)
+        if self.perplexity and self._scorer is None:
+            self._scorer = PerplexityScorer(self._ppl_cfg)
+
+    def score(self, df: pl.DataFrame, state_dir: Path | None = None) -> pl.DataFrame:
+        """The signals frame for ``df`` (one row per document, `ALL_SIGNALS` columns)."""
+        texts = df.get_column("text")
+        sig = compute_signals(texts, self._signal_cfg)
+        if self.detect_language:
+            if self._lid is None:
+                self.setup(state_dir.parent if state_dir else Path("."))
+            assert self._lid is not None
+            ident = self._lid.identify(texts).rename({"lang": "lang_detected"})
+            sig = sig.with_columns(ident)
+        if self.perplexity:
+            if self._scorer is None:
+                self.setup(state_dir.parent if state_dir else Path("."))
+            assert self._scorer is not None and state_dir is not None
+            ppl, _ = score_with_cache(self._scorer, df.get_column("doc_id"), texts, state_dir)
+            sig = sig.with_columns(ppl.get_column("perplexity"), ppl.get_column("ppl_tokens"))
+        missing = [pl.lit(None, dtype=t).alias(n) for n, t in EXTRA_SIGNALS.items() if n not in sig.columns]
+        return sig.with_columns(missing).select(list(ALL_SIGNALS))
+
+    def quality_score(self, sig: pl.DataFrame, rule_score: pl.Series) -> pl.Series:
+        """Mean rule margin, blended with a log-scaled perplexity score when there is one."""
+        lo, hi = math.log(self.ppl_good), math.log(self.ppl_bad)
+        ppl_s = ((hi - sig.get_column("perplexity").log()) / (hi - lo)).clip(0.0, 1.0)
+        w = self.ppl_weight
+        blended = pl.select(
+            pl.when(ppl_s.is_null()).then(rule_score).otherwise((1 - w) * rule_score + w * ppl_s)
+        ).to_series()
+        return blended.clip(0.0, 1.0).alias("quality_score")
+
+    def process(self, df: pl.DataFrame, ctx: ShardContext) -> StepOutput:
+        sig = self.score(df, ctx.state_dir)
+        lang = pl.coalesce(pl.col("lang"), pl.col("lang_detected")) if self.detect_language else pl.col("lang")
+        with_lang = pl.concat([df.select("lang"), sig], how="horizontal").with_columns(lang.alias("lang"))
+        verdict = evaluate(with_lang, self._rules)
+        reason = verdict.get_column("reason")
+        detail = verdict.get_column("detail")
+        if self.keep_languages is not None:
+            bad = ~with_lang.get_column("lang").is_in(self.keep_languages).fill_null(False)
+            reason = pl.select(pl.when(bad).then(pl.lit("lang_not_allowed")).otherwise(reason)).to_series()
+            detail = pl.select(
+                pl.when(bad)
+                .then(pl.format("lang={}", with_lang.get_column("lang").fill_null("unknown")))
+                .otherwise(detail)
+            ).to_series()
+        score = self.quality_score(sig, verdict.get_column("rule_score"))
+        if not self.filter:
+            reason = pl.Series("reason", [None] * df.height, dtype=pl.String)
+        self._write_table(df, with_lang, score, reason, verdict.get_column("reason"), ctx)
+        out = df.with_columns(
+            with_lang.get_column("lang"),
+            sig.select(pl.struct(pl.all()).alias("quality_signals")).to_series(),
+            score,
+            reason.alias("__reason"),
+            detail.alias("__detail"),
+        )
+        result = split_by_mask(
+            out, pl.col("__reason").is_not_null(), self.name, pl.col("__reason"), detail=pl.col("__detail")
+        )
+        result.kept = result.kept.drop("__reason", "__detail")
+        return result
+
+    def _write_table(
+        self,
+        df: pl.DataFrame,
+        signals: pl.DataFrame,
+        score: pl.Series,
+        reason: pl.Series,
+        would_fail: pl.Series,
+        ctx: ShardContext,
+    ) -> None:
+        """Flattened signals of every document, with the decision, for SQL over the catalog."""
+        table = pl.concat(
+            [
+                df.select("doc_id", "source"),
+                signals,
+                pl.DataFrame([score, reason.alias("reason"), would_fail.alias("failed_rule")]),
+            ],
+            how="horizontal",
+        ).with_columns(pl.col("reason").is_null().alias("kept"))
+        write_table(table.to_arrow(), ctx.table_dir(TABLE) / f"part-{ctx.shard_index:05d}.parquet")

@@ -1,0 +1,90 @@
+"""Heuristic signals against values computed by hand on tiny English and Chinese documents."""
+
+from __future__ import annotations
+
+import math
+
+import polars as pl
+import pytest
+
+from quality.signals import SIGNAL_SCHEMA, compute_signals
+
+EN = "The cat sat.\nThe cat sat.\n\nA dog ran to the park..."
+ZH = "第一条　为了规范合同行为，保护当事人的合法权益，制定本法。\n目录\n第二条　合同应当公平。"
+
+
+def row(text: str) -> dict:
+    return compute_signals(pl.Series([text])).row(0, named=True)
+
+
+def test_english_by_hand() -> None:
+    s = row(EN)
+    n_chars = len(EN)
+    assert s["script"] == "latin"
+    assert s["n_chars"] == n_chars
+    assert s["n_words"] == 12  # The cat sat The cat sat A dog ran to the park
+    assert s["n_lines"] == 3  # the blank line does not count
+    assert s["mean_word_len"] == pytest.approx(((3 + 3 + 3) * 2 + 1 + 3 + 3 + 2 + 3 + 4) / 12)
+    assert s["stop_words"] == 2  # "the" (any case) and "to"
+    assert s["ellipsis_ratio"] == pytest.approx(1 / 12)
+    assert s["ellipsis_lines_frac"] == pytest.approx(1 / 3)
+    assert s["hash_ratio"] == 0.0
+    assert s["alpha_frac"] == 1.0
+    assert s["dup_line_frac"] == pytest.approx(1 / 3)
+    assert s["dup_line_char_frac"] == pytest.approx(12 / n_chars)
+    assert s["char_dup_frac"] == pytest.approx(12 / (n_chars - 3))  # FineWeb: newlines excluded
+    assert s["dup_para_frac"] == 0.0
+    assert s["line_punct_frac"] == 1.0  # "..." ends in "." as in FineWeb
+    assert s["short_line_frac"] == 1.0  # every line <= 30 characters
+    assert s["c4_sentences"] == 2  # the ellipsis line is not a C4 line
+    assert s["newline_ratio"] == pytest.approx(3 / 12)
+    # "The cat" and "cat sat" both occur twice: 2 x (3 + 1 + 3) characters
+    assert s["top_2gram_frac"] == pytest.approx(14 / n_chars)
+    assert s["top_3gram_frac"] == pytest.approx(2 * 11 / n_chars)  # "The cat sat"
+    assert s["dup_5gram_frac"] == 0.0
+    assert not s["has_lorem_ipsum"] and not s["has_curly_bracket"]
+
+
+def test_chinese_by_hand() -> None:
+    s = row(ZH)
+    assert s["script"] == "cjk"
+    assert s["n_chars"] == 44
+    assert s["n_cjk_chars"] == 36 and s["n_words"] == 36  # one word unit per Han character
+    assert s["mean_word_len"] is None  # no Latin words: the word-length rule does not apply
+    assert s["n_lines"] == 3
+    assert s["short_line_frac"] == pytest.approx(2 / 3)  # "目录" and the 11-character article (<= 12)
+    assert s["line_punct_frac"] == pytest.approx(2 / 3)  # lines ending in "。"
+    assert s["c4_sentences"] == 2  # "目录" is no sentence
+    assert s["stop_words"] == 3  # 为, 了, 的
+    assert s["alpha_frac"] == pytest.approx(36 / 40)  # 36 characters + 4 punctuation chunks
+    assert s["tokens_est"] == 37  # 36 Han characters + ceil(4 other non-space characters / 4)
+    assert s["newline_ratio"] == pytest.approx(2 / 36)
+    assert s["top_2gram_frac"] == 0.0  # no 4-character sequence repeats
+
+
+def test_chinese_repetition_counts_characters() -> None:
+    """A repeated Chinese phrase is repetition even without spaces (datatrove sees one long word)."""
+    phrase = "本站提供最新最全的法律法规下载欢迎收藏本站"
+    s = row("。".join([phrase] * 6) + "。")
+    assert s["script"] == "cjk"
+    assert s["dup_10gram_frac"] > 0.7  # 20-character grams repeat five times out of six
+    assert s["top_4gram_frac"] == pytest.approx(6 * 8 / len(phrase * 6 + "。" * 6))  # 8-character grams
+
+
+def test_code_and_lorem_flags() -> None:
+    s = compute_signals(pl.Series(["function f() { return 1; }", "Lorem Ipsum dolor sit amet."]))
+    assert s.get_column("has_curly_bracket").to_list() == [True, False]
+    assert s.get_column("has_lorem_ipsum").to_list() == [False, True]
+
+
+def test_batch_independent_and_typed() -> None:
+    """Signals of a document do not depend on its neighbours (n-grams never cross documents)."""
+    texts = [EN, ZH, "", "x", EN + " The cat sat.", ZH]
+    together = compute_signals(pl.Series(texts))
+    alone = pl.concat([compute_signals(pl.Series([t])) for t in texts])
+    assert together.schema == pl.Schema(SIGNAL_SCHEMA)
+    assert together.equals(alone)
+    assert together.row(2, named=True)["n_words"] == 0  # empty text: zeros, no division errors
+    for name, dtype in SIGNAL_SCHEMA.items():
+        if dtype == pl.Float64 and name != "mean_word_len":
+            assert all(v is not None and math.isfinite(v) for v in together.get_column(name))
