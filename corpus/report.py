@@ -93,7 +93,29 @@ class ReportContext:
                         found += [(f"{step}.{key}.{signal}", float(b)) for b in bound if _is_number(b)]
                     elif isinstance(bound, dict):
                         found += [(f"{step}.{key}.{signal}.{k}", float(b)) for k, b in bound.items() if _is_number(b)]
+            if step == "quality":
+                found += _quality_rule_thresholds(params, signal)
         return found
+
+
+def _quality_rule_thresholds(params: dict[str, Any], signal: str) -> list[tuple[str, float]]:
+    """The quality step's effective rule thresholds on ``signal`` (defaults plus overrides), per script."""
+    from quality.rules import DEFAULT_FAMILIES, configure_rules
+
+    try:
+        rules = configure_rules(params.get("families", DEFAULT_FAMILIES), params.get("thresholds") or {},
+                                params.get("disable") or ())
+    except ValueError:
+        return []
+    found: list[tuple[str, float]] = []
+    for rule in rules:
+        if rule.signal != signal or rule.kind == "flag":
+            continue
+        values = {"latin": rule.latin, "cjk": rule.cjk}
+        if values["latin"] == values["cjk"]:
+            values = {"": rule.latin}
+        found += [(f"{rule.name}{f' ({k})' if k else ''}", float(v)) for k, v in values.items() if _is_number(v)]
+    return found
 
 
 def _is_number(value: Any) -> bool:

@@ -1,10 +1,8 @@
 """Built corpora for the audit and report tests, and ways to break them on purpose.
 
-`build_corpus("plain")` runs the real build on the bundled sample with the default steps.
-`build_corpus("full")` adds stand-ins for the stages that live on other branches (PII redaction,
-near-dup clustering, quality scoring, bucketing): small, real steps that write the same columns
-and side tables those stages write (``pii_findings``, ``dedup_clusters``, ``quality_signals``,
-``quality_score``, ``bucket``), so every report section and audit check has data to work on.
+`build("plain")` runs the real build on the bundled sample with the foundation's steps only;
+`build("full")` runs every stage (MinHash dedup, PII redaction, quality, curriculum), so every
+report section and audit check has data to work on.
 """
 
 from __future__ import annotations
@@ -14,11 +12,8 @@ import math
 import random
 import re
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
-import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -26,11 +21,17 @@ from corpus.catalog import Catalog
 from corpus.store import CorpusLayout, file_checksum, write_table
 from pipelines.config import BuildConfig, SourceSpec
 from pipelines.runner import run_build
-from pipelines.step import ShardContext, Step, StepOutput, empty_rejects, reject, split_by_mask
-from pipelines.steps.exact_dedup import ExactDedup
-from pipelines.steps.length_filter import LengthFilter
-from pipelines.steps.normalize import Normalize
-from pipelines.steps.split import Split, unit_interval
+from pipelines.step import Step
+from pipelines.steps import (
+    Curriculum,
+    ExactDedup,
+    LengthFilter,
+    MinHashDedup,
+    Normalize,
+    PiiRedact,
+    Quality,
+    Split,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "samples" / "legal_sample.jsonl"
@@ -39,163 +40,19 @@ PHONE = re.compile(r"\+?\(?\d[\d ().-]{7,}\d")
 PATTERNS = (("EMAIL_ADDRESS", EMAIL), ("PHONE_NUMBER", PHONE))
 
 
-def _side_table(ctx: ShardContext, name: str, table: pa.Table) -> None:
-    write_table(table, ctx.table_dir(name) / f"part-{ctx.shard_index:05d}.parquet")
-
-
-def find_structured_pii(texts: list[str]) -> list[list[tuple[str, int, int]]]:
-    """The PII stage's scanner when it is installed (so the pii_left audit agrees with the
-    redaction), else e-mail and phone patterns."""
-    try:
-        from pipelines.pii.scan import scan_structured
-    except ImportError:
-        return [
-            sorted((entity, m.start(), m.end()) for entity, pattern in PATTERNS for m in pattern.finditer(t))
-            for t in texts
-        ]
-    return scan_structured(texts)
-
-
-def redact(text: str, findings: list[tuple[str, int, int]]) -> str:
-    """Replace spans right to left so earlier offsets stay valid; overlapping spans merge."""
-    out, end_prev = text, len(text) + 1
-    for entity, start, end in sorted(findings, key=lambda f: f[1], reverse=True):
-        end = min(end, end_prev)
-        if start < end:
-            out = out[:start] + f"[{entity}]" + out[end:]
-            end_prev = start
-    return out
-
-
-@dataclass
-class PiiFixture(Step):
-    """Redacts structured PII, recording each finding in ``pii_findings``."""
-
-    name: ClassVar[str] = "pii_fixture"
-
-    def process(self, df: pl.DataFrame, ctx: ShardContext) -> StepOutput:
-        rows: dict[str, list] = {k: [] for k in ("doc_id", "entity_type", "start", "end", "recognizer", "score")}
-        texts = df["text"].to_list()
-        found = find_structured_pii(texts)
-        for doc_id, findings in zip(df["doc_id"], found, strict=True):
-            for entity, start, end in findings:
-                for key, value in zip(rows, (doc_id, entity, start, end, "pattern", 1.0), strict=True):
-                    rows[key].append(value)
-        schema = pa.schema(
-            [
-                ("doc_id", pa.string()),
-                ("entity_type", pa.string()),
-                ("start", pa.int64()),
-                ("end", pa.int64()),
-                ("recognizer", pa.string()),
-                ("score", pa.float64()),
-            ]
-        )
-        _side_table(ctx, "pii_findings", pa.table(rows, schema=schema))
-        redacted = [redact(t, f) for t, f in zip(texts, found, strict=True)]
-        return StepOutput(df.with_columns(pl.Series("text", redacted, dtype=pl.String)), empty_rejects())
-
-
-@dataclass
-class NearDupFixture(Step):
-    """Clusters documents of a shard sharing their first ``prefix_chars`` characters (case-folded)."""
-
-    name: ClassVar[str] = "near_dup_fixture"
-    prefix_chars: int = 40
-
-    def process(self, df: pl.DataFrame, ctx: ShardContext) -> StepOutput:
-        keyed = df.with_columns(pl.col("text").str.to_lowercase().str.slice(0, self.prefix_chars).alias("__k"))
-        groups = (
-            keyed.group_by("__k", maintain_order=True).agg(pl.col("doc_id")).filter(pl.col("doc_id").list.len() > 1)
-        )
-        clusters = groups.select(
-            pl.col("doc_id").list.first().alias("cluster_id"),
-            pl.col("doc_id").alias("members"),
-            pl.col("doc_id").list.len().cast(pl.Int64).alias("size"),
-            pl.col("doc_id").list.first().alias("kept_id"),
-        )
-        _side_table(ctx, "dedup_clusters", clusters.to_arrow())
-        dups = clusters.select("members", "kept_id").explode("members").filter(pl.col("members") != pl.col("kept_id"))
-        marked = df.join(
-            dups.rename({"members": "doc_id", "kept_id": "dup_of"}), on="doc_id", how="left", maintain_order="left"
-        )
-        is_dup = pl.col("dup_of").is_not_null()
-        return StepOutput(
-            marked.filter(~is_dup).drop("dup_of"),
-            reject(marked.filter(is_dup), self.name, "near_duplicate", dup_of=pl.col("dup_of")),
-        )
-
-
-SIGNALS = pa.struct([("word_count", pa.int64()), ("mean_word_len", pa.float64()), ("digit_ratio", pa.float64())])
-
-
-@dataclass
-class ScoreFixture(Step):
-    """Adds ``quality_score`` and a ``quality_signals`` struct, writes the ``quality_signals`` table
-    for every document and rejects scores below ``min_score``."""
-
-    name: ClassVar[str] = "score_fixture"
-    adds: ClassVar[tuple[pa.Field, ...]] = (
-        pa.field("quality_score", pa.float64()),
-        pa.field("quality_signals", SIGNALS),
-    )
-    min_score: float = 0.15
-    min_word_count: int = 3
-
-    def process(self, df: pl.DataFrame, ctx: ShardContext) -> StepOutput:
-        chars = pl.col("text").str.len_chars().cast(pl.Float64)
-        words = pl.col("text").str.split(" ").list.len().cast(pl.Int64)
-        scored = df.with_columns(
-            pl.Series("quality_score", [unit_interval(d, "score") for d in df["doc_id"]], dtype=pl.Float64),
-            pl.struct(
-                words.alias("word_count"),
-                (chars / words).alias("mean_word_len"),
-                (pl.col("text").str.count_matches(r"\d").cast(pl.Float64) / chars).alias("digit_ratio"),
-            ).alias("quality_signals"),
-        )
-        _side_table(
-            ctx,
-            "quality_signals",
-            scored.select("doc_id", "quality_signals", "quality_score").unnest("quality_signals").to_arrow(),
-        )
-        low = (pl.col("quality_score") < self.min_score) | (
-            pl.col("quality_signals").struct.field("word_count") < self.min_word_count
-        )
-        return split_by_mask(scored, low, self.name, "low_quality")
-
-
-@dataclass
-class BucketFixture(Step):
-    """Puts documents into numbered buckets by ``quality_score``."""
-
-    name: ClassVar[str] = "bucket_fixture"
-    adds: ClassVar[tuple[pa.Field, ...]] = (pa.field("bucket", pa.string()),)
-    edges: tuple[float, ...] = (0.45, 0.72)
-
-    def process(self, df: pl.DataFrame, ctx: ShardContext) -> StepOutput:
-        bucket = (
-            pl.when(pl.col("quality_score") < self.edges[0])
-            .then(pl.lit("0-low"))
-            .when(pl.col("quality_score") < self.edges[1])
-            .then(pl.lit("1-mid"))
-            .otherwise(pl.lit("2-high"))
-        )
-        return StepOutput(df.with_columns(bucket.alias("bucket")), empty_rejects())
-
-
 def steps_for(kind: str) -> list[Step]:
     if kind == "plain":
         return [Normalize(), LengthFilter(50, 1_000_000), ExactDedup(), Split(validation_ratio=0.1)]
-    if kind == "full":
+    if kind == "full":  # every stage corpusforge has, as in configs/default.yaml
         return [
             Normalize(),
             LengthFilter(50, 1_000_000),
-            PiiFixture(),
-            NearDupFixture(),
             ExactDedup(),
-            ScoreFixture(),
-            BucketFixture(),
+            MinHashDedup(),
+            PiiRedact(),
+            Quality(thresholds={"gopher_below_avg_word_len": {"latin": 3.5}}),
             Split(validation_ratio=0.1),
+            Curriculum(difficulty="length", buckets=3),
         ]
     raise ValueError(kind)
 

@@ -172,7 +172,7 @@ def _move_bucket(root: Path, old: str, new: str) -> None:
 
 def test_bucket_gap(full_corpus: Path, tmp_path: Path) -> None:
     root = copy_corpus(full_corpus, tmp_path / "c")
-    _move_bucket(root, "2-high", "3-high")  # bucket 2 is now missing: it came out empty
+    _move_bucket(root, "2", "3")  # bucket 2 is now missing: it came out empty
     res = result(root, "bucket_sizes")
     assert res.status == "fail"
     assert column(res, "bucket") == ["2"]
@@ -181,19 +181,19 @@ def test_bucket_gap(full_corpus: Path, tmp_path: Path) -> None:
 
 def test_bucket_order(full_corpus: Path, tmp_path: Path) -> None:
     root = copy_corpus(full_corpus, tmp_path / "c")
-    _move_bucket(root, "1-mid", "9-mid")
-    _move_bucket(root, "2-high", "1-high")
-    _move_bucket(root, "9-mid", "2-mid")  # medians now go low, high, mid
+    assert result(root, "bucket_order").status == "pass"
+    with Catalog.open(CorpusLayout.at(root)) as cat:  # a curriculum that put bucket 2 before bucket 1
+        cat.conn.execute("UPDATE curriculum_buckets SET bucket_index = 3 - bucket_index WHERE bucket_index IN (1, 2)")
     res = result(root, "bucket_order")
     assert res.status == "fail"
-    assert column(res, "bucket") == ["2-mid"]
+    assert column(res, "problem") == ["difficulty below the previous bucket's maximum"]
     assert result(root, "bucket_sizes").status == "pass"
 
 
 def test_leaked_email(full_corpus: Path, tmp_path: Path) -> None:
     pytest.importorskip("pipelines.pii.scan")
     root = copy_corpus(full_corpus, tmp_path / "c")
-    train = final_shard(root, "train", "1-mid")
+    train = final_shard(root, "train", "1")
     rows = rows_of(train)
     rows[0]["text"] += " Write to jane.doe@example.com for the file."
     rewrite_rows(root, train, rows)

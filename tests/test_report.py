@@ -71,7 +71,7 @@ def test_full_report_has_every_section_with_plots(full_corpus: Path, tmp_path: P
     assert html.count("<svg") == len(plots)
     for name in ("quality signal distributions", "near-duplicate cluster size distribution", "PII findings by type"):
         assert name in plots
-    assert "score_fixture.min_score = 0.15" in html  # a threshold from the config drawn on its plot
+    assert "gopher_below_avg_word_len (latin) = 3.5" in html  # a threshold from the config drawn on its plot
     assert "<script" not in html.lower()
     assert external_references(html) == []
     assert len(html.encode()) < 1_500_000

@@ -12,7 +12,18 @@ from pipelines.steps.pii_redact import PiiRedact
 from pipelines.steps.quality import Quality
 from pipelines.steps.split import Split
 
-__all__ = ["REGISTRY", "ExactDedup", "LengthFilter", "Normalize", "Split", "step_class"]
+__all__ = [
+    "REGISTRY",
+    "Curriculum",
+    "ExactDedup",
+    "LengthFilter",
+    "MinHashDedup",
+    "Normalize",
+    "PiiRedact",
+    "Quality",
+    "Split",
+    "step_class",
+]
 
 REGISTRY: dict[str, type[Step]] = {
     cls.name: cls
