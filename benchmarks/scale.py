@@ -23,6 +23,7 @@ from build import generate
 from corpus.catalog import Catalog
 from corpus.store import CorpusLayout
 from pipelines.config import BuildConfig, SourceSpec
+from pipelines.executor import ray_thread_env
 from pipelines.runner import run_build
 from pipelines.steps import ExactDedup, LengthFilter, Normalize, Split
 
@@ -53,7 +54,9 @@ def main() -> None:
                 import ray
 
                 t0 = time.perf_counter()
-                ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+                ray.init(
+                    num_cpus=workers, include_dashboard=False, log_to_driver=False, runtime_env=ray_thread_env(workers)
+                )
                 print(f"ray cluster with {workers} CPU(s) started in {time.perf_counter() - t0:.1f} s")
             started = time.perf_counter()
             run_build(cfg, progress=False)

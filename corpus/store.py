@@ -11,6 +11,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -136,7 +137,8 @@ def file_checksum(path: Path) -> str:
 
 
 class ShardWriter:
-    """Streams tables into ``<prefix>-NNNNN.parquet`` files of about ``target_bytes`` on disk.
+    """Streams tables into ``<prefix>-NNNNN.parquet`` files of about ``target_bytes`` on disk
+    (``size_basis="memory"``: of Arrow data, for work shards, where the unit is work, not bytes).
 
     Rows are buffered up to one row group (``row_group_bytes`` in memory), so memory stays
     bounded whatever the input size; a file is renamed into place only when complete. Output
@@ -152,9 +154,11 @@ class ShardWriter:
         row_group_bytes: int = DEFAULT_ROW_GROUP_BYTES,
         prefix: str = "part",
         compression: str = COMPRESSION,
+        size_basis: Literal["disk", "memory"] = "disk",
     ) -> None:
         self.directory = directory
         self.compression = compression
+        self.size_basis = size_basis
         self.schema = schema
         self.target_bytes = target_bytes
         self.row_group_bytes = min(row_group_bytes, max(1, target_bytes // 2))
@@ -166,6 +170,7 @@ class ShardWriter:
         self._writer: pq.ParquetWriter | None = None
         self._tmp: Path | None = None
         self._file_rows = 0
+        self._file_mem_bytes = 0
 
     def write(self, table: pa.Table) -> None:
         if table.num_rows == 0:
@@ -194,9 +199,11 @@ class ShardWriter:
                 return
             self._open().write_table(group, row_group_size=group.num_rows)
             self._file_rows += group.num_rows
+            self._file_mem_bytes += group.nbytes
             start += group.num_rows
             assert self._tmp is not None
-            if self._tmp.stat().st_size >= self.target_bytes:
+            size = self._tmp.stat().st_size if self.size_basis == "disk" else self._file_mem_bytes
+            if size >= self.target_bytes:
                 self._finish_file()
 
     def _open(self) -> pq.ParquetWriter:
@@ -221,7 +228,7 @@ class ShardWriter:
         os.replace(self._tmp, path)
         self.paths.append(path)
         self.rows.append(self._file_rows)
-        self._writer, self._tmp, self._file_rows = None, None, 0
+        self._writer, self._tmp, self._file_rows, self._file_mem_bytes = None, None, 0, 0
 
 
 def replace_dir(staging: Path, target: Path) -> None:

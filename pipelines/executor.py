@@ -9,6 +9,7 @@ build's output never depends on completion order.
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, Protocol, TypeVar
@@ -25,6 +26,21 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
+THREAD_ENV = ("POLARS_MAX_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def limit_threads(threads: int) -> None:
+    """Give a worker its share of the cores: without this, N workers each start a thread pool the
+    size of the machine (Polars, torch) and oversubscribe it. Runs before the worker imports them."""
+    for name in THREAD_ENV:
+        os.environ.setdefault(name, str(threads))
+
+
+def ray_thread_env(workers: int) -> dict[str, Any]:
+    """Ray sets OMP_NUM_THREADS per task; Polars needs telling too (see `limit_threads`)."""
+    return {"env_vars": {"POLARS_MAX_THREADS": str(max(1, (os.cpu_count() or 1) // max(1, workers)))}}
+
+
 class LocalExecutor:
     def __init__(self, workers: int = 1) -> None:
         self.workers = max(1, workers)
@@ -32,7 +48,13 @@ class LocalExecutor:
 
     def _get_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            threads = max(1, (os.cpu_count() or 1) // self.workers)
+            self._pool = ProcessPoolExecutor(
+                self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=limit_threads,
+                initargs=(threads,),
+            )
         return self._pool
 
     def map_unordered(self, fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:
@@ -87,7 +109,7 @@ class RayExecutor:
             if address:
                 ray.init(address=address, **kwargs)
             else:
-                ray.init(num_cpus=self.workers, **kwargs)
+                ray.init(num_cpus=self.workers, runtime_env=ray_thread_env(self.workers), **kwargs)
                 self._owns_cluster = True
             self.workers = max(1, int(ray.cluster_resources().get("CPU", self.workers)))
 

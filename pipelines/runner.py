@@ -154,7 +154,11 @@ class Build:
             staging = out.with_name(f".{out.name}.staging")
             shutil.rmtree(staging, ignore_errors=True)
             writer = ShardWriter(
-                staging, BASE_SCHEMA, target_bytes=int(self.cfg.work_shard_mb * MB), compression=WORK_COMPRESSION
+                staging,
+                BASE_SCHEMA,
+                target_bytes=int(self.cfg.work_shard_mb * MB),
+                compression=WORK_COMPRESSION,
+                size_basis="memory",
             )
             rejects = ShardWriter(staging, REJECT_SCHEMA, prefix="rejects")
             seen: set[str] = set()
