@@ -1,0 +1,158 @@
+"""Training data from the catalog: which final shards, in which order, tokenised once.
+
+Shards are selected with SQL over the catalog's ``shards`` table (split, bucket, source filters)
+and read with pyarrow one row group at a time, so a corpus is never loaded whole. The curriculum
+order is the bucket order ("0", "1", ... easy to hard; "all" when no curriculum ran), then shard
+path, then row order: deterministic for a given catalog. Each shard's tokenisation is cached on
+disk under ``<root>/state/tokens/<tokenizer key>/<shard checksum>.npz``, written atomically, so a
+crash never loses tokenised work and a rerun does not tokenise again. This module needs DuckDB
+only to select shards (imported lazily) and never imports Polars.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from corpus.store import write_bytes
+
+HIVE = re.compile(r"bucket=(?P<bucket>[^/]+)/split=(?P<split>[^/]+)/")
+
+
+class NoShardsError(LookupError):
+    """The selection matched no final shard; the message says what was asked for."""
+
+
+@dataclass(frozen=True)
+class ShardRef:
+    path: Path
+    bucket: str
+    split: str
+    rows: int
+    checksum: str
+
+
+def bucket_key(bucket: str) -> tuple[int, int | str]:
+    """Numbered buckets in numeric order, then named ones ("all") by name."""
+    return (0, int(bucket)) if bucket.isdigit() else (1, bucket)
+
+
+def select_shards(
+    root: Path, *, split: str = "train", buckets: Sequence[str] | None = None, sources: Sequence[str] | None = None
+) -> list[ShardRef]:
+    """Final shards of ``split`` (and ``buckets``), in curriculum order; ``sources`` keeps shards
+    holding at least one document from those sources."""
+    import duckdb
+
+    catalog = root / "catalog.duckdb"
+    if not catalog.exists():
+        raise NoShardsError(f"{catalog}: no catalog; build the corpus first (python -m pipelines.build)")
+    with duckdb.connect(str(catalog), read_only=True) as conn:
+        rows = conn.execute("SELECT path, rows, checksum FROM shards WHERE stage = 'final' ORDER BY path").fetchall()
+    refs = []
+    for path, n, checksum in rows:
+        m = HIVE.search(path)
+        if m is None or m["split"] != split or (buckets is not None and m["bucket"] not in buckets):
+            continue
+        refs.append(ShardRef(root / path, m["bucket"], m["split"], n, checksum))
+    if sources is not None:
+        wanted = set(sources)
+        refs = [r for r in refs if wanted & set(pq.read_table(r.path, columns=["source"]).column("source").to_pylist())]
+    if not refs:
+        raise NoShardsError(
+            f"{root}: no final shards match split={split!r}, buckets={list(buckets) if buckets else 'any'}, "
+            f"sources={list(sources) if sources else 'any'}"
+        )
+    return sorted(refs, key=lambda r: (bucket_key(r.bucket), str(r.path)))
+
+
+def instruction_parts(meta: str | None) -> tuple[str, str] | None:
+    """(prompt, response) when a synthesised instruction row carries them in ``meta``."""
+    if not meta:
+        return None
+    try:
+        data: Any = json.loads(meta)
+    except json.JSONDecodeError:
+        return None
+    if isinstance(data, dict) and isinstance(data.get("prompt"), str) and isinstance(data.get("response"), str):
+        return data["prompt"], data["response"]
+    return None
+
+
+@dataclass
+class DocumentTokenizer:
+    """Plain documents: text + EOS, loss everywhere. Instruction rows: the chat template, loss on
+    the response tokens only."""
+
+    tokenizer: Any
+
+    @property
+    def key(self) -> str:
+        """Identity of the tokenisation, for the cache: vocabulary, template and EOS."""
+        tok = self.tokenizer
+        backend = getattr(tok, "backend_tokenizer", None)
+        vocab = backend.to_str() if backend is not None else json.dumps(sorted(tok.get_vocab().items()))
+        extra = json.dumps([tok.eos_token, getattr(tok, "chat_template", None)], default=str)
+        return hashlib.sha256((vocab + extra).encode()).hexdigest()[:16]
+
+    def encode(self, text: str, meta: str | None) -> tuple[list[int], list[bool]]:
+        tok = self.tokenizer
+        parts = instruction_parts(meta)
+        if parts is None:
+            ids = tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+            return ids, [True] * len(ids)
+        prompt, response = parts
+        messages = [{"role": "user", "content": prompt}]
+        prefix = _ids(tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
+        full = _ids(tok.apply_chat_template([*messages, {"role": "assistant", "content": response}], tokenize=True))
+        if full[: len(prefix)] != prefix:  # a template that rewrites the prompt: mask by length anyway
+            prefix = prefix[: len(full)]
+        return full, [False] * len(prefix) + [True] * (len(full) - len(prefix))
+
+
+def _ids(encoded: Any) -> list[int]:
+    return list(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)
+
+
+def tokenized_shard(
+    ref: ShardRef, doc_tok: DocumentTokenizer, cache_root: Path
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(token ids, loss mask, document offsets) of one shard, from the cache when present."""
+    path = cache_root / doc_tok.key / f"{ref.checksum}.npz"
+    if path.exists():
+        with np.load(path) as data:
+            return data["ids"], data["mask"], data["offsets"]
+    ids: list[int] = []
+    mask: list[bool] = []
+    offsets = [0]
+    pf = pq.ParquetFile(ref.path)
+    for batch in pf.iter_batches(columns=["text", "meta"]):
+        for text, meta in zip(batch.column("text").to_pylist(), batch.column("meta").to_pylist(), strict=True):
+            doc_ids, doc_mask = doc_tok.encode(text, meta)
+            ids.extend(doc_ids)
+            mask.extend(doc_mask)
+            offsets.append(len(ids))
+    arrays = (np.asarray(ids, dtype=np.int32), np.asarray(mask, dtype=bool), np.asarray(offsets, dtype=np.int64))
+    buf = io.BytesIO()
+    np.savez(buf, ids=arrays[0], mask=arrays[1], offsets=arrays[2])
+    write_bytes(buf.getvalue(), path)
+    return arrays
+
+
+def iter_documents(
+    refs: Sequence[ShardRef], doc_tok: DocumentTokenizer, cache_root: Path
+) -> Iterator[tuple[ShardRef, int, np.ndarray, np.ndarray]]:
+    """(shard, document index, ids, loss mask) in curriculum order, one shard in memory at a time."""
+    for ref in refs:
+        ids, mask, offsets = tokenized_shard(ref, doc_tok, cache_root)
+        for k in range(len(offsets) - 1):
+            yield ref, k, ids[offsets[k] : offsets[k + 1]], mask[offsets[k] : offsets[k + 1]]
