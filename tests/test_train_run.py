@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import SAMPLE, run_cli
+from conftest import REPO, SAMPLE, run_cli
 from transformers import AutoModelForCausalLM
 
 from pipelines.config import BuildConfig, SourceSpec
@@ -92,3 +97,65 @@ def test_clear_errors_before_any_training(corpus, tmp_path):
     assert too_long.returncode == 1 and "above the model's maximum of 256" in too_long.stderr
     unknown = run_cli("-m", "training.run", "--set", f"root={corpus}", "--set", "learning_rate=1")
     assert unknown.returncode == 1 and "unknown key(s) ['learning_rate']" in unknown.stderr
+
+
+def _train_args(corpus: Path, out: Path) -> list[str]:
+    sets = {
+        "root": corpus,
+        "output_dir": out,
+        "from_scratch": TINY,
+        "lora": "null",
+        "seq_len": 128,
+        "micro_batch": 2,
+        "grad_accum": 2,
+        "lr": "3.0e-3",
+        "warmup_steps": 2,
+        "max_steps": 10,
+        "save_every": 4,
+        "eval_every": 100,
+        "eval_batches": 1,
+    }
+    return [
+        "-m",
+        "training.run",
+        "--config",
+        "configs/train.yaml",
+        *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")],
+    ]
+
+
+def _losses(out: Path) -> list[tuple[int, float]]:
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r["loss"]) for r in rows if r["kind"] == "train"]
+
+
+def test_sigkill_and_resume_reproduce_the_uninterrupted_losses(corpus, tmp_path):
+    reference = run_cli(*_train_args(corpus, tmp_path / "ref"), timeout=600)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+
+    out = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, *_train_args(corpus, out)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (out / "checkpoints" / "latest").exists():
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    assert proc.wait(timeout=60) == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (out / "export").exists()
+
+    resumed = run_cli(*_train_args(corpus, out), timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads((out / "summary.json").read_text())["resumed_from_step"] >= 4
+    got, want = _losses(out), _losses(tmp_path / "ref")
+    assert [s for s, _ in got] == list(range(1, 11))
+    assert [s for s, _ in got] == [s for s, _ in want]
+    for (step, a), (_, b) in zip(got, want, strict=True):
+        assert abs(a - b) <= 1e-4 * max(1.0, abs(b)), (step, a, b)

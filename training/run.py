@@ -10,6 +10,7 @@ checkpoints, an HTML training report and an exported Hugging Face model director
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -22,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from corpus.store import write_bytes
 from training.data import DocumentTokenizer, NoShardsError, iter_documents, select_shards
 from training.packing import IGNORE_INDEX, PackedRow, Packer
 
@@ -49,6 +51,8 @@ class TrainConfig:
     seed: int = 1234
     eval_every: int = 50
     eval_batches: int = 8
+    save_every: int = 50  # steps between checkpoints (model, optimizer, scheduler, RNG, data cursor)
+    resume: bool = True  # continue from output_dir/checkpoints when one is there
     buckets: list[str] | None = None
     sources: list[str] | None = None
 
@@ -218,23 +222,35 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     doc_tok = DocumentTokenizer(tokenizer)
     cache = Path(cfg.root) / "state" / "tokens"
     writer = SummaryWriter(str(out_dir / "tensorboard"))
-    metrics = open(out_dir / "metrics.jsonl", "a", encoding="utf-8")
+    ckpt_dir = out_dir / "checkpoints"
+    start_step, passes, consumed = 0, 0, 0
+    if cfg.resume and (ckpt_dir / "latest").exists():
+        _, client = engine.load_checkpoint(str(ckpt_dir))
+        start_step, passes, consumed = client["step"], client["passes"], client["consumed"]
+        torch.set_rng_state(client["torch_rng"])
+        _truncate_metrics(out_dir / "metrics.jsonl", start_step)
+    metrics = open(out_dir / "metrics.jsonl", "a", encoding="utf-8")  # after the truncation above
 
     def log(row: dict[str, Any]) -> None:
         metrics.write(json.dumps(row) + "\n")
         metrics.flush()
 
-    batches = _batches(_packed_rows(refs, doc_tok, cache, cfg.seq_len, tokenizer.eos_token_id), cfg.micro_batch)
+    def stream(skip: int) -> Iterator[list[PackedRow]]:
+        """Micro-batches of the current pass from the data cursor on (tokens come from the cache)."""
+        rows = _packed_rows(refs, doc_tok, cache, cfg.seq_len, tokenizer.eos_token_id)
+        return itertools.islice(_batches(rows, cfg.micro_batch), skip, None)
+
+    batches = stream(consumed)
     started, losses = time.perf_counter(), []
-    for step in range(cfg.max_steps):
+    for step in range(start_step, cfg.max_steps):
         t0, step_loss, tokens = time.perf_counter(), 0.0, 0
         for micro in range(cfg.grad_accum):
             batch = next(batches, None)
             if batch is None:  # one pass over the selection is done: start the curriculum again
-                batches = _batches(
-                    _packed_rows(refs, doc_tok, cache, cfg.seq_len, tokenizer.eos_token_id), cfg.micro_batch
-                )
+                passes, consumed = passes + 1, 0
+                batches = stream(0)
                 batch = next(batches)
+            consumed += 1
             loss = engine(**_tensors(batch, dtype)).loss
             if not torch.isfinite(loss):
                 engine.save_checkpoint(str(out_dir / "checkpoints"), tag=f"nonfinite-step{step}")
@@ -262,20 +278,32 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             for bucket, eval_loss in evaluate(engine, cfg, doc_tok, cache, dtype).items():
                 log({"kind": "eval", "step": step + 1, "bucket": bucket, "loss": eval_loss, "ppl": math.exp(eval_loss)})
                 writer.add_scalar(f"eval/ppl_bucket_{bucket}", math.exp(eval_loss), step + 1)
+        if (step + 1) % cfg.save_every == 0 and step + 1 < cfg.max_steps:
+            state = {"step": step + 1, "passes": passes, "consumed": consumed, "torch_rng": torch.get_rng_state()}
+            engine.save_checkpoint(str(ckpt_dir), tag=f"step{step + 1}", client_state=state)
     metrics.close()
     writer.close()
     export = export_model(engine.module, tokenizer, out_dir / "export")
     report = write_training_report(out_dir)
     summary = {
         "steps": cfg.max_steps,
-        "first_loss": losses[0],
-        "last_loss": losses[-1],
+        "resumed_from_step": start_step,
+        "first_loss": losses[0] if losses else None,
+        "last_loss": losses[-1] if losses else None,
         "seconds": time.perf_counter() - started,
         "export": str(export),
         "report": str(report),
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Rows a killed run logged after its last checkpoint are logged again on resume: drop them."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    write_bytes("".join(line + "\n" for line in keep).encode(), path)
 
 
 def export_model(model: Any, tokenizer: Any, directory: Path) -> Path:
