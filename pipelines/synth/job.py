@@ -1,0 +1,279 @@
+"""A synthesis job end to end: seeds -> prompts -> endpoint (cached) -> validated rows -> raw store.
+
+Rows are assembled in work-item order (seed order, chunk, task), never in completion order,
+so the output is a pure function of the config, the catalog and the cache. The job's rows
+replace its earlier output under ``raw/synth/<job>/`` (staging directory swapped in, catalog
+shards swapped in one transaction); rejects go to the catalog table ``synth_rejects`` and the
+token/cost accounting of every run to ``synth_usage``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+from openai import AsyncOpenAI
+from tqdm import tqdm
+
+from corpus.catalog import Catalog, ShardRecord
+from corpus.schema import BASE_SCHEMA, encode_meta, make_doc_id, occurrence_id
+from corpus.store import CorpusLayout, ShardWriter, replace_dir
+from pipelines.synth.cache import ResponseCache
+from pipelines.synth.chunking import chunk_text
+from pipelines.synth.client import EndpointCaller, ItemResult, JobStats, WorkItem
+from pipelines.synth.config import SynthConfig
+from pipelines.synth.seeds import SeedDoc, select_seeds
+from pipelines.synth.templates import PromptTemplate, TemplateSet
+
+TABLES_DDL = """
+CREATE TABLE IF NOT EXISTS synth_rejects (
+    job VARCHAR NOT NULL, run_id VARCHAR NOT NULL, seed_doc_id VARCHAR NOT NULL, chunk INTEGER NOT NULL,
+    task VARCHAR NOT NULL, prompt_id VARCHAR NOT NULL, attempts INTEGER NOT NULL, reason VARCHAR NOT NULL,
+    detail VARCHAR, response VARCHAR
+);
+CREATE TABLE IF NOT EXISTS synth_usage (
+    run_id VARCHAR PRIMARY KEY, job VARCHAR NOT NULL, model VARCHAR NOT NULL, base_url VARCHAR NOT NULL,
+    items BIGINT NOT NULL, rows_written BIGINT NOT NULL, rejected BIGINT NOT NULL, requests BIGINT NOT NULL,
+    cache_hits BIGINT NOT NULL, transport_retries BIGINT NOT NULL, prompt_tokens BIGINT NOT NULL,
+    completion_tokens BIGINT NOT NULL, cached_prompt_tokens BIGINT NOT NULL,
+    cached_completion_tokens BIGINT NOT NULL, cost_usd DOUBLE NOT NULL, seconds DOUBLE NOT NULL
+);
+"""
+
+
+@dataclass
+class SynthResult:
+    run_id: str
+    items: int
+    rows: int
+    rejects: Counter[str]
+    stats: JobStats
+    cost_usd: float
+    paths: list[str]
+
+
+@dataclass(frozen=True)
+class Planned:
+    item: WorkItem
+    seed: SeedDoc
+    chunk: str
+    template: PromptTemplate
+
+
+def plan(cfg: SynthConfig, seeds: list[SeedDoc], templates: TemplateSet) -> list[Planned]:
+    """Every (seed, chunk, task) prompt of the job, in output order."""
+    out: list[Planned] = []
+    for seed in seeds:
+        for ci, chunk in enumerate(chunk_text(seed.text, cfg.chunk.max_chars, cfg.chunk.max_chunks)):
+            for task in cfg.tasks:
+                tpl = templates.get(task, seed.lang)
+                item = WorkItem(len(out), seed.doc_id, ci, task, tpl.messages(chunk), tpl.schema)
+                out.append(Planned(item, seed, chunk, tpl))
+    return out
+
+
+def api_key(cfg: SynthConfig) -> str:
+    """The key from the environment; a local server without auth accepts any placeholder."""
+    return os.environ.get(cfg.endpoint.api_key_env) or "no-key"
+
+
+async def _call_all(
+    cfg: SynthConfig, planned: list[Planned], cache: ResponseCache, stats: JobStats, progress: bool
+) -> list[ItemResult]:
+    client = AsyncOpenAI(
+        base_url=cfg.endpoint.base_url, api_key=api_key(cfg), timeout=cfg.endpoint.timeout_s, max_retries=0
+    )
+    caller = EndpointCaller(cfg, cache, client, stats)
+    results: list[ItemResult | None] = [None] * len(planned)
+    try:
+        with tqdm(total=len(planned), desc=f"synth {cfg.job}", unit="prompt", disable=not progress) as bar:
+
+            async def one(p: Planned) -> None:
+                results[p.item.index] = await caller.run_item(p.item)
+                bar.set_postfix(requests=stats.requests, cached=stats.cache_hits, refresh=False)
+                bar.update()
+
+            tasks = [asyncio.create_task(one(p)) for p in planned]
+            try:
+                await asyncio.gather(*tasks)
+            except BaseException:
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise
+    finally:
+        await client.close()
+    return [r for r in results if r is not None]
+
+
+def _row(p: Planned, r: ItemResult, cfg: SynthConfig) -> dict[str, Any]:
+    assert r.verdict.answer is not None and r.response is not None
+    prompt, response = p.template.to_row(r.verdict.answer, p.chunk)
+    source = f"synth:{p.item.task}"
+    text = f"{prompt}\n\n{response}"
+    meta = {
+        "job": cfg.job,
+        "task": p.item.task,
+        "seed_doc_id": p.seed.doc_id,
+        "seed_source": p.seed.source,
+        "seed_url": p.seed.url,
+        "chunk": p.item.chunk_index,
+        "model": cfg.endpoint.model,
+        "prompt_id": p.template.id,
+        "prompt_sha": p.template.sha,
+        "params": r.params,
+        "attempts": r.attempts,
+        "prompt_tokens": r.response.prompt_tokens,
+        "completion_tokens": r.response.completion_tokens,
+        "finish_reason": r.response.finish_reason,
+        "cache_key": r.key,
+        "prompt": prompt,
+        "response": response,
+        "answer": r.verdict.answer,
+    }
+    return {
+        "doc_id": make_doc_id(source, None, text),
+        "source": source,
+        "url": None,
+        "title": None,
+        "text": text,
+        "lang": p.seed.lang or p.template.lang,
+        "created_at": datetime.fromtimestamp(r.response.created_at, UTC),
+        "meta": encode_meta(meta),
+    }
+
+
+def _unique_ids(rows: list[dict[str, Any]]) -> None:
+    """Identical generations (same source and text) get derived ids, as repeats do at ingest."""
+    seen: Counter[str] = Counter()
+    for row in rows:
+        n = seen[row["doc_id"]]
+        seen[row["doc_id"]] += 1
+        if n:
+            row["doc_id"] = occurrence_id(row["doc_id"], n)
+
+
+def _write(layout: CorpusLayout, cfg: SynthConfig, rows: list[dict[str, Any]]) -> list[ShardRecord]:
+    target = layout.raw_dir("synth", cfg.job)
+    if not rows:  # nothing valid this time: the job's earlier output must not linger either
+        shutil.rmtree(target, ignore_errors=True)
+        return []
+    staging = target.with_name(f".{target.name}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    writer = ShardWriter(staging, BASE_SCHEMA)
+    writer.write(pa.Table.from_pylist(rows, schema=BASE_SCHEMA))
+    writer.close()
+    counts = dict(zip([p.name for p in writer.paths], writer.rows, strict=True))
+    replace_dir(staging, target)
+    return [ShardRecord.of(target / name, "raw", n, layout.root) for name, n in sorted(counts.items())]
+
+
+def run_job(cfg: SynthConfig, *, command: str = "", progress: bool = True) -> SynthResult:
+    layout = CorpusLayout.at(cfg.root)
+    templates = TemplateSet(cfg.templates_dir, cfg.tasks)
+    seeds = select_seeds(layout, cfg.seeds)
+    planned = plan(cfg, seeds, templates)
+    with Catalog.open(layout) as cat:
+        cat.conn.execute(TABLES_DDL)
+        run_id = cat.start_run("synth", command=command, config=cfg.to_dict(), config_hash=cfg.job_hash())
+    stats = JobStats()
+    cache = ResponseCache(layout.state / "synth" / "cache.sqlite")
+    started = datetime.now(UTC)
+    try:
+        results = asyncio.run(_call_all(cfg, planned, cache, stats, progress))
+        rows = [_row(p, r, cfg) for p, r in zip(planned, results, strict=True) if r.verdict.ok]
+        _unique_ids(rows)
+        rejects = [
+            (
+                cfg.job,
+                run_id,
+                p.seed.doc_id,
+                p.item.chunk_index,
+                p.item.task,
+                p.template.id,
+                r.attempts,
+                r.verdict.reason,
+                r.verdict.detail,
+                (r.response.content or "")[:2000] if r.response else None,
+            )
+            for p, r in zip(planned, results, strict=True)
+            if not r.verdict.ok
+        ]
+        records = _write(layout, cfg, rows)
+        cost = stats.cost(cfg.prices)
+        seconds = (datetime.now(UTC) - started).total_seconds()
+        prefix = f"{layout.raw_dir('synth', cfg.job).relative_to(layout.root).as_posix()}/"
+        with Catalog.open(layout) as cat:
+            cat.conn.execute("BEGIN")
+            cat.conn.execute("DELETE FROM shards WHERE stage = 'raw' AND starts_with(path, ?)", [prefix])
+            cat.register_shards(run_id, records)
+            cat.conn.execute("DELETE FROM synth_rejects WHERE job = ?", [cfg.job])
+            if rejects:
+                cat.conn.executemany("INSERT INTO synth_rejects VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rejects)
+            cat.conn.execute(
+                "INSERT INTO synth_usage VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    run_id,
+                    cfg.job,
+                    cfg.endpoint.model,
+                    cfg.endpoint.base_url,
+                    len(planned),
+                    len(rows),
+                    len(rejects),
+                    stats.requests,
+                    stats.cache_hits,
+                    stats.transport_retries,
+                    stats.prompt_tokens,
+                    stats.completion_tokens,
+                    stats.cached_prompt_tokens,
+                    stats.cached_completion_tokens,
+                    cost,
+                    seconds,
+                ],
+            )
+            cat.conn.execute("COMMIT")
+            cat.refresh_views()
+            cat.finish_run(
+                run_id, status="succeeded", docs_in=len(planned), docs_out=len(rows), docs_rejected=len(rejects)
+            )
+    except BaseException as exc:
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt | asyncio.CancelledError) else "failed"
+        with Catalog.open(layout) as cat:
+            cat.finish_run(run_id, status=status, error=f"{type(exc).__name__}: {exc} (rerun resumes from the cache)")
+        raise
+    finally:
+        cache.close()
+    return SynthResult(
+        run_id,
+        len(planned),
+        len(rows),
+        Counter(r[7] for r in rejects),
+        stats,
+        cost,
+        [r.path for r in records],
+    )
+
+
+def format_result(r: SynthResult, cfg: SynthConfig) -> str:
+    s = r.stats
+    lines = [
+        f"run {r.run_id}: {r.items} prompts -> {r.rows} rows written, {sum(r.rejects.values())} rejected"
+        + (f" ({', '.join(f'{k}: {v}' for k, v in sorted(r.rejects.items()))})" if r.rejects else ""),
+        f"requests sent: {s.requests} (transport retries {s.transport_retries}"
+        + (f": {json.dumps(dict(s.retry_reasons))}" if s.retry_reasons else "")
+        + f"), cache hits: {s.cache_hits}",
+        f"tokens this run: {s.prompt_tokens} prompt + {s.completion_tokens} completion"
+        f"; from cache: {s.cached_prompt_tokens} + {s.cached_completion_tokens}",
+    ]
+    if cfg.prices.prompt or cfg.prices.completion:
+        lines.append(f"cost this run: ${r.cost_usd:.4f}")
+    lines.append(f"output: {', '.join(r.paths) or '(none)'} (source synth:<task>; picked up by pipelines.build)")
+    return "\n".join(lines)

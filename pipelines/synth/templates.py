@@ -1,0 +1,117 @@
+"""Prompt templates kept as files: ``<templates_dir>/<task>.<lang>.yaml``.
+
+A template names a versioned ``id`` (e.g. ``qa.en.v1``: bump the version when the wording
+changes), the chat messages with a ``{chunk}`` slot, the JSON schema the answer must satisfy,
+and how a valid answer becomes an instruction row (``row.prompt`` / ``row.response``, format
+strings over the answer's fields and ``chunk``). The content hash of the file goes into each
+row's meta next to the id, so an edited-but-not-rebumped template is still traceable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipelines.step import ConfigError
+
+REQUIRED_KEYS = {"id", "task", "lang", "system", "user", "schema", "row"}
+DEFAULT_LANG = "en"
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    id: str
+    task: str
+    lang: str
+    system: str
+    user: str
+    schema: dict[str, Any]
+    row_prompt: str
+    row_response: str
+    sha: str  # sha256 of the file, first 12 hex digits
+    path: Path
+
+    def messages(self, chunk: str) -> list[dict[str, str]]:
+        return [
+            {"role": "system", "content": self.system.strip()},
+            {"role": "user", "content": self.user.format_map({"chunk": chunk}).strip()},
+        ]
+
+    def to_row(self, answer: dict[str, Any], chunk: str) -> tuple[str, str]:
+        """(prompt, response) of the training row an answer becomes."""
+        values = {**{k: str(v).strip() for k, v in answer.items()}, "chunk": chunk}
+        return self.row_prompt.format_map(values).strip(), self.row_response.format_map(values).strip()
+
+
+def _fields(fmt: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(fmt) if name}
+
+
+def load_template(path: Path) -> PromptTemplate:
+    where = str(path)
+    try:
+        data = path.read_bytes()
+        raw = yaml.safe_load(data)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: invalid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: a template is a mapping with keys {', '.join(sorted(REQUIRED_KEYS))}")
+    missing = sorted(REQUIRED_KEYS - set(raw))
+    if missing:
+        raise ConfigError(f"{where}: missing key(s) {', '.join(missing)}")
+    row = raw["row"]
+    if not isinstance(row, dict) or set(row) != {"prompt", "response"}:
+        raise ConfigError(f"{where}: 'row' must have exactly 'prompt' and 'response' format strings")
+    schema = raw["schema"]
+    if not isinstance(schema, dict) or schema.get("type") != "object":
+        raise ConfigError(f"{where}: 'schema' must be a JSON schema of type object")
+    allowed = set(schema.get("properties", {})) | {"chunk"}
+    for key in ("prompt", "response"):
+        unknown = _fields(str(row[key])) - allowed
+        if unknown:
+            raise ConfigError(f"{where}: row.{key} uses {', '.join(sorted(unknown))}, not a schema property")
+    if _fields(str(raw["user"])) != {"chunk"}:
+        raise ConfigError(f"{where}: 'user' must contain the {{chunk}} slot and no other (escape braces as {{{{ }}}})")
+    return PromptTemplate(
+        id=str(raw["id"]),
+        task=str(raw["task"]),
+        lang=str(raw["lang"]),
+        system=str(raw["system"]),
+        user=str(raw["user"]),
+        schema=schema,
+        row_prompt=str(row["prompt"]),
+        row_response=str(row["response"]),
+        sha=hashlib.sha256(data).hexdigest()[:12],
+        path=path,
+    )
+
+
+def template_lang(doc_lang: str | None) -> str:
+    """Chinese documents get the Chinese variant; everything else the English one."""
+    return "zh" if (doc_lang or "").lower().startswith("zh") else DEFAULT_LANG
+
+
+class TemplateSet:
+    """The templates of a job's tasks, loaded once and looked up by (task, document language)."""
+
+    def __init__(self, directory: Path, tasks: list[str]) -> None:
+        self.by_key: dict[tuple[str, str], PromptTemplate] = {}
+        for task in tasks:
+            paths = sorted(directory.glob(f"{task}.*.yaml"))
+            if not paths:
+                raise ConfigError(f"{directory}: no template for task {task!r} (expected {task}.<lang>.yaml)")
+            for path in paths:
+                tpl = load_template(path)
+                if tpl.task != task:
+                    raise ConfigError(f"{path}: declares task {tpl.task!r} but is named for {task!r}")
+                self.by_key[(task, tpl.lang)] = tpl
+            if (task, DEFAULT_LANG) not in self.by_key:
+                raise ConfigError(f"{directory}: task {task!r} has no {DEFAULT_LANG!r} template to fall back on")
+
+    def get(self, task: str, doc_lang: str | None) -> PromptTemplate:
+        return self.by_key.get((task, template_lang(doc_lang))) or self.by_key[(task, DEFAULT_LANG)]
