@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 from openai import AsyncOpenAI, NotFoundError, OpenAI
 
-ROOT = Path(__file__).resolve().parents[1]
 MODEL = "smollm2-135m-instruct"
 SCHEMA = {
     "type": "object",
@@ -30,43 +22,8 @@ MESSAGES = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    port = _free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "training.serve", "--port", str(port), "--max-batch", "4"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {proc.stderr.read().decode() if proc.stderr else ''}")
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        raise RuntimeError("server did not start in 120 s")
-    yield base
-    proc.terminate()
-    proc.wait(timeout=30)
-
-
-def test_models_and_guided_json_with_usage(server: str) -> None:
-    client = OpenAI(base_url=f"{server}/v1", api_key="unused")
+def test_models_and_guided_json_with_usage(llm_server: str) -> None:
+    client = OpenAI(base_url=f"{llm_server}/v1", api_key="unused")
     assert [m.id for m in client.models.list().data] == [MODEL]
     r = client.chat.completions.create(
         model=MODEL,
@@ -83,14 +40,14 @@ def test_models_and_guided_json_with_usage(server: str) -> None:
     assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
 
 
-def test_stop_max_tokens_and_concurrent_requests_batch(server: str) -> None:
-    client = OpenAI(base_url=f"{server}/v1", api_key="unused")
+def test_stop_max_tokens_and_concurrent_requests_batch(llm_server: str) -> None:
+    client = OpenAI(base_url=f"{llm_server}/v1", api_key="unused")
     r = client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=5, temperature=0)
     assert r.choices[0].finish_reason == "length" and r.usage is not None and r.usage.completion_tokens == 5
-    before = httpx.get(f"{server}/stats").json()
+    before = httpx.get(f"{llm_server}/stats").json()
 
     async def burst() -> list[str]:
-        aclient = AsyncOpenAI(base_url=f"{server}/v1", api_key="unused")
+        aclient = AsyncOpenAI(base_url=f"{llm_server}/v1", api_key="unused")
         rs = await asyncio.gather(
             *(aclient.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=8, temperature=0)
               for _ in range(4))
@@ -98,7 +55,7 @@ def test_stop_max_tokens_and_concurrent_requests_batch(server: str) -> None:
         return [x.choices[0].message.content or "" for x in rs]
 
     texts = asyncio.run(burst())
-    after = httpx.get(f"{server}/stats").json()
+    after = httpx.get(f"{llm_server}/stats").json()
     assert after["chat_completions"] - before["chat_completions"] == 4
     assert after["batches"] - before["batches"] < 4  # at least two requests shared a forward pass
     assert len(set(texts)) == 1  # greedy decoding is unaffected by batching here

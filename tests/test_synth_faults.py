@@ -1,0 +1,129 @@
+"""The synthesis job against a real local HTTP endpoint that misbehaves on a script."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pipelines.synth.config import load_config
+from pipelines.synth.job import run_job
+from tests.synth_support import FaultServer, expected_answer, make_raw_corpus, write_synth_config
+
+SECRET = "sk-test-SECRET-4242"
+DOCS = {
+    "d1": "FAULTS=429",  # Retry-After: 1, then fine
+    "d2": "FAULTS=500,500",
+    "d3": "FAULTS=slow",  # slower than the 1 s request timeout
+    "d4": "FAULTS=garbage",  # not JSON: retried as a new request with seed + 1
+    "d5": "FAULTS=schema",  # JSON missing a required key
+    "d6": "ALWAYS=garbage",  # rejected after 1 + invalid_retries attempts
+    "d7": "ALWAYS=500",  # rejected after 1 + max_retries requests
+    "d8": "",
+    "d9": "",
+}
+GOOD = ["d1", "d2", "d3", "d4", "d5", "d8", "d9"]
+
+
+def _rows(root: Path) -> list[tuple]:
+    with duckdb.connect(str(root / "catalog.duckdb"), read_only=True) as c:
+        return c.execute(
+            "SELECT doc_id, source, text, lang, created_at, meta FROM raw_documents "
+            "WHERE source LIKE 'synth:%' ORDER BY doc_id"
+        ).fetchall()
+
+
+@pytest.fixture
+def job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    root = tmp_path / "corpus"
+    make_raw_corpus(
+        root,
+        [
+            {"text": f"DOC={tag} The tenant shall pay rent monthly. {script}", "lang": "en", "url": f"u/{tag}"}
+            for tag, script in DOCS.items()
+        ],
+    )
+    monkeypatch.setenv("FAULT_KEY", SECRET)
+    return root
+
+
+def _config(tmp_path: Path, root: Path, server: FaultServer, concurrency: int) -> Path:
+    return write_synth_config(
+        tmp_path / "synth.yaml",
+        root=str(root),
+        endpoint={"base_url": server.base_url, "model": "m", "api_key_env": "FAULT_KEY", "timeout_s": 1.0},
+        limits={"concurrency": concurrency, "max_retries": 2, "invalid_retries": 2, "backoff_s": 0.01},
+        seeds={"table": "raw_documents"},
+        generation={"max_tokens": 64},
+        prices={"prompt": 1.0, "completion": 2.0},
+    )
+
+
+def test_faults_are_retried_or_rejected_and_rows_are_exact(job: Path, tmp_path: Path) -> None:
+    with FaultServer(SECRET) as server:
+        cfg = load_config(_config(tmp_path, job, server, concurrency=4))
+        result = run_job(cfg, progress=False)
+        calls = list(server.calls)
+        assert server.bad_auth == 0  # the key from the environment was sent
+
+        # exactly the documents that eventually got a valid answer, with the server's answers
+        rows = _rows(job)
+        assert result.rows == len(rows) == len(GOOD)
+        got = {json.loads(r[5])["seed_url"].split("/")[1]: json.loads(r[5]) for r in rows}
+        assert sorted(got) == GOOD
+        for tag, meta in got.items():
+            want = expected_answer(tag)
+            assert (meta["prompt"], meta["response"]) == (want["question"], want["answer"])
+            assert meta["prompt_id"] == "qa.en.v1" and meta["model"] == "m" and meta["task"] == "qa"
+        assert got["d4"]["attempts"] == 2 and got["d4"]["params"]["seed"] == 1  # the retry used seed + 1
+        assert got["d5"]["attempts"] == 2 and got["d1"]["attempts"] == 1
+        assert {r[1] for r in rows} == {"synth:qa"}
+
+        # every call accounted for: 429/500/timeout retried, invalid answers retried then rejected
+        per_doc = Counter(tag for _, tag, _ in calls)
+        assert per_doc == {"d1": 2, "d2": 3, "d3": 2, "d4": 2, "d5": 2, "d6": 3, "d7": 3, "d8": 1, "d9": 1}
+        assert result.stats.requests == len(calls) == 19
+        assert result.stats.transport_retries == 1 + 2 + 1 + 2
+        t429, t_next = [t for t, tag, _ in calls if tag == "d1"]
+        assert t_next - t429 >= 0.95  # Retry-After: 1 was honoured (backoff alone would be <= 10 ms)
+        assert result.rejects == {"invalid_json": 1, "request_failed": 1}
+
+        with duckdb.connect(str(job / "catalog.duckdb"), read_only=True) as c:
+            rejects = c.execute(
+                "SELECT reason, attempts, detail, response FROM synth_rejects ORDER BY reason"
+            ).fetchall()
+            usage = c.execute(
+                "SELECT requests, cache_hits, prompt_tokens, completion_tokens, cost_usd FROM synth_usage"
+            ).fetchone()
+            run = c.execute("SELECT kind, status, docs_in, docs_out, docs_rejected FROM runs").fetchone()
+        assert [(r[0], r[1]) for r in rejects] == [("invalid_json", 3), ("request_failed", 1)]
+        assert "HTTP 500" in rejects[1][2] and rejects[0][3].startswith("Sure!")
+        responses = 19 - 7  # requests that got a 200: not the 429, two 500s, the timeout, d7's three 500s
+        assert usage == (19, 0, 50 * responses, 20 * responses, (50 * responses * 1.0 + 20 * responses * 2.0) / 1e6)
+        assert run == ("synth", "succeeded", 9, 7, 2)
+
+        # a rerun is served from the cache: only the request that never got a response goes out again
+        before = len(server.calls)
+        again = run_job(cfg, progress=False)
+        assert len(server.calls) - before == 3 and again.stats.cache_hits == 12  # every response received, valid or not
+        assert _rows(job) == rows
+
+    # the key never reaches the disk (config, catalog, cache, shards)
+    for path in job.rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_bad_key_stops_the_job_with_a_clear_error(job: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines.synth.client import SynthError
+
+    with FaultServer("another-key") as server:
+        cfg = load_config(_config(tmp_path, job, server, concurrency=2))
+        with pytest.raises(SynthError, match=r"HTTP 401.*FAULT_KEY") as err:
+            run_job(cfg, progress=False)
+    assert SECRET not in str(err.value)
+    with duckdb.connect(str(job / "catalog.duckdb"), read_only=True) as c:
+        assert c.execute("SELECT status FROM runs WHERE kind = 'synth'").fetchone() == ("failed",)
