@@ -136,3 +136,20 @@ def test_seed_selection_is_sql_filtered_deterministic_and_nested(tmp_path: Path)
         select_seeds(layout, SeedsConfig(table="raw_documents", where="lang = 'fr'"))
     with pytest.raises(SynthError, match=r"seed selection failed.*no_such_column"):
         select_seeds(layout, SeedsConfig(table="raw_documents", where="no_such_column = 1"))
+
+
+def test_steps_that_rewrite_text_rewrite_the_instruction_parts_too(tmp_path: Path) -> None:
+    from tests.conftest import query, run_cli, write_config
+
+    prompt, response = "How do I   reach the\u00a0clerk?", "Write to jane.doe@example.com or call +44 20 7946 0958."
+    meta = {"prompt": prompt, "response": response, "task": "qa"}
+    root = tmp_path / "c"
+    make_raw_corpus(root, [{"text": f"{prompt}\n\n{response}", "lang": "en", "source": "synth:qa", "meta": meta}])
+    cfg = write_config(tmp_path / "b.yaml", root, [], ["normalize", {"pii_redact": {"entities": ["EMAIL", "PHONE"]}}])
+    built = run_cli("-m", "pipelines.build", "--config", str(cfg), "--quiet")
+    assert built.returncode == 0, built.stderr
+    ((text, meta_json),) = query(root, "SELECT text, meta FROM documents")
+    got = json.loads(meta_json)
+    assert got["prompt"] == "How do I reach the clerk?"  # whitespace cleaned like the text
+    assert "jane.doe@example.com" not in got["response"] and "jane.doe@example.com" not in text
+    assert text == f"{got['prompt']}\n\n{got['response']}"

@@ -15,6 +15,7 @@ import ftfy
 import polars as pl
 
 from pipelines.step import ShardContext, Step, StepOutput, reject
+from pipelines.steps.instruction_meta import rewrite_parts
 
 # C0/C1 controls except \t and \n, zero-width and bidi marks, BOM.
 CONTROL_CHARS = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F\u200B-\u200F\u202A-\u202E\u2060-\u2064\uFEFF]"
@@ -33,19 +34,28 @@ class Normalize(Step):
             raise ValueError(f"form must be one of NFC, NFKC, NFD, NFKD, got {self.form!r}")
 
     def process(self, df: pl.DataFrame, ctx: ShardContext) -> StepOutput:
-        if self.fix_mojibake:
-            texts = df.get_column("text")
-            idx = texts.str.contains(MOJIBAKE_HINT).arg_true()
-            if idx.len():
-                fixed = pl.Series([ftfy.fix_text(t) for t in texts.gather(idx).to_list()], dtype=pl.String)
-                df = df.with_columns(texts.scatter(idx, fixed))
         df = df.with_columns(
-            unicode_normalize(df.get_column("text"), self.form),
-            unicode_normalize(df.get_column("title"), self.form),
+            self.normalize(df.get_column("text")), self.normalize(df.get_column("title"), repair=False)
         )
-        df = df.with_columns(clean_text(pl.col("text")).alias("text"), clean_text(pl.col("title")).alias("title"))
+        df = rewrite_parts(df, lambda texts, _: self.normalize(pl.Series(texts, dtype=pl.String)).to_list())
         empty = pl.col("text").str.len_bytes() == 0
         return StepOutput(df.filter(~empty), reject(df.filter(empty), self.name, "empty_after_normalize"))
+
+    def normalize(self, texts: pl.Series, *, repair: bool = True) -> pl.Series:
+        """Mojibake repair, Unicode normalisation and whitespace cleaning of one column."""
+        if repair and self.fix_mojibake:
+            texts = repair_mojibake(texts)
+        name = texts.name
+        texts = unicode_normalize(texts, self.form)
+        return pl.DataFrame({"t": texts}).select(clean_text(pl.col("t")).alias(name)).to_series()
+
+
+def repair_mojibake(texts: pl.Series) -> pl.Series:
+    idx = texts.str.contains(MOJIBAKE_HINT).arg_true()
+    if not idx.len():
+        return texts
+    fixed = pl.Series([ftfy.fix_text(t) for t in texts.gather(idx).to_list()], dtype=pl.String)
+    return texts.scatter(idx, fixed)
 
 
 def unicode_normalize(texts: pl.Series, form: str = "NFKC") -> pl.Series:

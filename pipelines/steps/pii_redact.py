@@ -22,6 +22,7 @@ import pyarrow as pa
 from corpus.store import write_table
 from pipelines.pii.entities import ALL_ENTITIES, NER_ENTITIES
 from pipelines.step import Resources, ShardContext, Step, StepOutput, reject
+from pipelines.steps.instruction_meta import rewrite_parts
 
 if TYPE_CHECKING:
     from pipelines.pii.recognizers import Finding
@@ -134,6 +135,10 @@ class PiiRedact(Step):
             pl.Series("__dense", dense, dtype=pl.Boolean),
             pl.Series("__detail", details, dtype=pl.String),
         )
+        out = rewrite_parts(
+            out,
+            lambda parts, owners: self.redact_parts(parts, [langs[i] for i in owners], [doc_ids[i] for i in owners]),
+        )
         # the rejects store keeps texts for audits: a rejected dense document is kept *redacted*,
         # since it is mostly personal data (pii_findings still locates every finding by type)
         dropped = out.filter(pl.col("__dense"))
@@ -141,6 +146,16 @@ class PiiRedact(Step):
             out.filter(~pl.col("__dense")).drop("__dense", "__detail"),
             reject(dropped, self.name, "pii_density", detail=pl.col("__detail")),
         )
+
+    def redact_parts(self, parts: list[str], langs: list[str], doc_ids: list[str]) -> list[str]:
+        """An instruction row's prompt and response, redacted like its text (same pseudonym key)."""
+        from pipelines.pii.redact import redact_text
+
+        found = self.analyze(parts, langs)
+        return [
+            redact_text(t, fs, mode=self.mode, doc_key=d, lang=lang) if fs else t
+            for t, fs, d, lang in zip(parts, found, doc_ids, langs, strict=True)
+        ]
 
 
 def findings_table(doc_ids: list[str], found: list[list[Finding]]) -> pa.Table:
