@@ -153,3 +153,11 @@ def test_steps_that_rewrite_text_rewrite_the_instruction_parts_too(tmp_path: Pat
     assert got["prompt"] == "How do I reach the clerk?"  # whitespace cleaned like the text
     assert "jane.doe@example.com" not in got["response"] and "jane.doe@example.com" not in text
     assert text == f"{got['prompt']}\n\n{got['response']}"
+
+
+def test_seeds_leave_out_synthetic_rows_unless_asked(tmp_path: Path) -> None:
+    docs = [{"text": "a crawled text"}, {"text": "a generated text", "source": "synth:qa"}]
+    layout = make_raw_corpus(tmp_path / "c", docs)
+    assert [d.text for d in select_seeds(layout, SeedsConfig(table="raw_documents"))] == ["a crawled text"]
+    both = select_seeds(layout, SeedsConfig(table="raw_documents", include_synthetic=True))
+    assert sorted(d.text for d in both) == ["a crawled text", "a generated text"]

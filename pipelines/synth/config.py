@@ -56,6 +56,7 @@ class SeedsConfig:
     sql: str | None = None  # a whole SELECT instead; must return doc_id and text (lang, url optional)
     sample: int | None = None  # at most this many documents
     seed: int = 0  # the sample is ordered by md5(doc_id || seed): stable across runs and machines
+    include_synthetic: bool = False  # also seed from rows a synthesis job wrote (source synth:*)
 
 
 @dataclass

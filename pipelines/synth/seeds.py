@@ -1,7 +1,9 @@
 """Seed documents picked from the catalog with DuckDB SQL.
 
 ``seeds.where`` filters the ``documents`` view (final shards: ``source``, ``lang``, ``bucket``,
-``split``, ``quality_score`` ...) or ``raw_documents``; ``seeds.sql`` replaces the whole query.
+``split``, ``quality_score`` ...) or ``raw_documents``; rows written by synthesis jobs (``source``
+``synth:*``) are left out unless ``seeds.include_synthetic`` is set. ``seeds.sql`` replaces the
+whole query (and is taken as written).
 The sample is ordered by ``md5(doc_id || seed)``: a pseudo-random order that depends only on the
 ids and the seed, so the same catalog and config pick the same seeds on any machine, and a
 larger sample is a superset of a smaller one.
@@ -30,6 +32,8 @@ class SeedDoc:
 
 def seed_query(seeds: SeedsConfig) -> tuple[str, list[object]]:
     base = seeds.sql or f"SELECT * FROM {seeds.table}" + (f" WHERE ({seeds.where})" if seeds.where else "")
+    if not seeds.sql and not seeds.include_synthetic:  # generating from generated text compounds a model's errors
+        base = f"SELECT * FROM ({base}) AS picked WHERE NOT coalesce(starts_with(source, 'synth:'), false)"
     sql = (
         "SELECT doc_id, text, "
         "COLUMNS(lambda c: c IN ('lang', 'url', 'source')) "
