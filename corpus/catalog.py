@@ -112,9 +112,10 @@ def _sql_list(paths: Sequence[str]) -> str:
 class Catalog:
     """Thin, explicit API over the catalog file. Open it with ``Catalog.open(layout)``."""
 
-    def __init__(self, conn: duckdb.DuckDBPyConnection, layout: CorpusLayout) -> None:
+    def __init__(self, conn: duckdb.DuckDBPyConnection, layout: CorpusLayout, *, shard_base: str | None = None) -> None:
         self.conn = conn
         self.layout = layout
+        self.shard_base = shard_base  # a URL the views read shards from instead of the root (corpus.remote)
 
     @classmethod
     @contextmanager
@@ -186,7 +187,9 @@ class Catalog:
         return [ShardRecord(*r) for r in rows]
 
     def shard_paths(self, stage: str) -> list[str]:
-        """Absolute paths of a stage's shards, in path order."""
+        """Absolute paths (or URLs, with ``shard_base``) of a stage's shards, in path order."""
+        if self.shard_base:
+            return [f"{self.shard_base}/{r.path}" for r in self.shard_records(stage)]
         return [str(self.layout.root / r.path) for r in self.shard_records(stage)]
 
     # -- step stats -------------------------------------------------------------------------

@@ -103,8 +103,9 @@ def _quality_rule_thresholds(params: dict[str, Any], signal: str) -> list[tuple[
     from quality.rules import DEFAULT_FAMILIES, configure_rules
 
     try:
-        rules = configure_rules(params.get("families", DEFAULT_FAMILIES), params.get("thresholds") or {},
-                                params.get("disable") or ())
+        rules = configure_rules(
+            params.get("families", DEFAULT_FAMILIES), params.get("thresholds") or {}, params.get("disable") or ()
+        )
     except ValueError:
         return []
     found: list[tuple[str, float]] = []

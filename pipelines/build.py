@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from corpus.remote import RemoteRoot
 from corpus.report import ReportError, write_report
 from pipelines.config import SourceSpec, load_config
 from pipelines.runner import run_build
@@ -28,7 +29,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=[],
         help="extra input files (.jsonl, .jsonl.gz, .parquet) with at least a 'text' field",
     )
-    p.add_argument("--root", type=Path, help="corpus root (default from config, else ./data)")
+    p.add_argument("--root", help="corpus root: a directory or s3://bucket/prefix (default from config, else ./data)")
     p.add_argument("--workers", type=int, help="worker processes (default from config)")
     p.add_argument("--executor", choices=["local", "ray"], help="where shard tasks run (default: local)")
     p.add_argument("--ray-address", help="Ray cluster to join (default: start a local one with --workers CPUs)")
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.root:
-        cfg.root = args.root
+        cfg.set_root(args.root)
     if args.workers:
         cfg.workers = args.workers
     if args.executor:
@@ -54,6 +55,13 @@ def main(argv: list[str] | None = None) -> int:
         cfg.ray_address = args.ray_address
     cfg.sources.extend(SourceSpec(p) for p in args.input)
     command = " ".join(["python -m pipelines.build", *(argv if argv is not None else sys.argv[1:])])
+    if cfg.root_uri:
+        try:
+            remote = RemoteRoot(cfg.root_uri, cfg.root)
+            print(f"pulled {remote.uri} -> {remote.mirror}: {remote.pull(not args.quiet)}", file=sys.stderr)
+        except Exception as exc:  # credentials, endpoint, bucket: nothing was built
+            print(f"error: cannot read {cfg.root_uri}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
     try:
         result = run_build(cfg, command=command, force=args.force, progress=not args.quiet)
     except Exception as exc:  # recorded in the catalog by run_build; shown here without a traceback
@@ -64,11 +72,20 @@ def main(argv: list[str] | None = None) -> int:
         f"\nrun {result.run_id}: {result.docs_in} documents in, {result.docs_out} in final shards, "
         f"{result.docs_rejected} rejected (see the 'rejects' view)"
     )
-    print(f"catalog: {cfg.root / 'catalog.duckdb'}")
     try:
         print(f"report: {write_report(cfg.root)}")
     except (ReportError, OSError) as exc:  # the corpus is built; only the report is missing
         print(f"warning: could not write the report: {exc}", file=sys.stderr)
+    if cfg.root_uri:
+        try:
+            print(f"pushed {remote.mirror} -> {remote.uri}: {remote.push(not args.quiet)}", file=sys.stderr)
+        except Exception as exc:  # the build is complete in the mirror; pushing again is enough
+            print(f"error: build done in {cfg.root} but not pushed to {cfg.root_uri}: {exc}", file=sys.stderr)
+            print(f"  retry with: python -m corpus.remote push {cfg.root_uri}", file=sys.stderr)
+            return 1
+        print(f"catalog: {cfg.root_uri}/catalog.duckdb (query: python -m corpus.remote sql {cfg.root_uri} 'SQL')")
+    else:
+        print(f"catalog: {cfg.root / 'catalog.duckdb'}")
     return 0
 
 

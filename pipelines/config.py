@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from corpus.remote import default_mirror, is_remote
 from pipelines.step import ConfigError, Step
 from pipelines.steps import step_class
 
@@ -39,6 +40,7 @@ class SourceSpec:
 @dataclass
 class BuildConfig:
     root: Path = Path("data")
+    root_uri: str | None = None  # s3://bucket/prefix: ``root`` is then its local mirror (corpus.remote)
     workers: int = 2
     shard_mb: float = 128.0
     work_shard_mb: float = 32.0
@@ -50,7 +52,7 @@ class BuildConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "root": str(self.root),
+            "root": self.root_uri or str(self.root),
             "workers": self.workers,
             "shard_mb": self.shard_mb,
             "work_shard_mb": self.work_shard_mb,
@@ -60,6 +62,13 @@ class BuildConfig:
             "steps": [{s.name: s.params()} for s in self.steps],
             "audit_checks": [str(p) for p in self.audit_checks],
         }
+
+    def set_root(self, root: str) -> None:
+        """A local path, or an object-store URL whose local mirror becomes ``root``."""
+        if is_remote(root):
+            self.root_uri, self.root = root, default_mirror(root)
+        else:
+            self.root_uri, self.root = None, Path(root)
 
     def steps_hash(self) -> str:
         """Identity of the processing (not of where it runs): steps and work shard size."""
@@ -111,7 +120,7 @@ def load_config(path: Path | None) -> BuildConfig:
         )
     cfg = BuildConfig()
     if "root" in raw:
-        cfg.root = Path(raw["root"])
+        cfg.set_root(str(raw["root"]))
     for key in ("workers", "shard_mb", "work_shard_mb"):
         if key in raw:
             value = raw[key]

@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from corpus.remote import is_remote, mirrored
 from pipelines.step import ConfigError
 from pipelines.synth.client import SynthError
 from pipelines.synth.config import load_config
@@ -44,7 +45,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     command = " ".join(["python -m pipelines.synthesize", *(argv if argv is not None else sys.argv[1:])])
     try:
-        result = run_job(cfg, command=command, progress=not args.quiet)
+        if is_remote(cfg.root):
+            with mirrored(cfg.root, progress=not args.quiet) as local:
+                cfg.root = str(local)
+                result = run_job(cfg, command=command, progress=not args.quiet)
+        else:
+            result = run_job(cfg, command=command, progress=not args.quiet)
     except (SynthError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

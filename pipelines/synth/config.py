@@ -86,7 +86,7 @@ class PricesConfig:
 @dataclass
 class SynthConfig:
     job: str = "synth"
-    root: Path = Path("data")
+    root: str = "data"  # a directory, or s3://bucket/prefix (the job then runs on a pulled mirror)
     tasks: list[str] = field(default_factory=lambda: ["qa"])
     templates_dir: Path = Path("configs/prompts")
     endpoint: EndpointConfig = field(default_factory=EndpointConfig)
