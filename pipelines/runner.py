@@ -31,10 +31,12 @@ from pipelines.executor import Executor, make_executor
 from pipelines.imports import import_file
 from pipelines.step import GlobalStep, Step, reject
 from pipelines.tasks import (
+    MergeTask,
     ReduceTask,
     ShardTask,
     done_path,
     reduce_done_path,
+    run_merge_task,
     run_reduce_task,
     run_shard_task,
     scan_path,
@@ -234,8 +236,9 @@ class Build:
             if not reduce_done_path(step_dir, p).exists()
         ]
         self._run_tasks(tasks, f"{label} (reduce)", run_reduce_task, unit="partition")
-        if parts > 1:
-            step.merge_partitions(step_dir, self.layout.root)
+        if parts > 1 and not (step_dir / "reduce-merge.done").exists():
+            merge = [MergeTask(step, step_dir, self.layout.root)]
+            self._run_tasks(merge, f"{label} (merge)", run_merge_task, unit="task")
         write_bytes(b"{}", step_dir / "reduce.done")
 
     def _run_tasks(self, tasks: list, label: str, fn: Callable = run_shard_task, unit: str = "shard") -> None:

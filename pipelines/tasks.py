@@ -141,6 +141,28 @@ def run_reduce_task(task: ReduceTask) -> dict[str, Any]:
     return stats
 
 
+@dataclass(frozen=True)
+class MergeTask:
+    """Combining a partitioned reduce's outputs (e.g. connected components over all partitions'
+    candidate edges), run by the executor like every other task rather than on the driver."""
+
+    step: GlobalStep
+    step_dir: Path
+    root: Path
+
+    @property
+    def resources(self) -> Resources:
+        return self.step.resources
+
+
+def run_merge_task(task: MergeTask) -> dict[str, Any]:
+    started = time.perf_counter()
+    task.step.merge_partitions(task.step_dir, task.root)
+    stats = {"seconds": time.perf_counter() - started}
+    write_bytes(json.dumps(stats).encode(), task.step_dir / "reduce-merge.done")
+    return stats
+
+
 def check_accounting(before: pl.DataFrame, kept: pl.DataFrame, rejected: pl.DataFrame, origin: str) -> None:
     """Kept + rejected must be exactly the input documents: none lost, none duplicated."""
     if kept.height + rejected.height != before.height:

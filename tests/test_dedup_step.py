@@ -147,3 +147,33 @@ def test_keep_quality_score_without_the_column_names_the_problem(tmp_path: Path)
     rows = [{"url": "x", "text": "some text here for the test"}]
     with pytest.raises(Exception, match="quality_score"):
         build(tmp_path / "root", [write_jsonl(tmp_path / "q.jsonl", rows)], keep="quality_score")
+
+
+def test_partitioned_reduce_gives_the_same_output_incrementally_too(tmp_path: Path) -> None:
+    """Band grouping spread over 4 tasks (band-hash partitions) + a merge task: the same final
+    shards, rejects and clusters as the single reduce, for a first and an incremental build."""
+    old_rows = corpus(5, 30, "old")
+    new_rows = corpus(6, 12, "new", dup_of=[r for r in old_rows if "dup" not in r][:5])
+    old = write_jsonl(tmp_path / "z_old.jsonl", old_rows)
+    new = write_jsonl(tmp_path / "a_new.jsonl", new_rows)
+
+    def outputs(con: duckdb.DuckDBPyConnection) -> tuple:
+        return (
+            con.execute("SELECT path, checksum FROM shards WHERE stage = 'final' ORDER BY path").fetchall(),
+            con.execute("SELECT doc_id, dup_of FROM rejects ORDER BY doc_id").fetchall(),
+            con.execute("SELECT cluster_id, kept_id, members FROM dedup_clusters ORDER BY cluster_id").fetchall(),
+        )
+
+    results = {}
+    for parts in (1, 4):
+        root = tmp_path / f"p{parts}"
+        con, _ = build(root, [old], reduce_partitions=parts)
+        first = outputs(con)
+        con.close()
+        con, _ = build(root, [old, new], reduce_partitions=parts)
+        results[parts] = (first, outputs(con))
+        con.close()
+        edge_files = list(root.glob("work/*minhash*/edges/part-*.parquet"))
+        assert len(edge_files) == (4 if parts == 4 else 0)  # the last build's 4 partitions
+    assert results[1] == results[4]
+    assert len(results[4][1][1]) > len(results[4][0][1]) > 0  # the second build found more duplicates

@@ -72,8 +72,11 @@ class MinHashDedup(GlobalStep):
     verify: bool = True  # drop LSH candidates whose signature Jaccard estimate is below threshold
     incremental: bool = True  # persist signatures and keepers under <root>/state/minhash
     seed: int = 1
+    reduce_partitions: int = 1  # > 1: band grouping runs as that many executor tasks (band-hash partitions)
 
     def __post_init__(self) -> None:
+        if not 1 <= self.reduce_partitions <= 1024:
+            raise ValueError(f"reduce_partitions must be in 1..1024, got {self.reduce_partitions}")
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
         if self.num_perm < 2:
@@ -139,7 +142,16 @@ class MinHashDedup(GlobalStep):
                 "sig": pl.Series(sig),
             }
         )
-        return out.with_columns(pl.Series(f"band_{k}", bh[:, k]) for k in range(bands))
+        out = out.with_columns(pl.Series(f"band_{k}", bh[:, k]) for k in range(bands))
+        if self.reduce_partitions == 1:
+            return out
+        # partitioned reduce: the per-document index goes to a side file for the merge; the band
+        # hashes of new documents are returned one row per (document, band) and shuffled by hash
+        write_table(out.to_arrow(), index_path(ctx.step_dir, ctx.shard_index))
+        return _band_rows(out, ctx.shard_index, bands, self.reduce_partitions)
+
+    def partitions(self) -> int:
+        return self.reduce_partitions
 
     def _quality(self, df: pl.DataFrame, ctx: ShardContext) -> pl.Series:
         if self.keep != "quality_score":
@@ -153,6 +165,55 @@ class MinHashDedup(GlobalStep):
 
     # -- reduce ----------------------------------------------------------------------------
     def reduce(self, scans: list[Path], step_dir: Path, root: Path) -> None:
+        self._decide(scans, step_dir, root, partition_edges=None)
+
+    def reduce_partition(self, scans: list[Path], partition: int, step_dir: Path, root: Path) -> None:
+        """Candidate edges of one band-hash partition, over node ids ``shard << 32 | row``: the new
+        documents' band rows come shuffled in ``scans``; known documents' rows are read from the
+        state segments and kept when they fall in this partition and are part of this build."""
+        parts = [pl.read_parquet(p) for p in scans]
+        if self.incremental and scans:
+            index_files = [index_path(step_dir, k) for k in range(len(scans))]
+            gens = {g for p in index_files for g in pl.read_parquet(p, columns=["base_gen"]).get_column("base_gen")}
+            directory = self._state_dir(root)
+            present = pl.concat(
+                [
+                    pl.read_parquet(p, columns=["key", "new"])
+                    .with_row_index("row")
+                    .filter(~pl.col("new"))
+                    .select("key", node=pl.lit(k << 32, pl.UInt64) + pl.col("row").cast(pl.UInt64))
+                    for k, p in enumerate(index_files)
+                ]
+            )
+            bands, _ = self.banding
+            for seg in state.segments(directory, int(min(gens))) if present.height and gens else []:
+                for k in range(bands):
+                    parts.append(
+                        pl.read_parquet(seg, columns=["key", f"band_{k}"])
+                        .filter(lsh.partition_mask(pl.col(f"band_{k}"), partition, self.reduce_partitions))
+                        .join(present, on="key")
+                        .select("node", pl.lit(k, pl.Int32).alias("band"), pl.col(f"band_{k}").alias("h"))
+                    )
+        rows = pl.concat(parts) if parts else pl.DataFrame(schema=BAND_ROW_SCHEMA)
+        rows = rows.filter(pl.col("h") != 0)
+        roots = rows.group_by("band", "h").agg(src=pl.col("node").min(), n=pl.len()).filter(pl.col("n") > 1)
+        edges = (
+            rows.join(roots.drop("n"), on=["band", "h"])
+            .filter(pl.col("node") != pl.col("src"))
+            .select("src", dst="node")
+            .unique()
+        )
+        write_table(edges.to_arrow(), edges_path(step_dir, partition))
+
+    def merge_partitions(self, step_dir: Path, root: Path) -> None:
+        """Union of every partition's edges, then the same decision as the single reduce."""
+        n_shards = len(list(step_dir.glob("index-*.parquet")))
+        edge_files = [edges_path(step_dir, p) for p in range(self.reduce_partitions)]
+        self._decide([index_path(step_dir, k) for k in range(n_shards)], step_dir, root, partition_edges=edge_files)
+
+    def _decide(self, scans: list[Path], step_dir: Path, root: Path, partition_edges: list[Path] | None) -> None:
+        """Stable order, candidate edges (band by band, or from the partitions), verification,
+        components, keepers, decisions and the persisted state."""
         bands, _ = self.banding
         docs, offsets = _read_index(scans)
         n = docs.height
@@ -166,9 +227,21 @@ class MinHashDedup(GlobalStep):
         seg_files = state.segments(directory, gen) if self.incremental else []
         old_idx = docs.filter(~pl.col("new")).select("key", "idx")
 
-        edges = lsh.merge_edges(
-            [lsh.band_edges(_band_frame(scans, offsets, seg_files, old_idx, k)) for k in range(bands)]
-        )
+        if partition_edges is None:
+            edges = lsh.merge_edges(
+                [lsh.band_edges(_band_frame(scans, offsets, seg_files, old_idx, k)) for k in range(bands)]
+            )
+        else:
+            starts = np.asarray(offsets[:-1] or [0], np.uint64)
+
+            def dense(nodes: pl.Series) -> pl.Series:  # node id (shard << 32 | row) -> idx in build order
+                a = nodes.to_numpy()
+                return pl.Series(starts[a >> np.uint64(32)] + (a & np.uint64(0xFFFFFFFF)), dtype=pl.UInt32)
+
+            frames = [pl.read_parquet(p) for p in partition_edges]
+            edges = lsh.merge_edges(
+                [pl.DataFrame({"src": dense(f.get_column("src")), "dst": dense(f.get_column("dst"))}) for f in frames]
+            )
         sigs = CandidateSignatures.load(edges, scans, offsets, seg_files, old_idx, n, self.num_perm)
         if self.verify and edges.height:
             edges = edges.filter(pl.Series(_estimates(sigs, edges) >= self.threshold))
@@ -255,6 +328,27 @@ class MinHashDedup(GlobalStep):
 
 
 # -- reduce helpers (module level so an executor could run them as separate tasks) ---------------
+BAND_ROW_SCHEMA = {"node": pl.UInt64, "band": pl.Int32, "h": pl.UInt64}
+
+
+def index_path(step_dir: Path, shard: int) -> Path:
+    return step_dir / f"index-{shard:05d}.parquet"
+
+
+def edges_path(step_dir: Path, partition: int) -> Path:
+    return step_dir / "edges" / f"part-{partition:03d}.parquet"
+
+
+def _band_rows(out: pl.DataFrame, shard: int, bands: int, parts: int) -> pl.DataFrame:
+    """One row per (new document, band) with its node id and reduce partition (band hash mod parts)."""
+    node = pl.lit(shard << 32, pl.UInt64) + pl.int_range(pl.len(), dtype=pl.UInt64)
+    wide = out.select(node.alias("node"), "new", *(f"band_{k}" for k in range(bands))).filter(pl.col("new"))
+    long = pl.concat(
+        [wide.select("node", pl.lit(k, pl.Int32).alias("band"), pl.col(f"band_{k}").alias("h")) for k in range(bands)]
+    )
+    return long.filter(pl.col("h") != 0).with_columns(partition=(pl.col("h") % parts).cast(pl.Int32))
+
+
 INDEX_COLUMNS = ["doc_id", "key", "new", "base_gen", "n_chars", "quality"]
 
 
