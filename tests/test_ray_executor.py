@@ -11,6 +11,7 @@ from conftest import query
 from pipelines.config import BuildConfig, SourceSpec
 from pipelines.runner import run_build
 from pipelines.steps import ExactDedup, LengthFilter, Normalize, Split
+from pipelines.steps.minhash_dedup import MinHashDedup
 
 ray = pytest.importorskip("ray")
 
@@ -34,6 +35,7 @@ def _config(root: Path, sample: Path, executor: str, *extra_steps) -> BuildConfi
         Normalize(),
         LengthFilter(min_chars=20),
         ExactDedup(reduce_partitions=3),
+        MinHashDedup(reduce_partitions=2),
         *extra_steps,
         Split(validation_ratio=0.1),
     ]
@@ -47,6 +49,7 @@ def test_ray_build_equals_local_build_byte_for_byte(tmp_path, sample_jsonl, ray_
     on_ray = run_build(_config(tmp_path / "ray", sample_jsonl, "ray"), progress=False)
     assert len(list(local.stages[1].directory.glob("part-*.parquet"))) >= 5
     assert len(list(on_ray.stages[3].directory.glob("scan/part-*-p002.parquet"))) >= 5  # the shuffle ran
+    assert len(list(on_ray.stages[4].directory.glob("edges/part-*.parquet"))) == 2  # MinHash bands as 2 tasks
     assert _published(tmp_path / "ray") == _published(tmp_path / "local")
     assert (on_ray.docs_in, on_ray.docs_out, on_ray.docs_rejected) == (
         local.docs_in,
