@@ -51,9 +51,10 @@ def expected_answer(tag: str) -> dict[str, str]:
 
 
 class FaultServer:
-    def __init__(self, api_key: str, slow_s: float = 3.0) -> None:
+    def __init__(self, api_key: str, slow_s: float = 3.0, delay_s: float = 0.0) -> None:
         self.api_key = api_key
         self.slow_s = slow_s
+        self.delay_s = delay_s  # added to every answer: lets a test kill a job mid-way
         self.calls: list[tuple[float, str, str]] = []  # (time, tag, action)
         self.per_prompt: Counter[str] = Counter()
         self.bad_auth = 0
@@ -83,6 +84,7 @@ class FaultServer:
                     return self._send(500, {"error": {"message": "boom"}})
                 if action == "slow":
                     time.sleep(server.slow_s)
+                time.sleep(server.delay_s)
                 content = {
                     "garbage": "Sure! Here is a question: what is a contract",
                     "schema": json.dumps({"question": "only half"}),

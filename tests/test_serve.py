@@ -49,8 +49,10 @@ def test_stop_max_tokens_and_concurrent_requests_batch(llm_server: str) -> None:
     async def burst() -> list[str]:
         aclient = AsyncOpenAI(base_url=f"{llm_server}/v1", api_key="unused")
         rs = await asyncio.gather(
-            *(aclient.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=8, temperature=0)
-              for _ in range(4))
+            *(
+                aclient.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=8, temperature=0)
+                for _ in range(4)
+            )
         )
         return [x.choices[0].message.content or "" for x in rs]
 

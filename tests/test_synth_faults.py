@@ -127,3 +127,45 @@ def test_bad_key_stops_the_job_with_a_clear_error(job: Path, tmp_path: Path, mon
     assert SECRET not in str(err.value)
     with duckdb.connect(str(job / "catalog.duckdb"), read_only=True) as c:
         assert c.execute("SELECT status FROM runs WHERE kind = 'synth'").fetchone() == ("failed",)
+
+
+def test_a_killed_job_resumes_without_repeating_answered_requests(tmp_path: Path, monkeypatch) -> None:
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    root = tmp_path / "corpus"
+    make_raw_corpus(root, [{"text": f"DOC=k{i} The lessee pays rent.", "lang": "en"} for i in range(8)])
+    monkeypatch.setenv("FAULT_KEY", SECRET)
+    with FaultServer(SECRET, delay_s=0.4) as server:
+        config = write_synth_config(
+            tmp_path / "synth.yaml",
+            root=str(root),
+            endpoint={"base_url": server.base_url, "model": "m", "api_key_env": "FAULT_KEY", "timeout_s": 10.0},
+            limits={"concurrency": 1},
+            seeds={"table": "raw_documents"},
+        )
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pipelines.synthesize", "--config", str(config), "--quiet"], env=env
+        )
+        deadline = time.monotonic() + 120
+        while len(server.calls) < 4 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        with sqlite3.connect(root / "state" / "synth" / "cache.sqlite") as db:
+            cached = db.execute("SELECT count(*) FROM responses").fetchone()[0]
+        assert 3 <= cached < 8  # killed mid-way, with answers already stored
+        sent_before = len(server.calls)
+
+        result = run_job(load_config(config), progress=False)
+        assert result.stats.cache_hits == cached and result.stats.requests == 8 - cached
+        assert len(server.calls) - sent_before == 8 - cached
+        assert result.rows == 8 and not result.rejects
+    with duckdb.connect(str(root / "catalog.duckdb"), read_only=True) as c:
+        statuses = c.execute("SELECT status FROM runs WHERE kind = 'synth' ORDER BY started_at").fetchall()
+    assert statuses == [("interrupted",), ("succeeded",)]  # the rerun marks the killed run

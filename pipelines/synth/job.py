@@ -183,6 +183,11 @@ def run_job(cfg: SynthConfig, *, command: str = "", progress: bool = True) -> Sy
     planned = plan(cfg, seeds, templates)
     with Catalog.open(layout) as cat:
         cat.conn.execute(TABLES_DDL)
+        cat.conn.execute(  # an earlier run of this job that never finished was killed: say so
+            "UPDATE runs SET status = 'interrupted', error = 'ended without finishing (killed?); resumed by a "
+            "later run' WHERE kind = 'synth' AND status = 'running' AND json_extract_string(config, '$.job') = ?",
+            [cfg.job],
+        )
         run_id = cat.start_run("synth", command=command, config=cfg.to_dict(), config_hash=cfg.job_hash())
     stats = JobStats()
     cache = ResponseCache(layout.state / "synth" / "cache.sqlite")
