@@ -55,6 +55,7 @@ class TrainConfig:
     eval_batches: int = 8
     save_every: int = 50  # steps between checkpoints (model, optimizer, scheduler, RNG, data cursor)
     resume: bool = True  # continue from output_dir/checkpoints when one is there
+    export: bool = True  # write adapter/ (LoRA) and the merged, verified export/ at the end
     buckets: list[str] | None = None
     sources: list[str] | None = None
 
@@ -238,8 +239,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     start_step, passes, cursor = 0, 0, Cursor()
     if cfg.resume and (ckpt_dir / "latest").exists():
         start_step, passes, cursor = _resume(engine, ckpt_dir, digest, dist)
-        if dist.main:
-            _truncate_metrics(out_dir / "metrics.jsonl", start_step)
+    if dist.main:  # a fresh start (or a resume) drops rows logged after its starting step
+        _truncate_metrics(out_dir / "metrics.jsonl", start_step)
     # only rank 0 writes metrics, TensorBoard, the report and the export
     metrics = open(out_dir / "metrics.jsonl", "a", encoding="utf-8") if dist.main else None
     writer = SummaryWriter(str(out_dir / "tensorboard")) if dist.main else None
@@ -306,7 +307,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if metrics is not None and writer is not None:
         metrics.close()
         writer.close()
-    state = full_state_dict(engine, dist.rank)  # collective under ZeRO-3
+    state = full_state_dict(engine, dist.rank) if cfg.export else None  # collective under ZeRO-3
     summary: dict[str, Any] = {
         "steps": cfg.max_steps,
         "world_size": dist.world,
@@ -315,7 +316,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         "last_loss": losses[-1] if losses else None,
         "seconds": time.perf_counter() - started,
     }
-    if dist.main:
+    if dist.main and cfg.export:
         assert state is not None
         fresh, _ = build_model(cfg)
         probe = _stream(refs, doc_tok, cache, cfg).take(1)[0].input_ids[:64].tolist()
@@ -323,6 +324,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             summary.update(export_trained(fresh, state, tokenizer, out_dir, probe))
         except RuntimeError as exc:
             raise TrainingError(str(exc)) from None
+    if dist.main:
         summary["report"] = str(write_training_report(out_dir))
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     barrier(dist)
@@ -359,7 +361,8 @@ def _resume(engine: Any, ckpt_dir: Path, digest: str, dist: Dist) -> tuple[int, 
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
-    """Rows a killed run logged after its last checkpoint are logged again on resume: drop them."""
+    """Rows a killed run logged after its last checkpoint are logged again on resume, and a fresh
+    run in an old output_dir logs from step 1: drop them."""
     if not path.exists():
         return
     keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
