@@ -84,3 +84,18 @@ def test_skip_reads_offsets_only_and_never_packs(monkeypatch):
     assert loads == [0, 1, 2]  # each shard opened once, in order
     with pytest.raises(ValueError, match="outside the 3 shard"):
         PackedStream(3, load, SEQ, pad_id=0, cursor=Cursor(4, 0, 0))
+
+
+def test_model_inputs_carry_the_block_causal_mask_of_each_row():
+    import torch
+
+    from training.run import _tensors
+
+    rows = pack(_documents(_shards(1)), SEQ, pad_id=0)[:5]
+    t = _tensors(rows, torch.float32, torch.device("cpu"))
+    allowed = np.stack([r.attention_mask() for r in rows])[:, None]
+    assert t["attention_mask"].shape == (5, 1, SEQ, SEQ)
+    assert ((t["attention_mask"] == 0).numpy() == allowed).all()
+    assert (t["attention_mask"][~torch.from_numpy(allowed)] == torch.finfo(torch.float32).min).all()
+    assert (t["labels"].numpy() == np.stack([r.labels for r in rows])).all()
+    assert (t["position_ids"].numpy() == np.stack([r.position_ids for r in rows])).all()

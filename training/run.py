@@ -84,18 +84,25 @@ class TrainConfig:
 
 
 def _tensors(batch: list[PackedRow], dtype: Any, device: Any) -> dict[str, Any]:
+    """Model inputs on ``device``. The 4D additive block-causal mask (the same mask as
+    `PackedRow.attention_mask`) is built there from per-token segment ids: a [mb, seq, seq]
+    mask is too large to build with NumPy and copy for every micro-batch at seq 2048."""
     import numpy as np
     import torch
 
-    masks = np.stack([r.attention_mask() for r in batch])[:, None]
-    additive = torch.zeros(masks.shape, dtype=dtype).masked_fill_(torch.from_numpy(~masks), torch.finfo(dtype).min)
-    tensors = {
-        "input_ids": torch.from_numpy(np.stack([r.input_ids for r in batch])),
-        "labels": torch.from_numpy(np.stack([r.labels for r in batch])),
-        "position_ids": torch.from_numpy(np.stack([r.position_ids for r in batch])),
-        "attention_mask": additive,
+    segments = np.stack([np.repeat(np.arange(len(r.segment_lengths)), r.segment_lengths) for r in batch])
+    host = {
+        "input_ids": np.stack([r.input_ids for r in batch]),
+        "labels": np.stack([r.labels for r in batch]),
+        "position_ids": np.stack([r.position_ids for r in batch]),
+        "segments": segments,
     }
-    return {k: v.to(device, non_blocking=True) for k, v in tensors.items()}
+    t = {k: torch.from_numpy(v).to(device, non_blocking=True) for k, v in host.items()}
+    seg = t.pop("segments")
+    seq = seg.shape[1]
+    allowed = torch.ones(seq, seq, dtype=torch.bool, device=device).tril() & (seg[:, :, None] == seg[:, None, :])
+    additive = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, torch.finfo(dtype).min)
+    return {**t, "attention_mask": additive[:, None]}
 
 
 def selection_digest(refs: list[ShardRef]) -> str:
