@@ -150,7 +150,7 @@ def build_model(cfg: TrainConfig) -> tuple[Any, Any]:
 
 def _stream(
     refs: list[ShardRef], doc_tok: DocumentTokenizer, cache: Path, cfg: TrainConfig, cursor: Cursor | None = None
-):
+) -> PackedStream:
     return PackedStream(
         len(refs), shard_loader(refs, doc_tok, cache), cfg.seq_len, doc_tok.tokenizer.eos_token_id, cursor
     )
@@ -283,7 +283,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             loss = engine(**_tensors(batch, dtype, dist.device)).loss
             mean_loss = all_sum([float(loss)], dist)[0] / dist.world  # the same verdict on every rank
             if not math.isfinite(mean_loss):
-                engine.save_checkpoint(str(ckpt_dir), tag=f"nonfinite-step{step}")
+                # kept for inspection; `latest` still names the last good checkpoint, so a rerun resumes from it
+                engine.save_checkpoint(str(ckpt_dir), tag=f"nonfinite-step{step}", save_latest=False)
                 raise TrainingError(f"loss is {mean_loss} at step {step}, micro-batch {micro}; checkpoint kept")
             engine.backward(loss)
             engine.step()
