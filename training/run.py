@@ -354,6 +354,13 @@ def _resume(engine: Any, ckpt_dir: Path, digest: str, dist: Dist) -> tuple[int, 
     same on every rank), so the stream seeks straight to it: nothing is replayed or re-packed."""
     import torch
 
+    tag = (ckpt_dir / "latest").read_text().strip()
+    saved_by = len(list((ckpt_dir / tag).glob("rng_rank*.pt")))
+    if saved_by and saved_by != dist.world:
+        raise TrainingError(
+            f"{ckpt_dir / tag}: saved by {saved_by} process(es), resumed with {dist.world}; ZeRO partitions are "
+            f"per rank: launch {saved_by} processes (or use a new output_dir)"
+        )
     path, client = engine.load_checkpoint(str(ckpt_dir))
     if path is None or "cursor" not in client:
         raise TrainingError(f"{ckpt_dir}: the latest checkpoint could not be loaded or has no data cursor")
