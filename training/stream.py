@@ -49,15 +49,18 @@ class PackedStream:
             raise ValueError(f"seq_len must be at least 2, got {seq_len}")
         self.num_shards, self.seq_len, self.pad_id = num_shards, seq_len, pad_id
         self._load = load
-        self._cached: tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
+        # the last two shards: `take` re-walks from its start, which may lie in the shard before the one `skip` reached
+        self._cached: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self.cursor = cursor or Cursor()
         if not 0 <= self.cursor.shard <= num_shards:
             raise ValueError(f"cursor {self.cursor} is outside the {num_shards} shard(s) of this stream")
 
     def _shard(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if self._cached is None or self._cached[0] != index:
-            self._cached = (index, self._load(index))
-        return self._cached[1]
+        if index not in self._cached:
+            if len(self._cached) >= 2:
+                del self._cached[min(self._cached)]
+            self._cached[index] = self._load(index)
+        return self._cached[index]
 
     def _normalise(self, c: Cursor) -> Cursor:
         """Step over finished documents (and empty ones / exhausted shards) to the next token."""
