@@ -107,7 +107,7 @@ def run_ours(job: dict[str, Any], out: Path) -> list[float]:
     cmd = [sys.executable, "-m", "training.run", *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")]]
     result = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True)
     if result.returncode:
-        raise SystemExit(f"training.run failed:\n{result.stderr[-4000:]}")
+        raise RuntimeError(f"training.run failed:\n{result.stderr[-4000:]}")
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     tokens = job["micro_batch"] * job["grad_accum"] * job["seq_len"]
     return [tokens / r["tokens_per_s"] for r in rows if r["kind"] == "train"]
@@ -118,7 +118,7 @@ def run_baseline(job: dict[str, Any], out: Path) -> list[float]:
     cmd = [sys.executable, __file__, "--hf-worker", json.dumps({**job, "out": str(out)})]
     result = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True)
     if result.returncode:
-        raise SystemExit(f"HF Trainer baseline failed:\n{result.stderr[-4000:]}")
+        raise RuntimeError(f"HF Trainer baseline failed:\n{result.stderr[-4000:]}")
     return json.loads((out / "step_seconds.json").read_text())
 
 
@@ -212,6 +212,10 @@ def hf_worker(job: dict[str, Any]) -> None:
     (Path(job["out"]) / "step_seconds.json").write_text(json.dumps(clock.seconds))
 
 
+BASELINE = "HF Trainer + peft + ZeRO-2"
+TRAINERS = {BASELINE: ("hf", run_baseline), "training.run (ZeRO-2, LoRA)": ("ours", run_ours)}
+
+
 def flops_per_token(shape: dict[str, Any], vocab: int, seq_len: int) -> float:
     """4 N + 12 L d s for LoRA training (see the module docstring)."""
     d, ff, layers = shape["hidden_size"], shape["intermediate_size"], shape["num_hidden_layers"]
@@ -227,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shapes", nargs="*", help="model shapes to run (default: tiny with --tiny, else both SmolLM2)")
     p.add_argument("--steps", type=int, help="optimizer steps per run (default 12 tiny, 30 GPU)")
     p.add_argument("--repeats", type=int, help="runs per trainer, interleaved, best kept (default 2 tiny, 1 GPU)")
+    p.add_argument("--seq-len", type=int, help="override the shape's sequence length")
+    p.add_argument("--micro-batch", type=int, help="override the shape's micro-batch (e.g. if 1.7B runs out of memory)")
     p.add_argument("--warmup", type=int, default=3, help="steps left out of the throughput")
     p.add_argument("--peak-tflops", type=float, help="peak dense bf16 TFLOPS of the GPU, for MFU")
     p.add_argument("--work", type=Path, help="keep the corpus and runs here (default: a temp dir)")
@@ -270,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for shape_name in shapes:
         seq_len, mb, accum = plan[shape_name]
+        seq_len, mb = args.seq_len or seq_len, args.micro_batch or mb
         job = {
             "root": str(root),
             "shape": SHAPES[shape_name],
@@ -279,25 +286,33 @@ def main(argv: list[str] | None = None) -> int:
             "steps": steps,
         }
         tokens_per_step = seq_len * mb * accum
-        measured: dict[str, float] = {}
+        measured: dict[str, float | None] = {label: 0.0 for label in TRAINERS}
         for _ in range(repeats):  # interleaved, best of: a neighbour's burst hits one run, not the verdict
-            for label, runner in (
-                ("HF Trainer + peft + ZeRO-2", run_baseline),
-                ("training.run (ZeRO-2, LoRA)", run_ours),
-            ):
-                out = work / f"{shape_name}-{'hf' if runner is run_baseline else 'ours'}"
+            for label, (tag, runner) in TRAINERS.items():
+                out = work / f"{shape_name}-{tag}"
                 shutil.rmtree(out, ignore_errors=True)
-                seconds = runner(job, out)[args.warmup :]
+                try:
+                    seconds = runner(job, out)[args.warmup :]
+                except RuntimeError as exc:  # e.g. out of GPU memory: say so, go on with the other runs
+                    print(f"{shape_name}: {label}: {str(exc).strip().splitlines()[-1]}", file=sys.stderr)
+                    measured[label] = None
+                    continue
                 if not seconds:
                     raise SystemExit(f"--steps {steps} leaves no step after --warmup {args.warmup}")
-                tps = tokens_per_step / statistics.median(seconds)
-                measured[label] = max(measured.get(label, 0.0), tps)
-        base = measured["HF Trainer + peft + ZeRO-2"]
+                if measured[label] is not None:
+                    measured[label] = max(measured[label] or 0.0, tokens_per_step / statistics.median(seconds))
+        base = measured[BASELINE]
         fpt = flops_per_token(SHAPES[shape_name], vocab, seq_len)
         for label, tps in measured.items():
+            if tps is None:
+                print(f"{shape_name:<14}{seq_len:>6}{mb:>4}  {label:<34}{'failed':>11}")
+                continue
             mfu = f"{100 * tps * fpt / (peak * 1e12):.1f}%" if on_gpu and peak else "-"
-            print(f"{shape_name:<14}{seq_len:>6}{mb:>4}  {label:<34}{tps:>11,.0f}{mfu:>8}{tps / base:>7.2f}x")
-            results.append({"shape": shape_name, "trainer": label, "tokens_per_s": tps, "vs_hf": tps / base})
+            ratio = f"{tps / base:>7.2f}x" if base else f"{'-':>8}"
+            print(f"{shape_name:<14}{seq_len:>6}{mb:>4}  {label:<34}{tps:>11,.0f}{mfu:>8}{ratio}")
+            results.append(
+                {"shape": shape_name, "trainer": label, "tokens_per_s": tps, "vs_hf": tps / base if base else None}
+            )
     (work / "results.json").write_text(json.dumps({"device": device, "steps": steps, "results": results}, indent=2))
     return 0
 
