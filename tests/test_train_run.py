@@ -98,6 +98,8 @@ def test_clear_errors_before_any_training(corpus, tmp_path):
     assert too_long.returncode == 1 and "above the model's maximum of 256" in too_long.stderr
     unknown = run_cli("-m", "training.run", "--set", f"root={corpus}", "--set", "learning_rate=1")
     assert unknown.returncode == 1 and "unknown key(s) ['learning_rate']" in unknown.stderr
+    not_a_number = run_cli("-m", "training.run", "--set", f"root={corpus}", "--set", "lr=fast")
+    assert not_a_number.returncode == 1 and "lr='fast' is not a float" in not_a_number.stderr
 
 
 def _train_args(corpus: Path, out: Path, **changes) -> list[str]:
