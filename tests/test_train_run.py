@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -97,9 +98,11 @@ def test_clear_errors_before_any_training(corpus, tmp_path):
     assert too_long.returncode == 1 and "above the model's maximum of 256" in too_long.stderr
     unknown = run_cli("-m", "training.run", "--set", f"root={corpus}", "--set", "learning_rate=1")
     assert unknown.returncode == 1 and "unknown key(s) ['learning_rate']" in unknown.stderr
+    not_a_number = run_cli("-m", "training.run", "--set", f"root={corpus}", "--set", "lr=fast")
+    assert not_a_number.returncode == 1 and "lr='fast' is not a float" in not_a_number.stderr
 
 
-def _train_args(corpus: Path, out: Path) -> list[str]:
+def _train_args(corpus: Path, out: Path, **changes) -> list[str]:
     sets = {
         "root": corpus,
         "output_dir": out,
@@ -114,6 +117,7 @@ def _train_args(corpus: Path, out: Path) -> list[str]:
         "save_every": 4,
         "eval_every": 100,
         "eval_batches": 1,
+        **changes,
     }
     return [
         "-m",
@@ -129,10 +133,22 @@ def _losses(out: Path) -> list[tuple[int, float]]:
     return [(r["step"], r["loss"]) for r in rows if r["kind"] == "train"]
 
 
-def test_sigkill_and_resume_reproduce_the_uninterrupted_losses(corpus, tmp_path):
-    reference = run_cli(*_train_args(corpus, tmp_path / "ref"), timeout=600)
-    assert reference.returncode == 0, reference.stderr[-3000:]
+def _assert_same_losses(got: list[tuple[int, float]], want: list[tuple[int, float]], rel: float) -> None:
+    assert [s for s, _ in got] == [s for s, _ in want] == list(range(1, 11))
+    for (step, a), (_, b) in zip(got, want, strict=True):
+        assert abs(a - b) <= rel * max(1.0, abs(b)), (step, a, b)
 
+
+@pytest.fixture(scope="module")
+def reference(corpus, tmp_path_factory) -> Path:
+    """One uninterrupted single-process run that the resumed and the 2-process runs must reproduce."""
+    out = tmp_path_factory.mktemp("reference") / "run"
+    result = run_cli(*_train_args(corpus, out), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+def test_sigkill_and_resume_reproduce_the_uninterrupted_losses(corpus, reference, tmp_path):
     out = tmp_path / "killed"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
@@ -154,8 +170,36 @@ def test_sigkill_and_resume_reproduce_the_uninterrupted_losses(corpus, tmp_path)
     resumed = run_cli(*_train_args(corpus, out), timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads((out / "summary.json").read_text())["resumed_from_step"] >= 4
-    got, want = _losses(out), _losses(tmp_path / "ref")
-    assert [s for s, _ in got] == list(range(1, 11))
-    assert [s for s, _ in got] == [s for s, _ in want]
-    for (step, a), (_, b) in zip(got, want, strict=True):
-        assert abs(a - b) <= 1e-4 * max(1.0, abs(b)), (step, a, b)
+    _assert_same_losses(_losses(out), _losses(reference), rel=1e-4)
+
+
+def test_two_processes_under_torchrun_split_the_rows_and_checkpoint_together(corpus, reference, tmp_path):
+    """2 ranks x 1 micro-batch of 2 rows see exactly the rows 1 rank x 2 accumulated micro-batches
+    sees (rank r takes rows [2r, 2r + 2) of each group of 4), so the per-step losses must match the
+    single-process reference: disjoint, complete rank sharding, averaged over ranks."""
+    out = tmp_path / "ddp"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    result = subprocess.run(
+        [str(torchrun), "--nproc_per_node", "2", *_train_args(corpus, out, grad_accum=1)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["world_size"] == 2
+    got = _losses(out)
+    assert all(math.isfinite(loss) for _, loss in got)
+    assert sum(loss for _, loss in got[-3:]) / 3 < sum(loss for _, loss in got[:3]) / 3 - 0.5
+    _assert_same_losses(got, _losses(reference), rel=1e-3)
+    for tag in ("step4", "step8"):  # collective checkpoints: both ranks' optimizer partitions and RNG
+        names = {p.name for p in (out / "checkpoints" / tag).iterdir()}
+        assert {"rng_rank0.pt", "rng_rank1.pt", "mp_rank_00_model_states.pt"} <= names
+        assert sum(n.endswith("optim_states.pt") for n in names) == 2
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["bucket"]) for r in rows if r["kind"] == "eval"] == [(10, "0"), (10, "1")]  # rank 0 only
+    model = AutoModelForCausalLM.from_pretrained(out / "export")
+    with torch.no_grad():
+        assert torch.isfinite(model(input_ids=torch.tensor([[1, 2, 3]])).logits).all()

@@ -10,13 +10,12 @@ checkpoints, an HTML training report and an exported Hugging Face model director
 from __future__ import annotations
 
 import argparse
-import itertools
+import hashlib
 import json
 import math
 import os
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -24,8 +23,11 @@ from typing import Any
 import yaml
 
 from corpus.store import write_bytes
-from training.data import DocumentTokenizer, NoShardsError, iter_documents, select_shards
-from training.packing import IGNORE_INDEX, PackedRow, Packer
+from training.data import DocumentTokenizer, NoShardsError, ShardRef, select_shards, tokenized_shard
+from training.distributed import Dist, all_sum, barrier, init_distributed, rank_rows
+from training.export import export_trained, full_state_dict
+from training.packing import IGNORE_INDEX, PackedRow
+from training.stream import Cursor, PackedStream, shard_loader
 
 
 class TrainingError(RuntimeError):
@@ -53,55 +55,65 @@ class TrainConfig:
     eval_batches: int = 8
     save_every: int = 50  # steps between checkpoints (model, optimizer, scheduler, RNG, data cursor)
     resume: bool = True  # continue from output_dir/checkpoints when one is there
+    export: bool = True  # write adapter/ (LoRA) and the merged, verified export/ at the end
     buckets: list[str] | None = None
     sources: list[str] | None = None
 
     @classmethod
     def load(cls, path: Path | None, overrides: list[str]) -> TrainConfig:
-        raw: dict[str, Any] = yaml.safe_load(path.read_text()) if path else {}
+        raw: dict[str, Any] = (yaml.safe_load(path.read_text()) if path else None) or {}
         for item in overrides:
             key, sep, value = item.partition("=")
             if not sep:
                 raise TrainingError(f"--set {item!r}: expected key=value")
             raw[key.strip()] = yaml.safe_load(value)
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw or {}) - known)
+        unknown = sorted(set(raw) - known)
         if unknown:
             raise TrainingError(f"{path or '--set'}: unknown key(s) {unknown}; known: {sorted(known)}")
-        return cls(**(raw or {}))
+        for f in fields(cls):  # YAML 1.1 reads "1e-2" as a string: coerce and check numbers
+            value = raw.get(f.name)
+            if f.type in ("float", "int") and value is not None and not isinstance(value, bool):
+                try:
+                    raw[f.name] = float(value) if f.type == "float" else int(str(value))
+                except ValueError:
+                    raise TrainingError(
+                        f"{path or '--set'}: {f.name}={value!r} is not a{'n' * (f.type == 'int')} {f.type}"
+                    ) from None
+        return cls(**raw)
 
 
-def _batches(rows: Iterator[PackedRow], micro_batch: int) -> Iterator[list[PackedRow]]:
-    batch: list[PackedRow] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) == micro_batch:
-            yield batch
-            batch = []
-
-
-def _packed_rows(refs: list, doc_tok: DocumentTokenizer, cache: Path, seq_len: int, pad_id: int) -> Iterator[PackedRow]:
-    packer = Packer(seq_len, pad_id)
-    for _, _, ids, mask in iter_documents(refs, doc_tok, cache):
-        yield from packer.add(ids.tolist(), mask.tolist())
-    yield from packer.flush()
-
-
-def _tensors(batch: list[PackedRow], dtype: Any) -> dict[str, Any]:
+def _tensors(batch: list[PackedRow], dtype: Any, device: Any) -> dict[str, Any]:
+    """Model inputs on ``device``. The 4D additive block-causal mask (the same mask as
+    `PackedRow.attention_mask`) is built there from per-token segment ids: a [mb, seq, seq]
+    mask is too large to build with NumPy and copy for every micro-batch at seq 2048."""
     import numpy as np
     import torch
 
-    masks = np.stack([r.attention_mask() for r in batch])[:, None]
-    additive = torch.zeros(masks.shape, dtype=dtype).masked_fill_(torch.from_numpy(~masks), torch.finfo(dtype).min)
-    return {
-        "input_ids": torch.from_numpy(np.stack([r.input_ids for r in batch])),
-        "labels": torch.from_numpy(np.stack([r.labels for r in batch])),
-        "position_ids": torch.from_numpy(np.stack([r.position_ids for r in batch])),
-        "attention_mask": additive,
+    segments = np.stack([np.repeat(np.arange(len(r.segment_lengths)), r.segment_lengths) for r in batch])
+    host = {
+        "input_ids": np.stack([r.input_ids for r in batch]),
+        "labels": np.stack([r.labels for r in batch]),
+        "position_ids": np.stack([r.position_ids for r in batch]),
+        "segments": segments,
     }
+    t = {k: torch.from_numpy(v).to(device, non_blocking=True) for k, v in host.items()}
+    seg = t.pop("segments")
+    seq = seg.shape[1]
+    allowed = torch.ones(seq, seq, dtype=torch.bool, device=device).tril() & (seg[:, :, None] == seg[:, None, :])
+    additive = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, torch.finfo(dtype).min)
+    return {**t, "attention_mask": additive[:, None]}
+
+
+def selection_digest(refs: list[ShardRef]) -> str:
+    """Identity of the ordered shard selection a data cursor indexes into."""
+    return hashlib.sha256("\n".join(r.checksum for r in refs).encode()).hexdigest()[:16]
 
 
 def build_model(cfg: TrainConfig) -> tuple[Any, Any]:
+    """The model (peft-wrapped for LoRA) and tokenizer. Seeded, so a random init and the LoRA
+    init are the same on every rank and in every fresh copy (the export rebuilds one)."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     from training.base_model import ModelNotFoundError, resolve_model_path
@@ -111,6 +123,7 @@ def build_model(cfg: TrainConfig) -> tuple[Any, Any]:
     except ModelNotFoundError as exc:
         raise TrainingError(str(exc)) from None
     tokenizer = AutoTokenizer.from_pretrained(base)
+    torch.manual_seed(cfg.seed)
     if cfg.from_scratch is not None:
         model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), **cfg.from_scratch))
     else:
@@ -135,47 +148,45 @@ def build_model(cfg: TrainConfig) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def init_distributed() -> None:
-    """Single-process runs need the env a launcher would set; gloo on CPU, NCCL on GPU."""
-    import deepspeed
+def _stream(
+    refs: list[ShardRef], doc_tok: DocumentTokenizer, cache: Path, cfg: TrainConfig, cursor: Cursor | None = None
+) -> PackedStream:
+    return PackedStream(
+        len(refs), shard_loader(refs, doc_tok, cache), cfg.seq_len, doc_tok.tokenizer.eos_token_id, cursor
+    )
+
+
+def tokenize_up_front(refs: list[ShardRef], doc_tok: DocumentTokenizer, cache: Path, dist: Dist) -> None:
+    """Fill the token cache before training, shards split across ranks, so no rank tokenises a
+    shard another rank also tokenises and no rank waits on tokenisation mid-step."""
+    for k, ref in enumerate(refs):
+        if k % dist.world == dist.rank:
+            tokenized_shard(ref, doc_tok, cache)
+    barrier(dist)
+
+
+def evaluate(
+    engine: Any, cfg: TrainConfig, refs: list[ShardRef], doc_tok: DocumentTokenizer, cache: Path, dtype: Any, dist: Dist
+) -> dict[str, float]:
+    """Validation loss per bucket: token-weighted mean over up to ``eval_batches`` global groups,
+    each rank on its own rows, summed over ranks."""
     import torch
 
-    for key, value in {
-        "RANK": "0",
-        "WORLD_SIZE": "1",
-        "LOCAL_RANK": "0",
-        "MASTER_ADDR": "127.0.0.1",
-        "MASTER_PORT": "29500",
-    }.items():
-        os.environ.setdefault(key, value)
-    if not torch.cuda.is_available():
-        os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
-
-
-def evaluate(engine: Any, cfg: TrainConfig, doc_tok: DocumentTokenizer, cache: Path, dtype: Any) -> dict[str, float]:
-    """Validation perplexity per bucket (token-weighted mean loss over up to ``eval_batches``)."""
-    import torch
-
-    try:
-        refs = select_shards(Path(cfg.root), split="validation", buckets=cfg.buckets, sources=cfg.sources)
-    except NoShardsError:
-        return {}
     out: dict[str, float] = {}
     engine.eval()
     for bucket in dict.fromkeys(r.bucket for r in refs):
+        stream = _stream([r for r in refs if r.bucket == bucket], doc_tok, cache, cfg)
         total = count = 0.0
-        rows = _packed_rows(
-            [r for r in refs if r.bucket == bucket], doc_tok, cache, cfg.seq_len, doc_tok.tokenizer.eos_token_id
-        )
-        for k, batch in enumerate(_batches(rows, cfg.micro_batch)):
-            if k >= cfg.eval_batches:
+        for _ in range(cfg.eval_batches):
+            rows = rank_rows(stream, dist, cfg.micro_batch)
+            if rows is None:
                 break
-            tensors = _tensors(batch, dtype)
+            tensors = _tensors(rows, dtype, dist.device)
             n = float((tensors["labels"][:, 1:] != IGNORE_INDEX).sum())
             with torch.no_grad():
                 total += float(engine(**tensors).loss) * n
             count += n
+        total, count = all_sum([total, count], dist)
         if count:
             out[bucket] = total / count
     engine.train()
@@ -189,17 +200,25 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     from training.report import write_training_report
 
-    torch.manual_seed(cfg.seed)
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
         refs = select_shards(Path(cfg.root), split="train", buckets=cfg.buckets, sources=cfg.sources)
     except NoShardsError as exc:
         raise TrainingError(str(exc)) from None
-    model, tokenizer = build_model(cfg)
-    init_distributed()
+    try:
+        eval_refs = select_shards(Path(cfg.root), split="validation", buckets=cfg.buckets, sources=cfg.sources)
+    except NoShardsError:
+        eval_refs = []
+    model, tokenizer = build_model(cfg)  # identical on every rank: seeded random init / same weights
+    dist = init_distributed()
+    torch.manual_seed(cfg.seed + dist.rank)  # per-rank dropout streams from here on
     on_gpu = torch.cuda.is_available()
     dtype = torch.bfloat16 if on_gpu else torch.float32
+    doc_tok = DocumentTokenizer(tokenizer)
+    cache = Path(cfg.root) / "state" / "tokens"
+    tokenize_up_front(refs + eval_refs, doc_tok, cache, dist)
+
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
@@ -210,55 +229,67 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    zero: dict[str, Any] = {"stage": cfg.zero_stage}
+    if cfg.zero_stage == 3:
+        zero["stage3_gather_16bit_weights_on_model_save"] = True  # the export gathers the partitions
     ds_config = {
         "train_micro_batch_size_per_gpu": cfg.micro_batch,
         "gradient_accumulation_steps": cfg.grad_accum,
         "gradient_clipping": cfg.clip,
-        "zero_optimization": {"stage": cfg.zero_stage},
+        "zero_optimization": zero,
         "bf16": {"enabled": on_gpu},
         "steps_per_print": 10**9,
     }
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config)
-    doc_tok = DocumentTokenizer(tokenizer)
-    cache = Path(cfg.root) / "state" / "tokens"
-    writer = SummaryWriter(str(out_dir / "tensorboard"))
     ckpt_dir = out_dir / "checkpoints"
-    start_step, passes, consumed = 0, 0, 0
+    digest = selection_digest(refs)
+    start_step, passes, cursor = 0, 0, Cursor()
     if cfg.resume and (ckpt_dir / "latest").exists():
-        _, client = engine.load_checkpoint(str(ckpt_dir))
-        start_step, passes, consumed = client["step"], client["passes"], client["consumed"]
-        torch.set_rng_state(client["torch_rng"])
+        start_step, passes, cursor = _resume(engine, ckpt_dir, digest, dist)
+    if dist.main:  # a fresh start (or a resume) drops rows logged after its starting step
         _truncate_metrics(out_dir / "metrics.jsonl", start_step)
-    metrics = open(out_dir / "metrics.jsonl", "a", encoding="utf-8")  # after the truncation above
+    # only rank 0 writes metrics, TensorBoard, the report and the export
+    metrics = open(out_dir / "metrics.jsonl", "a", encoding="utf-8") if dist.main else None
+    writer = SummaryWriter(str(out_dir / "tensorboard")) if dist.main else None
 
-    def log(row: dict[str, Any]) -> None:
+    def log(row: dict[str, Any], scalars: dict[str, float]) -> None:
+        if metrics is None or writer is None:
+            return
         metrics.write(json.dumps(row) + "\n")
         metrics.flush()
+        for name, value in scalars.items():
+            writer.add_scalar(name, value, row["step"])
 
-    def stream(skip: int) -> Iterator[list[PackedRow]]:
-        """Micro-batches of the current pass from the data cursor on (tokens come from the cache)."""
-        rows = _packed_rows(refs, doc_tok, cache, cfg.seq_len, tokenizer.eos_token_id)
-        return itertools.islice(_batches(rows, cfg.micro_batch), skip, None)
+    stream = _stream(refs, doc_tok, cache, cfg, cursor)
 
-    batches = stream(consumed)
+    def next_rows() -> list[PackedRow]:
+        nonlocal stream, passes
+        rows = rank_rows(stream, dist, cfg.micro_batch)
+        if rows is None:  # one pass over the selection is done: start the curriculum again
+            passes, stream = passes + 1, _stream(refs, doc_tok, cache, cfg)
+            rows = rank_rows(stream, dist, cfg.micro_batch)
+            if rows is None:
+                raise TrainingError(
+                    f"{cfg.root}: the selected train shards pack into fewer than world_size x micro_batch = "
+                    f"{dist.world * cfg.micro_batch} rows of {cfg.seq_len} tokens"
+                )
+        return rows
+
     started, losses = time.perf_counter(), []
     for step in range(start_step, cfg.max_steps):
         t0, step_loss, tokens = time.perf_counter(), 0.0, 0
         for micro in range(cfg.grad_accum):
-            batch = next(batches, None)
-            if batch is None:  # one pass over the selection is done: start the curriculum again
-                passes, consumed = passes + 1, 0
-                batches = stream(0)
-                batch = next(batches)
-            consumed += 1
-            loss = engine(**_tensors(batch, dtype)).loss
-            if not torch.isfinite(loss):
-                engine.save_checkpoint(str(out_dir / "checkpoints"), tag=f"nonfinite-step{step}")
-                raise TrainingError(f"loss is {float(loss)} at step {step}, micro-batch {micro}; checkpoint kept")
+            batch = next_rows()
+            loss = engine(**_tensors(batch, dtype, dist.device)).loss
+            mean_loss = all_sum([float(loss)], dist)[0] / dist.world  # the same verdict on every rank
+            if not math.isfinite(mean_loss):
+                # kept for inspection; `latest` still names the last good checkpoint, so a rerun resumes from it
+                engine.save_checkpoint(str(ckpt_dir), tag=f"nonfinite-step{step}", save_latest=False)
+                raise TrainingError(f"loss is {mean_loss} at step {step}, micro-batch {micro}; checkpoint kept")
             engine.backward(loss)
             engine.step()
-            step_loss += float(loss) / cfg.grad_accum
-            tokens += sum(r.input_ids.size for r in batch)
+            step_loss += mean_loss / cfg.grad_accum
+            tokens += sum(r.input_ids.size for r in batch) * dist.world
         seconds = time.perf_counter() - t0
         grad_norm = engine.get_global_grad_norm()
         row = {
@@ -269,50 +300,88 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             "grad_norm": float(grad_norm) if grad_norm is not None else None,
             "tokens_per_s": tokens / seconds,
         }
-        log(row)
+        log(row, {f"train/{k}": row[k] for k in ("loss", "lr", "grad_norm", "tokens_per_s") if row[k] is not None})
         losses.append(step_loss)
-        for key in ("loss", "lr", "grad_norm", "tokens_per_s"):
-            if row[key] is not None:
-                writer.add_scalar(f"train/{key}", row[key], step + 1)
-        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.max_steps:
-            for bucket, eval_loss in evaluate(engine, cfg, doc_tok, cache, dtype).items():
-                log({"kind": "eval", "step": step + 1, "bucket": bucket, "loss": eval_loss, "ppl": math.exp(eval_loss)})
-                writer.add_scalar(f"eval/ppl_bucket_{bucket}", math.exp(eval_loss), step + 1)
+        if eval_refs and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.max_steps):
+            for bucket, eval_loss in evaluate(engine, cfg, eval_refs, doc_tok, cache, dtype, dist).items():
+                ppl = math.exp(eval_loss)
+                log(
+                    {"kind": "eval", "step": step + 1, "bucket": bucket, "loss": eval_loss, "ppl": ppl},
+                    {f"eval/ppl_bucket_{bucket}": ppl},
+                )
         if (step + 1) % cfg.save_every == 0 and step + 1 < cfg.max_steps:
-            state = {"step": step + 1, "passes": passes, "consumed": consumed, "torch_rng": torch.get_rng_state()}
-            engine.save_checkpoint(str(ckpt_dir), tag=f"step{step + 1}", client_state=state)
-    metrics.close()
-    writer.close()
-    export = export_model(engine.module, tokenizer, out_dir / "export")
-    report = write_training_report(out_dir)
-    summary = {
+            state = {"step": step + 1, "passes": passes, "cursor": stream.cursor.as_list(), "selection": digest}
+            _save(engine, ckpt_dir, f"step{step + 1}", state, dist)
+    if metrics is not None and writer is not None:
+        metrics.close()
+        writer.close()
+    state = full_state_dict(engine, dist.rank) if cfg.export else None  # collective under ZeRO-3
+    summary: dict[str, Any] = {
         "steps": cfg.max_steps,
+        "world_size": dist.world,
         "resumed_from_step": start_step,
         "first_loss": losses[0] if losses else None,
         "last_loss": losses[-1] if losses else None,
         "seconds": time.perf_counter() - started,
-        "export": str(export),
-        "report": str(report),
     }
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    if dist.main and cfg.export:
+        assert state is not None
+        fresh, _ = build_model(cfg)
+        probe = _stream(refs, doc_tok, cache, cfg).take(1)[0].input_ids[:64].tolist()
+        try:
+            summary.update(export_trained(fresh, state, tokenizer, out_dir, probe))
+        except RuntimeError as exc:
+            raise TrainingError(str(exc)) from None
+    if dist.main:
+        summary["report"] = str(write_training_report(out_dir))
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    barrier(dist)
     return summary
 
 
+def _save(engine: Any, ckpt_dir: Path, tag: str, client_state: dict[str, Any], dist: Dist) -> None:
+    """Collective DeepSpeed checkpoint; each rank's RNG goes in first, so `latest` (written last)
+    never points at a checkpoint with a missing RNG file."""
+    import torch
+
+    (ckpt_dir / tag).mkdir(parents=True, exist_ok=True)
+    torch.save(torch.get_rng_state(), ckpt_dir / tag / f"rng_rank{dist.rank}.pt")
+    engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state=client_state)
+
+
+def _resume(engine: Any, ckpt_dir: Path, digest: str, dist: Dist) -> tuple[int, int, Cursor]:
+    """Load the latest checkpoint; returns (step, passes, data cursor). The cursor is global (the
+    same on every rank), so the stream seeks straight to it: nothing is replayed or re-packed."""
+    import torch
+
+    tag = (ckpt_dir / "latest").read_text().strip()
+    saved_by = len(list((ckpt_dir / tag).glob("rng_rank*.pt")))
+    if saved_by and saved_by != dist.world:
+        raise TrainingError(
+            f"{ckpt_dir / tag}: saved by {saved_by} process(es), resumed with {dist.world}; ZeRO partitions are "
+            f"per rank: launch {saved_by} processes (or use a new output_dir)"
+        )
+    path, client = engine.load_checkpoint(str(ckpt_dir))
+    if path is None or "cursor" not in client:
+        raise TrainingError(f"{ckpt_dir}: the latest checkpoint could not be loaded or has no data cursor")
+    if client["selection"] != digest:
+        raise TrainingError(
+            f"{path}: the checkpoint's data cursor indexes a different shard selection than this run's "
+            "(the corpus or the buckets/sources filters changed); use a new output_dir or --set resume=false"
+        )
+    rng = Path(path) / f"rng_rank{dist.rank}.pt"
+    if rng.exists():
+        torch.set_rng_state(torch.load(rng))
+    return client["step"], client["passes"], Cursor(*client["cursor"])
+
+
 def _truncate_metrics(path: Path, step: int) -> None:
-    """Rows a killed run logged after its last checkpoint are logged again on resume: drop them."""
+    """Rows a killed run logged after its last checkpoint are logged again on resume, and a fresh
+    run in an old output_dir logs from step 1: drop them."""
     if not path.exists():
         return
     keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
     write_bytes("".join(line + "\n" for line in keep).encode(), path)
-
-
-def export_model(model: Any, tokenizer: Any, directory: Path) -> Path:
-    """A standard HF directory (safetensors + tokenizer); LoRA is merged into the base first."""
-    if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
-    model.save_pretrained(directory, safe_serialization=True)
-    tokenizer.save_pretrained(directory)
-    return directory
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -327,7 +396,8 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps({"config": asdict(cfg), **summary}, indent=2))
+    if os.environ.get("RANK", "0") == "0":
+        print(json.dumps({"config": asdict(cfg), **summary}, indent=2))
     return 0
 
 

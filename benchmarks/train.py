@@ -1,0 +1,321 @@
+"""Training throughput: `python -m training.run` vs HF `Trainer` + peft + DeepSpeed ZeRO-2.
+
+    python benchmarks/train.py --tiny          # CPU, a small random-init Llama, < 3 minutes
+    python benchmarks/train.py                 # GPU: seq 2048, bf16, SmolLM2-135M and -1.7B shapes
+
+In one run, for each model shape, both trainers train the same random-init Llama (same shape,
+same seed, LoRA r=8 on q/k/v/o, ZeRO-2, AdamW, warmup + cosine, same micro-batch, accumulation
+and sequence length) on the same token rows: the rows `training.run` packs from the bundled
+sample corpus (built once into a temporary catalog). Differences that are part of what is being
+compared: `training.run` streams and packs rows during the run and masks attention per document
+(a 4D block-causal mask, position ids restarting per document); the baseline gets the same rows
+pre-built in memory as plain causal-LM chunks (one causal mask across the row, the usual HF
+"group_texts" recipe), which lets SDPA use its fastest kernels.
+
+tokens/s counts all row tokens (padding included, the same rows for both) per median step time
+over the steps after ``--warmup`` steps (wall time between step ends), best of ``--repeats`` runs
+per trainer, interleaved (HF, ours, HF, ours), so a burst from another job on a shared machine
+hits one run instead of deciding the ratio. MFU (GPU only) = tokens/s x FLOPs per token
+/ peak dense bf16 FLOPs (H100/H200: 989 TFLOPS; ``--peak-tflops`` otherwise), with FLOPs per token
+= 4 N + 12 L d s for LoRA (N = non-embedding weights incl. the LM head: 2N forward + 2N for the
+input gradients, none for the frozen weights' gradients; attention 12 L d s as in PaLM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+LORA = {"r": 8, "alpha": 16, "dropout": 0.0}
+SHAPES: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "hidden_size": 128,
+        "intermediate_size": 384,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 512,
+        "tie_word_embeddings": True,
+    },
+    "smollm2-135m": {
+        "hidden_size": 576,
+        "intermediate_size": 1536,
+        "num_hidden_layers": 30,
+        "num_attention_heads": 9,
+        "num_key_value_heads": 3,
+        "max_position_embeddings": 8192,
+        "tie_word_embeddings": True,
+    },
+    "smollm2-1.7b": {
+        "hidden_size": 2048,
+        "intermediate_size": 8192,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 32,
+        "max_position_embeddings": 8192,
+        "tie_word_embeddings": True,
+    },
+}
+PEAK_TFLOPS = {"H100 PCIe": 756.0, "H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16, first match wins
+
+
+def build_corpus(root: Path) -> None:
+    from pipelines.config import BuildConfig, SourceSpec
+    from pipelines.runner import run_build
+    from pipelines.steps import Curriculum, ExactDedup, Normalize, Split
+
+    cfg = BuildConfig(
+        root=root,
+        workers=1,
+        sources=[SourceSpec(REPO / "samples" / "legal_sample.jsonl")],
+        steps=[Normalize(), ExactDedup(), Split(validation_ratio=0.1), Curriculum(buckets=2)],
+    )
+    run_build(cfg, progress=False)
+
+
+def run_ours(job: dict[str, Any], out: Path) -> list[float]:
+    """Step seconds of `python -m training.run` (one process, ZeRO-2, LoRA), from metrics.jsonl."""
+    sets = {
+        "root": job["root"],
+        "output_dir": str(out),
+        "from_scratch": json.dumps(job["shape"]),
+        "lora": json.dumps(LORA),
+        "seq_len": job["seq_len"],
+        "micro_batch": job["micro_batch"],
+        "grad_accum": job["grad_accum"],
+        "lr": 2e-4,
+        "warmup_steps": 2,
+        "max_steps": job["steps"],
+        "zero_stage": 2,
+        "save_every": 10**9,
+        "eval_batches": 0,
+        "export": False,
+        "resume": False,
+    }
+    cmd = [sys.executable, "-m", "training.run", *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")]]
+    result = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True)
+    if result.returncode:
+        raise RuntimeError(f"training.run failed:\n{result.stderr[-4000:]}")
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    tokens = job["micro_batch"] * job["grad_accum"] * job["seq_len"]
+    return [tokens / r["tokens_per_s"] for r in rows if r["kind"] == "train"]
+
+
+def run_baseline(job: dict[str, Any], out: Path) -> list[float]:
+    """Step seconds of HF Trainer + peft + DeepSpeed ZeRO-2 in a fresh process (its own process group)."""
+    cmd = [sys.executable, __file__, "--hf-worker", json.dumps({**job, "out": str(out)})]
+    result = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True)
+    if result.returncode:
+        raise RuntimeError(f"HF Trainer baseline failed:\n{result.stderr[-4000:]}")
+    return json.loads((out / "step_seconds.json").read_text())
+
+
+def _env() -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)  # each run is its own single-process group on its own port
+    return env
+
+
+def hf_worker(job: dict[str, Any]) -> None:
+    """The baseline: the same rows as plain causal-LM chunks, HF Trainer with a DeepSpeed config."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, Trainer, TrainerCallback, TrainingArguments
+
+    from training.base_model import resolve_model_path
+    from training.data import DocumentTokenizer, select_shards
+    from training.distributed import init_distributed
+    from training.run import TrainConfig, _stream
+
+    on_gpu = torch.cuda.is_available()
+    init_distributed()  # a free port for this single-process group; Trainer reuses it
+    cfg = TrainConfig(root=job["root"], seq_len=job["seq_len"], seed=1234, lora=None, from_scratch=job["shape"])
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(None))  # the tokenizer training.run uses
+    refs = select_shards(Path(job["root"]), split="train")
+    needed = job["steps"] * job["micro_batch"] * job["grad_accum"]
+    rows: list[Any] = []
+    while len(rows) < needed:  # passes over the selection, as training.run does
+        rows += _stream(refs, DocumentTokenizer(tokenizer), Path(job["root"]) / "state" / "tokens", cfg).take(needed)
+    dataset = [{"input_ids": torch.from_numpy(r.input_ids), "labels": torch.from_numpy(r.input_ids)} for r in rows]
+
+    torch.manual_seed(1234)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), **job["shape"]))
+    model = get_peft_model(
+        model,
+        LoraConfig(
+            r=LORA["r"],
+            lora_alpha=LORA["alpha"],
+            lora_dropout=LORA["dropout"],
+            target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+            task_type="CAUSAL_LM",
+        ),
+    )
+    ds_config = {
+        "train_micro_batch_size_per_gpu": "auto",
+        "gradient_accumulation_steps": "auto",
+        "gradient_clipping": "auto",
+        "zero_optimization": {"stage": 2},
+        "bf16": {"enabled": "auto"},
+        "steps_per_print": 10**9,
+    }
+    args = TrainingArguments(
+        output_dir=job["out"],
+        per_device_train_batch_size=job["micro_batch"],
+        gradient_accumulation_steps=job["grad_accum"],
+        max_steps=job["steps"],
+        learning_rate=2e-4,
+        warmup_steps=2,
+        lr_scheduler_type="cosine",
+        max_grad_norm=1.0,
+        bf16=on_gpu,
+        deepspeed=ds_config,
+        logging_steps=10**9,
+        save_strategy="no",
+        report_to=[],
+        dataloader_num_workers=0,
+        seed=1234,
+        disable_tqdm=True,
+    )
+
+    class StepClock(TrainerCallback):
+        def __init__(self) -> None:
+            self.last = time.perf_counter()
+            self.seconds: list[float] = []
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            if not self.seconds and state.global_step == 0:
+                self.last = time.perf_counter()  # the first step starts here, after DeepSpeed's setup
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if on_gpu:
+                torch.cuda.synchronize()
+            now = time.perf_counter()
+            self.seconds.append(now - self.last)
+            self.last = now
+
+    clock = StepClock()
+    Trainer(model=model, args=args, train_dataset=dataset, callbacks=[clock]).train()
+    Path(job["out"]).mkdir(parents=True, exist_ok=True)
+    (Path(job["out"]) / "step_seconds.json").write_text(json.dumps(clock.seconds))
+
+
+BASELINE = "HF Trainer + peft + ZeRO-2"
+TRAINERS = {BASELINE: ("hf", run_baseline), "training.run (ZeRO-2, LoRA)": ("ours", run_ours)}
+
+
+def flops_per_token(shape: dict[str, Any], vocab: int, seq_len: int) -> float:
+    """4 N + 12 L d s for LoRA training (see the module docstring)."""
+    d, ff, layers = shape["hidden_size"], shape["intermediate_size"], shape["num_hidden_layers"]
+    kv = d * shape["num_key_value_heads"] // shape["num_attention_heads"]
+    per_layer = d * d * 2 + d * kv * 2 + 3 * d * ff  # q, o; k, v; gate, up, down
+    n = layers * per_layer + d * vocab  # + LM head
+    return 4 * n + 12 * layers * d * seq_len
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tiny", action="store_true", help="CPU mode: a small model, a few steps")
+    p.add_argument("--shapes", nargs="*", help="model shapes to run (default: tiny with --tiny, else both SmolLM2)")
+    p.add_argument("--steps", type=int, help="optimizer steps per run (default 12 tiny, 30 GPU)")
+    p.add_argument("--repeats", type=int, help="runs per trainer, interleaved, best kept (default 2 tiny, 1 GPU)")
+    p.add_argument("--seq-len", type=int, help="override the shape's sequence length")
+    p.add_argument("--micro-batch", type=int, help="override the shape's micro-batch (e.g. if 1.7B runs out of memory)")
+    p.add_argument("--warmup", type=int, default=3, help="steps left out of the throughput")
+    p.add_argument("--peak-tflops", type=float, help="peak dense bf16 TFLOPS of the GPU, for MFU")
+    p.add_argument("--work", type=Path, help="keep the corpus and runs here (default: a temp dir)")
+    p.add_argument("--hf-worker", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.hf_worker:
+        hf_worker(json.loads(args.hf_worker))
+        return 0
+
+    import torch
+
+    on_gpu = torch.cuda.is_available()
+    if not args.tiny and not on_gpu:
+        raise SystemExit("no GPU here: run with --tiny for the CPU mode")
+    shapes = args.shapes or (["tiny"] if args.tiny else ["smollm2-135m", "smollm2-1.7b"])
+    # (seq_len, micro-batch, accumulation) per shape; GPU micro-batches fit an 80 GB H100 without checkpointing
+    plan = {"tiny": (256, 4, 1), "smollm2-135m": (2048, 8, 1), "smollm2-1.7b": (2048, 4, 1)}
+    steps = args.steps or (12 if args.tiny else 30)
+    repeats = args.repeats or (2 if args.tiny else 1)
+    peak = args.peak_tflops
+    if on_gpu and peak is None:
+        name = torch.cuda.get_device_name()
+        peak = next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-train-"))
+    root = work / "data"
+    if not (root / "catalog.duckdb").exists():
+        build_corpus(root)
+
+    from transformers import AutoTokenizer
+
+    from training.base_model import default_model_dir
+
+    vocab = len(AutoTokenizer.from_pretrained(default_model_dir()))
+    device = torch.cuda.get_device_name() if on_gpu else f"CPU ({os.cpu_count()} cores)"
+    print(
+        f"device: {device}; {steps} steps per run, median step time over steps {args.warmup + 1}..{steps}, "
+        f"best of {repeats} interleaved run(s) per trainer"
+    )
+    header = f"{'shape':<14}{'seq':>6}{'mb':>4}  {'trainer':<34}{'tokens/s':>11}{'MFU':>8}{'vs HF':>8}"
+    print(header + "\n" + "-" * len(header))
+    results = []
+    for shape_name in shapes:
+        seq_len, mb, accum = plan[shape_name]
+        seq_len, mb = args.seq_len or seq_len, args.micro_batch or mb
+        job = {
+            "root": str(root),
+            "shape": SHAPES[shape_name],
+            "seq_len": seq_len,
+            "micro_batch": mb,
+            "grad_accum": accum,
+            "steps": steps,
+        }
+        tokens_per_step = seq_len * mb * accum
+        measured: dict[str, float | None] = {label: 0.0 for label in TRAINERS}
+        for _ in range(repeats):  # interleaved, best of: a neighbour's burst hits one run, not the verdict
+            for label, (tag, runner) in TRAINERS.items():
+                out = work / f"{shape_name}-{tag}"
+                shutil.rmtree(out, ignore_errors=True)
+                try:
+                    seconds = runner(job, out)[args.warmup :]
+                except RuntimeError as exc:  # e.g. out of GPU memory: say so, go on with the other runs
+                    print(f"{shape_name}: {label}: {str(exc).strip().splitlines()[-1]}", file=sys.stderr)
+                    measured[label] = None
+                    continue
+                if not seconds:
+                    raise SystemExit(f"--steps {steps} leaves no step after --warmup {args.warmup}")
+                if measured[label] is not None:
+                    measured[label] = max(measured[label] or 0.0, tokens_per_step / statistics.median(seconds))
+        base = measured[BASELINE]
+        fpt = flops_per_token(SHAPES[shape_name], vocab, seq_len)
+        for label, tps in measured.items():
+            if tps is None:
+                print(f"{shape_name:<14}{seq_len:>6}{mb:>4}  {label:<34}{'failed':>11}")
+                continue
+            mfu = f"{100 * tps * fpt / (peak * 1e12):.1f}%" if on_gpu and peak else "-"
+            ratio = f"{tps / base:>7.2f}x" if base else f"{'-':>8}"
+            print(f"{shape_name:<14}{seq_len:>6}{mb:>4}  {label:<34}{tps:>11,.0f}{mfu:>8}{ratio}")
+            results.append(
+                {"shape": shape_name, "trainer": label, "tokens_per_s": tps, "vs_hf": tps / base if base else None}
+            )
+    (work / "results.json").write_text(json.dumps({"device": device, "steps": steps, "results": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

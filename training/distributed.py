@@ -1,0 +1,86 @@
+"""Process-group plumbing for `training.run`: one process or many, under any launcher.
+
+`torchrun --nproc_per_node N` and `deepspeed --num_gpus N` set RANK / WORLD_SIZE / LOCAL_RANK /
+MASTER_ADDR / MASTER_PORT; a plain `python -m training.run` is rank 0 of 1 on a free local port
+(so concurrent single-process runs on one machine never collide). CPU runs use gloo and
+DeepSpeed's CPU accelerator; GPU runs NCCL, one device per local rank.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from training.packing import PackedRow
+from training.stream import PackedStream
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int
+    world: int
+    device: Any  # torch.device of this rank
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _free_port() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
+
+
+def init_distributed() -> Dist:
+    """Join (or, alone, create) the process group; gloo on CPU, NCCL on GPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    import deepspeed
+
+    if "WORLD_SIZE" not in os.environ:
+        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", _free_port())
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+    else:
+        device = torch.device("cpu")
+    deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
+    return Dist(torch.distributed.get_rank(), torch.distributed.get_world_size(), device)
+
+
+def all_sum(values: Sequence[float], dist: Dist) -> list[float]:
+    """Element-wise sum over ranks (a no-op copy on one rank)."""
+    import torch
+
+    t = torch.tensor(list(values), dtype=torch.float64, device=dist.device)
+    if dist.world > 1:
+        torch.distributed.all_reduce(t)
+    return t.tolist()
+
+
+def barrier(dist: Dist) -> None:
+    import torch
+
+    if dist.world > 1:
+        torch.distributed.barrier()
+
+
+def rank_rows(stream: PackedStream, dist: Dist, micro_batch: int) -> list[PackedRow] | None:
+    """This rank's micro-batch of the next global group of ``world * micro_batch`` rows.
+
+    Rank r takes rows [r * mb, (r + 1) * mb) of the group and skips the others without packing
+    them, so ranks read disjoint rows and every rank's cursor ends at the same place. None when
+    the stream cannot fill a whole group (the same answer on every rank).
+    """
+    before = stream.skip(dist.rank * micro_batch)
+    rows = stream.take(micro_batch)
+    after = stream.skip((dist.world - 1 - dist.rank) * micro_batch)
+    return rows if before + len(rows) + after == dist.world * micro_batch else None
