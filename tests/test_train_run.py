@@ -79,8 +79,11 @@ def test_tiny_llama_trains_under_zero2_and_exports(corpus, tmp_path):
     assert sum(r["loss"] for r in train[-3:]) / 3 < sum(r["loss"] for r in train[:3]) / 3 - 0.5
     assert all(r["grad_norm"] is not None and r["tokens_per_s"] > 0 for r in train)
     evals = [r for r in rows if r["kind"] == "eval"]
-    assert {(r["step"], r["bucket"]) for r in evals} == {(6, "0"), (6, "1"), (12, "0"), (12, "1")}
+    assert {(r["step"], r["bucket"]) for r in evals} == {(s, b) for s in (0, 6, 12) for b in ("0", "1")}
     assert all(r["ppl"] > 1 for r in evals)
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["eval_ppl_start"]) == {"0", "1"}
+    assert all(summary["eval_ppl_end"][b] < summary["eval_ppl_start"][b] for b in ("0", "1"))  # it learned
     assert (out / "training_report.html").exists() and list((out / "tensorboard").glob("events.*"))
     model = AutoModelForCausalLM.from_pretrained(out / "export")
     with torch.no_grad():
@@ -199,7 +202,8 @@ def test_two_processes_under_torchrun_split_the_rows_and_checkpoint_together(cor
         assert {"rng_rank0.pt", "rng_rank1.pt", "mp_rank_00_model_states.pt"} <= names
         assert sum(n.endswith("optim_states.pt") for n in names) == 2
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [(r["step"], r["bucket"]) for r in rows if r["kind"] == "eval"] == [(10, "0"), (10, "1")]  # rank 0 only
+    evals = [(r["step"], r["bucket"]) for r in rows if r["kind"] == "eval"]
+    assert evals == [(0, "0"), (0, "1"), (10, "0"), (10, "1")]  # rank 0 only
     model = AutoModelForCausalLM.from_pretrained(out / "export")
     with torch.no_grad():
         assert torch.isfinite(model(input_ids=torch.tensor([[1, 2, 3]])).logits).all()

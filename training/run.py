@@ -53,6 +53,7 @@ class TrainConfig:
     seed: int = 1234
     eval_every: int = 50
     eval_batches: int = 8
+    eval_at_start: bool = True  # held-out perplexity before the first step: the baseline the run improves on
     save_every: int = 50  # steps between checkpoints (model, optimizer, scheduler, RNG, data cursor)
     resume: bool = True  # continue from output_dir/checkpoints when one is there
     export: bool = True  # write adapter/ (LoRA) and the merged, verified export/ at the end
@@ -275,6 +276,19 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 )
         return rows
 
+    evals: dict[int, dict[str, float]] = {}
+
+    def run_eval(at_step: int) -> None:
+        for bucket, eval_loss in evaluate(engine, cfg, eval_refs, doc_tok, cache, dtype, dist).items():
+            ppl = math.exp(eval_loss)
+            evals.setdefault(at_step, {})[bucket] = ppl
+            log(
+                {"kind": "eval", "step": at_step, "bucket": bucket, "loss": eval_loss, "ppl": ppl},
+                {f"eval/ppl_bucket_{bucket}": ppl},
+            )
+
+    if eval_refs and cfg.eval_at_start and start_step == 0:
+        run_eval(0)
     started, losses = time.perf_counter(), []
     for step in range(start_step, cfg.max_steps):
         t0, step_loss, tokens = time.perf_counter(), 0.0, 0
@@ -303,12 +317,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         log(row, {f"train/{k}": row[k] for k in ("loss", "lr", "grad_norm", "tokens_per_s") if row[k] is not None})
         losses.append(step_loss)
         if eval_refs and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.max_steps):
-            for bucket, eval_loss in evaluate(engine, cfg, eval_refs, doc_tok, cache, dtype, dist).items():
-                ppl = math.exp(eval_loss)
-                log(
-                    {"kind": "eval", "step": step + 1, "bucket": bucket, "loss": eval_loss, "ppl": ppl},
-                    {f"eval/ppl_bucket_{bucket}": ppl},
-                )
+            run_eval(step + 1)
         if (step + 1) % cfg.save_every == 0 and step + 1 < cfg.max_steps:
             state = {"step": step + 1, "passes": passes, "cursor": stream.cursor.as_list(), "selection": digest}
             _save(engine, ckpt_dir, f"step{step + 1}", state, dist)
@@ -323,6 +332,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         "first_loss": losses[0] if losses else None,
         "last_loss": losses[-1] if losses else None,
         "seconds": time.perf_counter() - started,
+        "eval_ppl_start": evals.get(0),  # per bucket, before training (fresh runs)
+        "eval_ppl_end": evals.get(cfg.max_steps),
     }
     if dist.main and cfg.export:
         assert state is not None
