@@ -38,7 +38,8 @@ from pipelines.step import GlobalStep, ShardContext, StepOutput, reject
 DECISIONS = "decisions.parquet"
 CLUSTERS_TABLE = "dedup_clusters"
 KEEP_POLICIES = ("first", "longest", "quality_score")
-MINHASH_VERSION = 1
+MINHASH_VERSION = 2  # 2: one-permutation hashing with optimal densification (1: 128 affine hash functions)
+SIGNATURE_SCHEME = "oph-densified"
 VERIFY_CHUNK = 1 << 16
 
 
@@ -95,7 +96,16 @@ class MinHashDedup(GlobalStep):
 
     def signature_key(self) -> str:
         """Everything a persisted signature or band hash depends on."""
-        ident = [SHINGLE_VERSION, MINHASH_VERSION, self.num_perm, self.ngram, self.cjk_ngram, self.seed, self.banding]
+        ident = [
+            SHINGLE_VERSION,
+            MINHASH_VERSION,
+            SIGNATURE_SCHEME,
+            self.num_perm,
+            self.ngram,
+            self.cjk_ngram,
+            self.seed,
+            self.banding,
+        ]
         return hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:12]
 
     def _state_dir(self, root: Path) -> Path:
