@@ -77,10 +77,16 @@ def subset(corpus: Path, mb: float) -> tuple[Path, Path]:
 
 # -- systems (each runs in a child process) -------------------------------------------------------
 def run_datasketch(path: Path) -> dict:
+    """datasketch on the same shingles as ours: the same normalisation (Polars), CJK characters
+    as tokens of their own, 5-grams of tokens joined by spaces, one shingle for shorter texts."""
+    import re
+
     from datasketch import MinHash
 
-    from pipelines.dedup.shingle import nfkc, normalize_for_shingles
+    from pipelines.dedup.shingle import CJK_RANGES, nfkc, normalize_for_shingles
 
+    cjk = "".join(f"\\u{lo:04x}-\\u{hi:04x}" for lo, hi in CJK_RANGES)
+    token = re.compile(f"[{cjk}]|[^\\s{cjk}]+")
     df = pl.read_parquet(path)
     t0 = time.perf_counter()
     norm = (
@@ -90,9 +96,12 @@ def run_datasketch(path: Path) -> dict:
         .to_list()
     )
     shingles = []
-    n = 5  # word 5-grams; CJK characters are separate tokens after normalisation, so 5-char grams there
+    n = 5  # ours uses word 5-grams and CJK character 5-grams (ngram = cjk_ngram = 5)
     for text in norm:
-        toks = text.split()
+        toks = token.findall(text)
+        if not toks:
+            shingles.append([])
+            continue
         grams = [" ".join(toks[i : i + n]) for i in range(max(1, len(toks) - n + 1))]
         shingles.append([g.encode() for g in grams])
     t1 = time.perf_counter()
@@ -101,7 +110,8 @@ def run_datasketch(path: Path) -> dict:
         m.update_batch(sh)
     t2 = time.perf_counter()
     mb = df.get_column("text").str.len_bytes().sum() / 1e6
-    return {"mb": mb, "docs": df.height, "shingle_s": t1 - t0, "sign_s": t2 - t1}
+    count = sum(len(sh) for sh in shingles)
+    return {"mb": mb, "docs": df.height, "shingle_s": t1 - t0, "sign_s": t2 - t1, "shingles": count}
 
 
 def run_datatrove(source: Path, work: Path) -> dict:
@@ -142,6 +152,15 @@ def run_datatrove(source: Path, work: Path) -> dict:
     df = pl.read_parquet(source)
     mb = df.get_column("text").str.len_bytes().sum() / 1e6
     return {"mb": mb, "docs": df.height, "sign_s": times[0], "whole_s": sum(times), "removed": removed}
+
+
+def count_our_shingles(path: Path) -> dict:
+    """Our shingle count on a file (to check that datasketch hashed the same shingles)."""
+    from pipelines.dedup.shingle import shingle_texts
+
+    df = pl.read_parquet(path)
+    sh = shingle_texts(df.get_column("text"), df.get_column("lang"), ngram=5, cjk_ngram=5)
+    return {"shingles": int(sh.counts.sum())}
 
 
 def run_ours_signatures(path: Path) -> dict:
@@ -258,6 +277,7 @@ def main() -> None:
             "datasketch": run_datasketch,
             "datatrove": run_datatrove,
             "sig": run_ours_signatures,
+            "count": count_our_shingles,
             "reduce": run_ours_reduce,
             "scan": run_ours_scan,
             "whole": run_ours_whole,
@@ -286,6 +306,7 @@ def main() -> None:
         "ours_on_dt": child(["whole", str(dt_parquet), str(DATA / "ours-work-dt")]),
     }
     ds, dt, sig, whole, wq, odt = (res[k] for k in res)
+    ours_count = child(["count", str(ds_parquet)])["shingles"]
     red = child(["reduce", whole["scans"], str(DATA / "reduce-work")])
     red_q = child(["reduce", wq["scans"], str(DATA / "reduce-work")])
     scan = child(["scan", whole["scans"], str(DATA / "reduce-work")])
@@ -339,6 +360,10 @@ def main() -> None:
     print(
         f"\nsignatures: ours / datasketch update_batch = {our_sign / ds_sign:.1f}x per core "
         f"(/ datasketch incl. shingling = {our_sign / ds_all:.1f}x)"
+    )
+    print(
+        f"same shingles: datasketch hashed {ds['shingles']} shingles on its {ds['mb']:.0f} MB, "
+        f"ours makes {ours_count} from the same documents"
     )
     print(f"whole dedup: ours / datatrove = {our_whole / dt_whole:.1f}x per core")
     print(
