@@ -94,9 +94,9 @@ class MinHashDedup(GlobalStep):
             return self.bands, self.rows
         return optimal_bands(self.threshold, self.num_perm)
 
-    def signature_key(self) -> str:
+    def signature_ident(self) -> list:
         """Everything a persisted signature or band hash depends on."""
-        ident = [
+        return [
             SHINGLE_VERSION,
             MINHASH_VERSION,
             SIGNATURE_SCHEME,
@@ -104,9 +104,11 @@ class MinHashDedup(GlobalStep):
             self.ngram,
             self.cjk_ngram,
             self.seed,
-            self.banding,
+            list(self.banding),
         ]
-        return hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:12]
+
+    def signature_key(self) -> str:
+        return hashlib.sha256(json.dumps(self.signature_ident()).encode()).hexdigest()[:12]
 
     def _state_dir(self, root: Path) -> Path:
         return state.state_dir(root, self.signature_key())
@@ -243,7 +245,8 @@ class MinHashDedup(GlobalStep):
         )
         absent = prev.join(current.select("key"), on="key", how="anti")
         write_table(pl.concat([absent, current]).sort("seq").to_arrow(), state.docs_path(directory, nxt))
-        state.commit(directory, nxt)
+        state.write_key(directory, self.signature_ident())
+        state.commit(directory, nxt, state.compact(directory, nxt))
 
     # -- process ---------------------------------------------------------------------------
     def process(self, df: pl.DataFrame, ctx: ShardContext) -> StepOutput:
@@ -365,8 +368,10 @@ class CandidateSignatures:
             if part.height:
                 matrix[pos[part.get_column("idx").to_numpy()]] = part.get_column("sig").to_numpy()
         olds = old_idx.filter(pl.col("idx").is_in(wanted))
-        for p in seg_files if olds.height else []:
-            part = pl.read_parquet(p, columns=["key", "sig"]).join(olds, on="key")
+        keys = olds.get_column("key").implode()
+        for p in seg_files if olds.height else []:  # decode only the wanted rows' signatures
+            part = pl.scan_parquet(p).filter(pl.col("key").is_in(keys)).select("key", "sig").collect()
+            part = part.join(olds, on="key")
             if part.height:
                 matrix[pos[part.get_column("idx").to_numpy()]] = part.get_column("sig").to_numpy()
         return cls(pos, matrix)
