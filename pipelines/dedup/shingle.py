@@ -246,8 +246,9 @@ def _tokens(offsets: np.ndarray, data: np.ndarray, leads: np.ndarray, nbytes: np
         cjk_leads = leads[cls == CJK]
     else:
         cjk_leads = leads
-    doc_starts = offsets[:-1][offsets[:-1] < n]
-    if isdig.any():  # a run of digits becomes one "0": keep its first byte, drop the rest
+    dropped = None
+    if isdig.any():  # a run of digits becomes one "0": its first byte is written as "0", the rest drop out
+        doc_starts = offsets[:-1][offsets[:-1] < n]
         first = isdig.copy()
         first[1:] &= ~isdig[:-1]
         first[doc_starts] = isdig[doc_starts]
@@ -255,16 +256,6 @@ def _tokens(offsets: np.ndarray, data: np.ndarray, leads: np.ndarray, nbytes: np
             first[dig_tail] = False
         low[first] = ord("0")
         dropped = np.flatnonzero(isdig & ~first)
-        if len(dropped):
-            keep = np.ones(n, bool)
-            keep[dropped] = False
-            n -= len(dropped)
-            kept = np.zeros(n + 8, np.uint8)
-            kept[:n] = low[keep]
-            buf, low, nonsep = kept, kept[:n], nonsep[keep]
-            cjk_leads = cjk_leads - np.searchsorted(dropped, cjk_leads)
-            offsets = offsets - np.searchsorted(dropped, offsets)
-            doc_starts = offsets[:-1][offsets[:-1] < n]
     # token boundaries: separators, document starts, and both sides of every CJK character
     brk = np.zeros(n + 1, bool)
     brk[offsets] = True
@@ -277,9 +268,26 @@ def _tokens(offsets: np.ndarray, data: np.ndarray, leads: np.ndarray, nbytes: np
     starts = np.flatnonzero(first_byte)
     lens = np.flatnonzero(last_byte) + 1 - starts
     hashes = _token_hashes(buf, n, starts, lens)
+    if dropped is not None and len(dropped):  # tokens with dropped digits: hash their kept bytes again
+        _rehash_without(hashes, low, starts, lens, dropped)
     tokens = np.diff(np.searchsorted(starts, offsets))
     cjk = np.diff(np.searchsorted(cjk_leads, offsets))
     return _Window(hashes, tokens, cjk)
+
+
+def _rehash_without(hashes: np.ndarray, low: np.ndarray, starts: np.ndarray, lens: np.ndarray, dropped: np.ndarray) -> None:
+    """Hash again, in place, the tokens that contain ``dropped`` bytes, from their other bytes."""
+    owner = np.searchsorted(starts, dropped, side="right") - 1
+    affected, per_token = np.unique(owner, return_counts=True)
+    s, ln = starts[affected], lens[affected]
+    pos = np.repeat(s - np.cumsum(ln) + ln, ln) + np.arange(int(ln.sum()))  # every byte of those tokens
+    keep = np.ones(len(low), bool)
+    keep[dropped] = False
+    kept = low[pos[keep[pos]]]
+    new_lens = ln - per_token
+    buf = np.zeros(len(kept) + 8, np.uint8)
+    buf[: len(kept)] = kept
+    hashes[affected] = _token_hashes(buf, len(kept), np.cumsum(new_lens) - new_lens, new_lens)
 
 
 def _token_hashes(buf: np.ndarray, n: int, starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
