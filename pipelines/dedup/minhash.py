@@ -43,11 +43,12 @@ def slot_values(hashes: np.ndarray, num_perm: int, seed: int) -> tuple[np.ndarra
     with np.errstate(over="ignore"):
         x = (hashes ^ _seed_key(seed)) * _MUL
     if num_perm & (num_perm - 1) == 0 and num_perm > 1:
-        slot = (x >> np.uint64(64 - (num_perm.bit_length() - 1))).astype(np.int64)
+        slot = x >> np.uint64(64 - (num_perm.bit_length() - 1))
     else:
-        slot = (((x >> np.uint64(32)) * np.uint64(num_perm)) >> np.uint64(32)).astype(np.int64)
-    value = np.minimum(x.astype(np.uint32), EMPTY - np.uint32(1))
-    return slot, value
+        slot = ((x >> np.uint64(32)) * np.uint64(num_perm)) >> np.uint64(32)
+    low = x.view(np.uint32)[::2] if np.little_endian else x.astype(np.uint32)  # low 32 bits, no copy
+    value = np.minimum(low, EMPTY - np.uint32(1))
+    return slot.view(np.int64), value  # slots < num_perm: the same bits as int64
 
 
 @lru_cache(maxsize=8)

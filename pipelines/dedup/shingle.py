@@ -275,7 +275,9 @@ def _tokens(offsets: np.ndarray, data: np.ndarray, leads: np.ndarray, nbytes: np
     return _Window(hashes, tokens, cjk)
 
 
-def _rehash_without(hashes: np.ndarray, low: np.ndarray, starts: np.ndarray, lens: np.ndarray, dropped: np.ndarray) -> None:
+def _rehash_without(
+    hashes: np.ndarray, low: np.ndarray, starts: np.ndarray, lens: np.ndarray, dropped: np.ndarray
+) -> None:
     """Hash again, in place, the tokens that contain ``dropped`` bytes, from their other bytes."""
     owner = np.searchsorted(starts, dropped, side="right") - 1
     affected, per_token = np.unique(owner, return_counts=True)
