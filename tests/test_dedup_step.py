@@ -155,6 +155,31 @@ def test_repeated_incremental_builds_compact_the_state(tmp_path: Path, monkeypat
     assert json.loads((directory / "key.json").read_text())[:3] == [2, 2, "oph-densified"]
 
 
+def test_state_of_another_signature_scheme_is_not_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Signatures of the earlier 128-function scheme (MINHASH_VERSION 1) mean something else:
+    a build after the upgrade must sign everything again, in a directory of its own."""
+    from pipelines.steps import minhash_dedup
+
+    root = tmp_path / "root"
+    rows = corpus(4, 9, "v")
+    source = write_jsonl(tmp_path / "v.jsonl", rows)
+    monkeypatch.setattr(minhash_dedup, "MINHASH_VERSION", 1)
+    old_key = MinHashDedup().signature_key()
+    build(root, [source])[0].close()
+    monkeypatch.setattr(minhash_dedup, "MINHASH_VERSION", 2)
+    new_key = MinHashDedup().signature_key()
+    assert new_key != old_key
+    extra = corpus(5, 3, "w")  # a new crawl, so that the stage runs again
+    con, _ = build(root, [write_jsonl(tmp_path / "w.jsonl", extra)])
+    new_state = root / "state" / "minhash" / new_key
+    signed = pl.read_parquet(new_state / "segments" / "seg-00001.parquet")
+    assert signed.height == len(rows) + len(extra)  # everything signed again
+    assert state.current_generation(root / "state" / "minhash" / old_key) == 1  # old state untouched
+    ids = url_ids(con)
+    rejected = dict(con.execute("SELECT doc_id, dup_of FROM rejects").fetchall())
+    assert rejected == {ids[r["url"]]: ids[r["dup"]] for r in rows + extra if "dup" in r}
+
+
 def test_keep_longest_and_params_validation(tmp_path: Path) -> None:
     base = "the parties entered into a written contract on the date stated in the schedule " * 4
     rows = [{"url": "short", "text": base}, {"url": "long", "text": base + " signed"}]
