@@ -137,6 +137,7 @@ def band_hashes(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     return out
 
 
+@lru_cache(maxsize=64)
 def optimal_bands(threshold: float, num_perm: int) -> tuple[int, int]:
     """(bands, rows) minimising equally weighted false-positive and false-negative probability
     mass around ``threshold`` (datasketch's `MinHashLSH` optimisation, called directly)."""

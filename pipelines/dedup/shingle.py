@@ -157,7 +157,7 @@ def splitmix64(x: np.ndarray) -> np.ndarray:
         return x ^ (x >> np.uint64(31))
 
 
-def _string_buffers(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+def string_buffers(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     """(offsets int64[n+1] starting at 0, bytes uint8) of a string Series, zero-copy where Arrow allows."""
     arr = texts.to_arrow()
     if isinstance(arr, pa.ChunkedArray):
@@ -213,13 +213,13 @@ def _fixup(texts: pl.Series, rows: np.ndarray) -> pl.Series:
 
 
 def _window_tokens(texts: pl.Series) -> _Window:
-    offsets, data = _string_buffers(texts)
+    offsets, data = string_buffers(texts)
     leads, cp, nbytes = _decode(data)
     info = _info(cp)
     fix = np.flatnonzero(info & FIXUP)
     if len(fix):
         rows = np.unique(np.searchsorted(offsets, leads[fix], side="right") - 1)
-        offsets, data = _string_buffers(_fixup(texts, rows))
+        offsets, data = string_buffers(_fixup(texts, rows))
         leads, cp, nbytes = _decode(data)
         info = _info(cp)
     return _tokens(offsets, data, leads, nbytes, info & 3)
@@ -415,5 +415,6 @@ __all__ = [
     "normalize_for_shingles",
     "shingle_texts",
     "splitmix64",
+    "string_buffers",
     "token_hashes",
 ]

@@ -32,7 +32,7 @@ import xxhash
 from corpus.store import write_table
 from pipelines.dedup import lsh, state
 from pipelines.dedup.minhash import jaccard_estimate, optimal_bands, sign_documents
-from pipelines.dedup.shingle import SHINGLE_VERSION
+from pipelines.dedup.shingle import SHINGLE_VERSION, string_buffers
 from pipelines.step import GlobalStep, ShardContext, StepOutput, reject
 
 DECISIONS = "decisions.parquet"
@@ -44,14 +44,18 @@ VERIFY_CHUNK = 1 << 16
 
 
 def doc_keys(doc_ids: pl.Series, texts: pl.Series) -> np.ndarray:
-    """uint64 identity of (doc_id, text): a persisted signature is reused only for the same text."""
+    """uint64 identity of (doc_id, text): a persisted signature is reused only for the same text.
+    xxh3 of the text's UTF-8 bytes seeded with xxh3 of the doc_id, read straight from the Arrow
+    buffers (no per-document string copies)."""
+    id_off, id_data = string_buffers(doc_ids.cast(pl.String).fill_null(""))
+    tx_off, tx_data = string_buffers(texts.cast(pl.String).fill_null(""))
+    ids, txt = memoryview(id_data), memoryview(tx_data)
+    h = xxhash.xxh3_64_intdigest
+    id_off, tx_off = id_off.tolist(), tx_off.tolist()
     return np.fromiter(
-        (
-            xxhash.xxh3_64_intdigest(f"{d}\x00{t}".encode("utf-8", "surrogatepass"))
-            for d, t in zip(doc_ids, texts, strict=True)
-        ),
+        (h(txt[tx_off[i] : tx_off[i + 1]], h(ids[id_off[i] : id_off[i + 1]])) for i in range(len(id_off) - 1)),
         dtype=np.uint64,
-        count=len(doc_ids),
+        count=len(id_off) - 1,
     )
 
 
