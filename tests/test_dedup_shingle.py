@@ -130,6 +130,23 @@ def test_long_tokens_hash_by_content_not_position() -> None:
     np.testing.assert_array_equal(first, third[::-1])
 
 
+def test_long_documents_are_cut_without_changing_their_shingles(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(3)
+    vocab = Vocabulary.english(rng, 300)
+    english = join(document(rng, "en", vocab, (40, 60)), "en") + " Ünïcode ÉTÉ 12,345 " + "z" * 40
+    chinese = join(document(rng, "zh", vocab, (40, 60)), "zh")  # no ASCII separators at all
+    mixed = chinese + " GDPR " + english + "第12条" + chinese
+    texts = pl.Series(["short one", english, chinese, mixed, ""])
+    langs = pl.Series(["en", "en", "zh", "zh", None])
+    whole = shingle_texts(texts, langs)
+    monkeypatch.setattr(shingle, "WINDOW_BYTES", 64)  # every long document is cut into many pieces
+    assert len(shingle._cut_points(mixed.encode())) > 20
+    cut = shingle_texts(texts, langs)
+    np.testing.assert_array_equal(cut.doc_start, whole.doc_start)
+    np.testing.assert_array_equal(cut.hashes, whole.hashes)
+    np.testing.assert_array_equal(cut.cjk, whole.cjk)
+
+
 def test_hashes_are_stable_across_processes_and_versions() -> None:
     # pinned values: persisted signatures depend on them; change SHINGLE_VERSION if this must change
     sh = shingle_texts(pl.Series(["alpha beta gamma"]), ngram=2)

@@ -177,13 +177,13 @@ def _decode(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return leads, np.zeros(0, np.int32), np.zeros(0, np.int8)
     last = len(data) - 1
     b0 = data[leads].astype(np.int32)
-    b1 = data[leads + 1].astype(np.int32) & 0x3F
+    b1 = data[np.minimum(leads + 1, last)].astype(np.int32) & 0x3F  # clamped: a cut buffer may end mid-character
     b2 = data[np.minimum(leads + 2, last)].astype(np.int32) & 0x3F
     cp = np.where(b0 < 0xE0, ((b0 & 0x1F) << 6) | b1, ((b0 & 0x0F) << 12) | (b1 << 6) | b2)
     nbytes = (2 + (b0 >= 0xE0) + (b0 >= 0xF0)).astype(np.int8)
     four = np.flatnonzero(b0 >= 0xF0)
     if len(four):
-        b3 = data[leads[four] + 3].astype(np.int32) & 0x3F
+        b3 = data[np.minimum(leads[four] + 3, last)].astype(np.int32) & 0x3F
         cp[four] = ((b0[four] & 0x07) << 18) | (b1[four] << 12) | (b2[four] << 6) | b3
     return leads, cp, nbytes
 
@@ -323,14 +323,62 @@ def _token_hashes(buf: np.ndarray, n: int, starts: np.ndarray, lens: np.ndarray)
 
 def token_hashes(texts: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(token hashes in order, tokens per document, CJK tokens per document) of ``texts``,
-    tokenised in windows of whole documents (about ``WINDOW_BYTES`` each)."""
+    tokenised in windows of whole documents (about ``WINDOW_BYTES`` each). A document longer
+    than two windows is cut into pieces where no token spans the cut (`_cut_points`), so the
+    temporaries stay window-sized whatever the document size, and the tokens are the same."""
     texts = texts.cast(pl.String).fill_null("")
     sizes = texts.str.len_bytes().to_numpy().astype(np.int64)
+    big = np.flatnonzero(sizes > 2 * WINDOW_BYTES)
+    if len(big) == 0:
+        return _windowed(texts, sizes)
+    parts: list[pl.Series] = []
+    pieces = np.ones(len(texts), np.int64)
+    prev = 0
+    for i in big.tolist():
+        raw = texts[i].encode()
+        cuts = [0, *_cut_points(raw), len(raw)]
+        parts += [texts.slice(prev, i - prev), pl.Series([raw[a:b].decode() for a, b in pairwise(cuts)])]
+        pieces[i] = len(cuts) - 1
+        prev = i + 1
+    parts.append(texts.slice(prev, len(texts) - prev))
+    expanded = pl.concat(parts)
+    hashes, tokens, cjk = _windowed(expanded, expanded.str.len_bytes().to_numpy().astype(np.int64))
+    first = np.concatenate(([0], np.cumsum(pieces)[:-1]))
+    return hashes, np.add.reduceat(tokens, first), np.add.reduceat(cjk, first)
+
+
+def _windowed(texts: pl.Series, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     cuts = [0, *(np.flatnonzero(np.diff(np.cumsum(sizes) // WINDOW_BYTES)) + 1).tolist(), len(texts)]
     parts = [_window_tokens(texts.slice(lo, hi - lo)) for lo, hi in pairwise(cuts) if hi > lo]
     if not parts:
         return np.zeros(0, np.uint64), np.zeros(len(texts), np.int64), np.zeros(len(texts), np.int64)
     return tuple(np.concatenate([getattr(p, f) for p in parts]) for f in ("hashes", "tokens", "cjk"))  # type: ignore[return-value]
+
+
+def _cut_points(raw: bytes) -> list[int]:
+    """Byte offsets, about ``WINDOW_BYTES`` apart, where a long document can be cut without
+    changing its tokens: before an ASCII separator byte, else before a separator or CJK
+    character; only a run of word characters longer than a window is cut at a character boundary."""
+    data = np.frombuffer(raw, np.uint8)
+    out: list[int] = []
+    start = 0
+    while len(data) - start > 2 * WINDOW_BYTES:  # pieces of one to two windows
+        at = start + WINDOW_BYTES
+        window = data[at : at + WINDOW_BYTES]
+        ascii_sep = np.flatnonzero((window < 0x80) & ~(((window | 0x20) - np.uint8(97)) < 26) & ~((window - 48) < 10))
+        if len(ascii_sep):
+            cut = at + int(ascii_sep[0])
+        else:
+            leads, cp, _ = _decode(data[at : at + len(window) + 3])  # complete the last character
+            cls = _info(cp) & 3
+            ok = np.flatnonzero(((cls == SEP) | (cls == CJK)) & (leads < len(window)))
+            if len(ok):
+                cut = at + int(leads[ok[0]])
+            else:  # a window of word characters only: cut at a character boundary (splits that token)
+                cut = at + int(np.flatnonzero((window & 0xC0) != 0x80)[0])
+        out.append(cut)
+        start = cut
+    return out
 
 
 # -- shingles ----------------------------------------------------------------------------------
