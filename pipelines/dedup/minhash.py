@@ -1,8 +1,9 @@
 """MinHash signatures and LSH band hashes: one-permutation hashing with optimal densification.
 
-A document's signature has ``num_perm`` slots. Every shingle is hashed once more (64 bits, with
-the seed): the high 32 bits pick its slot (the hash range split into ``num_perm`` equal bins),
-the low 32 bits are its value, and each slot keeps the minimum value that falls into it (one
+A document's signature has ``num_perm`` slots. Every shingle hash is mixed once more with the
+seed (xor, one 64-bit multiply by an odd constant: a bijection): the high bits pick its slot
+(the hash range split into ``num_perm`` equal bins), the low 32 bits are its value, and each
+slot keeps the minimum value that falls into it (one
 `np.minimum.at` over all shingles of a batch). This is one-permutation hashing (Li, Owen & Zhang
 2012): O(shingles) work instead of O(shingles x num_perm) for ``num_perm`` independent hash
 functions, with the same estimator: the Jaccard estimate is the share of equal slots.

@@ -26,7 +26,7 @@ How it runs without a Python loop per character, token or shingle:
   unaligned load per token), finished with splitmix64; longer tokens chain splitmix64 over their
   8-byte chunks (``LONG_TOKEN`` bytes and more: xxh3 per token, they are rare).
 - A shingle's hash is a polynomial in its n token hashes, computed for all positions at once
-  with n - 1 multiply-adds over shifted views, finished with splitmix64.
+  with n - 1 multiply-adds over shifted views.
 
 The scheme is ours and fixed (``SHINGLE_VERSION``), unlike Polars' `hash`, so persisted
 signatures stay valid across upgrades. `normalize_for_shingles` renders the same normalisation
@@ -417,7 +417,9 @@ def shingle_texts(texts: pl.Series, langs: pl.Series | None = None, *, ngram: in
 
 
 def _rolling(tok: np.ndarray, n: int, at: np.ndarray | None = None) -> np.ndarray:
-    """Hash of the n tokens starting at every position (or at the positions ``at``)."""
+    """Hash of the n tokens starting at every position (or at the positions ``at``): a polynomial
+    in the (splitmix64-mixed) token hashes. Not mixed again: the signature mixes every shingle
+    hash with the seed before use, and a polynomial in random values is already uniform."""
     m = len(tok) - n + 1 if at is None else len(at)
     with np.errstate(over="ignore"):
         h = tok[:m].copy() if at is None else tok[at]
@@ -425,7 +427,7 @@ def _rolling(tok: np.ndarray, n: int, at: np.ndarray | None = None) -> np.ndarra
             h *= _P_TOKEN
             h += tok[k : k + m] if at is None else tok[at + k]
         h ^= np.uint64(n) * _NGRAM_SEED
-    return splitmix64(h)
+    return h
 
 
 def _ngrams(tok: np.ndarray, tokens: np.ndarray, n_per_doc: np.ndarray, cjk: np.ndarray) -> Shingles:
