@@ -120,6 +120,42 @@ def test_unicode_normalisation_matches_the_reference() -> None:
             assert (ours[i] == ours[j]) == (refs[i] == refs[j]), (texts[i], texts[j])
 
 
+# code point blocks for random text: ASCII, Latin, Greek, Cyrillic, Devanagari, Thai, Hangul jamo,
+# CJK symbols/kana, ideographs, Hangul syllables, compatibility ideographs, full-width forms,
+# combining marks, punctuation, emoji, Extension B, Arabic-Indic digits, ligatures, Roman numerals
+BLOCKS = [(0x20, 0x7F), (0xA0, 0x250), (0x370, 0x400), (0x400, 0x500), (0x900, 0x980), (0xE00, 0xE60)]
+BLOCKS += [(0x1100, 0x1200), (0x3000, 0x3100), (0x4E00, 0x4E40), (0xAC00, 0xAC40), (0xF900, 0xF920)]
+BLOCKS += [(0xFF00, 0xFFEF), (0x300, 0x370), (0x2000, 0x2100), (0x1F600, 0x1F610), (0x20000, 0x20010)]
+BLOCKS += [(0x660, 0x66A), (0xFB00, 0xFB07), (0x2160, 0x2190)]
+
+
+def test_random_unicode_and_its_variants_match_the_reference() -> None:
+    """Random text from many scripts, and its upper-cased, NFD, NFKD, re-spaced and title-cased
+    variants: our shingle sets have the reference's sizes, and equal the base's exactly when the
+    reference's do."""
+    rng = random.Random(5)
+    variants = [
+        str.upper,
+        lambda t: unicodedata.normalize("NFD", t),
+        lambda t: unicodedata.normalize("NFKD", t),
+        lambda t: t.replace(" ", " \n\t"),
+        str.title,
+    ]
+    texts = []
+    for _ in range(60):
+        chars = [chr(rng.randrange(*rng.choice(BLOCKS))) for _ in range(rng.randint(0, 50))]
+        base = "".join(c + (" " if rng.random() < 0.2 else "") for c in chars)
+        texts += [base, *(f(base) for f in variants)]
+    sh = shingle_texts(pl.Series(texts), ngram=2, cjk_ngram=2)
+    refs = [reference_shingles(t, 2, 2) for t in texts]
+    ours = [set(sh.of(i).tolist()) for i in range(len(texts))]
+    k = len(variants) + 1
+    for i, (ref, cjk) in enumerate(refs):
+        assert len(ours[i]) == len(ref) and sh.cjk[i] == cjk, texts[i]
+        base = i - i % k
+        assert (ours[i] == ours[base]) == (ref == refs[base][0]), (texts[base], texts[i])
+
+
 def test_long_tokens_hash_by_content_not_position() -> None:
     words = ["a" * 9, "b" * 17, "c" * 63, "d" * 64, "e" * 300, "a" * 10, "b" * 16]
     texts = [" ".join(words), "pad " + " ".join(words), " ".join(reversed(words))]
