@@ -171,20 +171,26 @@ def string_buffers(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _decode(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(start offset, code point, byte length) of every non-ASCII character of valid UTF-8."""
+    """(start offset, code point, byte length) of every non-ASCII character of UTF-8 bytes (a
+    buffer cut inside a character decodes that one wrongly, nothing else). Code points are
+    uint16 unless a 4-byte character occurs."""
     leads = np.flatnonzero(data >= 0xC0)
     if len(leads) == 0:
-        return leads, np.zeros(0, np.int32), np.zeros(0, np.int8)
-    last = len(data) - 1
-    b0 = data[leads].astype(np.int32)
-    b1 = data[np.minimum(leads + 1, last)].astype(np.int32) & 0x3F  # clamped: a cut buffer may end mid-character
-    b2 = data[np.minimum(leads + 2, last)].astype(np.int32) & 0x3F
-    cp = np.where(b0 < 0xE0, ((b0 & 0x1F) << 6) | b1, ((b0 & 0x0F) << 12) | (b1 << 6) | b2)
-    nbytes = (2 + (b0 >= 0xE0) + (b0 >= 0xF0)).astype(np.int8)
+        return leads, np.zeros(0, np.uint16), np.zeros(0, np.uint8)
+    if leads[-1] + 3 >= len(data):  # reads below go up to 3 bytes past a lead
+        data = np.concatenate((data, np.zeros(3, np.uint8)))
+    b0 = data[leads]
+    b1 = (data[leads + 1] & np.uint8(0x3F)).astype(np.uint16)
+    b2 = data[leads + 2] & np.uint8(0x3F)
+    two = ((b0 & np.uint8(0x1F)).astype(np.uint16) << 6) | b1
+    cp = np.where(b0 < 0xE0, two, ((b0 & np.uint8(0x0F)).astype(np.uint16) << 12) | (b1 << 6) | b2)
+    nbytes = 2 + (b0 >= 0xE0).view(np.uint8) + (b0 >= 0xF0).view(np.uint8)
     four = np.flatnonzero(b0 >= 0xF0)
     if len(four):
-        b3 = data[np.minimum(leads[four] + 3, last)].astype(np.int32) & 0x3F
-        cp[four] = ((b0[four] & 0x07) << 18) | (b1[four] << 12) | (b2[four] << 6) | b3
+        cp = cp.astype(np.int32)
+        b3 = data[leads[four] + 3].astype(np.int32) & 0x3F
+        hi = (b0[four].astype(np.int32) & 0x07) << 18
+        cp[four] = hi | (b1[four].astype(np.int32) << 12) | (b2[four].astype(np.int32) << 6) | b3
     return leads, cp, nbytes
 
 
@@ -235,7 +241,7 @@ def _tokens(offsets: np.ndarray, data: np.ndarray, leads: np.ndarray, nbytes: np
     nonsep = ((low - np.uint8(97)) < 26) | isdig | (data >= 0x80)
     dig_tail = None  # continuation bytes of non-ASCII digits: never the kept byte of a run
     if len(cls):
-        special = np.flatnonzero((cls == SEP) | (cls == DIGIT))
+        special = np.flatnonzero((cls & 1) == 0)  # SEP (0) and DIGIT (2); WORD and CJK are odd
         if len(special):
             sep = special[cls[special] == SEP]
             nonsep[_char_bytes(leads[sep], nbytes[sep])] = False
