@@ -6,7 +6,9 @@ One generated corpus (English-like and Chinese legal-style sentences, 10% near-d
 written once under bench-data/dedup/. Every system runs in its own child process limited to one
 thread (POLARS_MAX_THREADS=1 etc.), so "MB/s" is per core and peak RSS is that process's own:
 
-- (a) datasketch: Python word/character 5-gram shingling, then `MinHash.update_batch` per document.
+- (a) datasketch: Python shingling that yields exactly our shingles (our normalisation, CJK
+  characters as tokens, word/character 5-grams; the shingle counts are printed side by side),
+  then `MinHash(num_perm=128).update_batch` per document.
 - (b) datatrove: its four-stage MinHash pipeline (signatures, buckets, clusters, filter) with the
   same banding (9 x 13), one task per stage, English word tokenizer (its default), Parquet in/out.
 - (c) ours: signatures alone (shingle + sign + band hashes over the shards), and the whole
@@ -14,7 +16,9 @@ thread (POLARS_MAX_THREADS=1 etc.), so "MB/s" is per core and peak RSS is that p
 
 The slow baselines run on the first N MB of the same corpus (their MB/s does not depend on
 size); ours runs on all of it and on a quarter of it, and peak RSS is extrapolated linearly in
-the number of documents to 1M documents.
+the number of documents to 1M documents. Rates are wall-clock (the table and the first ratio
+lines) and, on a separate line, CPU time of each child: the machine may be shared, and CPU time
+is what other jobs on the cores do not inflate.
 """
 
 from __future__ import annotations
