@@ -6,7 +6,9 @@ One generated corpus (English-like and Chinese legal-style sentences, 10% near-d
 written once under bench-data/dedup/. Every system runs in its own child process limited to one
 thread (POLARS_MAX_THREADS=1 etc.), so "MB/s" is per core and peak RSS is that process's own:
 
-- (a) datasketch: Python word/character 5-gram shingling, then `MinHash.update_batch` per document.
+- (a) datasketch: Python shingling that yields exactly our shingles (our normalisation, CJK
+  characters as tokens, word/character 5-grams; the shingle counts are printed side by side),
+  then `MinHash(num_perm=128).update_batch` per document.
 - (b) datatrove: its four-stage MinHash pipeline (signatures, buckets, clusters, filter) with the
   same banding (9 x 13), one task per stage, English word tokenizer (its default), Parquet in/out.
 - (c) ours: signatures alone (shingle + sign + band hashes over the shards), and the whole
@@ -14,7 +16,9 @@ thread (POLARS_MAX_THREADS=1 etc.), so "MB/s" is per core and peak RSS is that p
 
 The slow baselines run on the first N MB of the same corpus (their MB/s does not depend on
 size); ours runs on all of it and on a quarter of it, and peak RSS is extrapolated linearly in
-the number of documents to 1M documents.
+the number of documents to 1M documents. Rates are wall-clock (the table and the first ratio
+lines) and, on a separate line, CPU time of each child: the machine may be shared, and CPU time
+is what other jobs on the cores do not inflate.
 """
 
 from __future__ import annotations
@@ -32,8 +36,17 @@ from pathlib import Path
 
 import polars as pl
 
+# run as a script, this folder is sys.path[0] and its quality.py would shadow the `quality` package
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 DATA = Path("bench-data/dedup")
 ONE_THREAD = {"POLARS_MAX_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def cpu_s() -> float:
+    """CPU seconds of this process and its finished children: unlike wall time, not inflated when
+    other jobs share the cores (reported next to the wall-clock rates)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 # -- corpus ------------------------------------------------------------------------------------
@@ -77,12 +90,18 @@ def subset(corpus: Path, mb: float) -> tuple[Path, Path]:
 
 # -- systems (each runs in a child process) -------------------------------------------------------
 def run_datasketch(path: Path) -> dict:
+    """datasketch on the same shingles as ours: the same normalisation (Polars), CJK characters
+    as tokens of their own, 5-grams of tokens joined by spaces, one shingle for shorter texts."""
+    import re
+
     from datasketch import MinHash
 
-    from pipelines.dedup.shingle import nfkc, normalize_for_shingles
+    from pipelines.dedup.shingle import CJK_RANGES, nfkc, normalize_for_shingles
 
+    cjk = "".join(f"\\u{lo:04x}-\\u{hi:04x}" for lo, hi in CJK_RANGES)
+    token = re.compile(f"[{cjk}]|[^\\s{cjk}]+")
     df = pl.read_parquet(path)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_s()
     norm = (
         pl.DataFrame({"t": nfkc(df.get_column("text"))})
         .select(normalize_for_shingles(pl.col("t")))
@@ -90,18 +109,30 @@ def run_datasketch(path: Path) -> dict:
         .to_list()
     )
     shingles = []
-    n = 5  # word 5-grams; CJK characters are separate tokens after normalisation, so 5-char grams there
+    n = 5  # ours uses word 5-grams and CJK character 5-grams (ngram = cjk_ngram = 5)
     for text in norm:
-        toks = text.split()
+        toks = token.findall(text)
+        if not toks:
+            shingles.append([])
+            continue
         grams = [" ".join(toks[i : i + n]) for i in range(max(1, len(toks) - n + 1))]
         shingles.append([g.encode() for g in grams])
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), cpu_s()
     for sh in shingles:
         m = MinHash(num_perm=128)
         m.update_batch(sh)
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), cpu_s()
     mb = df.get_column("text").str.len_bytes().sum() / 1e6
-    return {"mb": mb, "docs": df.height, "shingle_s": t1 - t0, "sign_s": t2 - t1}
+    count = sum(len(sh) for sh in shingles)
+    return {
+        "mb": mb,
+        "docs": df.height,
+        "shingle_s": t1 - t0,
+        "sign_s": t2 - t1,
+        "shingle_cpu": c1 - c0,
+        "sign_cpu": c2 - c1,
+        "shingles": count,
+    }
 
 
 def run_datatrove(source: Path, work: Path) -> dict:
@@ -131,17 +162,35 @@ def run_datatrove(source: Path, work: Path) -> dict:
         ([MinhashDedupCluster(input_folder=str(work / "buckets"), output_folder=str(work / "remove"), config=cfg)], 1),
         ([reader(), MinhashDedupFilter(input_folder=str(work / "remove")), ParquetWriter(str(work / "out"))], 1),
     ]
-    times = []
+    times, cpus = [], []
     for i, (pipeline, tasks) in enumerate(stages):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), cpu_s()
         LocalPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=1, logging_dir=str(work / f"logs{i}")).run()
         times.append(time.perf_counter() - t)
+        cpus.append(cpu_s() - c)
     removed = 0
     for f in (work / "remove").glob("*.remove"):
         removed += f.stat().st_size // 4
     df = pl.read_parquet(source)
     mb = df.get_column("text").str.len_bytes().sum() / 1e6
-    return {"mb": mb, "docs": df.height, "sign_s": times[0], "whole_s": sum(times), "removed": removed}
+    return {
+        "mb": mb,
+        "docs": df.height,
+        "sign_s": times[0],
+        "whole_s": sum(times),
+        "sign_cpu": cpus[0],
+        "whole_cpu": sum(cpus),
+        "removed": removed,
+    }
+
+
+def count_our_shingles(path: Path) -> dict:
+    """Our shingle count on a file (to check that datasketch hashed the same shingles)."""
+    from pipelines.dedup.shingle import shingle_texts
+
+    df = pl.read_parquet(path)
+    sh = shingle_texts(df.get_column("text"), df.get_column("lang"), ngram=5, cjk_ngram=5)
+    return {"shingles": int(sh.counts.sum())}
 
 
 def run_ours_signatures(path: Path) -> dict:
@@ -149,7 +198,7 @@ def run_ours_signatures(path: Path) -> dict:
 
     df = pl.read_parquet(path)
     bands, rows = optimal_bands(0.8, 128)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_s()
     step = 20_000  # documents per shard, about 32 MB: the size of a work shard
     for lo in range(0, df.height, step):
         part = df.slice(lo, step)
@@ -163,9 +212,9 @@ def run_ours_signatures(path: Path) -> dict:
             bands=bands,
             rows=rows,
         )
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), cpu_s()
     mb = df.get_column("text").str.len_bytes().sum() / 1e6
-    return {"mb": mb, "docs": df.height, "sign_s": t1 - t0}
+    return {"mb": mb, "docs": df.height, "sign_s": t1 - t0, "sign_cpu": c1 - c0}
 
 
 def run_ours_whole(path: Path, work: Path) -> dict:
@@ -175,9 +224,9 @@ def run_ours_whole(path: Path, work: Path) -> dict:
 
     shutil.rmtree(work, ignore_errors=True)
     cfg = BuildConfig(root=work, workers=1, sources=[SourceSpec(path, "bench")], steps=[MinHashDedup()])
-    t = time.perf_counter()
+    t, c = time.perf_counter(), cpu_s()
     result = run_build(cfg, progress=False)
-    whole = time.perf_counter() - t
+    whole, whole_cpu = time.perf_counter() - t, cpu_s() - c
     stage = result.stages[-1]
     mb = pl.read_parquet(path, columns=["text"]).get_column("text").str.len_bytes().sum() / 1e6
     # keep the scan files: the reduce and scan phases are measured again, each in a fresh process
@@ -190,6 +239,7 @@ def run_ours_whole(path: Path, work: Path) -> dict:
         "mb": mb,
         "docs": result.docs_in,
         "whole_s": whole,
+        "whole_cpu": whole_cpu,
         "step_s": stage.stats.seconds,
         "removed": result.docs_rejected,
         "scans": str(keep),
@@ -258,6 +308,7 @@ def main() -> None:
             "datasketch": run_datasketch,
             "datatrove": run_datatrove,
             "sig": run_ours_signatures,
+            "count": count_our_shingles,
             "reduce": run_ours_reduce,
             "scan": run_ours_scan,
             "whole": run_ours_whole,
@@ -286,6 +337,7 @@ def main() -> None:
         "ours_on_dt": child(["whole", str(dt_parquet), str(DATA / "ours-work-dt")]),
     }
     ds, dt, sig, whole, wq, odt = (res[k] for k in res)
+    ours_count = child(["count", str(ds_parquet)])["shingles"]
     red = child(["reduce", whole["scans"], str(DATA / "reduce-work")])
     red_q = child(["reduce", wq["scans"], str(DATA / "reduce-work")])
     scan = child(["scan", whole["scans"], str(DATA / "reduce-work")])
@@ -340,7 +392,20 @@ def main() -> None:
         f"\nsignatures: ours / datasketch update_batch = {our_sign / ds_sign:.1f}x per core "
         f"(/ datasketch incl. shingling = {our_sign / ds_all:.1f}x)"
     )
+    print(
+        f"same shingles: datasketch hashed {ds['shingles']} shingles on its {ds['mb']:.0f} MB, "
+        f"ours makes {ours_count} from the same documents"
+    )
     print(f"whole dedup: ours / datatrove = {our_whole / dt_whole:.1f}x per core")
+    c_ds, c_ds_all = ds["mb"] / ds["sign_cpu"], ds["mb"] / (ds["sign_cpu"] + ds["shingle_cpu"])
+    c_dt_sign, c_dt_whole = dt["mb"] / dt["sign_cpu"], dt["mb"] / dt["whole_cpu"]
+    c_sign, c_whole = sig["mb"] / sig["sign_cpu"], whole["mb"] / whole["whole_cpu"]
+    print(
+        f"by CPU time instead (MB per CPU-second, not inflated by other jobs on the cores): datasketch hash "
+        f"{c_ds:.2f} (incl. shingling {c_ds_all:.2f}), datatrove sig {c_dt_sign:.2f} whole {c_dt_whole:.2f}, "
+        f"ours sig {c_sign:.2f} whole {c_whole:.2f}: signatures {c_sign / c_ds:.1f}x datasketch "
+        f"({c_sign / c_ds_all:.1f}x incl. shingling), whole {c_whole / c_dt_whole:.1f}x datatrove"
+    )
     print(
         f"removed on the datatrove subset: datatrove {dt['removed']}, ours {odt['removed']} "
         f"(the corpus has about {int(dt['docs'] / 11)} generated near-duplicates)"

@@ -13,9 +13,10 @@ from pipelines.dedup.minhash import (
     candidate_probability,
     jaccard_estimate,
     optimal_bands,
+    probe_table,
     signatures,
 )
-from pipelines.dedup.shingle import Shingles, shingle_texts
+from pipelines.dedup.shingle import Shingles, shingle_texts, splitmix64
 
 NUM_PERM = 128
 
@@ -98,19 +99,56 @@ def test_banding_is_datasketchs_optimum() -> None:
         assert optimal_bands(threshold, NUM_PERM) == (lsh.b, lsh.r)
 
 
-def test_signatures_do_not_depend_on_batching() -> None:
+def reference_signature(hashes: np.ndarray, num_perm: int, seed: int) -> np.ndarray:
+    """One-permutation hashing with optimal densification, spelled out with Python integers."""
+    key = int(splitmix64(np.array([seed], np.uint64))[0])
+    slots: list[int | None] = [None] * num_perm
+    for h in hashes.tolist():
+        x = ((h ^ key) * 0x9FB21C651E98DF25) % 2**64
+        slot, value = ((x >> 32) * num_perm) >> 32, min(x & 0xFFFFFFFF, 0xFFFFFFFE)
+        slots[slot] = value if slots[slot] is None else min(slots[slot], value)
+    if all(v is None for v in slots):
+        return np.full(num_perm, EMPTY, np.uint32)
+    probes = probe_table(num_perm, seed)
+    out = []
+    for j, v in enumerate(slots):
+        if v is None:
+            v = next((slots[int(c)] for c in probes[j] if slots[int(c)] is not None), None)
+        out.append(v)
+    return np.array(out, np.uint32)
+
+
+def test_signatures_match_the_reference_and_do_not_depend_on_batching() -> None:
     rng = np.random.default_rng(5)
-    sets = [rng.integers(0, 2**63, int(n), dtype=np.uint64) for n in rng.integers(0, 3000, 25)]
+    sizes = [0, 1, 2, 3, 10, 60, 127, 128, 400, 3000, *rng.integers(0, 3000, 10).tolist()]
+    sets = [rng.integers(0, 2**63, int(n), dtype=np.uint64) for n in sizes]
     together = signatures(batch(sets), NUM_PERM)
     for i, s in enumerate(sets):
         alone = signatures(batch([s]), NUM_PERM)[0]
         np.testing.assert_array_equal(together[i], alone)
-        if len(s) == 0:
-            assert np.all(alone == EMPTY)
-        else:
-            # the signature is the minimum of each hash function over the set
-            from pipelines.dedup.minhash import permutations
+        np.testing.assert_array_equal(alone, reference_signature(s, NUM_PERM, 1))
+    assert np.all(together[0] == EMPTY) and len(set(together[1].tolist())) == 1
+    assert not np.any(together[1:] == EMPTY)  # densified: every slot of a non-empty document is filled
+    # other sizes (a power of two or not) and seeds give other permutations
+    for num_perm, seed in ((100, 1), (64, 2)):
+        np.testing.assert_array_equal(
+            signatures(batch([sets[5]]), num_perm, seed)[0], reference_signature(sets[5], num_perm, seed)
+        )
+    assert not np.array_equal(signatures(batch([sets[8]]), NUM_PERM, 2), signatures(batch([sets[8]]), NUM_PERM, 1))
 
-            a, b = permutations(NUM_PERM, 1)
-            x = (s >> np.uint64(32)).astype(np.uint32)
-            np.testing.assert_array_equal(alone, (x[:, None] * a[None, :] + b).min(axis=0))
+
+@pytest.mark.parametrize("size", [20, 60, 400])
+def test_small_documents_are_densified_without_bias(size: int) -> None:
+    """Fewer shingles than slots: most slots are densified, the estimate must still be unbiased."""
+    rng = np.random.default_rng(size)
+    errors, sigmas = [], []
+    for j in np.linspace(0.2, 0.95, 200):
+        a, b = pair_sets(rng, float(j), size=size)
+        shared = len(np.intersect1d(a, b))
+        truth = shared / (len(a) + len(b) - shared)
+        sig = signatures(batch([a, b]), NUM_PERM)
+        errors.append(float(jaccard_estimate(sig[0], sig[1])) - truth)
+        sigmas.append(np.sqrt(truth * (1 - truth) / min(NUM_PERM, size)))
+    errors_a, sigmas_a = np.array(errors), np.array(sigmas)
+    assert abs(errors_a.mean()) < 4 * np.sqrt(np.mean(sigmas_a**2) / len(errors_a))
+    assert np.all(np.abs(errors_a) <= 5 * sigmas_a + 1e-9)

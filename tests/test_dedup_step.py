@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 
 from pipelines.config import BuildConfig, SourceSpec
+from pipelines.dedup import state
 from pipelines.dedup.gen import Vocabulary, document, join, noise
 from pipelines.dedup.shingle import shingle_texts
 from pipelines.runner import run_build
@@ -127,6 +128,56 @@ def test_incremental_build_reuses_signatures_and_keeps_earlier_keepers(tmp_path:
     assert rejected == expected
     docs = pl.read_parquet(state / "docs-00002.parquet")
     assert docs.height == len(old_rows) + len(new_rows) and docs.get_column("seq").is_unique().all()
+
+
+def test_repeated_incremental_builds_compact_the_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(state, "MAX_SEGMENTS", 2)
+    root = tmp_path / "root"
+    everything: list[dict] = []
+    for b in range(5):
+        # each crawl: new documents, and near-duplicates of documents of the earlier crawls
+        bases = [r for r in everything if "dup" not in r][::4][:3]
+        rows = corpus(10 + b, 6, f"c{b}", dup_of=bases)
+        everything += rows
+        con, result = build(root, [write_jsonl(tmp_path / f"c{b}.jsonl", rows)])
+        assert result.docs_in == len(everything)
+        directory = next((root / "state" / "minhash").iterdir())
+        files = sorted(p.name for p in (directory / "segments").glob("*.parquet"))
+        assert len(files) <= state.MAX_SEGMENTS, files
+        keys = pl.concat([pl.read_parquet(directory / "segments" / f, columns=["key"]) for f in files])
+        assert keys.height == len(everything) and keys.get_column("key").is_unique().all()  # signed once
+        ids = url_ids(con)
+        rejected = dict(con.execute("SELECT doc_id, dup_of FROM rejects").fetchall())
+        assert rejected == {ids[r["url"]]: ids[r["dup"]] for r in everything if "dup" in r}
+        con.close()
+    assert any(f.startswith("base-") for f in files)  # compacted at least once
+    assert state.read_current(directory)["gen"] == 5
+    assert json.loads((directory / "key.json").read_text())[:3] == [2, 2, "oph-densified"]
+
+
+def test_state_of_another_signature_scheme_is_not_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Signatures of the earlier 128-function scheme (MINHASH_VERSION 1) mean something else:
+    a build after the upgrade must sign everything again, in a directory of its own."""
+    from pipelines.steps import minhash_dedup
+
+    root = tmp_path / "root"
+    rows = corpus(4, 9, "v")
+    source = write_jsonl(tmp_path / "v.jsonl", rows)
+    monkeypatch.setattr(minhash_dedup, "MINHASH_VERSION", 1)
+    old_key = MinHashDedup().signature_key()
+    build(root, [source])[0].close()
+    monkeypatch.setattr(minhash_dedup, "MINHASH_VERSION", 2)
+    new_key = MinHashDedup().signature_key()
+    assert new_key != old_key
+    extra = corpus(5, 3, "w")  # a new crawl, so that the stage runs again
+    con, _ = build(root, [write_jsonl(tmp_path / "w.jsonl", extra)])
+    new_state = root / "state" / "minhash" / new_key
+    signed = pl.read_parquet(new_state / "segments" / "seg-00001.parquet")
+    assert signed.height == len(rows) + len(extra)  # everything signed again
+    assert state.current_generation(root / "state" / "minhash" / old_key) == 1  # old state untouched
+    ids = url_ids(con)
+    rejected = dict(con.execute("SELECT doc_id, dup_of FROM rejects").fetchall())
+    assert rejected == {ids[r["url"]]: ids[r["dup"]] for r in rows + extra if "dup" in r}
 
 
 def test_keep_longest_and_params_validation(tmp_path: Path) -> None:

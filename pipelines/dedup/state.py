@@ -5,12 +5,18 @@ Layout (one directory per signature parameters; other parameters may change free
 
 - ``segments/seg-GGGGG.parquet``: documents first signed by build generation G: ``key`` (uint64
   hash of doc_id and text, so an edited text is signed again), ``sig``, ``band_0``..``band_{b-1}``.
-  Append-only: old signatures are never recomputed or rewritten.
+  Old signatures are never recomputed.
+- ``segments/base-GGGGG.parquet``: the compacted segments of generations 1..G. When a build
+  leaves more than ``MAX_SEGMENTS`` segment files in force, they are merged (streamed, one
+  row group at a time) into a new base, so repeated incremental builds keep a bounded number of
+  files and the reduce reads at most ``MAX_SEGMENTS`` files per band.
 - ``docs-GGGGG.parquet``: every document known after generation G: ``key``, ``doc_id``, ``seq``
   (its position in the stable order: first sighting, never changes), ``kept`` (whether the last
-  build kept it) and ``seg`` (which segment holds its signature).
-- ``CURRENT.json``: the generation readers should use; written last, so a crash before it
-  leaves the previous generation in force, and a rerun rewrites the same next generation.
+  build kept it) and ``seg`` (the generation that signed it).
+- ``CURRENT.json``: ``{"gen": G, "base": B}``, the generation readers should use and the base it
+  builds on; written last, so a crash before it leaves the previous generation in force (a
+  rerun rewrites the same files), and files it no longer refers to are deleted only after it.
+- ``key.json``: the parameters the directory's signatures depend on (for audits).
 """
 
 from __future__ import annotations
@@ -22,10 +28,13 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 
 from corpus.store import write_bytes
 
 DOCS_SCHEMA = {"key": pl.UInt64, "doc_id": pl.String, "seq": pl.UInt64, "kept": pl.Boolean, "seg": pl.Int64}
+MAX_SEGMENTS = 8
+MERGE_BATCH_ROWS = 1 << 16
 
 
 class StateError(RuntimeError):
@@ -36,12 +45,18 @@ def state_dir(root: Path, signature_key: str) -> Path:
     return root / "state" / "minhash" / signature_key
 
 
-def current_generation(directory: Path) -> int:
-    """The generation in force (0 when nothing was persisted yet)."""
+def read_current(directory: Path) -> dict[str, int]:
+    """``{"gen": G, "base": B}`` in force (zeros when nothing was persisted yet)."""
     path = directory / "CURRENT.json"
     if not path.exists():
-        return 0
-    return int(json.loads(path.read_text())["gen"])
+        return {"gen": 0, "base": 0}
+    current = json.loads(path.read_text())
+    return {"gen": int(current["gen"]), "base": int(current.get("base", 0))}
+
+
+def current_generation(directory: Path) -> int:
+    """The generation in force (0 when nothing was persisted yet)."""
+    return read_current(directory)["gen"]
 
 
 def docs_path(directory: Path, gen: int) -> Path:
@@ -50,6 +65,10 @@ def docs_path(directory: Path, gen: int) -> Path:
 
 def segment_path(directory: Path, gen: int) -> Path:
     return directory / "segments" / f"seg-{gen:05d}.parquet"
+
+
+def base_path(directory: Path, gen: int) -> Path:
+    return directory / "segments" / f"base-{gen:05d}.parquet"
 
 
 def read_docs(directory: Path, gen: int) -> pl.DataFrame:
@@ -74,28 +93,83 @@ def known_keys(directory: Path, gen: int) -> np.ndarray:
     return _known_keys(path, path.stat().st_mtime_ns)
 
 
-def segments(directory: Path, upto: int) -> list[Path]:
-    """Existing segment files of generations 1..upto (a build with no new documents has none)."""
-    return [p for g in range(1, upto + 1) if (p := segment_path(directory, g)).exists()]
+def segments(directory: Path, upto: int, base: int | None = None) -> list[Path]:
+    """The files holding the signatures of generations 1..upto: the base in force (``base``, by
+    default the one of CURRENT.json) and the segment files after it (a build with no new
+    documents has none). A base may hold more than ``upto`` generations; readers join on key."""
+    if base is None:
+        base = read_current(directory)["base"]
+    files = []
+    if base:
+        path = base_path(directory, base)
+        if not path.exists():
+            raise StateError(f"{directory}: base generation {base} is current but {path.name} is missing")
+        files.append(path)
+    files.extend(p for g in range(base + 1, upto + 1) if (p := segment_path(directory, g)).exists())
+    return files
 
 
-def commit(directory: Path, gen: int) -> None:
-    """Make ``gen`` current and drop docs tables older than its predecessor."""
-    write_bytes(json.dumps({"gen": gen}).encode(), directory / "CURRENT.json")
+def compact(directory: Path, gen: int) -> int:
+    """The base generation to commit with ``gen``: the current one, or ``gen`` itself after
+    merging every file in force into ``base-gen`` when there are more than ``MAX_SEGMENTS``."""
+    base = read_current(directory)["base"]
+    files = segments(directory, gen, base)
+    if len(files) <= MAX_SEGMENTS:
+        return base
+    dest = base_path(directory, gen)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    writer: pq.ParquetWriter | None = None
+    try:
+        for path in files:
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=MERGE_BATCH_ROWS):
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, batch.schema, compression="zstd")
+                writer.write_batch(batch)
+        if writer is not None:
+            writer.close()
+            writer = None
+            os.replace(tmp, dest)
+    finally:
+        if writer is not None:
+            writer.close()
+        tmp.unlink(missing_ok=True)
+    return gen
+
+
+def commit(directory: Path, gen: int, base: int = 0) -> None:
+    """Make ``gen`` (on ``base``) current, then drop what it no longer refers to: docs tables
+    older than its predecessor, segments merged into the base and older bases."""
+    write_bytes(json.dumps({"gen": gen, "base": base}).encode(), directory / "CURRENT.json")
     for old in directory.glob("docs-*.parquet"):
         if int(old.stem.split("-")[1]) < gen - 1:
             os.unlink(old)
+    for old in (directory / "segments").glob("*.parquet"):
+        kind, g = old.stem.split("-")
+        if (kind == "seg" and int(g) <= base) or (kind == "base" and int(g) != base):
+            os.unlink(old)
+
+
+def write_key(directory: Path, ident: list) -> None:
+    """Record the parameters behind this directory's signatures (once)."""
+    path = directory / "key.json"
+    if not path.exists():
+        write_bytes(json.dumps(ident).encode(), path)
 
 
 __all__ = [
     "DOCS_SCHEMA",
+    "MAX_SEGMENTS",
     "StateError",
+    "base_path",
     "commit",
+    "compact",
     "current_generation",
     "docs_path",
     "known_keys",
+    "read_current",
     "read_docs",
     "segment_path",
     "segments",
     "state_dir",
+    "write_key",
 ]

@@ -32,25 +32,30 @@ import xxhash
 from corpus.store import write_table
 from pipelines.dedup import lsh, state
 from pipelines.dedup.minhash import jaccard_estimate, optimal_bands, sign_documents
-from pipelines.dedup.shingle import SHINGLE_VERSION
+from pipelines.dedup.shingle import SHINGLE_VERSION, string_buffers
 from pipelines.step import GlobalStep, ShardContext, StepOutput, reject
 
 DECISIONS = "decisions.parquet"
 CLUSTERS_TABLE = "dedup_clusters"
 KEEP_POLICIES = ("first", "longest", "quality_score")
-MINHASH_VERSION = 1
+MINHASH_VERSION = 2  # 2: one-permutation hashing with optimal densification (1: 128 affine hash functions)
+SIGNATURE_SCHEME = "oph-densified"
 VERIFY_CHUNK = 1 << 16
 
 
 def doc_keys(doc_ids: pl.Series, texts: pl.Series) -> np.ndarray:
-    """uint64 identity of (doc_id, text): a persisted signature is reused only for the same text."""
+    """uint64 identity of (doc_id, text): a persisted signature is reused only for the same text.
+    xxh3 of the text's UTF-8 bytes seeded with xxh3 of the doc_id, read straight from the Arrow
+    buffers (no per-document string copies)."""
+    id_off, id_data = string_buffers(doc_ids.cast(pl.String).fill_null(""))
+    tx_off, tx_data = string_buffers(texts.cast(pl.String).fill_null(""))
+    ids, txt = memoryview(id_data), memoryview(tx_data)
+    h = xxhash.xxh3_64_intdigest
+    id_off, tx_off = id_off.tolist(), tx_off.tolist()
     return np.fromiter(
-        (
-            xxhash.xxh3_64_intdigest(f"{d}\x00{t}".encode("utf-8", "surrogatepass"))
-            for d, t in zip(doc_ids, texts, strict=True)
-        ),
+        (h(txt[tx_off[i] : tx_off[i + 1]], h(ids[id_off[i] : id_off[i + 1]])) for i in range(len(id_off) - 1)),
         dtype=np.uint64,
-        count=len(doc_ids),
+        count=len(id_off) - 1,
     )
 
 
@@ -96,10 +101,21 @@ class MinHashDedup(GlobalStep):
             return self.bands, self.rows
         return optimal_bands(self.threshold, self.num_perm)
 
-    def signature_key(self) -> str:
+    def signature_ident(self) -> list:
         """Everything a persisted signature or band hash depends on."""
-        ident = [SHINGLE_VERSION, MINHASH_VERSION, self.num_perm, self.ngram, self.cjk_ngram, self.seed, self.banding]
-        return hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:12]
+        return [
+            SHINGLE_VERSION,
+            MINHASH_VERSION,
+            SIGNATURE_SCHEME,
+            self.num_perm,
+            self.ngram,
+            self.cjk_ngram,
+            self.seed,
+            list(self.banding),
+        ]
+
+    def signature_key(self) -> str:
+        return hashlib.sha256(json.dumps(self.signature_ident()).encode()).hexdigest()[:12]
 
     def _state_dir(self, root: Path) -> Path:
         return state.state_dir(root, self.signature_key())
@@ -306,7 +322,8 @@ class MinHashDedup(GlobalStep):
         )
         absent = prev.join(current.select("key"), on="key", how="anti")
         write_table(pl.concat([absent, current]).sort("seq").to_arrow(), state.docs_path(directory, nxt))
-        state.commit(directory, nxt)
+        state.write_key(directory, self.signature_ident())
+        state.commit(directory, nxt, state.compact(directory, nxt))
 
     # -- process ---------------------------------------------------------------------------
     def process(self, df: pl.DataFrame, ctx: ShardContext) -> StepOutput:
@@ -449,8 +466,10 @@ class CandidateSignatures:
             if part.height:
                 matrix[pos[part.get_column("idx").to_numpy()]] = part.get_column("sig").to_numpy()
         olds = old_idx.filter(pl.col("idx").is_in(wanted))
-        for p in seg_files if olds.height else []:
-            part = pl.read_parquet(p, columns=["key", "sig"]).join(olds, on="key")
+        keys = olds.get_column("key").implode()
+        for p in seg_files if olds.height else []:  # decode only the wanted rows' signatures
+            part = pl.scan_parquet(p).filter(pl.col("key").is_in(keys)).select("key", "sig").collect()
+            part = part.join(olds, on="key")
             if part.height:
                 matrix[pos[part.get_column("idx").to_numpy()]] = part.get_column("sig").to_numpy()
         return cls(pos, matrix)
