@@ -123,7 +123,7 @@ class Build:
         for i, step in enumerate(self.cfg.steps, start=1):
             added.extend(step.adds)
             # library versions are part of a stage's identity: a resumed build never mixes outputs
-            step_hash = _hash(prev_hash, step.name, step.params(), pl.__version__, pa.__version__)
+            step_hash = _hash(prev_hash, step.name, step.version, step.params(), pl.__version__, pa.__version__)
             step_dir = self.layout.work / f"{i:02d}-{step.name}-{step_hash}"
             stats = self.run_step(i, step, prev_dir, step_dir, document_schema(added))
             stages.append(StageResult(i, step.name, step_dir, stats))

@@ -69,6 +69,9 @@ class Step:
     adds: ClassVar[tuple[pa.Field, ...]] = ()
     resources: ClassVar[Resources] = Resources()
     is_global: ClassVar[bool] = False
+    # bump when the step's output for the same input and params changes (an algorithm change):
+    # it is part of the stage identity, so a resumed build never reuses the old version's work
+    version: ClassVar[str] = "1"
 
     @classmethod
     def from_params(cls, params: dict[str, Any] | None, *, where: str) -> Step:

@@ -67,6 +67,7 @@ def _read_decisions(path: Path, mtime_ns: int) -> pl.DataFrame:
 @dataclass
 class MinHashDedup(GlobalStep):
     name: ClassVar[str] = "minhash_dedup"
+    version: ClassVar[str] = f"{SHINGLE_VERSION}.{MINHASH_VERSION}"
     num_perm: int = 128
     ngram: int = 5  # word n-grams for space-delimited text
     cjk_ngram: int = 5  # character n-grams for Chinese/Japanese/Korean text
