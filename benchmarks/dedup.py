@@ -36,8 +36,6 @@ from pathlib import Path
 
 import polars as pl
 
-# run as a script, this folder is sys.path[0] and its quality.py would shadow the `quality` package
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 DATA = Path("bench-data/dedup")
 ONE_THREAD = {"POLARS_MAX_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 

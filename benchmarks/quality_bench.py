@@ -1,4 +1,4 @@
-"""Quality signals vs datatrove, per core: `python benchmarks/quality.py [--mb 4] [--ppl-docs 16]`.
+"""Quality signals vs datatrove, per core: `python benchmarks/quality_bench.py [--mb 4] [--ppl-docs 16]`.
 
 In one run, on the same documents (the sample generator's English + Chinese legal text with its
 junk, boilerplate, PII and duplicates, several seeds, plus the labelled fixtures):
