@@ -84,3 +84,21 @@ def llm_server() -> Iterator[str]:
     yield base
     proc.terminate()
     proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def train_corpus(tmp_path_factory) -> Path:
+    """A small built corpus (train/validation split, 2 curriculum buckets) for the training tests."""
+    from pipelines.config import BuildConfig, SourceSpec
+    from pipelines.runner import run_build
+    from pipelines.steps import Curriculum, ExactDedup, Normalize, Split
+
+    root = tmp_path_factory.mktemp("train") / "data"
+    cfg = BuildConfig(
+        root=root,
+        workers=1,
+        sources=[SourceSpec(SAMPLE)],
+        steps=[Normalize(), ExactDedup(), Split(validation_ratio=0.1), Curriculum(buckets=2)],
+    )
+    run_build(cfg, progress=False)
+    return root

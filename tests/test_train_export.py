@@ -8,16 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
-from conftest import REPO, SAMPLE
+from conftest import REPO
 from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from pipelines.config import BuildConfig, SourceSpec
-from pipelines.runner import run_build
-from pipelines.steps import Curriculum, ExactDedup, Normalize, Split
 from training.run import TrainConfig, build_model
 
 TINY = (
@@ -27,23 +23,10 @@ TINY = (
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("train-export") / "data"
-    cfg = BuildConfig(
-        root=root,
-        workers=1,
-        sources=[SourceSpec(SAMPLE)],
-        steps=[Normalize(), ExactDedup(), Split(validation_ratio=0.1), Curriculum(buckets=2)],
-    )
-    run_build(cfg, progress=False)
-    return root
-
-
-def test_zero3_lora_adapter_is_gathered_and_the_merged_export_matches_the_peft_model(corpus, tmp_path):
+def test_zero3_lora_adapter_is_gathered_and_the_merged_export_matches_the_peft_model(train_corpus, tmp_path):
     out = tmp_path / "z3"
     sets = {
-        "root": str(corpus),
+        "root": str(train_corpus),
         "output_dir": str(out),
         "from_scratch": TINY,
         "lora": "{r: 4, alpha: 8, dropout: 0.0}",

@@ -13,12 +13,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, SAMPLE, run_cli
+from conftest import REPO, run_cli
 from transformers import AutoModelForCausalLM
-
-from pipelines.config import BuildConfig, SourceSpec
-from pipelines.runner import run_build
-from pipelines.steps import Curriculum, ExactDedup, Normalize, Split
 
 TINY = (
     "{hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, "
@@ -26,20 +22,7 @@ TINY = (
 )
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("train") / "data"
-    cfg = BuildConfig(
-        root=root,
-        workers=1,
-        sources=[SourceSpec(SAMPLE)],
-        steps=[Normalize(), ExactDedup(), Split(validation_ratio=0.1), Curriculum(buckets=2)],
-    )
-    run_build(cfg, progress=False)
-    return root
-
-
-def test_tiny_llama_trains_under_zero2_and_exports(corpus, tmp_path):
+def test_tiny_llama_trains_under_zero2_and_exports(train_corpus, tmp_path):
     out = tmp_path / "run"
     result = run_cli(
         "-m",
@@ -47,7 +30,7 @@ def test_tiny_llama_trains_under_zero2_and_exports(corpus, tmp_path):
         "--config",
         "configs/train.yaml",
         "--set",
-        f"root={corpus}",
+        f"root={train_corpus}",
         "--set",
         f"output_dir={out}",
         "--set",
@@ -90,24 +73,24 @@ def test_tiny_llama_trains_under_zero2_and_exports(corpus, tmp_path):
         assert torch.isfinite(model(input_ids=torch.tensor([[1, 2, 3]])).logits).all()
 
 
-def test_clear_errors_before_any_training(corpus, tmp_path):
-    bad_model = run_cli("-m", "training.run", "--set", f"root={corpus}", "--set", f"model={tmp_path}")
+def test_clear_errors_before_any_training(train_corpus, tmp_path):
+    bad_model = run_cli("-m", "training.run", "--set", f"root={train_corpus}", "--set", f"model={tmp_path}")
     assert bad_model.returncode == 1 and "not a Hugging Face model directory" in bad_model.stderr
-    no_shards = run_cli("-m", "training.run", "--set", f"root={corpus}", "--set", "buckets=['7']")
+    no_shards = run_cli("-m", "training.run", "--set", f"root={train_corpus}", "--set", "buckets=['7']")
     assert no_shards.returncode == 1 and "no final shards match" in no_shards.stderr
     too_long = run_cli(
-        "-m", "training.run", "--set", f"root={corpus}", "--set", f"from_scratch={TINY}", "--set", "seq_len=4096"
+        "-m", "training.run", "--set", f"root={train_corpus}", "--set", f"from_scratch={TINY}", "--set", "seq_len=4096"
     )
     assert too_long.returncode == 1 and "above the model's maximum of 256" in too_long.stderr
-    unknown = run_cli("-m", "training.run", "--set", f"root={corpus}", "--set", "learning_rate=1")
+    unknown = run_cli("-m", "training.run", "--set", f"root={train_corpus}", "--set", "learning_rate=1")
     assert unknown.returncode == 1 and "unknown key(s) ['learning_rate']" in unknown.stderr
-    not_a_number = run_cli("-m", "training.run", "--set", f"root={corpus}", "--set", "lr=fast")
+    not_a_number = run_cli("-m", "training.run", "--set", f"root={train_corpus}", "--set", "lr=fast")
     assert not_a_number.returncode == 1 and "lr='fast' is not a float" in not_a_number.stderr
 
 
-def _train_args(corpus: Path, out: Path, **changes) -> list[str]:
+def _train_args(train_corpus: Path, out: Path, **changes) -> list[str]:
     sets = {
-        "root": corpus,
+        "root": train_corpus,
         "output_dir": out,
         "from_scratch": TINY,
         "lora": "null",
@@ -143,19 +126,19 @@ def _assert_same_losses(got: list[tuple[int, float]], want: list[tuple[int, floa
 
 
 @pytest.fixture(scope="module")
-def reference(corpus, tmp_path_factory) -> Path:
+def reference(train_corpus, tmp_path_factory) -> Path:
     """One uninterrupted single-process run that the resumed and the 2-process runs must reproduce."""
     out = tmp_path_factory.mktemp("reference") / "run"
-    result = run_cli(*_train_args(corpus, out), timeout=600)
+    result = run_cli(*_train_args(train_corpus, out), timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return out
 
 
-def test_sigkill_and_resume_reproduce_the_uninterrupted_losses(corpus, reference, tmp_path):
+def test_sigkill_and_resume_reproduce_the_uninterrupted_losses(train_corpus, reference, tmp_path):
     out = tmp_path / "killed"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
-        [sys.executable, *_train_args(corpus, out)],
+        [sys.executable, *_train_args(train_corpus, out)],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -170,20 +153,20 @@ def test_sigkill_and_resume_reproduce_the_uninterrupted_losses(corpus, reference
     assert proc.wait(timeout=60) == -signal.SIGKILL, "the run finished before it could be killed"
     assert not (out / "export").exists()
 
-    resumed = run_cli(*_train_args(corpus, out), timeout=600)
+    resumed = run_cli(*_train_args(train_corpus, out), timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads((out / "summary.json").read_text())["resumed_from_step"] >= 4
     _assert_same_losses(_losses(out), _losses(reference), rel=1e-4)
 
 
-def test_two_processes_under_torchrun_split_the_rows_and_checkpoint_together(corpus, reference, tmp_path):
+def test_two_processes_under_torchrun_split_the_rows_and_checkpoint_together(train_corpus, reference, tmp_path):
     """2 ranks x 1 micro-batch of 2 rows see exactly the rows 1 rank x 2 accumulated micro-batches
     sees (rank r takes rows [2r, 2r + 2) of each group of 4), so the per-step losses must match the
     single-process reference: disjoint, complete rank sharding, averaged over ranks."""
     out = tmp_path / "ddp"
     torchrun = Path(sys.executable).with_name("torchrun")
     result = subprocess.run(
-        [str(torchrun), "--nproc_per_node", "2", *_train_args(corpus, out, grad_accum=1)],
+        [str(torchrun), "--nproc_per_node", "2", *_train_args(train_corpus, out, grad_accum=1)],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
         capture_output=True,
