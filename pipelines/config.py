@@ -98,12 +98,8 @@ def parse_steps(items: Any, *, where: str) -> list[Step]:
     return steps
 
 
-def load_config(path: Path | None) -> BuildConfig:
-    """Read a YAML build config; ``None`` means the default config if it exists."""
-    if path is None:
-        if not DEFAULT_CONFIG.exists():
-            return BuildConfig()
-        path = DEFAULT_CONFIG
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """A YAML config file's top-level mapping; errors name the file."""
     where = str(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -113,6 +109,17 @@ def load_config(path: Path | None) -> BuildConfig:
         raise ConfigError(f"{where}: invalid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: top level must be a mapping")
+    return raw
+
+
+def load_config(path: Path | None) -> BuildConfig:
+    """Read a YAML build config; ``None`` means the default config if it exists."""
+    if path is None:
+        if not DEFAULT_CONFIG.exists():
+            return BuildConfig()
+        path = DEFAULT_CONFIG
+    where = str(path)
+    raw = read_yaml_mapping(path)
     unknown = sorted(set(raw) - TOP_LEVEL_KEYS)
     if unknown:
         raise ConfigError(

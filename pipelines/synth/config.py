@@ -17,6 +17,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
+from pipelines.config import read_yaml_mapping
 from pipelines.step import ConfigError
 
 STRUCTURED_MODES = ("json_schema", "json_object", "none")
@@ -200,14 +201,7 @@ def parse_config(raw: Any, where: str) -> SynthConfig:
 def load_config(path: Path, overrides: list[str] | None = None) -> SynthConfig:
     """Read a YAML job config; ``overrides`` are ``dotted.key=yaml-value`` strings from the CLI."""
     where = str(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{where}: config file not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{where}: invalid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: top level must be a mapping")
+    raw = read_yaml_mapping(path)
     for item in overrides or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
