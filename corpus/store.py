@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -102,6 +103,31 @@ def write_table(
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_streamed(parts: Iterable[pa.Table | pa.RecordBatch], path: Path, *, compression: str = "zstd") -> bool:
+    """Stream tables/batches into one Parquet file atomically, one part in memory at a time;
+    nothing is written (and False returned) when every part is empty."""
+    writer: pq.ParquetWriter | None = None
+    tmp = _tmp_name(path)
+    try:
+        for part in parts:
+            if part.num_rows == 0:
+                continue
+            if writer is None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                writer = pq.ParquetWriter(tmp, part.schema, compression=compression)
+            writer.write(part)
+        if writer is None:
+            return False
+        writer.close()
+        writer = None
+        os.replace(tmp, path)
+        return True
+    finally:
+        if writer is not None:
+            writer.close()
         tmp.unlink(missing_ok=True)
 
 

@@ -30,7 +30,7 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
-from corpus.store import write_bytes
+from corpus.store import write_bytes, write_streamed
 
 DOCS_SCHEMA = {"key": pl.UInt64, "doc_id": pl.String, "seq": pl.UInt64, "kept": pl.Boolean, "seg": pl.Int64}
 MAX_SEGMENTS = 8
@@ -117,22 +117,8 @@ def compact(directory: Path, gen: int) -> int:
     if len(files) <= MAX_SEGMENTS:
         return base
     dest = base_path(directory, gen)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    writer: pq.ParquetWriter | None = None
-    try:
-        for path in files:
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=MERGE_BATCH_ROWS):
-                if writer is None:
-                    writer = pq.ParquetWriter(tmp, batch.schema, compression="zstd")
-                writer.write_batch(batch)
-        if writer is not None:
-            writer.close()
-            writer = None
-            os.replace(tmp, dest)
-    finally:
-        if writer is not None:
-            writer.close()
-        tmp.unlink(missing_ok=True)
+    batches = (b for path in files for b in pq.ParquetFile(path).iter_batches(batch_size=MERGE_BATCH_ROWS))
+    write_streamed(batches, dest)
     return gen
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -26,10 +25,9 @@ from typing import ClassVar
 
 import numpy as np
 import polars as pl
-import pyarrow.parquet as pq
 import xxhash
 
-from corpus.store import write_table
+from corpus.store import write_streamed, write_table
 from pipelines.dedup import lsh, state
 from pipelines.dedup.minhash import jaccard_estimate, optimal_bands, sign_documents
 from pipelines.dedup.shingle import SHINGLE_VERSION, string_buffers
@@ -491,26 +489,8 @@ def _estimates(sigs: CandidateSignatures, edges: pl.DataFrame) -> np.ndarray:
 def _append_new_rows(scans: list[Path], columns: list[str], path: Path) -> None:
     """Stream the new documents' rows of every scan file into one segment file (atomically),
     one scan file in memory at a time."""
-    writer: pq.ParquetWriter | None = None
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        for p in scans:
-            part = pl.read_parquet(p, columns=[*columns, "new"]).filter(pl.col("new")).drop("new")
-            if part.height == 0:
-                continue
-            table = part.to_arrow()
-            if writer is None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
-            writer.write_table(table)
-        if writer is not None:
-            writer.close()
-            writer = None
-            os.replace(tmp, path)
-    finally:
-        if writer is not None:
-            writer.close()
-        tmp.unlink(missing_ok=True)
+    parts = (pl.read_parquet(p, columns=[*columns, "new"]).filter(pl.col("new")).drop("new").to_arrow() for p in scans)
+    write_streamed(parts, path)
 
 
 def _clusters(docs: pl.DataFrame) -> pl.DataFrame:
