@@ -44,6 +44,20 @@ def run_cli(*args: str, cwd: Path = REPO, timeout: float = 300) -> subprocess.Co
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def run_torchrun(*args: str, nproc: int = 2, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """``torchrun --nproc_per_node N <args>`` from this venv, one thread per process (2-core CI)."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [str(torchrun), "--nproc_per_node", str(nproc), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def query(root: Path, sql: str) -> list[tuple]:
     with duckdb.connect(str(root / "catalog.duckdb"), read_only=True) as conn:
         return conn.execute(sql).fetchall()

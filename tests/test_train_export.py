@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import torch
-from conftest import REPO
+from conftest import run_torchrun
 from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
@@ -42,15 +38,7 @@ def test_zero3_lora_adapter_is_gathered_and_the_merged_export_matches_the_peft_m
         "eval_batches": 1,
     }
     overrides = [f"{k}={v}" for k, v in sets.items()]
-    torchrun = Path(sys.executable).with_name("torchrun")
-    result = subprocess.run(
-        [str(torchrun), "--nproc_per_node", "2", "-m", "training.run", *[a for o in overrides for a in ("--set", o)]],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_torchrun("-m", "training.run", *[a for o in overrides for a in ("--set", o)])
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["export_max_abs_logit_diff"] <= 1e-5

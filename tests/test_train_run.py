@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, run_torchrun
 from transformers import AutoModelForCausalLM
 
 TINY = (
@@ -164,15 +164,7 @@ def test_two_processes_under_torchrun_split_the_rows_and_checkpoint_together(tra
     sees (rank r takes rows [2r, 2r + 2) of each group of 4), so the per-step losses must match the
     single-process reference: disjoint, complete rank sharding, averaged over ranks."""
     out = tmp_path / "ddp"
-    torchrun = Path(sys.executable).with_name("torchrun")
-    result = subprocess.run(
-        [str(torchrun), "--nproc_per_node", "2", *_train_args(train_corpus, out, grad_accum=1)],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_torchrun(*_train_args(train_corpus, out, grad_accum=1))
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["world_size"] == 2
