@@ -35,6 +35,7 @@ from pipelines.tasks import (
     ReduceTask,
     ShardTask,
     done_path,
+    merge_done_path,
     reduce_done_path,
     run_merge_task,
     run_reduce_task,
@@ -215,7 +216,11 @@ class Build:
         stats = [json.loads(done_path(step_dir, k).read_text()) for k in range(len(inputs))]
         extra = [
             json.loads(p.read_text())["seconds"]
-            for p in [*step_dir.glob("scan-done-*.json"), *step_dir.glob("reduce-*.done")]
+            for p in [
+                *step_dir.glob("scan-done-*.json"),
+                *step_dir.glob("reduce-*.done"),
+                *step_dir.glob("merge/done-*"),
+            ]
         ]
         return _stat_row(index, step.name, stats, extra_seconds=sum(extra))
 
@@ -236,9 +241,15 @@ class Build:
             if not reduce_done_path(step_dir, p).exists()
         ]
         self._run_tasks(tasks, f"{label} (reduce)", run_reduce_task, unit="partition")
-        if parts > 1 and not (step_dir / "reduce-merge.done").exists():
-            merge = [MergeTask(step, step_dir, self.layout.root)]
-            self._run_tasks(merge, f"{label} (merge)", run_merge_task, unit="task")
+        round_index = 0
+        while parts > 1 and (plan := step.merge_plan(step_dir, round_index)) is not None:
+            merge = [
+                MergeTask(step, step_dir, self.layout.root, round_index, plan.phase, p)
+                for p in range(plan.tasks)
+                if not merge_done_path(step_dir, round_index, p).exists()
+            ]
+            self._run_tasks(merge, f"{label} (merge {round_index}: {plan.phase})", run_merge_task, unit="task")
+            round_index += 1
         write_bytes(b"{}", step_dir / "reduce.done")
 
     def _run_tasks(self, tasks: list, label: str, fn: Callable = run_shard_task, unit: str = "shard") -> None:

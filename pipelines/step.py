@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import polars as pl
 import pyarrow as pa
@@ -123,8 +123,23 @@ class GlobalStep(Step):
     def reduce_partition(self, scans: list[Path], partition: int, step_dir: Path, root: Path) -> None:
         raise NotImplementedError
 
-    def merge_partitions(self, step_dir: Path, root: Path) -> None:
-        """After all partitions: combine their outputs if ``process`` needs one view of them."""
+    def merge_plan(self, step_dir: Path, round_index: int) -> MergeRound | None:
+        """After all partitions: round ``round_index`` of combining their outputs (a phase name
+        and a task count), or None when the merge is complete. Called on the driver once the
+        previous round's tasks are done; it reads only their small stats
+        (`pipelines.tasks.merge_round_stats`), so iterative passes (e.g. label propagation) can
+        decide whether another round is needed. Must give the same answer when re-asked after a
+        crash, so finished rounds are skipped by their done markers."""
+        return None
+
+    def merge_task(self, phase: str, part: int, round_index: int, step_dir: Path, root: Path) -> dict[str, Any]:
+        """One task of a merge round, run by the executor; returns small JSON stats."""
+        raise NotImplementedError
+
+
+class MergeRound(NamedTuple):
+    phase: str
+    tasks: int
 
 
 def reject(

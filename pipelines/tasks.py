@@ -143,23 +143,36 @@ def run_reduce_task(task: ReduceTask) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class MergeTask:
-    """Combining a partitioned reduce's outputs (e.g. connected components over all partitions'
-    candidate edges), run by the executor like every other task rather than on the driver."""
+    """One task of a merge round after a partitioned reduce (e.g. one node group of connected
+    components), run by the executor like every other task rather than on the driver."""
 
     step: GlobalStep
     step_dir: Path
     root: Path
+    round_index: int
+    phase: str
+    part: int
 
     @property
     def resources(self) -> Resources:
         return self.step.resources
 
 
+def merge_done_path(step_dir: Path, round_index: int, part: int) -> Path:
+    return step_dir / "merge" / f"done-r{round_index:03d}-{part:03d}.json"
+
+
+def merge_round_stats(step_dir: Path, round_index: int) -> list[dict[str, Any]]:
+    """The stats of every finished task of a merge round (what a step's ``merge_plan`` reads)."""
+    files = sorted((step_dir / "merge").glob(f"done-r{round_index:03d}-*.json"))
+    return [json.loads(p.read_text()) for p in files]
+
+
 def run_merge_task(task: MergeTask) -> dict[str, Any]:
     started = time.perf_counter()
-    task.step.merge_partitions(task.step_dir, task.root)
-    stats = {"seconds": time.perf_counter() - started}
-    write_bytes(json.dumps(stats).encode(), task.step_dir / "reduce-merge.done")
+    stats = task.step.merge_task(task.phase, task.part, task.round_index, task.step_dir, task.root)
+    stats = {**stats, "phase": task.phase, "seconds": time.perf_counter() - started}
+    write_bytes(json.dumps(stats).encode(), merge_done_path(task.step_dir, task.round_index, task.part))
     return stats
 
 

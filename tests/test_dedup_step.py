@@ -126,7 +126,7 @@ def test_incremental_build_reuses_signatures_and_keeps_earlier_keepers(tmp_path:
     rejected = dict(con.execute("SELECT doc_id, dup_of FROM rejects").fetchall())
     expected = {ids[r["url"]]: ids[r["dup"]] for r in old_rows + new_rows if "dup" in r}
     assert rejected == expected
-    docs = pl.read_parquet(state / "docs-00002.parquet")
+    docs = pl.read_parquet(state / "docs-00002")
     assert docs.height == len(old_rows) + len(new_rows) and docs.get_column("seq").is_unique().all()
 
 
@@ -228,3 +228,42 @@ def test_partitioned_reduce_gives_the_same_output_incrementally_too(tmp_path: Pa
         assert len(edge_files) == (4 if parts == 4 else 0)  # the last build's 4 partitions
     assert results[1] == results[4]
     assert len(results[4][1][1]) > len(results[4][0][1]) > 0  # the second build found more duplicates
+
+
+def test_partitioned_merge_follows_chains_of_near_duplicates(tmp_path: Path) -> None:
+    """Chains of documents where each is an edit of the previous one (the ends are not near
+    duplicates of each other): keepers and nearest-keeper assignments need several message rounds
+    across document groups, and give what the single reduce gives, for every keep policy."""
+    rng = random.Random(11)
+    vocab = ["".join(rng.choices("abcdefghijklmnopqrstuvwxyz", k=rng.randrange(3, 9))) for _ in range(5000)]
+    rows = []
+    for c in range(12):
+        words = rng.choices(vocab, k=150)
+        for j in range(rng.randrange(3, 9)):
+            for _ in range(2):
+                words[rng.randrange(len(words))] = rng.choice(vocab)
+            rows.append({"url": f"c{c}/{j}", "text": " ".join(words) + " end" * rng.randrange(4), "lang": "en"})
+    rng.shuffle(rows)  # chain members land in different shards (document groups)
+    source = write_jsonl(tmp_path / "chains.jsonl", rows)
+
+    def outputs(con: duckdb.DuckDBPyConnection) -> tuple:
+        return (
+            con.execute("SELECT path, checksum FROM shards WHERE stage = 'final' ORDER BY path").fetchall(),
+            con.execute("SELECT doc_id, dup_of, detail FROM rejects ORDER BY doc_id").fetchall(),
+            con.execute("SELECT cluster_id, kept_id, size, members FROM dedup_clusters ORDER BY cluster_id").fetchall(),
+        )
+
+    for keep in ("first", "longest"):
+        results = {}
+        for parts in (1, 3):
+            root = tmp_path / f"{keep}-{parts}"
+            con, _ = build(root, [source], reduce_partitions=parts, keep=keep, threshold=0.7)
+            results[parts] = outputs(con)
+            con.close()
+            if parts == 3:
+                stats = [json.loads(p.read_text()) for p in root.glob("work/*minhash*/merge/done-*.json")]
+                label_rounds = sum(1 for s in stats if s["phase"] == "labels") // parts
+                groups_with_nodes = sum(1 for s in stats if s["phase"] == "nodes" and s["nodes"])
+                assert label_rounds >= 3 and groups_with_nodes == parts
+        assert results[1] == results[3]
+        assert max(size for *_, size, _m in results[3][2]) >= 4  # long chains became one cluster

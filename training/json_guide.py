@@ -167,7 +167,7 @@ def _plan(tokenizer: Any, schema: FlatSchema, budget: int) -> list[tuple[str, An
     literals = []
     for i, key in enumerate(schema.keys):
         prefix = "{" if i == 0 else ", "
-        literals.append(ids(f"{prefix}{json.dumps(key, ensure_ascii=False)}: \""))
+        literals.append(ids(f'{prefix}{json.dumps(key, ensure_ascii=False)}: "'))
     tail = ids("}")
     fixed = sum(len(x) for x in literals) + len(tail) + len(schema.keys) + 1  # closing quotes + eos
     per_field = max(1, (budget - fixed) // len(schema.keys))

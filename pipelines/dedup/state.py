@@ -10,9 +10,11 @@ Layout (one directory per signature parameters; other parameters may change free
   leaves more than ``MAX_SEGMENTS`` segment files in force, they are merged (streamed, one
   row group at a time) into a new base, so repeated incremental builds keep a bounded number of
   files and the reduce reads at most ``MAX_SEGMENTS`` files per band.
-- ``docs-GGGGG.parquet``: every document known after generation G: ``key``, ``doc_id``, ``seq``
-  (its position in the stable order: first sighting, never changes), ``kept`` (whether the last
-  build kept it) and ``seg`` (the generation that signed it).
+- ``docs-GGGGG/part-PPPPP.parquet``: every document known after generation G: ``key``,
+  ``doc_id``, ``seq`` (its position in the stable order: first sighting, never changes), ``kept``
+  (whether the last build kept it) and ``seg`` (the generation that signed it). One part per
+  merge partition (``key % parts``), so a partitioned merge writes it without one process
+  holding every row. (Older states have one ``docs-GGGGG.parquet`` file; it is still read.)
 - ``CURRENT.json``: ``{"gen": G, "base": B}``, the generation readers should use and the base it
   builds on; written last, so a crash before it leaves the previous generation in force (a
   rerun rewrites the same files), and files it no longer refers to are deleted only after it.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from functools import lru_cache
 from pathlib import Path
 
@@ -60,7 +63,21 @@ def current_generation(directory: Path) -> int:
 
 
 def docs_path(directory: Path, gen: int) -> Path:
-    return directory / f"docs-{gen:05d}.parquet"
+    """The directory of generation ``gen``'s docs table parts."""
+    return directory / f"docs-{gen:05d}"
+
+
+def docs_part_path(directory: Path, gen: int, part: int) -> Path:
+    return docs_path(directory, gen) / f"part-{part:05d}.parquet"
+
+
+def docs_files(directory: Path, gen: int) -> list[Path]:
+    """The files of generation ``gen``'s docs table (parts, or the single file of older states)."""
+    legacy = directory / f"docs-{gen:05d}.parquet"
+    files = sorted(docs_path(directory, gen).glob("part-*.parquet")) or ([legacy] if legacy.exists() else [])
+    if not files:
+        raise StateError(f"{directory}: generation {gen} is current but its docs table docs-{gen:05d} is missing")
+    return files
 
 
 def segment_path(directory: Path, gen: int) -> Path:
@@ -74,23 +91,38 @@ def base_path(directory: Path, gen: int) -> Path:
 def read_docs(directory: Path, gen: int) -> pl.DataFrame:
     if gen == 0:
         return pl.DataFrame(schema=DOCS_SCHEMA)
-    path = docs_path(directory, gen)
-    if not path.exists():
-        raise StateError(f"{directory}: generation {gen} is current but {path.name} is missing")
-    return pl.read_parquet(path)
+    return pl.read_parquet(docs_files(directory, gen))
 
 
 @lru_cache(maxsize=4)
-def _known_keys(path: Path, mtime_ns: int) -> np.ndarray:
-    return np.sort(pl.read_parquet(path, columns=["key"]).get_column("key").to_numpy())
+def _known_keys(files: tuple[tuple[Path, int], ...]) -> np.ndarray:
+    keys = [pl.read_parquet(path, columns=["key"]).get_column("key").to_numpy() for path, _ in files]
+    return np.sort(np.concatenate(keys))
 
 
 def known_keys(directory: Path, gen: int) -> np.ndarray:
     """Sorted keys that already have a signature (read once per worker process and generation)."""
     if gen == 0:
         return np.zeros(0, np.uint64)
-    path = docs_path(directory, gen)
-    return _known_keys(path, path.stat().st_mtime_ns)
+    return _known_keys(tuple((p, p.stat().st_mtime_ns) for p in docs_files(directory, gen)))
+
+
+def next_seq(directory: Path, gen: int) -> int:
+    """The ``seq`` the next new document gets: one past the largest known, from the Parquet
+    statistics when present (so a merge task need not read the column)."""
+    if gen == 0:
+        return 0
+    top = -1
+    for path in docs_files(directory, gen):
+        meta = pq.ParquetFile(path).metadata
+        col = meta.schema.names.index("seq")
+        for rg in range(meta.num_row_groups):
+            stats = meta.row_group(rg).column(col).statistics
+            if stats is None or not stats.has_min_max:
+                top = max(top, int(pl.read_parquet(path, columns=["seq"]).get_column("seq").max() or -1))
+                break
+            top = max(top, int(stats.max))
+    return top + 1
 
 
 def segments(directory: Path, upto: int, base: int | None = None) -> list[Path]:
@@ -126,9 +158,9 @@ def commit(directory: Path, gen: int, base: int = 0) -> None:
     """Make ``gen`` (on ``base``) current, then drop what it no longer refers to: docs tables
     older than its predecessor, segments merged into the base and older bases."""
     write_bytes(json.dumps({"gen": gen, "base": base}).encode(), directory / "CURRENT.json")
-    for old in directory.glob("docs-*.parquet"):
-        if int(old.stem.split("-")[1]) < gen - 1:
-            os.unlink(old)
+    for old in directory.glob("docs-*"):
+        if int(old.name.split("-")[1].split(".")[0]) < gen - 1:
+            shutil.rmtree(old) if old.is_dir() else os.unlink(old)
     for old in (directory / "segments").glob("*.parquet"):
         kind, g = old.stem.split("-")
         if (kind == "seg" and int(g) <= base) or (kind == "base" and int(g) != base):
@@ -150,8 +182,11 @@ __all__ = [
     "commit",
     "compact",
     "current_generation",
+    "docs_files",
+    "docs_part_path",
     "docs_path",
     "known_keys",
+    "next_seq",
     "read_current",
     "read_docs",
     "segment_path",

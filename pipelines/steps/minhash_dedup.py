@@ -3,12 +3,15 @@
 - scan (per shard, in the worker pool): shingle and sign the documents the persisted state does
   not know yet (`pipelines.dedup.shingle`, `pipelines.dedup.minhash`); write doc_id, key, band
   hashes and signature as Parquet.
-- reduce (driver): order documents stably (state ``seq``: first sighting across builds), find
-  candidate pairs band by band with a Polars group-by on the band hash (`pipelines.dedup.lsh`),
-  optionally keep only pairs whose signature Jaccard estimate reaches the threshold, take
-  connected components, choose keepers (documents kept by an earlier build stay kept; otherwise
-  the ``keep`` policy decides), assign every other member to its nearest keeper, and persist the
-  new signatures and decisions (`pipelines.dedup.state`).
+- reduce (one executor task): order documents stably (state ``seq``: first sighting across
+  builds), find candidate pairs band by band with a Polars group-by on the band hash
+  (`pipelines.dedup.lsh`), optionally keep only pairs whose signature Jaccard estimate reaches the
+  threshold, take connected components, choose keepers (documents kept by an earlier build stay
+  kept; otherwise the ``keep`` policy decides), assign every other member to its nearest keeper,
+  and persist the new signatures and decisions (`pipelines.dedup.state`).
+- with ``reduce_partitions: N`` the same reduce is spread over executor tasks: band grouping
+  over N band-hash partitions (`reduce_partition`), then the rounds of
+  `pipelines.dedup.sharded_merge` over N document groups; no task holds the whole corpus.
 - process (per shard): drop assigned documents into rejects (``near_duplicate``, ``dup_of``).
 
 The ``dedup_clusters`` catalog table lists every cluster of two or more documents.
@@ -18,23 +21,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import polars as pl
 import xxhash
 
-from corpus.store import write_streamed, write_table
-from pipelines.dedup import lsh, state
+from corpus.store import write_table
+from pipelines.dedup import lsh, sharded_merge, state
 from pipelines.dedup.minhash import jaccard_estimate, optimal_bands, sign_documents
+from pipelines.dedup.sharded_merge import CLUSTERS_TABLE, edges_path, index_path
 from pipelines.dedup.shingle import SHINGLE_VERSION, string_buffers
-from pipelines.step import GlobalStep, ShardContext, StepOutput, reject
+from pipelines.step import GlobalStep, MergeRound, ShardContext, StepOutput, reject
 
-DECISIONS = "decisions.parquet"
-CLUSTERS_TABLE = "dedup_clusters"
 KEEP_POLICIES = ("first", "longest", "quality_score")
 MINHASH_VERSION = 2  # 2: one-permutation hashing with optimal densification (1: 128 affine hash functions)
 SIGNATURE_SCHEME = "oph-densified"
@@ -58,8 +61,8 @@ def doc_keys(doc_ids: pl.Series, texts: pl.Series) -> np.ndarray:
 
 
 @lru_cache(maxsize=4)
-def _read_decisions(path: Path, mtime_ns: int) -> pl.DataFrame:
-    return pl.read_parquet(path)
+def _read_decisions(files: tuple[tuple[Path, int], ...]) -> pl.DataFrame:
+    return pl.read_parquet([f for f, _ in files])
 
 
 @dataclass
@@ -180,7 +183,7 @@ class MinHashDedup(GlobalStep):
 
     # -- reduce ----------------------------------------------------------------------------
     def reduce(self, scans: list[Path], step_dir: Path, root: Path) -> None:
-        self._decide(scans, step_dir, root, partition_edges=None)
+        self._decide(scans, step_dir, root)
 
     def reduce_partition(self, scans: list[Path], partition: int, step_dir: Path, root: Path) -> None:
         """Candidate edges of one band-hash partition, over node ids ``shard << 32 | row``: the new
@@ -220,15 +223,29 @@ class MinHashDedup(GlobalStep):
         )
         write_table(edges.to_arrow(), edges_path(step_dir, partition))
 
-    def merge_partitions(self, step_dir: Path, root: Path) -> None:
-        """Union of every partition's edges, then the same decision as the single reduce."""
-        n_shards = len(list(step_dir.glob("index-*.parquet")))
-        edge_files = [edges_path(step_dir, p) for p in range(self.reduce_partitions)]
-        self._decide([index_path(step_dir, k) for k in range(n_shards)], step_dir, root, partition_edges=edge_files)
+    def merge_spec(self, root: Path) -> sharded_merge.MergeSpec:
+        return sharded_merge.MergeSpec(
+            parts=self.reduce_partitions,
+            num_perm=self.num_perm,
+            threshold=self.threshold,
+            verify=self.verify,
+            keep=self.keep,
+            incremental=self.incremental,
+            state_dir=self._state_dir(root),
+            signature_ident=self.signature_ident(),
+            bands=self.banding[0],
+        )
 
-    def _decide(self, scans: list[Path], step_dir: Path, root: Path, partition_edges: list[Path] | None) -> None:
-        """Stable order, candidate edges (band by band, or from the partitions), verification,
-        components, keepers, decisions and the persisted state."""
+    def merge_plan(self, step_dir: Path, round_index: int) -> MergeRound | None:
+        """Verification, components, keepers and state over node groups (`sharded_merge`)."""
+        return sharded_merge.plan(self.merge_spec(Path(".")), step_dir, round_index)
+
+    def merge_task(self, phase: str, part: int, round_index: int, step_dir: Path, root: Path) -> dict[str, Any]:
+        return sharded_merge.run(self.merge_spec(root), phase, part, round_index, step_dir)
+
+    def _decide(self, scans: list[Path], step_dir: Path, root: Path) -> None:
+        """Stable order, candidate edges band by band, verification, components, keepers,
+        decisions and the persisted state, in one process."""
         bands, _ = self.banding
         docs, offsets = _read_index(scans)
         n = docs.height
@@ -242,21 +259,9 @@ class MinHashDedup(GlobalStep):
         seg_files = state.segments(directory, gen) if self.incremental else []
         old_idx = docs.filter(~pl.col("new")).select("key", "idx")
 
-        if partition_edges is None:
-            edges = lsh.merge_edges(
-                [lsh.band_edges(_band_frame(scans, offsets, seg_files, old_idx, k)) for k in range(bands)]
-            )
-        else:
-            starts = np.asarray(offsets[:-1] or [0], np.uint64)
-
-            def dense(nodes: pl.Series) -> pl.Series:  # node id (shard << 32 | row) -> idx in build order
-                a = nodes.to_numpy()
-                return pl.Series(starts[a >> np.uint64(32)] + (a & np.uint64(0xFFFFFFFF)), dtype=pl.UInt32)
-
-            frames = [pl.read_parquet(p) for p in partition_edges]
-            edges = lsh.merge_edges(
-                [pl.DataFrame({"src": dense(f.get_column("src")), "dst": dense(f.get_column("dst"))}) for f in frames]
-            )
+        edges = lsh.merge_edges(
+            [lsh.band_edges(_band_frame(scans, offsets, seg_files, old_idx, k)) for k in range(bands)]
+        )
         sigs = CandidateSignatures.load(edges, scans, offsets, seg_files, old_idx, n, self.num_perm)
         if self.verify and edges.height:
             edges = edges.filter(pl.Series(_estimates(sigs, edges) >= self.threshold))
@@ -277,7 +282,7 @@ class MinHashDedup(GlobalStep):
                 "jaccard": pl.Series(est, dtype=pl.Float64),
             }
         )
-        write_table(decisions.to_arrow(), step_dir / DECISIONS)
+        write_table(decisions.to_arrow(), sharded_merge.decisions_dir(step_dir) / "part-00000.parquet")
         write_table(_clusters(docs).to_arrow(), step_dir / "tables" / CLUSTERS_TABLE / "part-00000.parquet")
         if self.incremental:
             self._persist(directory, gen, scans, docs, prev)
@@ -311,7 +316,7 @@ class MinHashDedup(GlobalStep):
         nxt = gen + 1
         bands, _ = self.banding
         cols = ["key", "sig", *(f"band_{k}" for k in range(bands))]
-        _append_new_rows(scans, cols, state.segment_path(directory, nxt))
+        sharded_merge.append_new_rows(scans, cols, state.segment_path(directory, nxt))
         current = docs.select(
             "key",
             "doc_id",
@@ -320,14 +325,16 @@ class MinHashDedup(GlobalStep):
             pl.when(pl.col("new")).then(pl.lit(nxt)).otherwise(pl.col("seg")).cast(pl.Int64).alias("seg"),
         )
         absent = prev.join(current.select("key"), on="key", how="anti")
-        write_table(pl.concat([absent, current]).sort("seq").to_arrow(), state.docs_path(directory, nxt))
+        shutil.rmtree(state.docs_path(directory, nxt), ignore_errors=True)  # parts of a crashed other plan
+        table = pl.concat([absent, current]).sort("seq")
+        write_table(table.to_arrow(), state.docs_part_path(directory, nxt, 0))
         state.write_key(directory, self.signature_ident())
         state.commit(directory, nxt, state.compact(directory, nxt))
 
     # -- process ---------------------------------------------------------------------------
     def process(self, df: pl.DataFrame, ctx: ShardContext) -> StepOutput:
-        path = ctx.step_dir / DECISIONS
-        decisions = _read_decisions(path, path.stat().st_mtime_ns)
+        files = sorted(sharded_merge.decisions_dir(ctx.step_dir).glob("part-*.parquet"))
+        decisions = _read_decisions(tuple((f, f.stat().st_mtime_ns) for f in files))
         marked = df.join(decisions, on="doc_id", how="left", maintain_order="left")
         is_dup = pl.col("dup_of").is_not_null()
         detail = pl.concat_str(
@@ -345,14 +352,6 @@ class MinHashDedup(GlobalStep):
 
 # -- reduce helpers (module level so an executor could run them as separate tasks) ---------------
 BAND_ROW_SCHEMA = {"node": pl.UInt64, "band": pl.Int32, "h": pl.UInt64}
-
-
-def index_path(step_dir: Path, shard: int) -> Path:
-    return step_dir / f"index-{shard:05d}.parquet"
-
-
-def edges_path(step_dir: Path, partition: int) -> Path:
-    return step_dir / "edges" / f"part-{partition:03d}.parquet"
 
 
 def _band_rows(out: pl.DataFrame, shard: int, bands: int, parts: int) -> pl.DataFrame:
@@ -484,13 +483,6 @@ class CandidateSignatures:
 
 def _estimates(sigs: CandidateSignatures, edges: pl.DataFrame) -> np.ndarray:
     return sigs.estimates(edges.get_column("src").to_numpy(), edges.get_column("dst").to_numpy())
-
-
-def _append_new_rows(scans: list[Path], columns: list[str], path: Path) -> None:
-    """Stream the new documents' rows of every scan file into one segment file (atomically),
-    one scan file in memory at a time."""
-    parts = (pl.read_parquet(p, columns=[*columns, "new"]).filter(pl.col("new")).drop("new").to_arrow() for p in scans)
-    write_streamed(parts, path)
 
 
 def _clusters(docs: pl.DataFrame) -> pl.DataFrame:
