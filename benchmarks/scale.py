@@ -1,6 +1,7 @@
 """Scale-out: `python benchmarks/scale.py [--mb 200]`.
 
-The same build (normalize, length_filter, exact_dedup with a 2-way partitioned reduce, split)
+The same build (normalize, length_filter, exact_dedup with a 2-way partitioned reduce,
+minhash_dedup with 2 band partitions and the partitioned merge rounds, split)
 on a generated corpus with 1 and 2 workers, on the local process pool and on a local Ray
 cluster, in one run. Import and ingest run once beforehand per root, so the timings are the
 steps and the publish. Prints speedup vs 1 local worker and Ray's overhead vs local at equal
@@ -25,7 +26,7 @@ from corpus.store import CorpusLayout
 from pipelines.config import BuildConfig, SourceSpec
 from pipelines.executor import ray_thread_env
 from pipelines.runner import run_build
-from pipelines.steps import ExactDedup, LengthFilter, Normalize, Split
+from pipelines.steps import ExactDedup, LengthFilter, MinHashDedup, Normalize, Split
 
 
 def published(root: Path) -> list[tuple]:
@@ -43,7 +44,7 @@ def main() -> None:
     shutil.rmtree(args.dir, ignore_errors=True)
     files, mb = generate(args.dir / "input", args.mb)
     sources = [SourceSpec(f) for f in files]
-    steps = [Normalize(), LengthFilter(), ExactDedup(reduce_partitions=2), Split()]
+    steps = [Normalize(), LengthFilter(), ExactDedup(reduce_partitions=2), MinHashDedup(reduce_partitions=2), Split()]
     rows, outputs = [], {}
     for executor in ("local", "ray"):
         for workers in (1, 2):

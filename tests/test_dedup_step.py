@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -267,3 +268,32 @@ def test_partitioned_merge_follows_chains_of_near_duplicates(tmp_path: Path) -> 
                 assert label_rounds >= 3 and groups_with_nodes == parts
         assert results[1] == results[3]
         assert max(size for *_, size, _m in results[3][2]) >= 4  # long chains became one cluster
+
+
+def test_partitioned_merge_resumes_after_a_crash_mid_propagation(tmp_path: Path) -> None:
+    """A build that died during the label rounds (later rounds, decisions and the apply phase
+    never happened) resumes from the finished rounds' markers and publishes the same output."""
+    rows = corpus(3, 24, "r")
+    source = write_jsonl(tmp_path / "r.jsonl", rows)
+    root = tmp_path / "root"
+    con, result = build(root, [source], reduce_partitions=3)
+    before = con.execute(
+        "SELECT path, checksum FROM shards WHERE stage IN ('final', 'rejects') ORDER BY path"
+    ).fetchall()
+    con.close()
+    step_dir = result.stages[-1].directory
+    stats = {p: json.loads(p.read_text()) for p in (step_dir / "merge").glob("done-*.json")}
+    first_label = min(int(p.name[6:9]) for p, s in stats.items() if s["phase"] == "labels")
+    for p in stats:
+        if int(p.name[6:9]) > first_label:
+            p.unlink()
+    for p in [step_dir / "reduce.done", *step_dir.glob("done-*.json"), *step_dir.glob("part-*.parquet")]:
+        p.unlink()
+    shutil.rmtree(step_dir / "decisions")
+    con, _ = build(root, [source], reduce_partitions=3)
+    after = con.execute(
+        "SELECT path, checksum FROM shards WHERE stage IN ('final', 'rejects') ORDER BY path"
+    ).fetchall()
+    assert after == before
+    rerun = {p for p in (step_dir / "merge").glob("done-*.json") if int(p.name[6:9]) > first_label}
+    assert len(rerun) >= 3 * 3  # the later label rounds, owners, assign, decide, persist, commit ran again
