@@ -242,12 +242,7 @@ class _Merge:
             how="left",
             maintain_order="left",
         )
-        lost = docs.filter(~pl.col("new") & pl.col("seq").is_null())
-        if lost.height:
-            raise state.StateError(
-                f"{self.spec.state_dir}: {lost.height} documents were scanned as known but are not in the state, "
-                f"e.g. {lost.get_column('doc_id')[0]}; delete the directory to rebuild it"
-            )
+        state.require_known(docs, self.spec.state_dir)
         start = state.next_seq(self.spec.state_dir, gen) if self.spec.incremental else 0
         if self.spec.keep == "longest":
             score = -pl.col("n_chars").cast(pl.Float64)

@@ -167,6 +167,16 @@ def commit(directory: Path, gen: int, base: int = 0) -> None:
             os.unlink(old)
 
 
+def require_known(docs: pl.DataFrame, directory: Path) -> None:
+    """Documents scanned as known (``new`` false) must have found their state row (``seq``)."""
+    lost = docs.filter(~pl.col("new") & pl.col("seq").is_null())
+    if lost.height:
+        raise StateError(
+            f"{directory}: {lost.height} documents were scanned as known but are not in the state, "
+            f"e.g. {lost.get_column('doc_id')[0]}; delete the directory to rebuild it"
+        )
+
+
 def write_key(directory: Path, ident: list) -> None:
     """Record the parameters behind this directory's signatures (once)."""
     path = directory / "key.json"
@@ -189,6 +199,7 @@ __all__ = [
     "next_seq",
     "read_current",
     "read_docs",
+    "require_known",
     "segment_path",
     "segments",
     "state_dir",

@@ -392,12 +392,7 @@ def _assign_seq(docs: pl.DataFrame, prev: pl.DataFrame, directory: Path) -> pl.D
         how="left",
         maintain_order="left",
     )
-    lost = docs.filter(~pl.col("new") & pl.col("seq").is_null())
-    if lost.height:
-        raise state.StateError(
-            f"{directory}: {lost.height} documents were scanned as known but are not in the state, "
-            f"e.g. {lost.get_column('doc_id')[0]}; delete the directory to rebuild it"
-        )
+    state.require_known(docs, directory)
     start = int(prev.get_column("seq").max() or 0) + 1 if prev.height else 0
     new_rank = pl.col("new").cast(pl.UInt64).cum_sum() - 1
     return docs.with_columns(
