@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -182,3 +183,35 @@ def test_two_processes_under_torchrun_split_the_rows_and_checkpoint_together(tra
     model = AutoModelForCausalLM.from_pretrained(out / "export")
     with torch.no_grad():
         assert torch.isfinite(model(input_ids=torch.tensor([[1, 2, 3]])).logits).all()
+
+
+def test_a_nonfinite_loss_stops_the_run_naming_the_step_and_batch_and_keeps_the_last_good_checkpoint(
+    train_corpus, tmp_path
+):
+    """A real NaN: with ``rms_norm_eps`` 0 and the EOS id as ``pad_token_id`` (its embedding row is
+    initialised to zeros), RMSNorm of the EOS ending each document is 0/0; the first micro-batch
+    whose rows contain a document end produces a NaN loss."""
+    from transformers import AutoTokenizer
+
+    from training.base_model import default_model_dir
+
+    eos = AutoTokenizer.from_pretrained(default_model_dir()).eos_token_id
+    model = TINY[:-1] + f", rms_norm_eps: 0.0, pad_token_id: {eos}}}"
+    out = tmp_path / "run"
+    args = _train_args(
+        train_corpus, out, from_scratch=model, seq_len=64, max_steps=8, save_every=1, eval_batches=0, export="false"
+    )
+    first = run_cli(*args, timeout=600)
+    assert first.returncode == 1
+    error = first.stderr.strip().splitlines()[-1]
+    match = re.search(r"loss is nan at step (\d+), micro-batch (\d) \(its rows start in (\S+), document (\d+)", error)
+    assert match, first.stderr[-3000:]
+    step = int(match.group(1))
+    assert 1 < step <= 8 and (train_corpus / match.group(3)).exists()
+    ckpt = out / "checkpoints"
+    assert (ckpt / f"nonfinite-step{step}" / "mp_rank_00_model_states.pt").exists()
+    assert (ckpt / "latest").read_text().strip() == f"step{step - 1}"  # the bad state is not resumed from
+    assert [s for s, _ in _losses(out)] == list(range(1, step))
+    assert all(math.isfinite(loss) for _, loss in _losses(out))
+    again = run_cli(*args, timeout=600)  # resumes from the last good checkpoint and meets the same batch
+    assert again.returncode == 1 and again.stderr.strip().splitlines()[-1] == error

@@ -293,13 +293,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     for step in range(start_step, cfg.max_steps):
         t0, step_loss, tokens = time.perf_counter(), 0.0, 0
         for micro in range(cfg.grad_accum):
+            pass_before, at = passes, Cursor(*stream.cursor.as_list())
             batch = next_rows()
+            at = at if passes == pass_before else Cursor()  # the batch opened a new pass
             loss = engine(**_tensors(batch, dtype, dist.device)).loss
-            mean_loss = all_sum([float(loss)], dist)[0] / dist.world  # the same verdict on every rank
+            mean_loss = all_sum([float(loss.detach())], dist)[0] / dist.world  # the same verdict on every rank
             if not math.isfinite(mean_loss):
-                # kept for inspection; `latest` still names the last good checkpoint, so a rerun resumes from it
-                engine.save_checkpoint(str(ckpt_dir), tag=f"nonfinite-step{step}", save_latest=False)
-                raise TrainingError(f"loss is {mean_loss} at step {step}, micro-batch {micro}; checkpoint kept")
+                raise _nonfinite(engine, ckpt_dir, mean_loss, step + 1, micro, refs[min(at.shard, len(refs) - 1)], at)
             engine.backward(loss)
             engine.step()
             step_loss += mean_loss / cfg.grad_accum
@@ -358,6 +358,21 @@ def _save(engine: Any, ckpt_dir: Path, tag: str, client_state: dict[str, Any], d
     (ckpt_dir / tag).mkdir(parents=True, exist_ok=True)
     torch.save(torch.get_rng_state(), ckpt_dir / tag / f"rng_rank{dist.rank}.pt")
     engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state=client_state)
+
+
+def _nonfinite(
+    engine: Any, ckpt_dir: Path, loss: float, step: int, micro: int, shard: ShardRef, at: Cursor
+) -> TrainingError:
+    """Keep the state that produced a non-finite loss for inspection (not as `latest`, so a rerun
+    resumes from the last good checkpoint) and name the step and the batch's first row."""
+    tag = f"nonfinite-step{step}"
+    engine.save_checkpoint(str(ckpt_dir), tag=tag, save_latest=False)
+    latest = ckpt_dir / "latest"
+    good = f"resume starts from {latest.read_text().strip()}" if latest.exists() else "no earlier checkpoint"
+    return TrainingError(
+        f"loss is {loss} at step {step}, micro-batch {micro} (its rows start in {shard.path}, document {at.doc}, "
+        f"token {at.offset}); checkpoint {ckpt_dir / tag} kept for inspection, {good}"
+    )
 
 
 def _resume(engine: Any, ckpt_dir: Path, digest: str, dist: Dist) -> tuple[int, int, Cursor]:
