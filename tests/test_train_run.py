@@ -87,6 +87,10 @@ def test_clear_errors_before_any_training(train_corpus, tmp_path):
     assert unknown.returncode == 1 and "unknown key(s) ['learning_rate']" in unknown.stderr
     not_a_number = run_cli("-m", "training.run", "--set", f"root={train_corpus}", "--set", "lr=fast")
     assert not_a_number.returncode == 1 and "lr='fast' is not a float" in not_a_number.stderr
+    zero3_chunked = run_cli("-m", "training.run", "--set", "zero_stage=3", "--set", "loss_chunk_tokens=1024")
+    assert zero3_chunked.returncode == 1 and "loss_chunk_tokens needs zero_stage <= 2" in zero3_chunked.stderr
+    bad_mode = run_cli("-m", "training.run", "--set", "packed_attention=varlen")
+    assert bad_mode.returncode == 1 and "packed_attention must be 'mask' or 'position_ids'" in bad_mode.stderr
 
 
 def _train_args(train_corpus: Path, out: Path, **changes) -> list[str]:
@@ -158,6 +162,25 @@ def test_sigkill_and_resume_reproduce_the_uninterrupted_losses(train_corpus, ref
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads((out / "summary.json").read_text())["resumed_from_step"] >= 4
     _assert_same_losses(_losses(out), _losses(reference), rel=1e-4)
+
+
+def test_speed_options_train_exactly_like_the_reference_path(train_corpus, reference, tmp_path):
+    """The GPU-minded options together (packing by position ids instead of our 4D mask, chunked
+    cross-entropy, fused AdamW, torch.compile before DeepSpeed wraps the model) log the same
+    per-step train and eval losses as the default path, and the run still checkpoints and exports."""
+    out = tmp_path / "fast"
+    options = {"packed_attention": "position_ids", "loss_chunk_tokens": 100, "fused_adamw": "true", "compile": "true"}
+    result = run_cli(*_train_args(train_corpus, out, **options), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    _assert_same_losses(_losses(out), _losses(reference), rel=1e-5)
+
+    def evals(run: Path) -> list[tuple[int, str, float]]:
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        return [(r["step"], r["bucket"], r["loss"]) for r in rows if r["kind"] == "eval"]
+
+    assert [e[:2] for e in evals(out)] == [e[:2] for e in evals(reference)]
+    assert all(abs(a[2] - b[2]) <= 1e-5 * b[2] for a, b in zip(evals(out), evals(reference), strict=True))
+    assert (out / "checkpoints" / "step8").is_dir() and (out / "export" / "model.safetensors").exists()
 
 
 def test_two_processes_under_torchrun_split_the_rows_and_checkpoint_together(train_corpus, reference, tmp_path):

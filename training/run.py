@@ -16,6 +16,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from corpus.store import write_bytes
 from training.data import DocumentTokenizer, NoShardsError, ShardRef, select_shards, tokenized_shard
 from training.distributed import Dist, all_sum, barrier, init_distributed, rank_rows
 from training.export import export_trained, full_state_dict
+from training.loss import ChunkedCausalLMLoss
 from training.packing import IGNORE_INDEX, PackedRow
 from training.stream import Cursor, PackedStream, shard_loader
 
@@ -59,6 +61,12 @@ class TrainConfig:
     export: bool = True  # write adapter/ (LoRA) and the merged, verified export/ at the end
     buckets: list[str] | None = None
     sources: list[str] | None = None
+    # speed (the defaults are the reference path; each option is tested to give the same losses on CPU)
+    attn_implementation: str = "sdpa"  # or "eager", "flex_attention" (GPU), "flash_attention_2" (if installed)
+    packed_attention: str = "mask"  # "mask": our 4D block-causal mask; "position_ids": the model derives it
+    loss_chunk_tokens: int | None = None  # chunked cross-entropy: no full [tokens x vocab] logits (ZeRO 0-2)
+    compile: bool = False  # torch.compile the model (before DeepSpeed wraps it; engine.compile() under ZeRO-3)
+    fused_adamw: bool | None = None  # fused AdamW kernel; None: on GPU only
 
     @classmethod
     def load(cls, path: Path | None, overrides: list[str]) -> TrainConfig:
@@ -81,29 +89,59 @@ class TrainConfig:
                     raise TrainingError(
                         f"{path or '--set'}: {f.name}={value!r} is not a{'n' * (f.type == 'int')} {f.type}"
                     ) from None
-        return cls(**raw)
+        cfg = cls(**raw)
+        cfg.validate(path)
+        return cfg
+
+    def validate(self, path: Path | None) -> None:
+        where = path or "--set"
+        if self.packed_attention not in ("mask", "position_ids"):
+            raise TrainingError(
+                f"{where}: packed_attention must be 'mask' or 'position_ids', got {self.packed_attention!r}"
+            )
+        if self.loss_chunk_tokens is not None:
+            if self.loss_chunk_tokens < 1:
+                raise TrainingError(f"{where}: loss_chunk_tokens must be >= 1, got {self.loss_chunk_tokens}")
+            if self.zero_stage == 3:
+                raise TrainingError(
+                    f"{where}: loss_chunk_tokens needs zero_stage <= 2 (it calls the LM head outside the "
+                    "engine's forward, where ZeRO-3 has not gathered its weight)"
+                )
 
 
-def _tensors(batch: list[PackedRow], dtype: Any, device: Any) -> dict[str, Any]:
-    """Model inputs on ``device``. The 4D additive block-causal mask (the same mask as
-    `PackedRow.attention_mask`) is built there from per-token segment ids: a [mb, seq, seq]
-    mask is too large to build with NumPy and copy for every micro-batch at seq 2048."""
+def _tensors(batch: list[PackedRow], dtype: Any, device: Any, packed_attention: str = "mask") -> dict[str, Any]:
+    """Model inputs on ``device``. ``mask``: the 4D additive block-causal mask (the same mask as
+    `PackedRow.attention_mask`) is built there from per-token segment ids (a [mb, seq, seq] mask is
+    too large to build with NumPy and copy for every micro-batch at seq 2048). ``position_ids``: no
+    mask; transformers finds the documents from the position ids restarting at 0 and builds the
+    block mask its attention implementation needs (varlen for flash attention, a block-sparse
+    BlockMask for flex attention)."""
     import numpy as np
     import torch
 
-    segments = np.stack([np.repeat(np.arange(len(r.segment_lengths)), r.segment_lengths) for r in batch])
     host = {
         "input_ids": np.stack([r.input_ids for r in batch]),
         "labels": np.stack([r.labels for r in batch]),
         "position_ids": np.stack([r.position_ids for r in batch]),
-        "segments": segments,
     }
-    t = {k: torch.from_numpy(v).to(device, non_blocking=True) for k, v in host.items()}
+    if packed_attention == "mask":
+        host["segments"] = np.stack([np.repeat(np.arange(len(r.segment_lengths)), r.segment_lengths) for r in batch])
+    t: dict[str, Any] = {k: torch.from_numpy(v).to(device, non_blocking=True) for k, v in host.items()}
+    t["use_cache"] = False  # a cache would also switch off the packed-sequence detection
+    if packed_attention == "position_ids":
+        return t
     seg = t.pop("segments")
     seq = seg.shape[1]
     allowed = torch.ones(seq, seq, dtype=torch.bool, device=device).tril() & (seg[:, :, None] == seg[:, None, :])
     additive = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, torch.finfo(dtype).min)
     return {**t, "attention_mask": additive[:, None]}
+
+
+def loss_function(model: Any, cfg: TrainConfig) -> Callable[[Any, dict[str, Any]], Any]:
+    """``loss(engine, inputs)``: the model's own loss, or the chunked one (`training.loss`)."""
+    if cfg.loss_chunk_tokens:
+        return ChunkedCausalLMLoss(model, cfg.loss_chunk_tokens)
+    return lambda engine, inputs: engine(**inputs).loss
 
 
 def selection_digest(refs: list[ShardRef]) -> str:
@@ -125,10 +163,11 @@ def build_model(cfg: TrainConfig) -> tuple[Any, Any]:
         raise TrainingError(str(exc)) from None
     tokenizer = AutoTokenizer.from_pretrained(base)
     torch.manual_seed(cfg.seed)
+    attn = cfg.attn_implementation
     if cfg.from_scratch is not None:
-        model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), **cfg.from_scratch))
+        model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), attn_implementation=attn, **cfg.from_scratch))
     else:
-        model = AutoModelForCausalLM.from_pretrained(base, torch_dtype="float32")
+        model = AutoModelForCausalLM.from_pretrained(base, torch_dtype="float32", attn_implementation=attn)
     limit = getattr(model.config, "max_position_embeddings", None)
     if limit is not None and cfg.seq_len > limit:
         raise TrainingError(f"seq_len {cfg.seq_len} is above the model's maximum of {limit} positions")
@@ -167,7 +206,14 @@ def tokenize_up_front(refs: list[ShardRef], doc_tok: DocumentTokenizer, cache: P
 
 
 def evaluate(
-    engine: Any, cfg: TrainConfig, refs: list[ShardRef], doc_tok: DocumentTokenizer, cache: Path, dtype: Any, dist: Dist
+    engine: Any,
+    loss_of: Callable[[Any, dict[str, Any]], Any],
+    cfg: TrainConfig,
+    refs: list[ShardRef],
+    doc_tok: DocumentTokenizer,
+    cache: Path,
+    dtype: Any,
+    dist: Dist,
 ) -> dict[str, float]:
     """Validation loss per bucket: token-weighted mean over up to ``eval_batches`` global groups,
     each rank on its own rows, summed over ranks."""
@@ -182,10 +228,10 @@ def evaluate(
             rows = rank_rows(stream, dist, cfg.micro_batch)
             if rows is None:
                 break
-            tensors = _tensors(rows, dtype, dist.device)
+            tensors = _tensors(rows, dtype, dist.device, cfg.packed_attention)
             n = float((tensors["labels"][:, 1:] != IGNORE_INDEX).sum())
             with torch.no_grad():
-                total += float(engine(**tensors).loss) * n
+                total += float(loss_of(engine, tensors)) * n
             count += n
         total, count = all_sum([total, count], dist)
         if count:
@@ -221,7 +267,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     tokenize_up_front(refs + eval_refs, doc_tok, cache, dist)
 
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    fused = cfg.fused_adamw if cfg.fused_adamw is not None else on_gpu
+    optimizer = torch.optim.AdamW(
+        params, lr=cfg.lr, weight_decay=cfg.weight_decay, **({"fused": True} if fused else {})
+    )
+    loss_of = loss_function(model, cfg)
+    if cfg.compile and cfg.zero_stage < 3:
+        model.compile()  # in place: parameter names (checkpoints, export) stay the same
 
     def schedule(step: int) -> float:
         if step < cfg.warmup_steps:
@@ -242,6 +294,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         "steps_per_print": 10**9,
     }
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config)
+    if cfg.compile and cfg.zero_stage == 3:
+        engine.compile()  # ZeRO-3's gather hooks must run inside the compiled module
     ckpt_dir = out_dir / "checkpoints"
     digest = selection_digest(refs)
     start_step, passes, cursor = 0, 0, Cursor()
@@ -279,7 +333,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     evals: dict[int, dict[str, float]] = {}
 
     def run_eval(at_step: int) -> None:
-        for bucket, eval_loss in evaluate(engine, cfg, eval_refs, doc_tok, cache, dtype, dist).items():
+        for bucket, eval_loss in evaluate(engine, loss_of, cfg, eval_refs, doc_tok, cache, dtype, dist).items():
             ppl = math.exp(eval_loss)
             evals.setdefault(at_step, {})[bucket] = ppl
             log(
@@ -296,7 +350,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             pass_before, at = passes, Cursor(*stream.cursor.as_list())
             batch = next_rows()
             at = at if passes == pass_before else Cursor()  # the batch opened a new pass
-            loss = engine(**_tensors(batch, dtype, dist.device)).loss
+            loss = loss_of(engine, _tensors(batch, dtype, dist.device, cfg.packed_attention))
             mean_loss = all_sum([float(loss.detach())], dist)[0] / dist.world  # the same verdict on every rank
             if not math.isfinite(mean_loss):
                 raise _nonfinite(engine, ckpt_dir, mean_loss, step + 1, micro, refs[min(at.shard, len(refs) - 1)], at)
