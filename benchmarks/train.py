@@ -12,6 +12,13 @@ compared: `training.run` streams and packs rows during the run and masks attenti
 pre-built in memory as plain causal-LM chunks (one causal mask across the row, the usual HF
 "group_texts" recipe), which lets SDPA use its fastest kernels.
 
+Variants of ours (``--variants``; all on a GPU, ``default`` and ``fast-z2`` with ``--tiny``):
+``default`` is the reference path (our 4D block mask, the model's loss, AdamW, eager); ``fast-*``
+add the speed options (packing from position ids, chunked cross-entropy, fused AdamW,
+torch.compile before DeepSpeed wraps the model) at ZeRO 2, 1 or 0, and ``fast-z1-flex`` flex
+attention (block-sparse over documents; GPU only). Each option is tested on CPU to train with
+the same losses as the default path.
+
 tokens/s counts all row tokens (padding included, the same rows for both) per median step time
 over the steps after ``--warmup`` steps (wall time between step ends), best of ``--repeats`` runs
 per trainer, interleaved (HF, ours, HF, ours), so a burst from another job on a shared machine
@@ -24,6 +31,7 @@ input gradients, none for the frozen weights' gradients; attention 12 L d s as i
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -32,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +94,9 @@ def build_corpus(root: Path) -> None:
     run_build(cfg, progress=False)
 
 
-def run_ours(job: dict[str, Any], out: Path) -> list[float]:
-    """Step seconds of `python -m training.run` (one process, ZeRO-2, LoRA), from metrics.jsonl."""
+def run_ours(job: dict[str, Any], out: Path, options: dict[str, Any] | None = None) -> list[float]:
+    """Step seconds of `python -m training.run` (one process, LoRA, ZeRO-2 unless ``options`` say
+    otherwise), from metrics.jsonl."""
     sets = {
         "root": job["root"],
         "output_dir": str(out),
@@ -103,6 +113,7 @@ def run_ours(job: dict[str, Any], out: Path) -> list[float]:
         "eval_batches": 0,
         "export": False,
         "resume": False,
+        **(options or {}),
     }
     cmd = [sys.executable, "-m", "training.run", *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")]]
     result = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True)
@@ -213,7 +224,28 @@ def hf_worker(job: dict[str, Any]) -> None:
 
 
 BASELINE = "HF Trainer + peft + ZeRO-2"
-TRAINERS = {BASELINE: ("hf", run_baseline), "training.run (ZeRO-2, LoRA)": ("ours", run_ours)}
+# the speed options of training.run (docs/TRAINING.md), each tested on CPU to train like the default path
+FAST = {"packed_attention": "position_ids", "loss_chunk_tokens": 4096, "fused_adamw": True, "compile": True}
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {  # name -> (label, training.run options)
+    "default": ("training.run (ZeRO-2, LoRA)", {}),
+    "fast-z2": ("training.run fast (ZeRO-2)", FAST),
+    "fast-z1": ("training.run fast (ZeRO-1)", {**FAST, "zero_stage": 1}),
+    "fast-z0": ("training.run fast (ZeRO-0)", {**FAST, "zero_stage": 0}),
+    "fast-z1-flex": (
+        "training.run fast + flex attn (ZeRO-1)",
+        {**FAST, "zero_stage": 1, "attn_implementation": "flex_attention"},
+    ),
+}
+CPU_VARIANTS = ["default", "fast-z2"]  # flex attention has no backward on CPU; compile takes ~40 s per run here
+
+
+def trainers(variants: list[str]) -> dict[str, tuple[str, Callable[[dict[str, Any], Path], list[float]]]]:
+    """label -> (output tag, runner): the baseline first, then the chosen variants of ours."""
+    out: dict[str, tuple[str, Callable[[dict[str, Any], Path], list[float]]]] = {BASELINE: ("hf", run_baseline)}
+    for name in variants:
+        label, options = VARIANTS[name]
+        out[label] = (name, functools.partial(run_ours, options=options))
+    return out
 
 
 def flops_per_token(shape: dict[str, Any], vocab: int, seq_len: int) -> float:
@@ -236,6 +268,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=3, help="steps left out of the throughput")
     p.add_argument("--peak-tflops", type=float, help="peak dense bf16 TFLOPS of the GPU, for MFU")
     p.add_argument("--work", type=Path, help="keep the corpus and runs here (default: a temp dir)")
+    p.add_argument(
+        "--variants",
+        nargs="*",
+        choices=sorted(VARIANTS),
+        help=f"training.run variants (default: all on GPU, {CPU_VARIANTS} with --tiny)",
+    )
     p.add_argument("--hf-worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.hf_worker:
@@ -248,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.tiny and not on_gpu:
         raise SystemExit("no GPU here: run with --tiny for the CPU mode")
     shapes = args.shapes or (["tiny"] if args.tiny else ["smollm2-135m", "smollm2-1.7b"])
+    runs = trainers(args.variants or (CPU_VARIANTS if not on_gpu else list(VARIANTS)))
     # (seq_len, micro-batch, accumulation) per shape; GPU micro-batches fit an 80 GB H100 without checkpointing
     plan = {"tiny": (256, 4, 1), "smollm2-135m": (2048, 8, 1), "smollm2-1.7b": (2048, 4, 1)}
     steps = args.steps or (12 if args.tiny else 30)
@@ -271,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         f"device: {device}; {steps} steps per run, median step time over steps {args.warmup + 1}..{steps}, "
         f"best of {repeats} interleaved run(s) per trainer"
     )
-    header = f"{'shape':<14}{'seq':>6}{'mb':>4}  {'trainer':<34}{'tokens/s':>11}{'MFU':>8}{'vs HF':>8}"
+    header = f"{'shape':<14}{'seq':>6}{'mb':>4}  {'trainer':<42}{'tokens/s':>11}{'MFU':>8}{'vs HF':>8}"
     print(header + "\n" + "-" * len(header))
     results = []
     for shape_name in shapes:
@@ -286,9 +325,9 @@ def main(argv: list[str] | None = None) -> int:
             "steps": steps,
         }
         tokens_per_step = seq_len * mb * accum
-        measured: dict[str, float | None] = {label: 0.0 for label in TRAINERS}
+        measured: dict[str, float | None] = {label: 0.0 for label in runs}
         for _ in range(repeats):  # interleaved, best of: a neighbour's burst hits one run, not the verdict
-            for label, (tag, runner) in TRAINERS.items():
+            for label, (tag, runner) in runs.items():
                 out = work / f"{shape_name}-{tag}"
                 shutil.rmtree(out, ignore_errors=True)
                 try:
@@ -305,11 +344,11 @@ def main(argv: list[str] | None = None) -> int:
         fpt = flops_per_token(SHAPES[shape_name], vocab, seq_len)
         for label, tps in measured.items():
             if tps is None:
-                print(f"{shape_name:<14}{seq_len:>6}{mb:>4}  {label:<34}{'failed':>11}")
+                print(f"{shape_name:<14}{seq_len:>6}{mb:>4}  {label:<42}{'failed':>11}")
                 continue
             mfu = f"{100 * tps * fpt / (peak * 1e12):.1f}%" if on_gpu and peak else "-"
             ratio = f"{tps / base:>7.2f}x" if base else f"{'-':>8}"
-            print(f"{shape_name:<14}{seq_len:>6}{mb:>4}  {label:<34}{tps:>11,.0f}{mfu:>8}{ratio}")
+            print(f"{shape_name:<14}{seq_len:>6}{mb:>4}  {label:<42}{tps:>11,.0f}{mfu:>8}{ratio}")
             results.append(
                 {"shape": shape_name, "trainer": label, "tokens_per_s": tps, "vs_hf": tps / base if base else None}
             )
