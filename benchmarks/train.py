@@ -2,6 +2,8 @@
 
     python benchmarks/train.py --tiny          # CPU, a small random-init Llama, < 3 minutes
     python benchmarks/train.py                 # GPU: seq 2048, bf16, SmolLM2-135M and -1.7B shapes
+    python benchmarks/train.py --prepare .bench  # here: the corpus + a weightless tokenizer dir to carry
+    python benchmarks/train.py --work .bench   # there: a machine without polars or the SmolLM2 GGUF
 
 In one run, for each model shape, both trainers train the same random-init Llama (same shape,
 same seed, LoRA r=8 on q/k/v/o, ZeRO-2, AdamW, warmup + cosine, same micro-batch, accumulation
@@ -95,11 +97,33 @@ def build_corpus(root: Path) -> None:
     run_build(cfg, progress=False)
 
 
+def prepare(work: Path) -> None:
+    """What a GPU run needs that the lent machine cannot make: the built corpus (pipelines need
+    polars) and the tokenizer with the model config but no weights (the default model comes from a
+    98 MB GGUF); the shapes are random-init, so no weights are needed. A few MB, for `carry`."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from training.base_model import default_model_dir
+
+    if not (work / "data" / "catalog.duckdb").exists():
+        build_corpus(work / "data")
+    source = default_model_dir()
+    AutoConfig.from_pretrained(source).save_pretrained(work / "model")
+    AutoTokenizer.from_pretrained(source).save_pretrained(work / "model")
+    shutil.rmtree(work / "data" / "work", ignore_errors=True)  # build scratch, not needed to train
+    size = sum(f.stat().st_size for f in work.rglob("*") if f.is_file())
+    print(
+        f"{work}: corpus and tokenizer, {size / 2**20:.1f} MiB; on the GPU machine: "
+        f"python benchmarks/train.py --work {work}"
+    )
+
+
 def run_ours(job: dict[str, Any], out: Path, options: dict[str, Any] | None = None) -> list[float]:
     """Step seconds of `python -m training.run` (one process, LoRA, ZeRO-2 unless ``options`` say
     otherwise), from metrics.jsonl."""
     sets = {
         "root": job["root"],
+        "model": job["model"],
         "output_dir": str(out),
         "from_scratch": json.dumps(job["shape"]),
         "lora": json.dumps(LORA),
@@ -135,7 +159,7 @@ def run_baseline(job: dict[str, Any], out: Path) -> list[float]:
 
 
 def _env() -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)  # each run is its own single-process group on its own port
     return env
@@ -155,7 +179,7 @@ def hf_worker(job: dict[str, Any]) -> None:
     on_gpu = torch.cuda.is_available()
     init_distributed()  # a free port for this single-process group; Trainer reuses it
     cfg = TrainConfig(root=job["root"], seq_len=job["seq_len"], seed=1234, lora=None, from_scratch=job["shape"])
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(None))  # the tokenizer training.run uses
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(job["model"]))  # the one training.run uses
     refs = select_shards(Path(job["root"]), split="train")
     needed = job["steps"] * job["micro_batch"] * job["grad_accum"]
     rows: list[Any] = []
@@ -273,6 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--peak-tflops", type=float, help="peak dense bf16 TFLOPS of the GPU, for MFU")
     p.add_argument("--work", type=Path, help="keep the corpus and runs here (default: a temp dir)")
     p.add_argument(
+        "--prepare", type=Path, metavar="DIR", help="only build the corpus and tokenizer into DIR, then stop"
+    )
+    p.add_argument(
         "--variants",
         nargs="*",
         choices=sorted(VARIANTS),
@@ -282,6 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.hf_worker:
         hf_worker(json.loads(args.hf_worker))
+        return 0
+    if args.prepare:
+        prepare(args.prepare)
         return 0
 
     import torch
@@ -306,9 +336,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from transformers import AutoTokenizer
 
-    from training.base_model import default_model_dir
+    from training.base_model import resolve_model_path
 
-    vocab = len(AutoTokenizer.from_pretrained(default_model_dir()))
+    model = work / "model" if (work / "model" / "config.json").exists() else "default"  # from --prepare
+    vocab = len(AutoTokenizer.from_pretrained(resolve_model_path(model)))
     device = torch.cuda.get_device_name() if on_gpu else f"CPU ({os.cpu_count()} cores)"
     print(
         f"device: {device}; {steps} steps per run, median step time over steps {args.warmup + 1}..{steps}, "
@@ -322,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         seq_len, mb = args.seq_len or seq_len, args.micro_batch or mb
         job = {
             "root": str(root),
+            "model": str(model),
             "shape": SHAPES[shape_name],
             "seq_len": seq_len,
             "micro_batch": mb,

@@ -52,3 +52,52 @@ def test_chunked_loss_equals_the_hf_loss_and_its_gradients(chunk: int) -> None:
     for name, p in model.named_parameters():
         if p.requires_grad:
             torch.testing.assert_close(p.grad, want[name], atol=1e-6, rtol=1e-5)
+
+
+def test_a_micro_batch_without_labelled_tokens_has_zero_loss_and_zero_gradients() -> None:
+    """An instruction row that is all prompt has no labelled token: 0/0 would be NaN and stop the
+    run as a non-finite loss. Both loss paths give 0 and zero (not missing) gradients."""
+    from training.run import _model_loss
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=300,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        tie_word_embeddings=False,
+    )
+    model = LlamaForCausalLM(config)
+    rows = pack([(list(range(5, 37)), [False] * 32)], seq_len=32, pad_id=0)
+    inputs = {
+        "input_ids": torch.tensor([r.input_ids for r in rows]),
+        "position_ids": torch.tensor([r.position_ids for r in rows]),
+        "labels": torch.tensor([r.labels for r in rows]),
+        "use_cache": False,
+    }
+    assert (inputs["labels"] == IGNORE_INDEX).all()
+    for loss_of in (_model_loss, ChunkedCausalLMLoss(model, 8)):
+        model.zero_grad(set_to_none=True)
+        loss = loss_of(model, inputs)
+        assert float(loss) == 0.0
+        loss.backward()
+        for name, p in model.named_parameters():
+            assert p.grad is not None, name
+            assert not p.grad.any(), name
+
+    mixed = pack([(list(range(5, 25)), None), (list(range(40, 60)), None)], seq_len=20, pad_id=0)
+    reference = model(
+        input_ids=torch.tensor([r.input_ids for r in mixed]),
+        labels=torch.tensor([r.labels for r in mixed]),
+        use_cache=False,
+    ).loss
+    inputs = {
+        "input_ids": torch.tensor([r.input_ids for r in mixed]),
+        "labels": torch.tensor([r.labels for r in mixed]),
+        "use_cache": False,
+    }
+    got = _model_loss(model, inputs)
+    torch.testing.assert_close(got, reference)  # with labelled tokens: the model's own mean

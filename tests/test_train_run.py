@@ -91,6 +91,13 @@ def test_clear_errors_before_any_training(train_corpus, tmp_path):
     assert zero3_chunked.returncode == 1 and "loss_chunk_tokens needs zero_stage <= 2" in zero3_chunked.stderr
     bad_mode = run_cli("-m", "training.run", "--set", "packed_attention=varlen")
     assert bad_mode.returncode == 1 and "packed_attention must be 'mask' or 'position_ids'" in bad_mode.stderr
+    no_kernel = run_cli(
+        "-m", "training.run", "--set", f"root={train_corpus}", "--set", f"from_scratch={TINY}",
+        "--set", "attn_implementation=flash_attention_2",
+    )  # fmt: skip
+    assert no_kernel.returncode == 1, no_kernel.stderr
+    assert "cannot build the model with attn_implementation='flash_attention_2'" in no_kernel.stderr
+    assert "Traceback" not in no_kernel.stderr
 
 
 def _train_args(train_corpus: Path, out: Path, **changes) -> list[str]:

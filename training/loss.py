@@ -6,7 +6,8 @@ its gradient, more than the rest of a 135M model's activations. Here the model r
 ``logits_to_keep=1`` (no full logits), a forward hook keeps the decoder's last hidden state, and
 the loss is summed chunk by chunk through the LM head under activation checkpointing, so at most
 one chunk's logits exist at a time, in the forward and in the backward pass. Same value as the
-HF loss (mean over labelled tokens, labels shifted by one, ``IGNORE_INDEX`` skipped).
+HF loss (mean over labelled tokens, labels shifted by one, ``IGNORE_INDEX`` skipped), and 0 for a
+micro-batch with no labelled tokens (an instruction row that is all prompt) instead of 0/0.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ def chunked_lm_loss(
     y = labels[:, 1:].reshape(-1)
     keep = y != IGNORE_INDEX
     h, y = h[keep], y[keep]
-    total = hidden.new_zeros((), dtype=torch.float32)
+    # Start from the (zero) loss of no tokens, so a micro-batch without labelled tokens still
+    # has a graph through the decoder and the head: zero gradients, not missing ones.
+    total = _chunk_loss(h[:0], y[:0], head.weight, head.bias)
     for lo in range(0, y.numel(), chunk_tokens):
         part = checkpoint(
             _chunk_loss,
@@ -45,7 +48,7 @@ def chunked_lm_loss(
             use_reentrant=False,
         )
         total = total + part
-    return total / y.numel()
+    return total / max(y.numel(), 1)
 
 
 class ChunkedCausalLMLoss:

@@ -141,7 +141,15 @@ def loss_function(model: Any, cfg: TrainConfig) -> Callable[[Any, dict[str, Any]
     """``loss(engine, inputs)``: the model's own loss, or the chunked one (`training.loss`)."""
     if cfg.loss_chunk_tokens:
         return ChunkedCausalLMLoss(model, cfg.loss_chunk_tokens)
-    return lambda engine, inputs: engine(**inputs).loss
+    return _model_loss
+
+
+def _model_loss(engine: Any, inputs: dict[str, Any]) -> Any:
+    """The model's loss, told the number of labelled tokens (at least 1): the same mean, but 0
+    rather than 0/0 = NaN for a micro-batch with none (a row of prompt only), which the
+    non-finite-loss check would otherwise stop the run on."""
+    labelled = (inputs["labels"][:, 1:] != IGNORE_INDEX).sum().clamp(min=1)
+    return engine(**inputs, num_items_in_batch=labelled).loss
 
 
 def selection_digest(refs: list[ShardRef]) -> str:
@@ -164,10 +172,15 @@ def build_model(cfg: TrainConfig) -> tuple[Any, Any]:
     tokenizer = AutoTokenizer.from_pretrained(base)
     torch.manual_seed(cfg.seed)
     attn = cfg.attn_implementation
-    if cfg.from_scratch is not None:
-        model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), attn_implementation=attn, **cfg.from_scratch))
-    else:
-        model = AutoModelForCausalLM.from_pretrained(base, torch_dtype="float32", attn_implementation=attn)
+    try:
+        if cfg.from_scratch is not None:
+            config = LlamaConfig(vocab_size=len(tokenizer), attn_implementation=attn, **cfg.from_scratch)
+            model = LlamaForCausalLM(config)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(base, torch_dtype="float32", attn_implementation=attn)
+    except (ImportError, ValueError) as exc:  # an unknown attention or one whose kernel package is missing
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TrainingError(f"{base}: cannot build the model with attn_implementation={attn!r}: {reason}") from None
     limit = getattr(model.config, "max_position_embeddings", None)
     if limit is not None and cfg.seq_len > limit:
         raise TrainingError(f"seq_len {cfg.seq_len} is above the model's maximum of {limit} positions")
