@@ -39,6 +39,31 @@ def write_config(path: Path, root: Path, sources: list[Path], steps: list, **ext
     return path
 
 
+# `--set from_scratch=...` for training runs: a two-layer Llama that trains in seconds on CPU
+TINY = (
+    "{hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, "
+    "num_key_value_heads: 2, max_position_embeddings: 256}"
+)
+
+
+def tiny_llama(vocab_size: int = 300, **overrides):
+    """A seeded two-layer random-init Llama for model-level tests (loss, packing masks)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    shape = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 64,
+        **overrides,
+    }
+    return LlamaForCausalLM(LlamaConfig(vocab_size=vocab_size, **shape))
+
+
 def run_cli(*args: str, cwd: Path = REPO, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)

@@ -5,17 +5,13 @@ from __future__ import annotations
 import json
 
 import torch
-from conftest import run_torchrun
+from conftest import TINY, run_torchrun
 from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from training.run import TrainConfig, build_model
 
-TINY = (
-    "{hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, "
-    "num_key_value_heads: 2, max_position_embeddings: 256}"
-)
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 

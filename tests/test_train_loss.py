@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import tiny_llama
 from peft import LoraConfig, get_peft_model
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from training.loss import ChunkedCausalLMLoss
 from training.packing import IGNORE_INDEX, pack
@@ -13,18 +13,7 @@ from training.packing import IGNORE_INDEX, pack
 
 @pytest.mark.parametrize("chunk", [7, 64, 10_000])
 def test_chunked_loss_equals_the_hf_loss_and_its_gradients(chunk: int) -> None:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=300,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        tie_word_embeddings=True,
-    )
-    model = get_peft_model(LlamaForCausalLM(config), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    model = get_peft_model(tiny_llama(tie_word_embeddings=True), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
     for name, p in model.named_parameters():  # LoRA B starts at zero; make it count
         if "lora_B" in name:
             torch.nn.init.normal_(p, std=0.1)
@@ -59,18 +48,7 @@ def test_a_micro_batch_without_labelled_tokens_has_zero_loss_and_zero_gradients(
     run as a non-finite loss. Both loss paths give 0 and zero (not missing) gradients."""
     from training.run import _model_loss
 
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=300,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        tie_word_embeddings=False,
-    )
-    model = LlamaForCausalLM(config)
+    model = tiny_llama(tie_word_embeddings=False)  # an untied head: it must get (zero) gradients too
     rows = pack([(list(range(5, 37)), [False] * 32)], seq_len=32, pad_id=0)
     inputs = {
         "input_ids": torch.tensor([r.input_ids for r in rows]),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from conftest import tiny_llama
 
 from training.packing import IGNORE_INDEX, Packer, block_causal_mask, pack
 
@@ -55,17 +55,7 @@ def test_streaming_keeps_every_token_once_and_splits_long_documents():
 
 
 def test_packed_documents_do_not_see_each_other_in_a_real_model():
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=128,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-    )
-    model = LlamaForCausalLM(config).eval()
+    model = tiny_llama(vocab_size=128).eval()
     a, b = list(range(5, 15)), list(range(30, 42))
     (row,) = pack([(a, None), (b, None)], seq_len=32, pad_id=0)
     with torch.no_grad():

@@ -14,13 +14,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, run_cli, run_torchrun
+from conftest import REPO, TINY, run_cli, run_torchrun
 from transformers import AutoModelForCausalLM
-
-TINY = (
-    "{hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, "
-    "num_key_value_heads: 2, max_position_embeddings: 256}"
-)
 
 
 def test_tiny_llama_trains_under_zero2_and_exports(train_corpus, tmp_path):
