@@ -240,3 +240,44 @@ def test_a_nonfinite_loss_stops_the_run_naming_the_step_and_batch_and_keeps_the_
     assert all(math.isfinite(loss) for _, loss in _losses(out))
     again = run_cli(*args, timeout=600)  # resumes from the last good checkpoint and meets the same batch
     assert again.returncode == 1 and again.stderr.strip().splitlines()[-1] == error
+
+
+@pytest.fixture(scope="module")
+def instruction_corpus(tmp_path_factory) -> Path:
+    """Instruction rows whose prompts (no loss) range from a few to ~150 tokens, between plain
+    documents: packed rows of 128 tokens carry very different numbers of labelled tokens."""
+    from conftest import write_jsonl
+
+    from pipelines.config import BuildConfig, SourceSpec
+    from pipelines.runner import run_build
+    from pipelines.steps import Split
+
+    base = tmp_path_factory.mktemp("instructions")
+    records = []
+    for i in range(160):
+        if i % 4 == 3:
+            text = " ".join(f"Article {i} section {j} of the civil code applies to the lease." for j in range(6))
+            records.append({"text": text})
+            continue
+        prompt = " ".join(f"clause {i}.{j} binds the tenant" for j in range(2 + (i * 7) % 30))
+        response = f"Clause {i} binds the tenant."
+        records.append({"text": f"{prompt}\n{response}", "prompt": prompt, "response": response})
+    source = write_jsonl(base / "instructions.jsonl", records)
+    cfg = BuildConfig(root=base / "data", workers=1, sources=[SourceSpec(source)], steps=[Split(validation_ratio=0.1)])
+    run_build(cfg, progress=False)
+    return base / "data"
+
+
+def test_gradient_accumulation_trains_like_one_big_micro_batch(instruction_corpus, tmp_path):
+    """micro_batch 2 x grad_accum 2 and micro_batch 4 x grad_accum 1 are the same global batch of
+    rows; with the loss divided by the step's labelled tokens (not averaged per micro-batch) they
+    take the same optimizer steps, so the per-step losses agree, even though the micro-batches
+    hold very different numbers of labelled tokens."""
+    runs = {}
+    for mb, accum in ((2, 2), (4, 1)):
+        out = tmp_path / f"mb{mb}x{accum}"
+        sets = {"micro_batch": mb, "grad_accum": accum, "eval_batches": 0, "export": "false", "save_every": 100}
+        result = run_cli(*_train_args(instruction_corpus, out, **sets), timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        runs[mb] = _losses(out)
+    _assert_same_losses(runs[2], runs[4], rel=1e-5)

@@ -16,19 +16,19 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from corpus.store import write_bytes
 from training.data import DocumentTokenizer, NoShardsError, ShardRef, select_shards, tokenized_shard
 from training.distributed import Dist, all_sum, barrier, init_distributed, rank_rows
 from training.export import export_trained, full_state_dict
-from training.loss import ChunkedCausalLMLoss
-from training.packing import IGNORE_INDEX, PackedRow
+from training.loss import ChunkedCausalLMLoss, LossFn, labelled_tokens, model_loss
+from training.packing import PackedRow
 from training.stream import Cursor, PackedStream, shard_loader
 
 
@@ -116,7 +116,6 @@ def _tensors(batch: list[PackedRow], dtype: Any, device: Any, packed_attention: 
     mask; transformers finds the documents from the position ids restarting at 0 and builds the
     block mask its attention implementation needs (varlen for flash attention, a block-sparse
     BlockMask for flex attention)."""
-    import numpy as np
     import torch
 
     host = {
@@ -137,19 +136,22 @@ def _tensors(batch: list[PackedRow], dtype: Any, device: Any, packed_attention: 
     return {**t, "attention_mask": additive[:, None]}
 
 
-def loss_function(model: Any, cfg: TrainConfig) -> Callable[[Any, dict[str, Any]], Any]:
-    """``loss(engine, inputs)``: the model's own loss, or the chunked one (`training.loss`)."""
+def loss_function(model: Any, cfg: TrainConfig) -> LossFn:
+    """The model's own loss, or the chunked one; both divide a sum by ``num_items`` (`training.loss`)."""
     if cfg.loss_chunk_tokens:
         return ChunkedCausalLMLoss(model, cfg.loss_chunk_tokens)
-    return _model_loss
+    return model_loss
 
 
-def _model_loss(engine: Any, inputs: dict[str, Any]) -> Any:
-    """The model's loss, told the number of labelled tokens (at least 1): the same mean, but 0
-    rather than 0/0 = NaN for a micro-batch with none (a row of prompt only), which the
-    non-finite-loss check would otherwise stop the run on."""
-    labelled = (inputs["labels"][:, 1:] != IGNORE_INDEX).sum().clamp(min=1)
-    return engine(**inputs, num_items_in_batch=labelled).loss
+def step_divisor(batches: list[list[PackedRow]], dist: Dist, device: Any) -> Any:
+    """``num_items`` for every micro-batch of one optimizer step: the step's labelled tokens on all
+    ranks (at least 1) / (micro-batches x ranks), so that after DeepSpeed's 1/accumulation scaling
+    and averaging over ranks the gradient is the mean over all of the step's labelled tokens."""
+    import torch
+
+    local = sum(labelled_tokens(np.stack([r.labels for r in batch])) for batch in batches)
+    (total,) = all_sum([float(local)], dist)
+    return torch.tensor(max(total, 1.0) / (len(batches) * dist.world), dtype=torch.float32, device=device)
 
 
 def selection_digest(refs: list[ShardRef]) -> str:
@@ -220,7 +222,7 @@ def tokenize_up_front(refs: list[ShardRef], doc_tok: DocumentTokenizer, cache: P
 
 def evaluate(
     engine: Any,
-    loss_of: Callable[[Any, dict[str, Any]], Any],
+    loss_of: LossFn,
     cfg: TrainConfig,
     refs: list[ShardRef],
     doc_tok: DocumentTokenizer,
@@ -242,9 +244,9 @@ def evaluate(
             if rows is None:
                 break
             tensors = _tensors(rows, dtype, dist.device, cfg.packed_attention)
-            n = float((tensors["labels"][:, 1:] != IGNORE_INDEX).sum())
-            with torch.no_grad():
-                total += float(loss_of(engine, tensors)) * n
+            n = labelled_tokens(tensors["labels"])
+            with torch.no_grad():  # the sum over this batch's labelled tokens
+                total += float(loss_of(engine, tensors, torch.ones((), device=dist.device)))
             count += n
         total, count = all_sum([total, count], dist)
         if count:
@@ -359,11 +361,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     started, losses = time.perf_counter(), []
     for step in range(start_step, cfg.max_steps):
         t0, step_loss, tokens = time.perf_counter(), 0.0, 0
-        for micro in range(cfg.grad_accum):
+        batches, starts = [], []  # the whole step's rows first: the loss divides by all their labels
+        for _ in range(cfg.grad_accum):
             pass_before, at = passes, Cursor(*stream.cursor.as_list())
-            batch = next_rows()
-            at = at if passes == pass_before else Cursor()  # the batch opened a new pass
-            loss = loss_of(engine, _tensors(batch, dtype, dist.device, cfg.packed_attention))
+            batches.append(next_rows())
+            starts.append(at if passes == pass_before else Cursor())  # the batch opened a new pass
+        num_items = step_divisor(batches, dist, dist.device)
+        for micro, (batch, at) in enumerate(zip(batches, starts, strict=True)):
+            loss = loss_of(engine, _tensors(batch, dtype, dist.device, cfg.packed_attention), num_items)
             mean_loss = all_sum([float(loss.detach())], dist)[0] / dist.world  # the same verdict on every rank
             if not math.isfinite(mean_loss):
                 raise _nonfinite(engine, ckpt_dir, mean_loss, step + 1, micro, refs[min(at.shard, len(refs) - 1)], at)
