@@ -281,3 +281,26 @@ def test_gradient_accumulation_trains_like_one_big_micro_batch(instruction_corpu
         assert result.returncode == 0, result.stderr[-3000:]
         runs[mb] = _losses(out)
     _assert_same_losses(runs[2], runs[4], rel=1e-5)
+
+
+def test_a_mixture_curriculum_trains_by_phase_weights_and_resumes_its_draws(train_corpus, tmp_path):
+    """Steps 1-3 draw only from the easy bucket, later steps from both; a rerun resumes from the
+    step-8 checkpoint (data cursor per bucket + row index) and reproduces steps 9-10 exactly."""
+    out = tmp_path / "mixture"
+    mixture = '[{until_step: 3, weights: {"0": 1}}, {weights: {"0": 1, "1": 1}}]'
+    args = _train_args(train_corpus, out, mixture=mixture, eval_batches=0, export="false")
+    first = run_cli(*args, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    mix = [r["rows"] for r in rows if r["kind"] == "train"]
+    assert all(sum(m.values()) == 4 for m in mix)  # micro_batch 2 x grad_accum 2 rows per step
+    assert all(m == {"0": 4, "1": 0} for m in mix[:3])
+    assert sum(m["1"] for m in mix[3:]) > 0 and sum(m["0"] for m in mix[3:]) > 0
+    before = _losses(out)
+
+    again = run_cli(*args, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads((out / "summary.json").read_text())["resumed_from_step"] == 8
+    _assert_same_losses(_losses(out), before, rel=1e-6)
+    sequential = run_cli(*_train_args(train_corpus, out, eval_batches=0, export="false"))
+    assert sequential.returncode == 1 and "written by a run with a mixture; this run has none" in sequential.stderr

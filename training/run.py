@@ -24,6 +24,14 @@ import numpy as np
 import yaml
 
 from corpus.store import write_bytes
+from training.curriculum import (
+    Curriculum,
+    CurriculumError,
+    MixedStream,
+    MixtureCurriculum,
+    SequentialCurriculum,
+    parse_mixture,
+)
 from training.data import DocumentTokenizer, NoShardsError, ShardRef, select_shards, tokenized_shard
 from training.distributed import Dist, all_sum, barrier, init_distributed, rank_rows
 from training.export import export_trained, full_state_dict
@@ -60,6 +68,7 @@ class TrainConfig:
     resume: bool = True  # continue from output_dir/checkpoints when one is there
     export: bool = True  # write adapter/ (LoRA) and the merged, verified export/ at the end
     buckets: list[str] | None = None
+    mixture: list[dict[str, Any]] | None = None  # phases of bucket weights instead of easy -> hard (curriculum.py)
     sources: list[str] | None = None
     # speed (the defaults are the reference path; each option is tested to give the same losses on CPU)
     attn_implementation: str = "sdpa"  # or "eager", "flex_attention" (GPU), "flash_attention_2" (if installed)
@@ -95,6 +104,11 @@ class TrainConfig:
 
     def validate(self, path: Path | None) -> None:
         where = path or "--set"
+        if self.mixture is not None:
+            try:
+                parse_mixture(self.mixture)
+            except CurriculumError as exc:
+                raise TrainingError(f"{where}: {exc}") from None
         if self.packed_attention not in ("mask", "position_ids"):
             raise TrainingError(
                 f"{where}: packed_attention must be 'mask' or 'position_ids', got {self.packed_attention!r}"
@@ -201,6 +215,28 @@ def build_model(cfg: TrainConfig) -> tuple[Any, Any]:
             ),
         )
     return model, tokenizer
+
+
+def curriculum(
+    cfg: TrainConfig, refs: list[ShardRef], doc_tok: DocumentTokenizer, cache: Path, dist: Dist, state: dict[str, Any]
+) -> Curriculum:
+    """The row order of this run, at the checkpoint's position when ``state`` has one."""
+
+    def open_stream(shards: list[ShardRef], cursor: Cursor | None) -> PackedStream:
+        return _stream(shards, doc_tok, cache, cfg, cursor)
+
+    try:
+        if cfg.mixture is None:
+            if state and "cursor" not in state:
+                raise CurriculumError("the checkpoint was written by a run with a mixture; this run has none")
+            return SequentialCurriculum(refs, open_stream, state or None)
+        if state and "mixture" not in state:
+            raise CurriculumError("the checkpoint was written by a run without a mixture; this run has one")
+        rows_per_step = dist.world * cfg.micro_batch * cfg.grad_accum
+        phases = parse_mixture(cfg.mixture)
+        return MixtureCurriculum(MixedStream(phases, refs, open_stream, rows_per_step, cfg.seed, state.get("mixture")))
+    except CurriculumError as exc:
+        raise TrainingError(f"{cfg.root}: {exc}") from None
 
 
 def _stream(
@@ -313,9 +349,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         engine.compile()  # ZeRO-3's gather hooks must run inside the compiled module
     ckpt_dir = out_dir / "checkpoints"
     digest = selection_digest(refs)
-    start_step, passes, cursor = 0, 0, Cursor()
+    start_step, data_state = 0, {}
     if cfg.resume and (ckpt_dir / "latest").exists():
-        start_step, passes, cursor = _resume(engine, ckpt_dir, digest, dist)
+        start_step, data_state = _resume(engine, ckpt_dir, digest, dist)
+    order = curriculum(cfg, refs, doc_tok, cache, dist, data_state)
     if dist.main:  # a fresh start (or a resume) drops rows logged after its starting step
         _truncate_metrics(out_dir / "metrics.jsonl", start_step)
     # only rank 0 writes metrics, TensorBoard, the report and the export
@@ -330,20 +367,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         for name, value in scalars.items():
             writer.add_scalar(name, value, row["step"])
 
-    stream = _stream(refs, doc_tok, cache, cfg, cursor)
-
-    def next_rows() -> list[PackedRow]:
-        nonlocal stream, passes
-        rows = rank_rows(stream, dist, cfg.micro_batch)
-        if rows is None:  # one pass over the selection is done: start the curriculum again
-            passes, stream = passes + 1, _stream(refs, doc_tok, cache, cfg)
-            rows = rank_rows(stream, dist, cfg.micro_batch)
-            if rows is None:
-                raise TrainingError(
-                    f"{cfg.root}: the selected train shards pack into fewer than world_size x micro_batch = "
-                    f"{dist.world * cfg.micro_batch} rows of {cfg.seq_len} tokens"
-                )
-        return rows
+    def next_group() -> tuple[list[PackedRow], tuple[ShardRef, Cursor]]:
+        try:
+            return order.next_group(dist, cfg.micro_batch)
+        except CurriculumError as exc:
+            raise TrainingError(f"{cfg.root}: {exc}") from None
 
     evals: dict[int, dict[str, float]] = {}
 
@@ -361,17 +389,18 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     started, losses = time.perf_counter(), []
     for step in range(start_step, cfg.max_steps):
         t0, step_loss, tokens = time.perf_counter(), 0.0, 0
+        mixed_before = dict(order.stream.rows_by_bucket) if isinstance(order, MixtureCurriculum) else None
         batches, starts = [], []  # the whole step's rows first: the loss divides by all their labels
         for _ in range(cfg.grad_accum):
-            pass_before, at = passes, Cursor(*stream.cursor.as_list())
-            batches.append(next_rows())
-            starts.append(at if passes == pass_before else Cursor())  # the batch opened a new pass
+            batch, start = next_group()
+            batches.append(batch)
+            starts.append(start)
         num_items = step_divisor(batches, dist, dist.device)
-        for micro, (batch, at) in enumerate(zip(batches, starts, strict=True)):
+        for micro, (batch, (shard, at)) in enumerate(zip(batches, starts, strict=True)):
             loss = loss_of(engine, _tensors(batch, dtype, dist.device, cfg.packed_attention), num_items)
             mean_loss = all_sum([float(loss.detach())], dist)[0] / dist.world  # the same verdict on every rank
             if not math.isfinite(mean_loss):
-                raise _nonfinite(engine, ckpt_dir, mean_loss, step + 1, micro, refs[min(at.shard, len(refs) - 1)], at)
+                raise _nonfinite(engine, ckpt_dir, mean_loss, step + 1, micro, shard, at)
             engine.backward(loss)
             engine.step()
             step_loss += mean_loss / cfg.grad_accum
@@ -386,12 +415,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             "grad_norm": float(grad_norm) if grad_norm is not None else None,
             "tokens_per_s": tokens / seconds,
         }
+        if mixed_before is not None:  # rows per bucket in this step's global batch: the mixture as run
+            row["rows"] = {b: n - mixed_before[b] for b, n in order.stream.rows_by_bucket.items()}
         log(row, {f"train/{k}": row[k] for k in ("loss", "lr", "grad_norm", "tokens_per_s") if row[k] is not None})
         losses.append(step_loss)
         if eval_refs and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.max_steps):
             run_eval(step + 1)
         if (step + 1) % cfg.save_every == 0 and step + 1 < cfg.max_steps:
-            state = {"step": step + 1, "passes": passes, "cursor": stream.cursor.as_list(), "selection": digest}
+            state = {"step": step + 1, "selection": digest, **order.state()}
             _save(engine, ckpt_dir, f"step{step + 1}", state, dist)
     if metrics is not None and writer is not None:
         metrics.close()
@@ -447,9 +478,9 @@ def _nonfinite(
     )
 
 
-def _resume(engine: Any, ckpt_dir: Path, digest: str, dist: Dist) -> tuple[int, int, Cursor]:
-    """Load the latest checkpoint; returns (step, passes, data cursor). The cursor is global (the
-    same on every rank), so the stream seeks straight to it: nothing is replayed or re-packed."""
+def _resume(engine: Any, ckpt_dir: Path, digest: str, dist: Dist) -> tuple[int, dict[str, Any]]:
+    """Load the latest checkpoint; returns (step, curriculum state: the data cursor). The cursor is
+    global (the same on every rank), so the stream seeks straight to it: nothing is replayed."""
     import torch
 
     tag = (ckpt_dir / "latest").read_text().strip()
@@ -460,7 +491,7 @@ def _resume(engine: Any, ckpt_dir: Path, digest: str, dist: Dist) -> tuple[int, 
             f"per rank: launch {saved_by} processes (or use a new output_dir)"
         )
     path, client = engine.load_checkpoint(str(ckpt_dir))
-    if path is None or "cursor" not in client:
+    if path is None or not ({"cursor", "mixture"} & set(client)):
         raise TrainingError(f"{ckpt_dir}: the latest checkpoint could not be loaded or has no data cursor")
     if client["selection"] != digest:
         raise TrainingError(
@@ -470,7 +501,7 @@ def _resume(engine: Any, ckpt_dir: Path, digest: str, dist: Dist) -> tuple[int, 
     rng = Path(path) / f"rng_rank{dist.rank}.pt"
     if rng.exists():
         torch.set_rng_state(torch.load(rng))
-    return client["step"], client["passes"], Cursor(*client["cursor"])
+    return client["step"], {k: client[k] for k in ("passes", "cursor", "mixture") if k in client}
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
