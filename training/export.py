@@ -15,7 +15,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-EXPORT_TOLERANCE = 1e-4  # max |logit difference| between the trained (unmerged) and exported model
+# max |logit difference| between the trained (unmerged) and the exported model: merging LoRA into
+# fp32 weights rounds differently from applying it on the side, an error that grows with the
+# logits' size and the depth (~1e-4 on SmolLM2-135M's logits of ~20); a lost or wrong merge is
+# orders of magnitude larger.
+EXPORT_ATOL, EXPORT_RTOL = 1e-4, 2e-5
 
 
 def full_state_dict(engine: Any, rank: int) -> dict[str, Any] | None:
@@ -56,7 +60,11 @@ def export_trained(
     reloaded = AutoModelForCausalLM.from_pretrained(export, torch_dtype=torch.float32).eval()
     with torch.no_grad():
         gap = float((reloaded(input_ids=probe).logits.float() - reference).abs().max())
-    if not gap <= EXPORT_TOLERANCE:
-        raise RuntimeError(f"{export}: exported model's logits differ from the trained model's by {gap:.3g}")
+    tolerance = EXPORT_ATOL + EXPORT_RTOL * float(reference.abs().max())
+    if not gap <= tolerance:
+        raise RuntimeError(
+            f"{export}: exported model's logits differ from the trained model's by {gap:.3g} "
+            f"(tolerance {tolerance:.3g})"
+        )
     result.update(export=str(export), export_max_abs_logit_diff=gap)
     return result
