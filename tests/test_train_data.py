@@ -10,6 +10,7 @@ import pytest
 from conftest import SAMPLE, write_jsonl
 from transformers import AutoTokenizer
 
+from corpus.store import file_checksum
 from pipelines.config import BuildConfig, SourceSpec
 from pipelines.runner import run_build
 from pipelines.steps import Curriculum, ExactDedup, Normalize, Split
@@ -87,3 +88,25 @@ def test_tokenisation_is_cached_per_shard_and_packs_every_token(corpus, doc_tok,
     total_trainable = sum(int(m.sum()) for _, m, _ in first)
     assert packed <= total_trainable and packed > 0.95 * total_trainable  # only segment starts are lost
     assert np.concatenate([r.input_ids for r in rows]).size == 256 * len(rows)
+
+
+def test_a_damaged_or_changed_shard_is_named_instead_of_training_on_it(corpus, doc_tok, tmp_path):
+    """Tokens are cached under the catalog's checksum, so a shard is checked against it first: a
+    truncated file, one rewritten since the build, or a missing one stops with the file named."""
+    import dataclasses
+    import shutil
+
+    from training.data import ShardReadError
+
+    ref = select_shards(corpus)[0]
+    copy = tmp_path / ref.path.name
+    shutil.copy(ref.path, copy)
+    good = dataclasses.replace(ref, path=copy)
+    copy.write_bytes(ref.path.read_bytes()[: copy.stat().st_size // 2])
+    with pytest.raises(ShardReadError, match=rf"{copy}: checksum \w+ is not the catalog's"):
+        tokenized_shard(good, doc_tok, tmp_path / "tokens")
+    with pytest.raises(ShardReadError, match=r"not a readable document shard"):  # damaged as recorded
+        tokenized_shard(dataclasses.replace(good, checksum=file_checksum(copy)), doc_tok, tmp_path / "tokens")
+    with pytest.raises(ShardReadError, match=rf"{tmp_path / 'gone.parquet'}: cannot read the shard"):
+        tokenized_shard(dataclasses.replace(good, path=tmp_path / "gone.parquet"), doc_tok, tmp_path / "tokens")
+    assert not list((tmp_path / "tokens").rglob("*.npz"))  # nothing cached for any of them

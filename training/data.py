@@ -21,15 +21,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
-from corpus.store import write_bytes
+from corpus.store import file_checksum, write_bytes
 
 HIVE = re.compile(r"bucket=(?P<bucket>[^/]+)/split=(?P<split>[^/]+)/")
 
 
 class NoShardsError(LookupError):
     """The selection matched no final shard; the message says what was asked for."""
+
+
+class ShardReadError(ValueError):
+    """A selected shard is missing, unreadable or not what the catalog recorded; names the file."""
 
 
 @dataclass(frozen=True)
@@ -134,13 +139,28 @@ def tokenized_shard(
     ids: list[int] = []
     mask: list[bool] = []
     offsets = [0]
-    pf = pq.ParquetFile(ref.path)
-    for batch in pf.iter_batches(columns=["text", "meta"]):
-        for text, meta in zip(batch.column("text").to_pylist(), batch.column("meta").to_pylist(), strict=True):
-            doc_ids, doc_mask = doc_tok.encode(text, meta)
-            ids.extend(doc_ids)
-            mask.extend(doc_mask)
-            offsets.append(len(ids))
+    # The cache is keyed by the catalog's checksum: check the file is that content before caching
+    # tokens under it (a shard rewritten or damaged after the build would otherwise train silently).
+    try:
+        actual = file_checksum(ref.path)
+    except OSError as exc:
+        raise ShardReadError(f"{ref.path}: cannot read the shard ({exc.strerror or exc})") from None
+    if actual != ref.checksum:
+        raise ShardReadError(
+            f"{ref.path}: checksum {actual[:12]} is not the catalog's {ref.checksum[:12]}: the shard changed or is "
+            "damaged since the build; rebuild the corpus (python -m pipelines.build)"
+        )
+    try:
+        for batch in pq.ParquetFile(ref.path).iter_batches(columns=["text", "meta"]):
+            for text, meta in zip(batch.column("text").to_pylist(), batch.column("meta").to_pylist(), strict=True):
+                doc_ids, doc_mask = doc_tok.encode(text, meta)
+                ids.extend(doc_ids)
+                mask.extend(doc_mask)
+                offsets.append(len(ids))
+    except (pa.ArrowException, KeyError) as exc:
+        raise ShardReadError(f"{ref.path}: not a readable document shard: {exc}") from None
+    if len(offsets) - 1 != ref.rows:
+        raise ShardReadError(f"{ref.path}: {len(offsets) - 1} documents, the catalog says {ref.rows}")
     arrays = (np.asarray(ids, dtype=np.int32), np.asarray(mask, dtype=bool), np.asarray(offsets, dtype=np.int64))
     buf = io.BytesIO()
     np.savez(buf, ids=arrays[0], mask=arrays[1], offsets=arrays[2])

@@ -32,7 +32,7 @@ from training.curriculum import (
     SequentialCurriculum,
     parse_mixture,
 )
-from training.data import DocumentTokenizer, NoShardsError, ShardRef, select_shards, tokenized_shard
+from training.data import DocumentTokenizer, NoShardsError, ShardReadError, ShardRef, select_shards, tokenized_shard
 from training.distributed import Dist, all_sum, barrier, init_distributed, rank_rows
 from training.export import export_trained, full_state_dict
 from training.loss import ChunkedCausalLMLoss, LossFn, labelled_tokens, model_loss
@@ -315,7 +315,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     dtype = torch.bfloat16 if on_gpu else torch.float32
     doc_tok = DocumentTokenizer(tokenizer)
     cache = Path(cfg.root) / "state" / "tokens"
-    tokenize_up_front(refs + eval_refs, doc_tok, cache, dist)
+    try:
+        tokenize_up_front(refs + eval_refs, doc_tok, cache, dist)
+    except ShardReadError as exc:
+        raise TrainingError(str(exc)) from None
 
     params = [p for p in model.parameters() if p.requires_grad]
     fused = cfg.fused_adamw if cfg.fused_adamw is not None else on_gpu
