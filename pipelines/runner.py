@@ -12,7 +12,6 @@ import fcntl
 import hashlib
 import json
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,12 +23,14 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from corpus.catalog import Catalog, ShardRecord, StepStatRow
-from corpus.schema import BASE_SCHEMA, REJECT_SCHEMA, conform, document_schema, occurrence_id
-from corpus.store import WORK_COMPRESSION, CorpusLayout, ShardWriter, read_table, replace_dir, write_bytes
+from corpus.schema import REJECT_SCHEMA, conform, document_schema
+from corpus.store import CorpusLayout, ShardWriter, replace_dir, write_bytes
 from pipelines.config import BuildConfig, SourceSpec
 from pipelines.executor import Executor, make_executor
 from pipelines.imports import import_file
-from pipelines.step import GlobalStep, Step, reject
+from pipelines.ingest import IngestTask, partitions_for, run_ingest_task
+from pipelines.ingest import done_marker as ingest_done
+from pipelines.step import GlobalStep, Step
 from pipelines.tasks import (
     MergeTask,
     ReduceTask,
@@ -41,7 +42,6 @@ from pipelines.tasks import (
     run_reduce_task,
     run_shard_task,
     scan_path,
-    text_bytes,
 )
 
 MB = 1024 * 1024
@@ -148,53 +148,34 @@ class Build:
         return records
 
     def ingest(self, raw: list[ShardRecord]) -> tuple[Path, StepStatRow]:
-        """Raw shards -> evenly sized work shards with unique doc_ids; empty texts rejected."""
+        """Raw shards -> work shards with unique doc_ids, empty texts rejected: executor tasks in
+        three phases (`pipelines.ingest`), resumable task by task."""
         fingerprint = _hash([(r.path, r.checksum) for r in raw], self.cfg.work_shard_mb)
         out = self.layout.work / f"00-ingest-{fingerprint}"
-        marker = out / "done.json"
-        if not marker.exists():
-            started = time.perf_counter()
-            staging = out.with_name(f".{out.name}.staging")
-            shutil.rmtree(staging, ignore_errors=True)
-            writer = ShardWriter(
-                staging,
-                BASE_SCHEMA,
-                target_bytes=int(self.cfg.work_shard_mb * MB),
-                compression=WORK_COMPRESSION,
-                size_basis="memory",
-            )
-            rejects = ShardWriter(staging, REJECT_SCHEMA, prefix="rejects")
-            seen: set[str] = set()
-            docs_in = docs_out = bytes_in = bytes_out = 0
-            for record in tqdm(raw, desc="ingest", unit="shard", disable=not self.progress):
-                path = self.layout.root / record.path
-                df = pl.from_arrow(conform(read_table(path), BASE_SCHEMA, origin=str(path)))
-                assert isinstance(df, pl.DataFrame)
-                df = df.with_columns(pl.Series("doc_id", _unique_ids(df.get_column("doc_id"), seen)))
-                empty = pl.col("text").str.strip_chars().str.len_bytes() == 0
-                kept, dropped = df.filter(~empty), df.filter(empty)
-                writer.write(kept.to_arrow())
-                if dropped.height:
-                    rejects.write(reject(dropped, "ingest", "empty_text").to_arrow())
-                docs_in += df.height
-                docs_out += kept.height
-                bytes_in += text_bytes(df)
-                bytes_out += text_bytes(kept)
-            writer.close()
-            rejects.close()
-            stats = {
-                "docs_in": docs_in,
-                "docs_out": docs_out,
-                "bytes_in": bytes_in,
-                "bytes_out": bytes_out,
-                "drops": {"empty_text": docs_in - docs_out} if docs_in != docs_out else {},
-                "seconds": time.perf_counter() - started,
-            }
-            write_bytes(json.dumps(stats).encode(), staging / "done.json")
-            shutil.rmtree(out, ignore_errors=True)
-            staging.rename(out)
-        stats = json.loads(marker.read_text())
-        return out, _stat_row(0, "ingest", [stats])
+        paths = tuple(self.layout.root / r.path for r in raw)
+        parts = partitions_for(len(paths))
+        for phase, count, unit in (
+            ("ids", len(paths), "shard"),
+            ("repeats", parts, "partition"),
+            ("write", len(paths), "shard"),
+        ):
+            tasks = [
+                IngestTask(
+                    phase,
+                    k,
+                    out,
+                    parts,
+                    len(paths),
+                    paths[k] if phase != "repeats" else None,
+                    int(self.cfg.work_shard_mb * MB),
+                )
+                for k in range(count)
+                if not ingest_done(out, phase, k).exists()
+            ]
+            self._run_tasks(tasks, f"ingest ({phase})", run_ingest_task, unit=unit)
+        stats = [json.loads(ingest_done(out, "write", k).read_text()) for k in range(len(paths))]
+        extra = [json.loads(p.read_text())["seconds"] for p in (out / "done").glob("[ir]*.json")]  # ids, repeats
+        return out, _stat_row(0, "ingest", stats, extra_seconds=sum(extra))
 
     # -- steps -----------------------------------------------------------------------------
     def run_step(self, index: int, step: Step, in_dir: Path, step_dir: Path, schema: pa.Schema) -> StepStatRow:
@@ -347,19 +328,6 @@ def _side_tables(stages: list[StageResult]) -> dict[str, list[Path]]:
         for table_dir in sorted((stage.directory / "tables").glob("*")):
             tables.setdefault(table_dir.name, []).extend(sorted(table_dir.glob("*.parquet")))
     return tables
-
-
-def _unique_ids(ids: pl.Series, seen: set[str]) -> list[str]:
-    """Identical records share a content id; later copies get a derived id so ids stay unique."""
-    out = []
-    for doc_id in ids:
-        candidate, n = doc_id, 0
-        while candidate in seen:
-            n += 1
-            candidate = occurrence_id(doc_id, n)
-        seen.add(candidate)
-        out.append(candidate)
-    return out
 
 
 def _stat_row(index: int, name: str, stats: list[dict], extra_seconds: float = 0.0) -> StepStatRow:
