@@ -19,17 +19,25 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from corpus.catalog import Catalog, ShardRecord, StepStatRow
-from corpus.schema import REJECT_SCHEMA, conform, document_schema
-from corpus.store import CorpusLayout, ShardWriter, replace_dir, write_bytes
+from corpus.schema import REJECT_SCHEMA, document_schema
+from corpus.store import CorpusLayout, replace_dir, write_bytes
 from pipelines.config import BuildConfig, SourceSpec
 from pipelines.executor import Executor, make_executor
 from pipelines.imports import import_file
 from pipelines.ingest import IngestTask, partitions_for, run_ingest_task
 from pipelines.ingest import done_marker as ingest_done
+from pipelines.publish import (
+    PARTITION_COLUMNS,
+    SplitTask,
+    WriteTask,
+    partition_dir,
+    run_split_task,
+    run_write_task,
+    split_done,
+)
 from pipelines.step import GlobalStep, Step
 from pipelines.tasks import (
     MergeTask,
@@ -45,7 +53,6 @@ from pipelines.tasks import (
 )
 
 MB = 1024 * 1024
-PARTITION_COLUMNS = ("bucket", "split")
 
 
 class BuildError(RuntimeError):
@@ -233,69 +240,71 @@ class Build:
             round_index += 1
         write_bytes(b"{}", step_dir / "reduce.done")
 
-    def _run_tasks(self, tasks: list, label: str, fn: Callable = run_shard_task, unit: str = "shard") -> None:
+    def _run_tasks(self, tasks: list, label: str, fn: Callable = run_shard_task, unit: str = "shard") -> list:
+        """Run ``fn`` over ``tasks`` on the executor with a progress bar; the results, unordered."""
+        results: list = []
         if not tasks:
-            return
+            return results
         with tqdm(total=len(tasks), desc=label, unit=unit, disable=not self.progress) as bar:
-            for _ in self.executor.map_unordered(fn, tasks):
+            for result in self.executor.map_unordered(fn, tasks):
+                results.append(result)
                 bar.update(1)
+        return results
 
     # -- publish ---------------------------------------------------------------------------
     def publish(self, stages: list[StageResult], schema: pa.Schema) -> BuildResult:
-        """Write final shards (Hive-partitioned) and rejects, swap them in, update the catalog."""
+        """Write final shards (Hive-partitioned) and rejects as executor tasks (`pipelines.publish`),
+        swap them in, update the catalog."""
         final_schema = pa.schema([f for f in schema if f.name not in PARTITION_COLUMNS], metadata=schema.metadata)
         shards_staging = self.layout.root / ".shards.staging"
         rejects_staging = self.layout.root / ".rejects.staging"
         for d in (shards_staging, rejects_staging):
             shutil.rmtree(d, ignore_errors=True)
 
-        writers: dict[tuple[str, str], ShardWriter] = {}
         last = stages[-1].directory
-        for part in sorted(last.glob("part-*.parquet")):
-            df = pl.read_parquet(part)
-            for col in PARTITION_COLUMNS:
-                if col not in df.columns:
-                    df = df.with_columns(pl.lit("all").alias(col))
-            df = df.with_columns(pl.col(c).cast(pl.String) for c in PARTITION_COLUMNS)
-            for (bucket, split), sub in df.partition_by(
-                list(PARTITION_COLUMNS), maintain_order=True, as_dict=True
-            ).items():
-                key = (str(bucket), str(split))
-                if key not in writers:
-                    directory = self.layout.final_shard(*key, 0, base=shards_staging).parent
-                    writers[key] = ShardWriter(directory, final_schema, target_bytes=int(self.cfg.shard_mb * MB))
-                writers[key].write(conform(sub.drop(PARTITION_COLUMNS).to_arrow(), final_schema, origin=str(part)))
-        final_rows: list[tuple[Path, int]] = []
-        for key in sorted(writers):
-            w = writers[key]
-            w.close()
-            final_rows.extend(zip(w.paths, w.rows, strict=True))
-        shards_staging.mkdir(parents=True, exist_ok=True)
-
-        reject_rows: list[tuple[Path, int]] = []
-        for stage in stages:
-            files = sorted(stage.directory.glob("rejects-*.parquet"))
-            w = ShardWriter(
+        out = last / "publish"
+        parts = sorted(last.glob("part-*.parquet"))
+        splits = [SplitTask(k, p, out, final_schema) for k, p in enumerate(parts) if not split_done(out, k).exists()]
+        self._run_tasks(splits, "publish (split)", run_split_task)
+        keys = sorted(
+            {tuple(key) for k in range(len(parts)) for key in json.loads(split_done(out, k).read_text())["partitions"]}
+        )
+        shard_bytes = int(self.cfg.shard_mb * MB)
+        writes = [
+            WriteTask(
+                tuple(sorted(partition_dir(out, bucket, split).glob("part-*.parquet"))),
+                self.layout.final_shard(bucket, split, 0, base=shards_staging).parent,
+                final_schema,
+                shard_bytes,
+            )
+            for bucket, split in keys
+        ]
+        writes += [
+            WriteTask(
+                tuple(sorted(stage.directory.glob("rejects-*.parquet"))),
                 rejects_staging / f"{stage.index:02d}-{stage.name}",
                 REJECT_SCHEMA,
-                target_bytes=int(self.cfg.shard_mb * MB),
+                shard_bytes,
             )
-            for f in files:
-                w.write(pq.read_table(f))
-            w.close()
-            reject_rows.extend(zip(w.paths, w.rows, strict=True))
+            for stage in stages
+        ]
+        written = [f for files in self._run_tasks(writes, "publish", run_write_task, unit="partition") for f in files]
+        shards_staging.mkdir(parents=True, exist_ok=True)
         rejects_staging.mkdir(parents=True, exist_ok=True)
+        final_rows = sorted((Path(f["path"]), f) for f in written if Path(f["path"]).is_relative_to(shards_staging))
+        reject_rows = sorted((Path(f["path"]), f) for f in written if Path(f["path"]).is_relative_to(rejects_staging))
 
         docs_in = stages[0].stats.docs_in
-        docs_out = sum(r for _, r in final_rows)
-        docs_rejected = sum(r for _, r in reject_rows)
+        docs_out = sum(f["rows"] for _, f in final_rows)
+        docs_rejected = sum(f["rows"] for _, f in reject_rows)
         if docs_out + docs_rejected != docs_in:
             raise BuildError(f"accounting: {docs_in} documents in, {docs_out} out + {docs_rejected} rejected")
 
         replace_dir(shards_staging, self.layout.shards)
         replace_dir(rejects_staging, self.layout.rejects)
-        final = [self._record(p, "final", n, shards_staging) for p, n in final_rows]
-        rejected = [self._record(p, "rejects", n, rejects_staging) for p, n in reject_rows]
+        shutil.rmtree(out, ignore_errors=True)  # the split copy: published now
+        final = [self._record(p, "final", f, shards_staging) for p, f in final_rows]
+        rejected = [self._record(p, "rejects", f, rejects_staging) for p, f in reject_rows]
         with Catalog.open(self.layout) as cat:
             cat.replace_stage("final", self.run_id, final)
             cat.replace_stage("rejects", self.run_id, rejected)
@@ -311,9 +320,11 @@ class Build:
             self.run_id, docs_in, docs_out, docs_rejected, stages, [self.layout.root / r.path for r in final]
         )
 
-    def _record(self, staged: Path, stage: str, rows: int, staging: Path) -> ShardRecord:
+    def _record(self, staged: Path, stage: str, written: dict, staging: Path) -> ShardRecord:
+        """The catalog row of a published file, from what its write task measured."""
         target = self.layout.shards if stage == "final" else self.layout.rejects
-        return ShardRecord.of(target / staged.relative_to(staging), stage, rows, self.layout.root)
+        path = (target / staged.relative_to(staging)).resolve().relative_to(self.layout.root.resolve())
+        return ShardRecord(path.as_posix(), stage, written["rows"], written["bytes"], written["checksum"])
 
     def _collect_garbage(self, keep: set[Path]) -> None:
         """Work directories of other plans are stale once this build has published."""
