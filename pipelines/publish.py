@@ -4,9 +4,11 @@ stage's rejects -> reject shards, written into staging directories the runner sw
 1. **split** (one task per work shard of the last stage): its rows grouped by ``(bucket, split)``
    (``all`` where a build has no such column), each group written to
    ``<work dir>/split/bucket=<b>/split=<s>/part-<shard>.parquet`` in the final schema.
-2. **write** (one task per ``(bucket, split)``, and one per stage's rejects): stream those files
-   in work-shard order into final shards of about ``shard_mb`` under the staging directory, and
-   return each file's rows, size and checksum, so the driver never re-reads a final shard.
+2. **write** (per ``(bucket, split)``, one task per group of consecutive files of about
+   ``shard_mb``, so a large partition is written by many tasks; one per stage's rejects): stream
+   the group's files in work-shard order into shards ``part-<group>-<n>.parquet`` under the
+   staging directory, and return each file's rows, size and checksum, so the driver never
+   re-reads a final shard.
 
 The row order inside a partition is the work order, so the bytes do not depend on the executor
 or the number of workers. Split tasks leave done-markers (a rerun skips them); the write tasks
@@ -48,6 +50,7 @@ class WriteTask:
     directory: Path
     schema: pa.Schema
     target_bytes: int
+    prefix: str = "part"
 
 
 def split_done(out: Path, index: int) -> Path:
@@ -74,9 +77,25 @@ def run_split_task(task: SplitTask) -> dict[str, Any]:
     return stats
 
 
+def write_groups(files: list[Path], target_bytes: int) -> list[tuple[Path, ...]]:
+    """Consecutive ``files`` in groups of about ``target_bytes`` on disk: one write task each."""
+    groups: list[tuple[Path, ...]] = []
+    current: list[Path] = []
+    size = 0
+    for path in files:
+        current.append(path)
+        size += path.stat().st_size
+        if size >= target_bytes:
+            groups.append(tuple(current))
+            current, size = [], 0
+    if current:
+        groups.append(tuple(current))
+    return groups
+
+
 def run_write_task(task: WriteTask) -> list[dict[str, Any]]:
     """The shards written: path, rows, bytes and checksum of each."""
-    writer = ShardWriter(task.directory, task.schema, target_bytes=task.target_bytes)
+    writer = ShardWriter(task.directory, task.schema, target_bytes=task.target_bytes, prefix=task.prefix)
     for path in task.inputs:
         for batch in pq.ParquetFile(path).iter_batches():
             writer.write(pa.Table.from_batches([batch]))
@@ -95,4 +114,5 @@ __all__ = [
     "run_split_task",
     "run_write_task",
     "split_done",
+    "write_groups",
 ]

@@ -37,6 +37,7 @@ from pipelines.publish import (
     run_split_task,
     run_write_task,
     split_done,
+    write_groups,
 )
 from pipelines.step import GlobalStep, Step
 from pipelines.tasks import (
@@ -272,12 +273,16 @@ class Build:
         shard_bytes = int(self.cfg.shard_mb * MB)
         writes = [
             WriteTask(
-                tuple(sorted(partition_dir(out, bucket, split).glob("part-*.parquet"))),
+                group,
                 self.layout.final_shard(bucket, split, 0, base=shards_staging).parent,
                 final_schema,
                 shard_bytes,
+                prefix=f"part-{g:05d}",
             )
             for bucket, split in keys
+            for g, group in enumerate(
+                write_groups(sorted(partition_dir(out, bucket, split).glob("part-*.parquet")), shard_bytes)
+            )
         ]
         writes += [
             WriteTask(

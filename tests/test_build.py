@@ -53,7 +53,8 @@ def test_default_build_accounts_for_every_document(tmp_path, sample_jsonl):
     assert query(root, "SELECT count(*) - count(DISTINCT lower(text)) FROM documents") == [(0,)]
     assert query(root, "SELECT count(*) - count(DISTINCT doc_id) FROM documents") == [(0,)]
     assert {r[0] for r in query(root, "SELECT DISTINCT split FROM documents")} == {"train", "validation"}
-    buckets = sorted(p.parent.parent.name for p in (root / "shards").glob("bucket=*/split=train/part-00000.parquet"))
+    first_shards = (root / "shards").glob("bucket=*/split=train/part-00000-00000.parquet")
+    buckets = sorted(p.parent.parent.name for p in first_shards)
     assert buckets == ["bucket=0", "bucket=1", "bucket=2", "bucket=3"]  # the default curriculum: 4 buckets
     # step stats: docs out of one step are docs in of the next
     stats = query(root, "SELECT step, docs_in, docs_out FROM step_stats ORDER BY step_index")
