@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import yaml
+from tqdm import tqdm
 
 from corpus.store import write_bytes
 from training.curriculum import (
@@ -250,9 +251,9 @@ def _stream(
 def tokenize_up_front(refs: list[ShardRef], doc_tok: DocumentTokenizer, cache: Path, dist: Dist) -> None:
     """Fill the token cache before training, shards split across ranks, so no rank tokenises a
     shard another rank also tokenises and no rank waits on tokenisation mid-step."""
-    for k, ref in enumerate(refs):
-        if k % dist.world == dist.rank:
-            tokenized_shard(ref, doc_tok, cache)
+    mine = [ref for k, ref in enumerate(refs) if k % dist.world == dist.rank]
+    for ref in tqdm(mine, desc="tokenize", unit="shard", disable=not dist.main):
+        tokenized_shard(ref, doc_tok, cache)
     barrier(dist)
 
 
@@ -390,43 +391,47 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if eval_refs and cfg.eval_at_start and start_step == 0:
         run_eval(0)
     started, losses = time.perf_counter(), []
-    for step in range(start_step, cfg.max_steps):
-        t0, step_loss, tokens = time.perf_counter(), 0.0, 0
-        mixed_before = dict(order.stream.rows_by_bucket) if isinstance(order, MixtureCurriculum) else None
-        batches, starts = [], []  # the whole step's rows first: the loss divides by all their labels
-        for _ in range(cfg.grad_accum):
-            batch, start = next_group()
-            batches.append(batch)
-            starts.append(start)
-        num_items = step_divisor(batches, dist, dist.device)
-        for micro, (batch, (shard, at)) in enumerate(zip(batches, starts, strict=True)):
-            loss = loss_of(engine, _tensors(batch, dtype, dist.device, cfg.packed_attention), num_items)
-            mean_loss = all_sum([float(loss.detach())], dist)[0] / dist.world  # the same verdict on every rank
-            if not math.isfinite(mean_loss):
-                raise _nonfinite(engine, ckpt_dir, mean_loss, step + 1, micro, shard, at)
-            engine.backward(loss)
-            engine.step()
-            step_loss += mean_loss / cfg.grad_accum
-            tokens += sum(r.input_ids.size for r in batch) * dist.world
-        seconds = time.perf_counter() - t0
-        grad_norm = engine.get_global_grad_norm()
-        row = {
-            "kind": "train",
-            "step": step + 1,
-            "loss": step_loss,
-            "lr": scheduler.get_last_lr()[0],
-            "grad_norm": float(grad_norm) if grad_norm is not None else None,
-            "tokens_per_s": tokens / seconds,
-        }
-        if mixed_before is not None:  # rows per bucket in this step's global batch: the mixture as run
-            row["rows"] = {b: n - mixed_before[b] for b, n in order.stream.rows_by_bucket.items()}
-        log(row, {f"train/{k}": row[k] for k in ("loss", "lr", "grad_norm", "tokens_per_s") if row[k] is not None})
-        losses.append(step_loss)
-        if eval_refs and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.max_steps):
-            run_eval(step + 1)
-        if (step + 1) % cfg.save_every == 0 and step + 1 < cfg.max_steps:
-            state = {"step": step + 1, "selection": digest, **order.state()}
-            _save(engine, ckpt_dir, f"step{step + 1}", state, dist)
+    bar = tqdm(total=cfg.max_steps, initial=start_step, desc="train", unit="step", disable=not dist.main)
+    with bar:  # closed before an error is printed, so the error stays the last line
+        for step in range(start_step, cfg.max_steps):
+            t0, step_loss, tokens = time.perf_counter(), 0.0, 0
+            mixed_before = dict(order.stream.rows_by_bucket) if isinstance(order, MixtureCurriculum) else None
+            batches, starts = [], []  # the whole step's rows first: the loss divides by all their labels
+            for _ in range(cfg.grad_accum):
+                batch, start = next_group()
+                batches.append(batch)
+                starts.append(start)
+            num_items = step_divisor(batches, dist, dist.device)
+            for micro, (batch, (shard, at)) in enumerate(zip(batches, starts, strict=True)):
+                loss = loss_of(engine, _tensors(batch, dtype, dist.device, cfg.packed_attention), num_items)
+                mean_loss = all_sum([float(loss.detach())], dist)[0] / dist.world  # the same verdict on every rank
+                if not math.isfinite(mean_loss):
+                    raise _nonfinite(engine, ckpt_dir, mean_loss, step + 1, micro, shard, at)
+                engine.backward(loss)
+                engine.step()
+                step_loss += mean_loss / cfg.grad_accum
+                tokens += sum(r.input_ids.size for r in batch) * dist.world
+            seconds = time.perf_counter() - t0
+            grad_norm = engine.get_global_grad_norm()
+            row = {
+                "kind": "train",
+                "step": step + 1,
+                "loss": step_loss,
+                "lr": scheduler.get_last_lr()[0],
+                "grad_norm": float(grad_norm) if grad_norm is not None else None,
+                "tokens_per_s": tokens / seconds,
+            }
+            if mixed_before is not None:  # rows per bucket in this step's global batch: the mixture as run
+                row["rows"] = {b: n - mixed_before[b] for b, n in order.stream.rows_by_bucket.items()}
+            log(row, {f"train/{k}": row[k] for k in ("loss", "lr", "grad_norm", "tokens_per_s") if row[k] is not None})
+            bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{row['lr']:.2e}", tok_s=f"{row['tokens_per_s']:,.0f}")
+            bar.update(1)
+            losses.append(step_loss)
+            if eval_refs and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.max_steps):
+                run_eval(step + 1)
+            if (step + 1) % cfg.save_every == 0 and step + 1 < cfg.max_steps:
+                state = {"step": step + 1, "selection": digest, **order.state()}
+                _save(engine, ckpt_dir, f"step{step + 1}", state, dist)
     if metrics is not None and writer is not None:
         metrics.close()
         writer.close()
