@@ -23,7 +23,7 @@ from typing import Any
 
 import duckdb
 
-from corpus.store import CorpusLayout, file_checksum
+from corpus.store import CorpusLayout, file_mismatch
 
 BUILTIN_DIR = Path(__file__).with_name("audits")
 MAX_SHOWN_ROWS = 20
@@ -174,17 +174,10 @@ def check_shard_files(ctx: AuditContext) -> Violations:
     rows: list[tuple[Any, ...]] = []
     records = ctx.conn.execute("SELECT path, stage, bytes, checksum FROM shards ORDER BY stage, path").fetchall()
     for rel, stage, size, checksum in records:
-        path = ctx.layout.root / rel
-        if not path.is_file():
-            rows.append((rel, stage, "missing on disk", checksum[:16], None))
-            continue
-        actual_size = path.stat().st_size
-        if actual_size != size:
-            rows.append((rel, stage, "size differs", str(size), str(actual_size)))
-            continue
-        actual = file_checksum(path)
-        if actual != checksum:
-            rows.append((rel, stage, "sha256 differs", checksum[:16], actual[:16]))
+        mismatch = file_mismatch(ctx.layout.root / rel, size, checksum)
+        if mismatch is not None:
+            problem, expected, actual = mismatch
+            rows.append((rel, stage, problem, expected, actual or None))
     return Violations(["path", "stage", "problem", "expected", "actual"], rows)
 
 

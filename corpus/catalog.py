@@ -76,8 +76,18 @@ class ShardRecord:
     checksum: str
 
     @classmethod
-    def of(cls, path: Path, stage: str, rows: int, root: Path) -> ShardRecord:
-        return cls(path.resolve().relative_to(root).as_posix(), stage, rows, path.stat().st_size, file_checksum(path))
+    def of(
+        cls, path: Path, stage: str, rows: int, root: Path, *, size: int | None = None, checksum: str | None = None
+    ) -> ShardRecord:
+        """The record of ``path`` under ``root``; ``size`` and ``checksum`` when its writer measured
+        them already (otherwise the file is read)."""
+        return cls(
+            path.resolve().relative_to(root.resolve()).as_posix(),
+            stage,
+            rows,
+            size if size is not None else path.stat().st_size,
+            checksum if checksum is not None else file_checksum(path),
+        )
 
 
 @dataclass(frozen=True)

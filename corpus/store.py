@@ -162,6 +162,20 @@ def file_checksum(path: Path) -> str:
     return digest.hexdigest()
 
 
+def file_mismatch(path: Path, size: int | None, checksum: str) -> tuple[str, str, str] | None:
+    """Why ``path`` is not the file the catalog recorded, as (problem, expected, actual), or None.
+    The size is compared first (free); ``size`` None skips it."""
+    if not path.is_file():
+        return "missing on disk", checksum[:16], ""
+    actual_size = path.stat().st_size
+    if size is not None and actual_size != size:
+        return "size differs", str(size), str(actual_size)
+    actual = file_checksum(path)
+    if actual != checksum:
+        return "sha256 differs", checksum[:16], actual[:16]
+    return None
+
+
 class ShardWriter:
     """Streams tables into ``<prefix>-NNNNN.parquet`` files of about ``target_bytes`` on disk
     (``size_basis="memory"``: of Arrow data, for work shards, where the unit is work, not bytes).

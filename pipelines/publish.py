@@ -46,6 +46,7 @@ class SplitTask:
 class WriteTask:
     """Stream ``inputs`` (in order) into shards of ``target_bytes`` under ``directory``."""
 
+    stage: str  # the catalog stage of what it writes: "final" or "rejects"
     inputs: tuple[Path, ...]
     directory: Path
     schema: pa.Schema
@@ -94,14 +95,14 @@ def write_groups(files: list[Path], target_bytes: int) -> list[tuple[Path, ...]]
 
 
 def run_write_task(task: WriteTask) -> list[dict[str, Any]]:
-    """The shards written: path, rows, bytes and checksum of each."""
+    """The shards written: stage, path, rows, bytes and checksum of each."""
     writer = ShardWriter(task.directory, task.schema, target_bytes=task.target_bytes, prefix=task.prefix)
     for path in task.inputs:
         for batch in pq.ParquetFile(path).iter_batches():
             writer.write(pa.Table.from_batches([batch]))
     writer.close()
     return [
-        {"path": str(p), "rows": n, "bytes": p.stat().st_size, "checksum": file_checksum(p)}
+        {"stage": task.stage, "path": str(p), "rows": n, "bytes": p.stat().st_size, "checksum": file_checksum(p)}
         for p, n in zip(writer.paths, writer.rows, strict=True)
     ]
 

@@ -273,6 +273,7 @@ class Build:
         shard_bytes = int(self.cfg.shard_mb * MB)
         writes = [
             WriteTask(
+                "final",
                 group,
                 self.layout.final_shard(bucket, split, 0, base=shards_staging).parent,
                 final_schema,
@@ -286,6 +287,7 @@ class Build:
         ]
         writes += [
             WriteTask(
+                "rejects",
                 tuple(sorted(stage.directory.glob("rejects-*.parquet"))),
                 rejects_staging / f"{stage.index:02d}-{stage.name}",
                 REJECT_SCHEMA,
@@ -296,8 +298,8 @@ class Build:
         written = [f for files in self._run_tasks(writes, "publish", run_write_task, unit="partition") for f in files]
         shards_staging.mkdir(parents=True, exist_ok=True)
         rejects_staging.mkdir(parents=True, exist_ok=True)
-        final_rows = sorted((Path(f["path"]), f) for f in written if Path(f["path"]).is_relative_to(shards_staging))
-        reject_rows = sorted((Path(f["path"]), f) for f in written if Path(f["path"]).is_relative_to(rejects_staging))
+        final_rows = sorted((Path(f["path"]), f) for f in written if f["stage"] == "final")
+        reject_rows = sorted((Path(f["path"]), f) for f in written if f["stage"] == "rejects")
 
         docs_in = stages[0].stats.docs_in
         docs_out = sum(f["rows"] for _, f in final_rows)
@@ -328,8 +330,10 @@ class Build:
     def _record(self, staged: Path, stage: str, written: dict, staging: Path) -> ShardRecord:
         """The catalog row of a published file, from what its write task measured."""
         target = self.layout.shards if stage == "final" else self.layout.rejects
-        path = (target / staged.relative_to(staging)).resolve().relative_to(self.layout.root.resolve())
-        return ShardRecord(path.as_posix(), stage, written["rows"], written["bytes"], written["checksum"])
+        path = target / staged.relative_to(staging)
+        return ShardRecord.of(
+            path, stage, written["rows"], self.layout.root, size=written["bytes"], checksum=written["checksum"]
+        )
 
     def _collect_garbage(self, keep: set[Path]) -> None:
         """Work directories of other plans are stale once this build has published."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.curriculum import CurriculumError, MixedStream, SequentialCurriculum, parse_mixture
+from training.curriculum import CurriculumError, MixedStream, SequentialCurriculum, open_curriculum, parse_mixture
 from training.data import ShardRef
 from training.distributed import Dist, rank_rows
 from training.packing import PackedRow
@@ -112,3 +112,15 @@ def test_bad_mixtures_are_named(raw, message: str) -> None:
 def test_a_mixture_naming_a_bucket_the_selection_lacks_is_refused() -> None:
     with pytest.raises(CurriculumError, match=r"names bucket\(s\) \['2'\], but the selected train shards have"):
         MixedStream(parse_mixture([{"weights": {"0": 1, "2": 1}}]), REFS, open_stream, 4, 0)
+
+
+def test_a_checkpoint_of_the_other_kind_of_curriculum_is_refused() -> None:
+    sequential = open_curriculum(None, REFS, open_stream, ROWS_PER_STEP, 7).state()
+    mixture = open_curriculum(PHASES, REFS, open_stream, ROWS_PER_STEP, 7).state()
+    assert (sequential["kind"], mixture["kind"]) == ("sequential", "mixture")
+    with pytest.raises(CurriculumError, match="written by a run with a mixture; this run has none"):
+        open_curriculum(None, REFS, open_stream, ROWS_PER_STEP, 7, mixture)
+    with pytest.raises(CurriculumError, match="written by a run without a mixture; this run has one"):
+        open_curriculum(PHASES, REFS, open_stream, ROWS_PER_STEP, 7, sequential)
+    resumed = open_curriculum(PHASES, REFS, open_stream, ROWS_PER_STEP, 7, mixture)
+    assert resumed.rows_by_bucket() == {"0": 0, "1": 0}

@@ -91,22 +91,36 @@ def test_tokenisation_is_cached_per_shard_and_packs_every_token(corpus, doc_tok,
 
 
 def test_a_damaged_or_changed_shard_is_named_instead_of_training_on_it(corpus, doc_tok, tmp_path):
-    """Tokens are cached under the catalog's checksum, so a shard is checked against it first: a
-    truncated file, one rewritten since the build, or a missing one stops with the file named."""
+    """Tokens are cached under the catalog's checksum, so a shard is checked against the catalog
+    first (the audit's check): a truncated file, one rewritten in place since the build, or a
+    missing one stops with the file named."""
     import dataclasses
     import shutil
 
-    from training.data import ShardReadError
+    from corpus.store import CorruptShardError
 
     ref = select_shards(corpus)[0]
     copy = tmp_path / ref.path.name
-    shutil.copy(ref.path, copy)
     good = dataclasses.replace(ref, path=copy)
-    copy.write_bytes(ref.path.read_bytes()[: copy.stat().st_size // 2])
-    with pytest.raises(ShardReadError, match=rf"{copy}: checksum \w+ is not the catalog's"):
+    data = ref.path.read_bytes()
+    copy.write_bytes(data[: len(data) // 2])
+    with pytest.raises(
+        CorruptShardError, match=rf"{copy}: size differs \(catalog {len(data)}, file \d+\): the shard changed"
+    ):
         tokenized_shard(good, doc_tok, tmp_path / "tokens")
-    with pytest.raises(ShardReadError, match=r"not a readable document shard"):  # damaged as recorded
-        tokenized_shard(dataclasses.replace(good, checksum=file_checksum(copy)), doc_tok, tmp_path / "tokens")
-    with pytest.raises(ShardReadError, match=rf"{tmp_path / 'gone.parquet'}: cannot read the shard"):
+    recorded = dataclasses.replace(good, checksum=file_checksum(copy), bytes=copy.stat().st_size)
+    with pytest.raises(CorruptShardError, match=r"not a readable document shard"):  # damaged as recorded
+        tokenized_shard(recorded, doc_tok, tmp_path / "tokens")
+    shutil.copy(ref.path, copy)
+    with open(copy, "r+b") as fh:  # same size, one byte changed
+        fh.seek(len(data) // 2)
+        fh.write(bytes([data[len(data) // 2] ^ 0xFF]))
+    with pytest.raises(
+        CorruptShardError, match=rf"{copy}: sha256 differs \(catalog {ref.checksum[:16]}, file [0-9a-f]{{16}}\)"
+    ):
+        tokenized_shard(good, doc_tok, tmp_path / "tokens")
+    with pytest.raises(
+        CorruptShardError, match=rf"{tmp_path / 'gone.parquet'}: missing on disk \(catalog [0-9a-f]{{16}}, file none\)"
+    ):
         tokenized_shard(dataclasses.replace(good, path=tmp_path / "gone.parquet"), doc_tok, tmp_path / "tokens")
     assert not list((tmp_path / "tokens").rglob("*.npz"))  # nothing cached for any of them

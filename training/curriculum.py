@@ -62,8 +62,12 @@ class SequentialCurriculum:
                 )
         return rows, (self.refs[min(start.shard, len(self.refs) - 1)], start)
 
+    def rows_by_bucket(self) -> None:
+        """Rows per bucket are a mixture's to report; this order follows the shards."""
+        return None
+
     def state(self) -> dict[str, Any]:
-        return {"passes": self.passes, "cursor": self.stream.cursor.as_list()}
+        return {"kind": "sequential", "passes": self.passes, "cursor": self.stream.cursor.as_list()}
 
 
 @dataclass(frozen=True)
@@ -189,11 +193,36 @@ class MixtureCurriculum:
         assert rows is not None, "a mixed stream never runs out"
         return rows, start
 
+    def rows_by_bucket(self) -> dict[str, int]:
+        """Global rows drawn from each bucket so far."""
+        return dict(self.stream.rows_by_bucket)
+
     def state(self) -> dict[str, Any]:
-        return {"mixture": self.stream.state()}
+        return {"kind": "mixture", **self.stream.state()}
 
 
 Curriculum = SequentialCurriculum | MixtureCurriculum
+
+
+def open_curriculum(
+    mixture: Any,
+    refs: list[ShardRef],
+    open_stream: OpenStream,
+    rows_per_step: int,
+    seed: int,
+    state: dict[str, Any] | None = None,
+) -> Curriculum:
+    """The run's row order (``mixture``: the config's phases or None), at ``state`` (a checkpoint's
+    `state()`) when resuming; a checkpoint of the other kind of curriculum is refused."""
+    kind = (state or {}).get("kind")
+    if mixture is None:
+        if kind not in (None, "sequential"):
+            raise CurriculumError("the checkpoint was written by a run with a mixture; this run has none")
+        return SequentialCurriculum(refs, open_stream, state)
+    if kind not in (None, "mixture"):
+        raise CurriculumError("the checkpoint was written by a run without a mixture; this run has one")
+    return MixtureCurriculum(MixedStream(parse_mixture(mixture), refs, open_stream, rows_per_step, seed, state))
+
 
 __all__ = [
     "Curriculum",
@@ -203,5 +232,6 @@ __all__ = [
     "Phase",
     "SequentialCurriculum",
     "check_buckets",
+    "open_curriculum",
     "parse_mixture",
 ]

@@ -24,17 +24,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from corpus.store import file_checksum, write_bytes
+from corpus.store import CorruptShardError, file_mismatch, write_bytes
 
 HIVE = re.compile(r"bucket=(?P<bucket>[^/]+)/split=(?P<split>[^/]+)/")
 
 
 class NoShardsError(LookupError):
     """The selection matched no final shard; the message says what was asked for."""
-
-
-class ShardReadError(ValueError):
-    """A selected shard is missing, unreadable or not what the catalog recorded; names the file."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +40,7 @@ class ShardRef:
     split: str
     rows: int
     checksum: str
+    bytes: int | None = None  # as cataloged; None: not checked
 
 
 def bucket_key(bucket: str) -> tuple[int, int | str]:
@@ -62,13 +59,15 @@ def select_shards(
     if not catalog.exists():
         raise NoShardsError(f"{catalog}: no catalog; build the corpus first (python -m pipelines.build)")
     with duckdb.connect(str(catalog), read_only=True) as conn:
-        rows = conn.execute("SELECT path, rows, checksum FROM shards WHERE stage = 'final' ORDER BY path").fetchall()
+        rows = conn.execute(
+            "SELECT path, rows, checksum, bytes FROM shards WHERE stage = 'final' ORDER BY path"
+        ).fetchall()
     refs = []
-    for path, n, checksum in rows:
+    for path, n, checksum, size in rows:
         m = HIVE.search(path)
         if m is None or m["split"] != split or (buckets is not None and m["bucket"] not in buckets):
             continue
-        refs.append(ShardRef(root / path, m["bucket"], m["split"], n, checksum))
+        refs.append(ShardRef(root / path, m["bucket"], m["split"], n, checksum, size))
     if sources is not None:
         wanted = set(sources)
         refs = [r for r in refs if wanted & set(pq.read_table(r.path, columns=["source"]).column("source").to_pylist())]
@@ -141,14 +140,12 @@ def tokenized_shard(
     offsets = [0]
     # The cache is keyed by the catalog's checksum: check the file is that content before caching
     # tokens under it (a shard rewritten or damaged after the build would otherwise train silently).
-    try:
-        actual = file_checksum(ref.path)
-    except OSError as exc:
-        raise ShardReadError(f"{ref.path}: cannot read the shard ({exc.strerror or exc})") from None
-    if actual != ref.checksum:
-        raise ShardReadError(
-            f"{ref.path}: checksum {actual[:12]} is not the catalog's {ref.checksum[:12]}: the shard changed or is "
-            "damaged since the build; rebuild the corpus (python -m pipelines.build)"
+    mismatch = file_mismatch(ref.path, ref.bytes, ref.checksum)
+    if mismatch is not None:
+        problem, expected, actual = mismatch
+        raise CorruptShardError(
+            f"{ref.path}: {problem} (catalog {expected}, file {actual or 'none'}): the shard "
+            "changed or was damaged after the build; rebuild the corpus (python -m pipelines.build)"
         )
     try:
         for batch in pq.ParquetFile(ref.path).iter_batches(columns=["text", "meta"]):
@@ -158,9 +155,9 @@ def tokenized_shard(
                 mask.extend(doc_mask)
                 offsets.append(len(ids))
     except (pa.ArrowException, KeyError) as exc:
-        raise ShardReadError(f"{ref.path}: not a readable document shard: {exc}") from None
+        raise CorruptShardError(f"{ref.path}: not a readable document shard: {exc}") from None
     if len(offsets) - 1 != ref.rows:
-        raise ShardReadError(f"{ref.path}: {len(offsets) - 1} documents, the catalog says {ref.rows}")
+        raise CorruptShardError(f"{ref.path}: {len(offsets) - 1} documents, the catalog says {ref.rows}")
     arrays = (np.asarray(ids, dtype=np.int32), np.asarray(mask, dtype=bool), np.asarray(offsets, dtype=np.int64))
     buf = io.BytesIO()
     np.savez(buf, ids=arrays[0], mask=arrays[1], offsets=arrays[2])

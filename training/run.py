@@ -24,16 +24,9 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
-from corpus.store import write_bytes
-from training.curriculum import (
-    Curriculum,
-    CurriculumError,
-    MixedStream,
-    MixtureCurriculum,
-    SequentialCurriculum,
-    parse_mixture,
-)
-from training.data import DocumentTokenizer, NoShardsError, ShardReadError, ShardRef, select_shards, tokenized_shard
+from corpus.store import CorruptShardError, write_bytes
+from training.curriculum import Curriculum, CurriculumError, open_curriculum, parse_mixture
+from training.data import DocumentTokenizer, NoShardsError, ShardRef, select_shards, tokenized_shard
 from training.distributed import Dist, all_sum, barrier, init_distributed, rank_rows
 from training.export import export_trained, full_state_dict
 from training.loss import ChunkedCausalLMLoss, LossFn, labelled_tokens, model_loss
@@ -219,23 +212,21 @@ def build_model(cfg: TrainConfig) -> tuple[Any, Any]:
 
 
 def curriculum(
-    cfg: TrainConfig, refs: list[ShardRef], doc_tok: DocumentTokenizer, cache: Path, dist: Dist, state: dict[str, Any]
+    cfg: TrainConfig,
+    refs: list[ShardRef],
+    doc_tok: DocumentTokenizer,
+    cache: Path,
+    dist: Dist,
+    state: dict[str, Any] | None,
 ) -> Curriculum:
-    """The row order of this run, at the checkpoint's position when ``state`` has one."""
+    """The row order of this run (`training.curriculum`), at the checkpoint's position if any."""
 
     def open_stream(shards: list[ShardRef], cursor: Cursor | None) -> PackedStream:
         return _stream(shards, doc_tok, cache, cfg, cursor)
 
+    rows_per_step = dist.world * cfg.micro_batch * cfg.grad_accum
     try:
-        if cfg.mixture is None:
-            if state and "cursor" not in state:
-                raise CurriculumError("the checkpoint was written by a run with a mixture; this run has none")
-            return SequentialCurriculum(refs, open_stream, state or None)
-        if state and "mixture" not in state:
-            raise CurriculumError("the checkpoint was written by a run without a mixture; this run has one")
-        rows_per_step = dist.world * cfg.micro_batch * cfg.grad_accum
-        phases = parse_mixture(cfg.mixture)
-        return MixtureCurriculum(MixedStream(phases, refs, open_stream, rows_per_step, cfg.seed, state.get("mixture")))
+        return open_curriculum(cfg.mixture, refs, open_stream, rows_per_step, cfg.seed, state)
     except CurriculumError as exc:
         raise TrainingError(f"{cfg.root}: {exc}") from None
 
@@ -318,7 +309,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     cache = Path(cfg.root) / "state" / "tokens"
     try:
         tokenize_up_front(refs + eval_refs, doc_tok, cache, dist)
-    except ShardReadError as exc:
+    except CorruptShardError as exc:
         raise TrainingError(str(exc)) from None
 
     params = [p for p in model.parameters() if p.requires_grad]
@@ -353,7 +344,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         engine.compile()  # ZeRO-3's gather hooks must run inside the compiled module
     ckpt_dir = out_dir / "checkpoints"
     digest = selection_digest(refs)
-    start_step, data_state = 0, {}
+    start_step, data_state = 0, None
     if cfg.resume and (ckpt_dir / "latest").exists():
         start_step, data_state = _resume(engine, ckpt_dir, digest, dist)
     order = curriculum(cfg, refs, doc_tok, cache, dist, data_state)
@@ -395,7 +386,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     with bar:  # closed before an error is printed, so the error stays the last line
         for step in range(start_step, cfg.max_steps):
             t0, step_loss, tokens = time.perf_counter(), 0.0, 0
-            mixed_before = dict(order.stream.rows_by_bucket) if isinstance(order, MixtureCurriculum) else None
+            drawn_before = order.rows_by_bucket()
             batches, starts = [], []  # the whole step's rows first: the loss divides by all their labels
             for _ in range(cfg.grad_accum):
                 batch, start = next_group()
@@ -421,8 +412,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 "grad_norm": float(grad_norm) if grad_norm is not None else None,
                 "tokens_per_s": tokens / seconds,
             }
-            if mixed_before is not None:  # rows per bucket in this step's global batch: the mixture as run
-                row["rows"] = {b: n - mixed_before[b] for b, n in order.stream.rows_by_bucket.items()}
+            if drawn_before is not None:  # rows per bucket in this step's global batch: the mixture as run
+                row["rows"] = {b: n - drawn_before[b] for b, n in (order.rows_by_bucket() or {}).items()}
             log(row, {f"train/{k}": row[k] for k in ("loss", "lr", "grad_norm", "tokens_per_s") if row[k] is not None})
             bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{row['lr']:.2e}", tok_s=f"{row['tokens_per_s']:,.0f}")
             bar.update(1)
@@ -430,7 +421,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             if eval_refs and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.max_steps):
                 run_eval(step + 1)
             if (step + 1) % cfg.save_every == 0 and step + 1 < cfg.max_steps:
-                state = {"step": step + 1, "selection": digest, **order.state()}
+                state = {"step": step + 1, "selection": digest, "curriculum": order.state()}
                 _save(engine, ckpt_dir, f"step{step + 1}", state, dist)
     if metrics is not None and writer is not None:
         metrics.close()
@@ -487,8 +478,9 @@ def _nonfinite(
 
 
 def _resume(engine: Any, ckpt_dir: Path, digest: str, dist: Dist) -> tuple[int, dict[str, Any]]:
-    """Load the latest checkpoint; returns (step, curriculum state: the data cursor). The cursor is
-    global (the same on every rank), so the stream seeks straight to it: nothing is replayed."""
+    """Load the latest checkpoint; returns (step, the curriculum's state: its data cursors). The
+    cursors are global (the same on every rank), so streams seek straight to them: nothing is
+    replayed."""
     import torch
 
     tag = (ckpt_dir / "latest").read_text().strip()
@@ -499,7 +491,7 @@ def _resume(engine: Any, ckpt_dir: Path, digest: str, dist: Dist) -> tuple[int, 
             f"per rank: launch {saved_by} processes (or use a new output_dir)"
         )
     path, client = engine.load_checkpoint(str(ckpt_dir))
-    if path is None or not ({"cursor", "mixture"} & set(client)):
+    if path is None or "curriculum" not in client:
         raise TrainingError(f"{ckpt_dir}: the latest checkpoint could not be loaded or has no data cursor")
     if client["selection"] != digest:
         raise TrainingError(
@@ -509,7 +501,7 @@ def _resume(engine: Any, ckpt_dir: Path, digest: str, dist: Dist) -> tuple[int, 
     rng = Path(path) / f"rng_rank{dist.rank}.pt"
     if rng.exists():
         torch.set_rng_state(torch.load(rng))
-    return client["step"], {k: client[k] for k in ("passes", "cursor", "mixture") if k in client}
+    return client["step"], client["curriculum"]
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
