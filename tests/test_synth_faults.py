@@ -11,7 +11,7 @@ import pytest
 
 from pipelines.synth.config import load_config
 from pipelines.synth.job import run_job
-from tests.synth_support import FaultServer, expected_answer, make_raw_corpus, write_synth_config
+from tests.synth_support import REPO, FaultServer, expected_answer, make_raw_corpus, write_synth_config
 
 SECRET = "sk-test-SECRET-4242"
 DOCS = {
@@ -99,7 +99,9 @@ def test_faults_are_retried_or_rejected_and_rows_are_exact(job: Path, tmp_path: 
                 "SELECT requests, cache_hits, prompt_tokens, completion_tokens, cost_usd FROM synth_usage"
             ).fetchone()
             run = c.execute("SELECT kind, status, docs_in, docs_out, docs_rejected FROM runs").fetchone()
-        assert [(r[0], r[1]) for r in rejects] == [("invalid_json", 3), ("request_failed", 1)]
+        # attempts = every try of the prompt: 1 + invalid_retries generations, 1 + max_retries requests
+        assert [(r[0], r[1]) for r in rejects] == [("invalid_json", 3), ("request_failed", 3)]
+        assert "after 3 requests" in rejects[1][2]
         assert "HTTP 500" in rejects[1][2] and rejects[0][3].startswith("Sure!")
         responses = 19 - 7  # requests that got a 200: not the 429, two 500s, the timeout, d7's three 500s
         assert usage == (19, 0, 50 * responses, 20 * responses, (50 * responses * 1.0 + 20 * responses * 2.0) / 1e6)
@@ -169,3 +171,50 @@ def test_a_killed_job_resumes_without_repeating_answered_requests(tmp_path: Path
     with duckdb.connect(str(root / "catalog.duckdb"), read_only=True) as c:
         statuses = c.execute("SELECT status FROM runs WHERE kind = 'synth' ORDER BY started_at").fetchall()
     assert statuses == [("interrupted",), ("succeeded",)]  # the rerun marks the killed run
+
+
+def test_a_job_whose_every_request_fails_is_a_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression (#16.3): all requests failing used to exit 0 with the run 'succeeded' and no warning."""
+    import os
+    import subprocess
+    import sys
+
+    root = tmp_path / "corpus"
+    make_raw_corpus(root, [{"text": f"DOC=z{i} The lessee pays rent. ALWAYS=500", "lang": "en"} for i in range(2)])
+    monkeypatch.setenv("FAULT_KEY", SECRET)
+    earlier = root / "raw" / "synth" / "t" / "part-00000.parquet"  # an earlier run's output must survive
+    earlier.parent.mkdir(parents=True)
+    earlier.write_bytes(b"earlier output")
+    with FaultServer(SECRET) as server:
+        config = _config(tmp_path, root, server, concurrency=2)
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        proc = subprocess.run(
+            [sys.executable, "-m", "pipelines.synthesize", "--config", str(config), "--quiet"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    err = proc.stderr
+    assert "error: no rows written: all 2 prompts were rejected (request_failed: 2)" in err
+    assert err.count("warning: prompt ") == 2 * 3  # each retry as it happens, then the give-up
+    assert "HTTP 500: boom; retry 1/2 in" in err and "giving up after 3 requests" in err
+    assert earlier.read_bytes() == b"earlier output"
+    with duckdb.connect(str(root / "catalog.duckdb"), read_only=True) as c:
+        run = c.execute("SELECT status, error FROM runs WHERE kind = 'synth'").fetchone()
+        rejects = c.execute("SELECT reason, attempts FROM synth_rejects").fetchall()
+        usage = c.execute("SELECT requests, rows_written, rejected FROM synth_usage").fetchone()
+    assert run[0] == "failed" and "request_failed: 2" in run[1]
+    assert rejects == [("request_failed", 3), ("request_failed", 3)]
+    assert usage == (6, 0, 2)
+
+
+def test_the_default_timeout_suits_the_cpu_model() -> None:
+    """Regression (#16.3): the old fixed 120 s timed out every request of the shipped job on CPU."""
+    from pipelines.synth.config import EndpointConfig
+
+    cfg = load_config(REPO / "configs" / "synth.yaml")
+    assert cfg.endpoint.timeout_s is None
+    assert cfg.endpoint.request_timeout_s(cfg.generation.max_tokens) >= 2 * 92  # a prompt took 92 s on CPU
+    assert EndpointConfig(timeout_s=5.0).request_timeout_s(160) == 5.0

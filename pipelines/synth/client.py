@@ -7,6 +7,8 @@ semaphore and sending waits for the RPM/TPM limiter. A response that fails valid
 retried as a new request with ``seed + attempt`` (a distinct cache key), up to
 ``limits.invalid_retries`` times, then rejected with its reason. Misconfiguration that no retry
 can fix (bad key, unknown model) stops the job with a clear error instead of rejecting every item.
+Every transport retry is reported as a warning when it happens (a job stuck on timeouts must not
+look like a slow one), and an item counts all its tries: requests sent plus cached responses used.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import random
+import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,9 +71,17 @@ class ItemResult:
     item: WorkItem
     verdict: Verdict
     response: CachedResponse | None  # the accepted response, or the last one received
-    attempts: int  # validation attempts used
+    attempts: int  # generations tried (seed + attempt): what a row's meta.attempts records
     key: str | None  # cache key of ``response``
     params: dict[str, Any]
+    tries: int = 0  # every request sent for this item (transport retries included) + cached responses used
+
+
+def warn_stderr(message: str) -> None:
+    """Default warning sink: one line on stderr, printed above a progress bar if one is shown."""
+    from tqdm import tqdm
+
+    tqdm.write(f"warning: {message}", file=sys.stderr)
 
 
 def retry_after_s(exc: openai.APIStatusError) -> float | None:
@@ -100,7 +112,13 @@ def response_format(mode: str, task: str, schema: dict[str, Any]) -> dict[str, A
 
 class EndpointCaller:
     def __init__(
-        self, cfg: SynthConfig, cache: ResponseCache, client: AsyncOpenAI, stats: JobStats, on_request: Any = None
+        self,
+        cfg: SynthConfig,
+        cache: ResponseCache,
+        client: AsyncOpenAI,
+        stats: JobStats,
+        on_request: Any = None,
+        warn: Callable[[str], None] = warn_stderr,
     ) -> None:
         self.cfg = cfg
         self.cache = cache
@@ -110,6 +128,7 @@ class EndpointCaller:
         self.semaphore = asyncio.Semaphore(cfg.limits.concurrency)
         self.rng = random.Random()  # jitter only: never affects what is generated
         self.on_request = on_request
+        self.warn = warn
 
     def _params(self, attempt: int) -> dict[str, Any]:
         g = self.cfg.generation
@@ -126,38 +145,44 @@ class EndpointCaller:
         response: CachedResponse | None = None
         key: str | None = None
         params: dict[str, Any] = {}
-        attempts = 0
+        attempts = tries = 0
         for attempt in range(self.cfg.limits.invalid_retries + 1):
             attempts = attempt + 1
             params = self._params(attempt)
             key = request_key(self.cfg.endpoint.model, item.messages, params, fmt)
             response = self.cache.get(key)
             if response is not None:
+                tries += 1
                 self.stats.cache_hits += 1
                 self.stats.cached_prompt_tokens += response.prompt_tokens
                 self.stats.cached_completion_tokens += response.completion_tokens
             else:
-                response, failure = await self._request(item, params, fmt)
+                response, failure, sent = await self._request(item, params, fmt)
+                tries += sent
                 if response is None:
-                    return ItemResult(item, Verdict(None, "request_failed", failure), None, attempts, None, params)
+                    verdict = Verdict(None, "request_failed", failure)
+                    return ItemResult(item, verdict, None, attempts, None, params, tries)
                 self.cache.put(key, self.cfg.endpoint.model, response)
             verdict = validate_response(response.content, item.schema, response.finish_reason)
             if verdict.ok:
                 break
-        return ItemResult(item, verdict, response, attempts, key, params)
+        return ItemResult(item, verdict, response, attempts, key, params, tries)
 
     async def _request(
         self, item: WorkItem, params: dict[str, Any], fmt: dict[str, Any] | None
-    ) -> tuple[CachedResponse | None, str | None]:
-        """One logical request with transport retries; (response, None) or (None, why it failed)."""
+    ) -> tuple[CachedResponse | None, str | None, int]:
+        """One logical request with transport retries: (response, None, requests sent) or
+        (None, why it failed, requests sent)."""
         limits = self.cfg.limits
         chars = sum(len(m["content"]) for m in item.messages)
         extra = {"response_format": fmt} if fmt else {}
         last_error = "no attempt"
+        sent = 0
         for retry in range(limits.max_retries + 1):
             async with self.semaphore:
                 booking = await self.limiter.acquire(estimate_tokens(chars, params["max_tokens"]))
                 self.stats.requests += 1
+                sent += 1
                 if self.on_request:
                     self.on_request()
                 try:
@@ -172,7 +197,7 @@ class EndpointCaller:
                     ) from None
                 except openai.BadRequestError as exc:
                     self.limiter.settle(booking, 0)
-                    return None, f"HTTP 400: {_message(exc)}"[:500]
+                    return None, f"HTTP 400: {_message(exc)}"[:500], sent
                 except RETRYABLE as exc:
                     self.limiter.settle(booking, 0)
                     wait = retry_after_s(exc) if isinstance(exc, openai.APIStatusError) else None
@@ -187,19 +212,25 @@ class EndpointCaller:
                     self.stats.prompt_tokens += prompt_tokens
                     self.stats.completion_tokens += completion_tokens
                     choice = r.choices[0] if r.choices else None
-                    return CachedResponse(
+                    response = CachedResponse(
                         content=choice.message.content if choice else None,
                         finish_reason=choice.finish_reason if choice else None,
                         prompt_tokens=prompt_tokens,
                         completion_tokens=completion_tokens,
                         created_at=float(r.created or time.time()),
-                    ), None
+                    )
+                    return response, None, sent
+            where = f"prompt {item.index} ({item.task}, seed {item.seed_doc_id[:12]})"
             if retry == limits.max_retries:
+                self.warn(f"{where}: giving up after {sent} requests; last: {last_error}")
                 break
             self.stats.transport_retries += 1
             backoff = min(limits.max_backoff_s, limits.backoff_s * 2**retry) * self.rng.random()
-            await asyncio.sleep(max(wait, backoff) if wait is not None else backoff)
-        return None, f"gave up after {limits.max_retries + 1} attempts; last: {last_error}"
+            delay = max(wait, backoff) if wait is not None else backoff
+            self.warn(f"{where}: {last_error}; retry {retry + 1}/{limits.max_retries} in {delay:.1f} s")
+            await asyncio.sleep(delay)
+        why = f"no response after {sent} requests (1 + max_retries {limits.max_retries}); last: {last_error}"
+        return None, why, sent
 
 
 def _message(exc: openai.OpenAIError) -> str:

@@ -27,7 +27,7 @@ from corpus.schema import BASE_SCHEMA, encode_meta, make_doc_id, occurrence_id
 from corpus.store import CorpusLayout, ShardWriter, replace_dir
 from pipelines.synth.cache import ResponseCache
 from pipelines.synth.chunking import chunk_text
-from pipelines.synth.client import EndpointCaller, ItemResult, JobStats, WorkItem
+from pipelines.synth.client import EndpointCaller, ItemResult, JobStats, SynthError, WorkItem
 from pipelines.synth.config import SynthConfig
 from pipelines.synth.seeds import SeedDoc, select_seeds
 from pipelines.synth.templates import PromptTemplate, TemplateSet
@@ -87,9 +87,8 @@ def api_key(cfg: SynthConfig) -> str:
 async def _call_all(
     cfg: SynthConfig, planned: list[Planned], cache: ResponseCache, stats: JobStats, progress: bool
 ) -> list[ItemResult]:
-    client = AsyncOpenAI(
-        base_url=cfg.endpoint.base_url, api_key=api_key(cfg), timeout=cfg.endpoint.timeout_s, max_retries=0
-    )
+    timeout = cfg.endpoint.request_timeout_s(cfg.generation.max_tokens)
+    client = AsyncOpenAI(base_url=cfg.endpoint.base_url, api_key=api_key(cfg), timeout=timeout, max_retries=0)
     caller = EndpointCaller(cfg, cache, client, stats)
     results: list[ItemResult | None] = [None] * len(planned)
     try:
@@ -204,7 +203,7 @@ def run_job(cfg: SynthConfig, *, command: str = "", progress: bool = True) -> Sy
                 p.item.chunk_index,
                 p.item.task,
                 p.template.id,
-                r.attempts,
+                r.tries,
                 r.verdict.reason,
                 r.verdict.detail,
                 (r.response.content or "")[:2000] if r.response else None,
@@ -212,14 +211,17 @@ def run_job(cfg: SynthConfig, *, command: str = "", progress: bool = True) -> Sy
             for p, r in zip(planned, results, strict=True)
             if not r.verdict.ok
         ]
-        records = _write(layout, cfg, rows)
+        failure = _no_output_error(cfg, results) if planned and not rows else None
+        # a job that produced nothing (endpoint down, every answer invalid) keeps the job's earlier output
+        records = _write(layout, cfg, rows) if failure is None else []
         cost = stats.cost(cfg.prices)
         seconds = (datetime.now(UTC) - started).total_seconds()
         prefix = f"{layout.raw_dir('synth', cfg.job).relative_to(layout.root).as_posix()}/"
         with Catalog.open(layout) as cat:
             cat.conn.execute("BEGIN")
-            cat.conn.execute("DELETE FROM shards WHERE stage = 'raw' AND starts_with(path, ?)", [prefix])
-            cat.register_shards(run_id, records)
+            if failure is None:
+                cat.conn.execute("DELETE FROM shards WHERE stage = 'raw' AND starts_with(path, ?)", [prefix])
+                cat.register_shards(run_id, records)
             cat.conn.execute("DELETE FROM synth_rejects WHERE job = ?", [cfg.job])
             if rejects:
                 cat.conn.executemany("INSERT INTO synth_rejects VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rejects)
@@ -246,6 +248,8 @@ def run_job(cfg: SynthConfig, *, command: str = "", progress: bool = True) -> Sy
             )
             cat.conn.execute("COMMIT")
             cat.refresh_views()
+            if failure is not None:
+                raise SynthError(failure)
             cat.finish_run(
                 run_id, status="succeeded", docs_in=len(planned), docs_out=len(rows), docs_rejected=len(rejects)
             )
@@ -267,6 +271,21 @@ def run_job(cfg: SynthConfig, *, command: str = "", progress: bool = True) -> Sy
     )
 
 
+def _no_output_error(cfg: SynthConfig, results: list[ItemResult]) -> str:
+    """Why a job wrote no row, with the counts per reason and the first detail."""
+    reasons = Counter(r.verdict.reason for r in results)
+    counts = ", ".join(f"{k}: {v}" for k, v in sorted(reasons.items()))
+    first = next(r for r in results if not r.verdict.ok)
+    msg = f"no rows written: all {len(results)} prompts were rejected ({counts}); first: {first.verdict.detail}"
+    if reasons.get("request_failed"):
+        timeout = cfg.endpoint.request_timeout_s(cfg.generation.max_tokens)
+        msg += (
+            f"; is {cfg.endpoint.base_url} up, and fast enough for endpoint.timeout_s = {timeout:g} s "
+            f"with max_tokens {cfg.generation.max_tokens}?"
+        )
+    return msg
+
+
 def format_result(r: SynthResult, cfg: SynthConfig) -> str:
     s = r.stats
     lines = [
@@ -278,6 +297,11 @@ def format_result(r: SynthResult, cfg: SynthConfig) -> str:
         f"tokens this run: {s.prompt_tokens} prompt + {s.completion_tokens} completion"
         f"; from cache: {s.cached_prompt_tokens} + {s.cached_completion_tokens}",
     ]
+    if r.rejects.get("request_failed"):
+        lines.append(
+            f"warning: {r.rejects['request_failed']} prompts got no response (request_failed); "
+            "rerun the same command to try them again (answered prompts come from the cache)"
+        )
     if cfg.prices.prompt or cfg.prices.completion:
         lines.append(f"cost this run: ${r.cost_usd:.4f}")
     lines.append(f"output: {', '.join(r.paths) or '(none)'} (source synth:<task>; picked up by pipelines.build)")
