@@ -182,8 +182,8 @@ def check_shard_files(ctx: AuditContext) -> Violations:
 
 
 def check_pii_left(ctx: AuditContext) -> Violations:
-    """Rescan final texts with the structured-PII patterns ``pii_redact`` uses; found values are
-    shown masked (doc_id and offsets locate them)."""
+    """Rescan final texts and reject texts with the structured-PII patterns ``pii_redact`` uses;
+    found values are shown masked (relation, doc_id and offsets locate them)."""
     try:
         from pipelines.pii.scan import scan_structured  # the PII stage owns the patterns
     except ImportError as exc:
@@ -191,21 +191,24 @@ def check_pii_left(ctx: AuditContext) -> Violations:
 
     rows: list[tuple[Any, ...]] = []
     total = 0
-    cursor = ctx.conn.cursor()  # a streaming result needs a connection of its own
-    reader = cursor.sql(
-        "SELECT doc_id, bucket::VARCHAR AS bucket, split::VARCHAR AS split, text FROM documents ORDER BY doc_id"
-    ).to_arrow_reader(PII_BATCH_ROWS)
-    for batch in reader:
-        data = batch.to_pydict()
-        texts = [t or "" for t in data["text"]]
-        for i, findings in enumerate(scan_structured(texts)):
-            for entity, start, end in findings:
-                total += 1
-                if len(rows) < MAX_PII_ROWS:
-                    found = mask(texts[i][start:end])
-                    rows.append((data["doc_id"][i], data["bucket"][i], data["split"][i], entity, start, end, found))
-    cursor.close()
-    return Violations(["doc_id", "bucket", "split", "entity_type", "start", "end", "found_masked"], rows, total)
+    queries = (
+        ("documents", "SELECT doc_id, bucket::VARCHAR, split::VARCHAR, NULL, text FROM documents ORDER BY doc_id"),
+        ("rejects", "SELECT doc_id, NULL, NULL, step, text FROM rejects WHERE text IS NOT NULL ORDER BY step, doc_id"),
+    )
+    for relation, sql in queries:
+        cursor = ctx.conn.cursor()  # a streaming result needs a connection of its own
+        for batch in cursor.sql(sql).to_arrow_reader(PII_BATCH_ROWS):
+            doc_ids, buckets, splits, steps, texts = (c.to_pylist() for c in batch.columns)
+            texts = [t or "" for t in texts]
+            for i, findings in enumerate(scan_structured(texts)):
+                for entity, start, end in findings:
+                    total += 1
+                    if len(rows) < MAX_PII_ROWS:
+                        found = mask(texts[i][start:end])
+                        rows.append((relation, doc_ids[i], buckets[i], splits[i], steps[i], entity, start, end, found))
+        cursor.close()
+    columns = ["relation", "doc_id", "bucket", "split", "step", "entity_type", "start", "end", "found_masked"]
+    return Violations(columns, rows, total)
 
 
 def mask(value: str) -> str:
@@ -231,8 +234,8 @@ PYTHON_CHECKS: tuple[Check, ...] = (
     ),
     Check(
         "pii_left",
-        "No structured PII (e-mails, phone numbers, ids, cards, IPs) is left in the final shards: a\n"
-        "second-pass scan with the PII stage's patterns. Applies when pii_redact ran.",
+        "No structured PII (e-mails, phone numbers, ids, cards, IPs) is left in the final shards or in\n"
+        "the rejects: a second-pass scan with the PII stage's patterns. Applies when pii_redact ran.",
         "corpus/audit.py:check_pii_left",
         requires=("pii",),
         func=check_pii_left,

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from corpus.remote import default_mirror, is_remote
+from pipelines.pii.scrub import DEFAULT_REJECTS_TEXT, check_rejects_text
 from pipelines.step import ConfigError, Step
 from pipelines.steps import step_class
 
@@ -25,6 +26,7 @@ TOP_LEVEL_KEYS = {
     "executor",
     "ray_address",
     "audit_checks",
+    "rejects_text",
 }
 EXECUTORS = ("local", "ray")
 
@@ -49,6 +51,7 @@ class BuildConfig:
     sources: list[SourceSpec] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     audit_checks: list[Path] = field(default_factory=list)  # folders of user .sql checks (corpus.audit)
+    rejects_text: str = DEFAULT_REJECTS_TEXT  # what reject rows keep of a text (pipelines.pii.scrub)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -61,6 +64,7 @@ class BuildConfig:
             "sources": [{"path": str(s.path), "source": s.source} for s in self.sources],
             "steps": [{s.name: s.params()} for s in self.steps],
             "audit_checks": [str(p) for p in self.audit_checks],
+            "rejects_text": self.rejects_text,
         }
 
     def set_root(self, root: str) -> None:
@@ -72,7 +76,11 @@ class BuildConfig:
 
     def steps_hash(self) -> str:
         """Identity of the processing (not of where it runs): steps and work shard size."""
-        ident = {"steps": [{s.name: s.params()} for s in self.steps], "work_shard_mb": self.work_shard_mb}
+        ident = {
+            "steps": [{s.name: s.params()} for s in self.steps],
+            "work_shard_mb": self.work_shard_mb,
+            "rejects_text": self.rejects_text,
+        }
         return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -154,5 +162,10 @@ def load_config(path: Path | None) -> BuildConfig:
     if not isinstance(checks, list) or not all(isinstance(c, str) for c in checks):
         raise ConfigError(f"{where}: 'audit_checks' must be a folder path or a list of folder paths")
     cfg.audit_checks = [Path(c) for c in checks]
+    if "rejects_text" in raw:
+        try:
+            cfg.rejects_text = check_rejects_text(str(raw["rejects_text"]))
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
     cfg.steps = parse_steps(raw.get("steps", []), where=where)
     return cfg

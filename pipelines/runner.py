@@ -132,7 +132,9 @@ class Build:
         for i, step in enumerate(self.cfg.steps, start=1):
             added.extend(step.adds)
             # library versions are part of a stage's identity: a resumed build never mixes outputs
-            step_hash = _hash(prev_hash, step.name, step.version, step.params(), pl.__version__, pa.__version__)
+            step_hash = _hash(
+                prev_hash, step.name, step.version, step.params(), self.cfg.rejects_text, pl.__version__, pa.__version__
+            )
             step_dir = self.layout.work / f"{i:02d}-{step.name}-{step_hash}"
             stats = self.run_step(i, step, prev_dir, step_dir, document_schema(added))
             stages.append(StageResult(i, step.name, step_dir, stats))
@@ -193,7 +195,7 @@ class Build:
 
         def tasks(phase: str) -> list[ShardTask]:
             return [
-                ShardTask(step, phase, k, p, step_dir, schema, self.layout.root)  # type: ignore[arg-type]
+                ShardTask(step, phase, k, p, step_dir, schema, self.layout.root, self.cfg.rejects_text)  # type: ignore[arg-type]
                 for k, p in enumerate(inputs)
                 if not done_path(step_dir, k, phase).exists()
             ]  # type: ignore[arg-type]

@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from corpus.schema import REJECT_SCHEMA, conform
 from corpus.store import WORK_COMPRESSION, write_bytes, write_table
+from pipelines.pii.scrub import DEFAULT_REJECTS_TEXT, apply_rejects_text
 from pipelines.step import GlobalStep, Resources, ShardContext, Step
 
 Phase = Literal["scan", "process"]
@@ -36,6 +37,7 @@ class ShardTask:
     step_dir: Path
     schema: pa.Schema
     root: Path
+    rejects_text: str = DEFAULT_REJECTS_TEXT  # applied to every reject row this task writes
 
     @property
     def resources(self) -> Resources:
@@ -99,7 +101,9 @@ def run_shard_task(task: ShardTask) -> dict[str, Any]:
     origin = f"step {step.name!r} on shard {task.input_path.name}"
     check_accounting(df, out.kept, out.rejected, origin)
     kept = conform(out.kept.to_arrow(), task.schema, origin=origin)
-    rejected = conform(out.rejected.to_arrow(), REJECT_SCHEMA, origin=origin + " (rejects)")
+    rejected = conform(
+        apply_rejects_text(out.rejected, task.rejects_text).to_arrow(), REJECT_SCHEMA, origin=origin + " (rejects)"
+    )
     write_table(rejected, part_path(task.step_dir, task.shard_index, "rejects"), compression=WORK_COMPRESSION)
     write_table(kept, part_path(task.step_dir, task.shard_index), compression=WORK_COMPRESSION)
     drops = out.rejected.get_column("reason").value_counts(sort=True) if out.rejected.height else None

@@ -1,0 +1,74 @@
+"""`rejects_text`: a document rejected before `pii_redact` keeps no raw structured PII in rejects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+from conftest import write_config, write_jsonl
+
+from corpus.audit import run_audit
+from pipelines.config import load_config
+from pipelines.pii.scrub import apply_rejects_text, scrub_structured
+from pipelines.runner import run_build
+from pipelines.step import ConfigError
+
+ID = "11010519491231002X"
+EMAIL = "wang.fang@163.com"
+DOC = (
+    f"原告王芳，身份证号{ID}，邮箱{EMAIL}，电话13812345678。本院认为，原告的诉讼请求有事实和法律依据，"
+    "应予支持。被告应于本判决生效之日起十日内支付货款。如果未按本判决指定的期间履行给付金钱义务，应当依照"
+    "《中华人民共和国民事诉讼法》第二百六十条之规定，加倍支付迟延履行期间的债务利息。"
+)
+
+
+def test_scrub_replaces_structured_values_only() -> None:
+    (out,) = scrub_structured([f"call 13812345678 or {EMAIL}; order 13812345678 is not a phone"])
+    assert out.startswith("call <PHONE> or <EMAIL>;") and EMAIL not in out
+
+
+def test_policies_on_reject_rows() -> None:
+    df = pl.DataFrame({"doc_id": ["a", "b"], "text": [DOC, None]})
+    assert apply_rejects_text(df, "raw").equals(df)
+    assert apply_rejects_text(df, "none").get_column("text").to_list() == [None, None]
+    red = apply_rejects_text(df, "redacted").get_column("text").to_list()
+    assert ID not in red[0] and EMAIL not in red[0] and "<PRC_ID>" in red[0] and red[1] is None
+    with pytest.raises(ValueError, match="rejects_text must be one of"):
+        apply_rejects_text(df, "hidden")
+
+
+def _build(tmp: Path, rejects_text: str | None) -> Path:
+    src = write_jsonl(tmp / "in.jsonl", [{"text": DOC, "lang": "zh"}, {"text": DOC + " ", "lang": "zh"}])
+    extra = {} if rejects_text is None else {"rejects_text": rejects_text}
+    steps = ["normalize", "exact_dedup", {"pii_redact": {"ner_languages": []}}]
+    run_build(load_config(write_config(tmp / "b.yaml", tmp / "c", [src], steps, **extra)), progress=False)
+    return tmp / "c"
+
+
+@pytest.mark.parametrize("mode", [None, "none", "raw"])
+def test_duplicate_rejected_before_pii_redact(tmp_path: Path, mode: str | None) -> None:
+    root = _build(tmp_path, mode)
+    con = duckdb.connect(str(root / "catalog.duckdb"), read_only=True)
+    ((step, text),) = con.sql("SELECT step, text FROM rejects").fetchall()
+    con.close()
+    assert step == "exact_dedup"
+    (pii_left,) = run_audit(root, ["pii_left"])
+    if mode is None:  # default: redacted
+        assert ID not in text and EMAIL not in text and "<PRC_ID>" in text and "本院认为" in text
+        assert pii_left.status == "pass", pii_left.violations.rows
+        assert not [p for p in (root / "work").rglob("rejects-*.parquet") if ID in pl.read_parquet(p).write_csv()]
+    elif mode == "none":
+        assert text is None and pii_left.status == "pass"
+    else:  # raw: kept on purpose, and the audit says so
+        assert ID in text
+        assert pii_left.status == "fail"
+        rels = {row[0] for row in pii_left.violations.rows}
+        assert rels == {"rejects"}
+
+
+def test_bad_policy_names_the_key(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "b.yaml", tmp_path / "c", [], ["normalize"], rejects_text="secret")
+    with pytest.raises(ConfigError, match="rejects_text must be one of redacted, none, raw"):
+        load_config(cfg)
