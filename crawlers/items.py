@@ -1,8 +1,9 @@
-"""What spiders yield: a document, a failed page, or a request the crawl declined to make.
+"""What spiders yield: a document, a page that is not one, a failed page, or a declined request.
 
-The pipeline (`crawlers.pipelines.CorpusWriterPipeline`) writes documents as raw Parquet rows
-and the other two as rows of the catalog tables ``crawl_failures`` and ``crawl_refusals``, so
-nothing a crawl saw disappears without a trace.
+The pipeline (`crawlers.pipelines.CorpusWriterPipeline`) writes documents as raw Parquet rows,
+every fetched page (document, listing, duplicate, failed) as a row of the catalog table
+``crawl_pages`` and every declined request as a row of ``crawl_refusals``, so nothing a crawl
+saw disappears without a trace.
 """
 
 from __future__ import annotations
@@ -32,6 +33,17 @@ class LegalDocumentItem(scrapy.Item):
     extra = scrapy.Field()
 
 
+class CrawlPageItem(scrapy.Item):
+    """A fetched page that is not a document: a listing, tag or index page (``reason`` says why)."""
+
+    url = scrapy.Field()
+    kind = scrapy.Field()  # listing
+    reason = scrapy.Field()
+    http_status = scrapy.Field()
+    content_type = scrapy.Field()
+    body_sha256 = scrapy.Field()
+
+
 class CrawlFailureItem(scrapy.Item):
     """A page that was wanted but produced no document (HTTP error, timeout, extraction failure)."""
 
@@ -42,7 +54,7 @@ class CrawlFailureItem(scrapy.Item):
 
 
 class CrawlRefusalItem(scrapy.Item):
-    """A link the crawl chose not to fetch or not to keep (robots, offsite, depth, duplicate)."""
+    """A request the crawl chose not to make (robots, offsite, depth)."""
 
     url = scrapy.Field()
     reason = scrapy.Field()

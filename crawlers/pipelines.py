@@ -7,10 +7,15 @@ as 'raw' shards, which every later ``python -m pipelines.build`` reads. Rows are
 segments (every CRAWL_FLUSH_ITEMS documents or CRAWL_FLUSH_SECONDS) so a long crawl's output
 becomes durable as it goes; CRAWL_SHARD_MB bounds the size of one file.
 
-Failed pages and declined links become rows of the catalog tables ``crawl_failures`` and
-``crawl_refusals``. With ``-s JOBDIR=...`` the run ids of earlier sessions of the same job are
-kept in the spider state, and their URLs are never written again, so a resumed crawl cannot
-duplicate a document even when a page is reachable under two URLs.
+Every page becomes a row of ``crawl_pages`` (document / duplicate / listing / failed) and every
+declined request a row of ``crawl_refusals`` (`crawlers.crawl_records`). A document whose
+canonical URL, raw body or text was already written (this run, or any earlier crawl into this
+corpus unless CRAWL_SKIP_KNOWN=False, and always the earlier sessions of the same JOBDIR) is a
+``duplicate`` page, not a second document.
+
+At the end, a crawl that fetched more than CORPUS_MIN_DOCUMENTS_PAGES pages but yielded fewer
+than CORPUS_MIN_DOCUMENTS documents (new or already known) is a failed run: the catalog run says
+why (pages fetched, documents written, the top reasons) and `scrapy crawl` exits 1.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,20 +34,12 @@ from scrapy.exceptions import DropItem
 from corpus.catalog import Catalog, ShardRecord
 from corpus.schema import BASE_SCHEMA, encode_meta, make_doc_id, utc_now
 from corpus.store import CorpusLayout, ShardWriter
-from crawlers.items import CrawlFailureItem, CrawlRefusalItem, LegalDocumentItem
+from crawlers.commands.crawl import FAILED_STAT
+from crawlers.crawl_records import KnownDocuments, ensure_tables, insert_pages, insert_refusals, text_hash
+from crawlers.items import CrawlFailureItem, CrawlPageItem, CrawlRefusalItem, LegalDocumentItem
 
 MB = 1024 * 1024
 STATE_KEY = "corpusforge_runs"
-TABLES_DDL = """
-CREATE TABLE IF NOT EXISTS crawl_failures (
-    run_id VARCHAR NOT NULL, spider VARCHAR NOT NULL, url VARCHAR NOT NULL, stage VARCHAR NOT NULL,
-    reason VARCHAR NOT NULL, http_status INTEGER, recorded_at TIMESTAMPTZ NOT NULL
-);
-CREATE TABLE IF NOT EXISTS crawl_refusals (
-    run_id VARCHAR NOT NULL, spider VARCHAR NOT NULL, url VARCHAR NOT NULL, reason VARCHAR NOT NULL,
-    referer VARCHAR, recorded_at TIMESTAMPTZ NOT NULL
-);
-"""
 META_KEYS = (
     "http_status",
     "content_type",
@@ -89,6 +87,23 @@ def document_row(item: LegalDocumentItem, source: str, run_id: str) -> dict[str,
     }
 
 
+def verdict(pages: Counter[tuple[str, str]], responses: int, min_documents: int, after_pages: int) -> str | None:
+    """The one-line reason a crawl failed, or None: fewer than ``min_documents`` documents (new or
+    known) from more than ``after_pages`` fetched pages."""
+    productive = sum(n for (kind, _), n in pages.items() if kind in ("document", "duplicate"))
+    if min_documents <= 0 or responses <= after_pages or productive >= min_documents:
+        return None
+    written = sum(n for (kind, _), n in pages.items() if kind == "document")
+    others = Counter({key: n for key, n in pages.items() if key[0] not in ("document", "duplicate")})
+    top = "; ".join(f"{kind} '{reason}' x{n}" for (kind, reason), n in others.most_common(3)) or "none recorded"
+    return (
+        f"{written} documents written ({productive} incl. known duplicates, {min_documents} required) "
+        f"from {responses} fetched pages; top reasons: {top}. See crawl_pages in the catalog; "
+        "narrow the crawl with -a documents=REGEX / -a follow=REGEX or use a site profile "
+        "(-s CORPUS_MIN_DOCUMENTS=0 disables this check)"
+    )
+
+
 class CorpusWriterPipeline:
     def __init__(self, crawler: Any) -> None:
         s = crawler.settings
@@ -97,14 +112,17 @@ class CorpusWriterPipeline:
         self.shard_bytes = int(s.getfloat("CRAWL_SHARD_MB", 128) * MB)
         self.flush_items = s.getint("CRAWL_FLUSH_ITEMS", 500)
         self.flush_seconds = s.getfloat("CRAWL_FLUSH_SECONDS", 60.0)
+        self.skip_known = s.getbool("CRAWL_SKIP_KNOWN", True)
+        self.min_documents = s.getint("CORPUS_MIN_DOCUMENTS", 1)
+        self.min_documents_pages = s.getint("CORPUS_MIN_DOCUMENTS_PAGES", 10)
         self.run_id: str | None = None
         self.rows: list[dict[str, Any]] = []
-        self.failures: list[tuple[Any, ...]] = []
+        self.pages: list[tuple[Any, ...]] = []
         self.refusals: list[tuple[Any, ...]] = []
-        self.written_urls: set[str] = set()
+        self.known = KnownDocuments()
+        self.outcomes: Counter[tuple[str, str]] = Counter()  # (kind, reason) of every page this run
         self.segment = 0
         self.docs_written = 0
-        self.failures_total = 0
         self.last_flush = time.monotonic()
         crawler.signals.connect(self.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
@@ -132,61 +150,89 @@ class CorpusWriterPipeline:
                     "CLOSESPIDER_ITEMCOUNT",
                     "ROBOTSTXT_OBEY",
                     "USER_AGENT",
+                    "CRAWL_SKIP_KNOWN",
+                    "CORPUS_MIN_DOCUMENTS",
                 )
             },
         }
         with Catalog.open(self.layout) as cat:
-            cat.conn.execute(TABLES_DDL)
+            ensure_tables(cat)
             self.run_id = cat.start_run("crawl", command=" ".join(sys.argv), config=config, config_hash=None)
+            if self.skip_known:
+                self.known = KnownDocuments.from_catalog(cat, None)
         self.directory = self.layout.raw_dir("crawl", f"{spider.name}-{self.run_id}")
         spider.logger.info("crawl run %s writing to %s", self.run_id, self.directory)
+        if len(self.known):
+            spider.logger.info("%d documents already in the corpus will not be written again", len(self.known))
 
     def spider_opened(self, spider: Spider) -> None:
-        """After SpiderState has loaded JOBDIR state: remember earlier sessions' URLs."""
+        """After SpiderState has loaded JOBDIR state: earlier sessions' documents are known."""
         state = getattr(spider, "state", None)
         if state is None:
             return
         earlier = list(state.get(STATE_KEY, []))
+        if earlier and not self.skip_known:
+            with Catalog.open(self.layout, read_only=True) as cat:
+                self.known = KnownDocuments.from_catalog(cat, earlier)
         if earlier:
-            self.written_urls = self._urls_of_runs(earlier)
-            spider.logger.info(
-                "resuming job: %d documents already written by runs %s", len(self.written_urls), ", ".join(earlier)
-            )
+            spider.logger.info("resuming job after runs %s", ", ".join(earlier))
         state[STATE_KEY] = [*earlier, self.run_id]
 
-    def _urls_of_runs(self, run_ids: list[str]) -> set[str]:
-        with Catalog.open(self.layout, read_only=True) as cat:
-            paths = [
-                str(self.layout.root / p)
-                for (p,) in cat.conn.execute(
-                    "SELECT path FROM shards WHERE stage = 'raw' AND run_id IN (SELECT unnest(?::VARCHAR[]))", [run_ids]
-                ).fetchall()
-            ]
-            if not paths:
-                return set()
-            rows = cat.conn.execute("SELECT url FROM read_parquet(?)", [paths]).fetchall()
-        return {u for (u,) in rows}
+    def _page(self, url: str, kind: str, reason: str | None, *, stage: str | None = None, **facts: Any) -> None:
+        self.outcomes[(kind, reason or "")] += 1
+        self.pages.append(
+            (
+                self.run_id,
+                self.spider_name,
+                url,
+                kind,
+                stage,
+                reason,
+                facts.get("http_status"),
+                facts.get("content_type"),
+                facts.get("body_sha256"),
+                facts.get("text_hash"),
+                facts.get("duplicate_of"),
+                utc_now(),
+            )
+        )
 
     def process_item(self, item: Any, spider: Spider | None = None) -> Any:
         assert self.run_id is not None
-        now = utc_now()
         if isinstance(item, LegalDocumentItem):
-            if item["url"] in self.written_urls:
-                self.refusals.append((item["url"], "duplicate", item.get("fetched_url"), now))
-                self.crawler.stats.inc_value("corpusforge/refused/duplicate")
-                raise DropItem(f"duplicate of an already written document: {item['url']}", log_level="DEBUG")
-            self.written_urls.add(item["url"])
-            self.rows.append(document_row(item, self.source, self.run_id))
+            self._document(item)
+        elif isinstance(item, CrawlPageItem):
+            facts = {k: item.get(k) for k in ("http_status", "content_type", "body_sha256")}
+            self._page(item["url"], item["kind"], item.get("reason"), **facts)
         elif isinstance(item, CrawlFailureItem):
-            self.failures.append((item["url"], item["stage"], item["reason"], item.get("http_status"), now))
-            self.failures_total += 1
+            self._page(item["url"], "failed", item["reason"], stage=item["stage"], http_status=item.get("http_status"))
         elif isinstance(item, CrawlRefusalItem):
-            self.refusals.append((item["url"], item["reason"], item.get("referer"), now))
+            self.refusals.append(
+                (self.run_id, self.spider_name, item["url"], item["reason"], item.get("referer"), utc_now())
+            )
         else:
             raise DropItem(f"unexpected item type {type(item).__name__}")
         if len(self.rows) >= self.flush_items or time.monotonic() - self.last_flush >= self.flush_seconds:
             self.flush()
         return item
+
+    def _document(self, item: LegalDocumentItem) -> None:
+        digest = text_hash(item["text"])
+        facts = {
+            "http_status": item.get("http_status"),
+            "content_type": item.get("content_type"),
+            "body_sha256": item.get("body_sha256"),
+            "text_hash": digest,
+        }
+        duplicate = self.known.duplicate_of(item["url"], item.get("body_sha256"), digest)
+        if duplicate is not None:
+            reason, first = duplicate
+            self.crawler.stats.inc_value("corpusforge/duplicates")
+            self._page(item["fetched_url"], "duplicate", reason, duplicate_of=first, **facts)
+            raise DropItem(f"{item['fetched_url']}: {reason} as {first}", log_level="DEBUG")
+        self.known.add(item["url"], item.get("body_sha256"), digest)
+        self.rows.append(document_row(item, self.source, self.run_id))
+        self._page(item["url"], "document", None, **facts)
 
     def close_spider(self, spider: Spider | None = None) -> None:
         self.flush()
@@ -195,14 +241,24 @@ class CorpusWriterPipeline:
         if self.run_id is None:
             return
         stats = self.crawler.stats
+        responses = stats.get_value("response_received_count", 0)
+        failed = verdict(self.outcomes, responses, self.min_documents, self.min_documents_pages)
+        if failed:
+            status, error = "failed", failed
+            stats.set_value(FAILED_STAT, failed)
+            spider.logger.error("crawl failed: %s", failed)
+        elif reason == "finished":
+            status, error = "succeeded", None
+        else:
+            status, error = "interrupted", f"closed: {reason} (resume with the same -s JOBDIR)"
         with Catalog.open(self.layout) as cat:
             cat.finish_run(
                 self.run_id,
-                status="succeeded" if reason == "finished" else "interrupted",
-                error=None if reason == "finished" else f"closed: {reason} (resume with the same -s JOBDIR)",
-                docs_in=stats.get_value("response_received_count", 0),
+                status=status,
+                error=error,
+                docs_in=responses,
                 docs_out=self.docs_written,
-                docs_rejected=self.failures_total,
+                docs_rejected=sum(n for (kind, _), n in self.outcomes.items() if kind == "failed"),
             )
             cat.conn.execute(
                 "UPDATE runs SET config = json_merge_patch(config, ?) WHERE run_id = ?",
@@ -211,9 +267,9 @@ class CorpusWriterPipeline:
 
     # -- writing ----------------------------------------------------------------------------
     def flush(self) -> None:
-        """Commit buffered rows as a new shard segment, and failure/refusal rows, in one catalog visit."""
+        """Commit buffered rows as a new shard segment, with their page and refusal rows, in one catalog visit."""
         self.last_flush = time.monotonic()
-        if not (self.rows or self.failures or self.refusals) or self.run_id is None:
+        if not (self.rows or self.pages or self.refusals) or self.run_id is None:
             return
         records: list[ShardRecord] = []
         if self.rows:
@@ -227,17 +283,11 @@ class CorpusWriterPipeline:
         with Catalog.open(self.layout) as cat:
             cat.conn.execute("BEGIN")
             cat.register_shards(self.run_id, records)
-            if self.failures:
-                cat.conn.executemany(
-                    "INSERT INTO crawl_failures VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [(self.run_id, self.spider_name, *f) for f in self.failures],
-                )
+            if self.pages:
+                insert_pages(cat, self.pages)
             if self.refusals:
-                cat.conn.executemany(
-                    "INSERT INTO crawl_refusals VALUES (?, ?, ?, ?, ?, ?)",
-                    [(self.run_id, self.spider_name, *r) for r in self.refusals],
-                )
+                insert_refusals(cat, self.refusals)
             cat.conn.execute("COMMIT")
             cat.refresh_views()
         self.docs_written += len(self.rows)
-        self.rows, self.failures, self.refusals = [], [], []
+        self.rows, self.pages, self.refusals = [], [], []

@@ -7,6 +7,7 @@ Override per run with ``-s NAME=VALUE`` (e.g. ``-s DEPTH_LIMIT=3 -s CLOSESPIDER_
 BOT_NAME = "corpusforge"
 SPIDER_MODULES = ["crawlers.spiders"]
 NEWSPIDER_MODULE = "crawlers.spiders"
+COMMANDS_MODULE = "crawlers.commands"  # `scrapy crawl` exits 1 when the crawl wrote (almost) nothing
 
 # An honest user agent naming the project, so site operators know who is crawling and why.
 USER_AGENT = "corpusforge/0.1 (legal text corpus research crawler; +https://github.com/corpusforge/corpusforge)"
@@ -37,6 +38,14 @@ DOWNLOADER_MIDDLEWARES = {
 
 # --- scope ----------------------------------------------------------------------------------
 DEPTH_LIMIT = 0  # 0 = unlimited; refused deeper links are recorded in crawl_refusals
+# Scrapy's depth and offsite policies, with every refused request recorded (crawlers/refusals.py)
+SPIDER_MIDDLEWARES = {
+    "scrapy.spidermiddlewares.depth.DepthMiddleware": None,
+    "crawlers.refusals.DepthRefusalMiddleware": 900,
+    "crawlers.refusals.OffsiteRefusalMiddleware": 950,
+}
+# a profile's bundled site (the demo) served on loopback for the crawl (crawlers/extensions.py)
+EXTENSIONS = {"crawlers.extensions.ServeProfileSite": 100}
 DEPTH_PRIORITY = 1  # breadth-first: listings before deep pages, which suits paginated sites
 SCHEDULER_DISK_QUEUE = "scrapy.squeues.PickleFifoDiskQueue"
 SCHEDULER_MEMORY_QUEUE = "scrapy.squeues.FifoMemoryQueue"
@@ -51,6 +60,11 @@ CORPUS_ROOT = "data"
 CRAWL_SHARD_MB = 128
 CRAWL_FLUSH_ITEMS = 500
 CRAWL_FLUSH_SECONDS = 60.0
+CRAWL_SKIP_KNOWN = True  # a URL / raw body / text any earlier crawl into this corpus wrote is a duplicate page
+# a crawl that fetched more than CORPUS_MIN_DOCUMENTS_PAGES pages and yielded fewer documents
+# than this fails (non-zero exit, reasons in the catalog run); 0 disables the check
+CORPUS_MIN_DOCUMENTS = 1
+CORPUS_MIN_DOCUMENTS_PAGES = 10
 DEMO_SITE_PORT = 8750  # the demo profile's loopback server; 0 = any free port
 
 # --- optional HTTP cache (off by default): expiring and size-bounded --------------------------

@@ -10,6 +10,11 @@ from conftest import query, run_cli
 from crawl_support import DOC_PATHS, crawl, documents, fixture_server, paths_of, profile_for
 
 
+def pages_reason(root, path: str) -> str:
+    [(reason,)] = query(root, f"SELECT reason FROM crawl_pages WHERE url LIKE '%{path}'")
+    return reason
+
+
 def test_full_crawl_fetches_refuses_retries_and_extracts_exactly(tmp_path):
     root = tmp_path / "data"
     with fixture_server() as server:
@@ -74,8 +79,25 @@ def test_full_crawl_fetches_refuses_retries_and_extracts_exactly(tmp_path):
         ("/cases/sealed/case-fa-0007.html", "robots"),
         ("https://www.supremecourt.example/opinions", "offsite"),
         ("http://law.example.org/", "offsite"),
-        ("/cases/case-001.html", "duplicate"),  # ?utm_source=listing declares the same canonical URL
     }
+    pages = {
+        (u.removeprefix(base), kind, reason, (dup or "").removeprefix(base))
+        for u, kind, reason, dup in query(root, "SELECT url, kind, reason, duplicate_of FROM crawl_pages")
+        if kind != "document"
+    }
+    assert pages == {
+        *(
+            (p, "listing", "listing page (profile 'follow')", "")
+            for p in ("/cases/index.html", "/cases/page-2.html", "/cases/page-3.html")
+        ),
+        # ?utm_source=listing declares the same canonical URL
+        ("/cases/case-001.html?utm_source=listing", "duplicate", "same canonical URL", "/cases/case-001.html"),
+        ("/cases/broken.html", "failed", "no main text found", ""),
+        ("/documents/scan-broken.pdf", "failed", pages_reason(root, "/documents/scan-broken.pdf"), ""),
+        ("/cases/case-006.html", "failed", "HTTP 404", ""),
+    }
+    [(n_docs,)] = query(root, "SELECT count(*) FROM crawl_pages WHERE kind = 'document'")
+    assert n_docs == len(DOC_PATHS)
     failures = {
         (u.removeprefix(base), s, r.split(":")[0])
         for u, s, r in query(root, "SELECT url, stage, reason FROM crawl_failures")
