@@ -18,22 +18,38 @@ from scrapy.http import Response, TextResponse
 from crawlers.extract import MIN_BODY_CHARS
 from crawlers.items import CrawlFailureItem, CrawlPageItem, LegalDocumentItem
 
-# A candidate page (ad-hoc crawl) whose extracted text is mostly the text of its own links is a
-# listing: an index of teasers or titles, not a document.
-MAX_LINK_TEXT_RATIO = 0.5
+# A candidate page (ad-hoc crawl) whose extracted lines are to this share the texts of its own
+# links is a listing: an index of teaser headlines, not a document.
+MAX_LINK_LINE_RATIO = 0.3
 
 
 def content_type(response: Response) -> str:
     return response.headers.get(b"Content-Type", b"").decode("latin-1")
 
 
-def payload_of(response: Response) -> tuple[str, str | bytes] | None:
-    """('pdf', bytes) or ('html', text) for an extractable response, None for any other content."""
+def decode_html(response: TextResponse) -> tuple[str, str]:
+    """The page's text and the encoding it was read with.
+
+    Scrapy takes the charset from the HTTP header, a BOM, then ``<meta>`` (GB2312/GBK labels
+    read as GB18030). Declarations lie, typically a CMS template saying gb2312 or ISO-8859-1
+    over UTF-8 bytes; a body with non-ASCII bytes that is valid UTF-8 is read as UTF-8, since
+    GBK or Latin-1 text of any length practically never is."""
+    body = response.body
+    if response.encoding not in ("utf-8", "utf8") and not body.isascii():
+        try:
+            return body.decode("utf-8").removeprefix("\ufeff"), "utf-8"
+        except UnicodeDecodeError:
+            pass
+    return response.text, response.encoding
+
+
+def payload_of(response: Response) -> tuple[str, str | bytes, str | None] | None:
+    """('pdf', bytes, None) or ('html', text, encoding) for an extractable response, None for other content."""
     mime = content_type(response).split(";")[0].strip().lower()
     if mime == "application/pdf" or response.body[:5] == b"%PDF-":
-        return "pdf", response.body
+        return "pdf", response.body, None
     if isinstance(response, TextResponse) and (not mime or "html" in mime or "xml" in mime or mime == "text/plain"):
-        return "html", response.text
+        return "html", *decode_html(response)
     return None
 
 
@@ -47,8 +63,8 @@ def page_verdict(data: dict[str, Any], *, expect_document: bool) -> tuple[str, s
     text = data["text"].strip()
     if len(text) < MIN_BODY_CHARS:
         return ("failed" if expect_document else "listing"), "no main text found"
-    if not expect_document and data.get("link_text_ratio", 0.0) > MAX_LINK_TEXT_RATIO:
-        return "listing", f"main text is {data['link_text_ratio']:.0%} link text"
+    if not expect_document and data.get("link_line_ratio", 0.0) >= MAX_LINK_LINE_RATIO:
+        return "listing", "main text is mostly link texts"
     return "document", ""
 
 
@@ -73,7 +89,7 @@ def _referer(response: Response) -> str | None:
     return (response.request.headers.get(b"Referer") or b"").decode("latin-1") or None
 
 
-def document_item(response: Response, data: dict[str, Any], kind: str, site: str) -> LegalDocumentItem:
+def document_item(response: Response, data: dict[str, Any], encoding: str | None, site: str) -> LegalDocumentItem:
     return LegalDocumentItem(
         url=canonical_url(response, data.get("canonical_url")),
         fetched_url=response.url,
@@ -85,7 +101,7 @@ def document_item(response: Response, data: dict[str, Any], kind: str, site: str
         case_number=data.get("case_number"),
         http_status=response.status,
         content_type=content_type(response) or None,
-        encoding=getattr(response, "encoding", None) if kind == "html" else None,
+        encoding=encoding,
         fetched_at=datetime.now(UTC).isoformat(timespec="seconds"),
         body_sha256=body_sha256(response),
         extractor=data.get("extractor"),

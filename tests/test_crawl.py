@@ -87,7 +87,7 @@ def test_full_crawl_fetches_refuses_retries_and_extracts_exactly(tmp_path):
     }
     assert pages == {
         *(
-            (p, "listing", "listing page (profile 'follow')", "")
+            (p, "listing", "matches follow, not documents", "")
             for p in ("/cases/index.html", "/cases/page-2.html", "/cases/page-3.html")
         ),
         # ?utm_source=listing declares the same canonical URL

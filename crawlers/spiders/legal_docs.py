@@ -186,7 +186,7 @@ class LegalDocsSpider(CrawlSpider, SitemapSpider):
 
     # -- pages -----------------------------------------------------------------------------------
     def parse_listing(self, response: Response) -> Iterator[Any]:
-        yield listing_item(response, "listing page (profile 'follow')")
+        yield listing_item(response, "matches follow, not documents")
 
     async def parse_page(self, response: Response) -> AsyncIterator[Any]:
         """A candidate document: extract it, then record a document, a listing or a failure."""
@@ -195,7 +195,7 @@ class LegalDocsSpider(CrawlSpider, SitemapSpider):
             mime = content_type(response).split(";")[0].strip() or "unknown"
             yield self.failure(response.url, "extract", f"unsupported content type {mime}", response.status)
             return
-        kind, body = payload
+        kind, body, encoding = payload
         assert self.pool is not None
         try:
             data = await run_in_thread(self.pool.call, extract, kind, body, response.url, self.profile.selectors)
@@ -208,7 +208,7 @@ class LegalDocsSpider(CrawlSpider, SitemapSpider):
         verdict, reason = page_verdict(data, expect_document=self.profile.documents_expected)
         if verdict == "document":
             self.crawler.stats.inc_value("corpusforge/documents")
-            yield document_item(response, data, kind, self.site)
+            yield document_item(response, data, encoding, self.site)
         elif verdict == "listing":
             self.crawler.stats.inc_value("corpusforge/listings")
             yield listing_item(response, reason)
