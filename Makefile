@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml Makefile
 # then build the corpus from that crawl plus the bundled sample, and write the HTML report.
 demo: setup
 	cd $(CURDIR) && $(VENV)/bin/scrapy crawl legal_docs -s LOG_LEVEL=WARNING
-	$(PY) -m pipelines.build --config configs/default.yaml
+	$(PY) -m pipelines.build --config configs/default.yaml --report
 
 crawl: setup
 	$(VENV)/bin/scrapy crawl legal_docs

@@ -3,7 +3,9 @@
 Everything a page needs is inside the one file: CSS in a <style> block, plots as inline <svg>
 elements rendered by matplotlib, no scripts, fonts or images from anywhere else, so a report
 opens offline and can be mailed or archived as is. Every piece of text that comes from data
-goes through `esc` (the only way into the page), so a document cannot inject markup.
+goes through `esc` (the only way into the page), so a document cannot inject markup. The glyphs
+of the page's CJK text are embedded as a font subset (`corpus.cjk_font`), so Chinese renders on
+a viewer's machine that has no CJK font.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import io
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import matplotlib
@@ -21,6 +24,8 @@ matplotlib.use("Agg")  # no display; must precede pyplot
 
 import numpy as np
 from matplotlib.figure import Figure
+
+from corpus.cjk_font import find_cjk_font, font_face_css, font_stack
 
 # Sizes in inches; the page scales the SVG to its column width.
 FIG_W = 8.0
@@ -43,7 +48,7 @@ STYLE = {
 }
 
 CSS = """
-body { font-family: -apple-system, "Segoe UI", Roboto, "Noto Sans", "Noto Sans CJK SC", sans-serif;
+body { font-family: -apple-system, "Segoe UI", Roboto, "Noto Sans", "DejaVu Sans", @CJK@, sans-serif;
        margin: 0; color: #222; background: #fafafa; }
 header { background: #263238; color: #fff; padding: 18px 32px; }
 header h1 { margin: 0 0 4px 0; font-size: 22px; }
@@ -83,8 +88,26 @@ def anchor(text: str) -> str:
 matplotlib.rcParams.update(STYLE)
 
 
+@lru_cache(maxsize=1)
+def _plot_fonts() -> None:
+    """Put the machine's CJK font (if any) after DejaVu Sans in matplotlib's list: labels are
+    measured with real glyphs, and the SVG names the family that the page embeds."""
+    font = find_cjk_font()
+    if font is None:
+        return
+    from matplotlib import font_manager
+
+    try:
+        font_manager.fontManager.addfont(str(font.path))
+    except (OSError, RuntimeError, ValueError):
+        return
+    rest = [f for f in matplotlib.rcParams["font.sans-serif"] if f not in ("DejaVu Sans", font.family)]
+    matplotlib.rcParams["font.sans-serif"] = ["DejaVu Sans", font.family, *rest]
+
+
 def new_figure(width: float = FIG_W, height: float = FIG_H, ncols: int = 1, nrows: int = 1) -> tuple[Figure, Any]:
     """A figure in the shared style (not registered with pyplot, so nothing leaks between plots)."""
+    _plot_fonts()
     fig = Figure(figsize=(width, height), dpi=72)
     axes = fig.subplots(nrows, ncols, squeeze=True)
     return fig, axes
@@ -182,16 +205,21 @@ class Section:
 def page(title: str, subtitle: str, sections: Sequence[Section]) -> str:
     """The whole document: one file, no external resources, no scripts."""
     nav = "".join(f'<a href="#{s.id}">{esc(s.title)}</a>' for s in sections)
+    body = f"<nav>{nav}</nav><main>{''.join(s.render() for s in sections)}</main>"
+    face, unembedded = font_face_css(title + subtitle + body)
+    css = CSS.replace("@CJK@", font_stack(find_cjk_font() if face else None))
+    if unembedded:
+        subtitle += " · no CJK font found to embed: Chinese shows only where the viewer has one (corpus/cjk_font.py)"
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         # No network at all, even if someone later pastes a link into a document.
         '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
-        "style-src 'unsafe-inline'; img-src data:\">"
-        f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
+        "style-src 'unsafe-inline'; img-src data:; font-src data:\">"
+        f"<title>{esc(title)}</title><style>{face}{css}</style></head><body>"
         f"<header><h1>{esc(title)}</h1><p>{esc(subtitle)}</p></header>"
-        f"<nav>{nav}</nav><main>{''.join(s.render() for s in sections)}</main></body></html>\n"
+        f"{body}</body></html>\n"
     )
 
 

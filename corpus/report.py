@@ -34,6 +34,7 @@ TOP_CLUSTERS = 10
 CLUSTER_EXAMPLES = 3
 HIST_BINS = 40
 MAX_SIGNAL_PANELS = 12
+NOT_SIGNALS = {"doc_id", "kept", "quality_score"}  # columns of quality_signals that are not signals
 # Token estimate without loading a tokenizer: about 4 characters per token for alphabetic
 # scripts, about one token per CJK character (BPE vocabularies of small models).
 CJK_CLASS = r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}]"
@@ -74,25 +75,12 @@ class ReportContext:
         return out
 
     def thresholds(self, signal: str) -> list[tuple[str, float]]:
-        """Numeric step parameters that bound ``signal``: ``min_<s>``/``max_<s>``, ``<s>_min``/``<s>_max``,
-        or a ``thresholds`` mapping ``{<s>: value | [lo, hi] | {min:, max:}}``; for the overall
-        score also ``threshold``/``min_score``/``max_score``."""
-        names = {f"min_{signal}", f"max_{signal}", f"{signal}_min", f"{signal}_max"}
-        if signal in ("quality_score", "score"):
-            names |= {"threshold", "min_score", "max_score", "score_threshold"}
+        """The thresholds this build applied to ``signal``: the `quality` step's rules on it (its
+        defaults plus the config's overrides, per script). Only the step that applies a rule
+        contributes: ``minhash_dedup.threshold`` or ``pii_redact.min_score`` bound their own
+        measures (Jaccard similarity, NER confidence), not a quality signal or the quality score."""
         found: list[tuple[str, float]] = []
         for step, params in self.step_params():
-            for key, value in params.items():
-                if key in names and _is_number(value):
-                    found.append((f"{step}.{key}", float(value)))
-                if isinstance(value, dict) and signal in value:
-                    bound = value[signal]
-                    if _is_number(bound):
-                        found.append((f"{step}.{key}.{signal}", float(bound)))
-                    elif isinstance(bound, list | tuple):
-                        found += [(f"{step}.{key}.{signal}", float(b)) for b in bound if _is_number(b)]
-                    elif isinstance(bound, dict):
-                        found += [(f"{step}.{key}.{signal}.{k}", float(b)) for k, b in bound.items() if _is_number(b)]
             if step == "quality":
                 found += _quality_rule_thresholds(params, signal)
         return found
@@ -115,7 +103,10 @@ def _quality_rule_thresholds(params: dict[str, Any], signal: str) -> list[tuple[
         values = {"latin": rule.latin, "cjk": rule.cjk}
         if values["latin"] == values["cjk"]:
             values = {"": rule.latin}
-        found += [(f"{rule.name}{f' ({k})' if k else ''}", float(v)) for k, v in values.items() if _is_number(v)]
+        annotate = " [not applied: filter false]" if params.get("filter") is False else ""
+        found += [
+            (f"{rule.name}{f' ({k})' if k else ''}{annotate}", float(v)) for k, v in values.items() if _is_number(v)
+        ]
     return found
 
 
@@ -127,20 +118,58 @@ def _mb(n: float | None) -> float:
     return (n or 0) / 1e6
 
 
-def _draw_thresholds(ax: Any, thresholds: list[tuple[str, float]], log_x: bool = False) -> None:
+def _in_view(value: float, lo: float, hi: float, log_x: bool) -> bool:
+    """Whether a threshold is close enough to the data ``[lo, hi]`` to draw without squashing it:
+    within four times the data's span (a factor of 10 on a log axis)."""
+    if log_x:
+        return value > 0 and lo / 10 <= value <= hi * 10
+    span = (hi - lo) or max(abs(hi), 1.0)
+    return lo - 4 * span <= value <= hi + 4 * span
+
+
+def _draw_thresholds(
+    ax: Any, thresholds: list[tuple[str, float]], lo: float, hi: float, *, log_x: bool = False
+) -> None:
+    """Dashed lines for the thresholds near the data ``[lo, hi]``; the others get a legend entry
+    marked off scale, so a far threshold (gopher_long_doc = 100000) cannot squash the data."""
     for label, value in thresholds:
-        if log_x and value <= 0:
-            continue
-        ax.axvline(value, color="#C44E52", linestyle="--", linewidth=1.2, label=f"{label} = {value:g}", zorder=5)
-    if thresholds:
-        ax.legend(fontsize=7, loc="upper right")
+        if _in_view(value, lo, hi, log_x):
+            label = f"{label} = {_num(value)}"
+            ax.axvline(value, color="#C44E52", linestyle="--", linewidth=1.2, label=label, zorder=5)
+    for label, value in thresholds:
+        if not _in_view(value, lo, hi, log_x):  # an invisible entry, so the legend still names it
+            ax.plot([], [], linestyle="none", label=f"{label} = {_num(value)} (off scale)")
+
+
+def _num(value: float) -> str:
+    return f"{int(value):,}" if float(value).is_integer() and abs(value) >= 1000 else f"{value:g}"
+
+
+def _legend_below(ax: Any, handles: list[Any] | None = None, labels: list[str] | None = None, ncols: int = 1) -> None:
+    """The legend under the axes' tick labels (and x label): outside the data, inside the figure
+    (tight_layout makes room for it). Call after the x label is set."""
+    if handles is None or labels is None:
+        handles, labels = ax.get_legend_handles_labels()
+    if not handles:
+        return
+    gap_pt = 34 if ax.get_xlabel() else 20  # tick labels, and the x label under them
+    ax.legend(
+        handles,
+        labels,
+        fontsize=7,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        borderaxespad=gap_pt / 7,
+        ncols=ncols,
+        frameon=False,
+        handlelength=1.6,
+    )
 
 
 # -- sections -----------------------------------------------------------------------------------
 def section_overview(ctx: ReportContext) -> Section:
     run = ctx.run
     shards = ctx.rows("SELECT stage, count(*), sum(rows), sum(bytes) FROM shards GROUP BY stage ORDER BY stage")
-    steps = ", ".join(f"{name}({json.dumps(p, sort_keys=True)})" if p else name for name, p in ctx.step_params())
     kv = [
         ("corpus root", str(ctx.db.layout.root)),
         ("catalog", str(ctx.db.layout.catalog)),
@@ -149,7 +178,6 @@ def section_overview(ctx: ReportContext) -> Section:
         ("documents in", run["docs_in"]),
         ("documents in final shards", run["docs_out"]),
         ("documents rejected", run["docs_rejected"]),
-        ("steps", steps or "(none)"),
         *[(f"{stage} shards", f"{n} files, {rows:,} rows, {_mb(b):.2f} MB") for stage, n, rows, b in shards],
     ]
     rows = "".join(
@@ -158,7 +186,25 @@ def section_overview(ctx: ReportContext) -> Section:
         else f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>"
         for k, v in kv
     )
-    return Section("Build").add(f'<table class="kv">{rows}</table>')
+    steps = [(i + 1, name, _changed_params(name, params)) for i, (name, params) in enumerate(ctx.step_params())]
+    return Section("Build").add(
+        f'<table class="kv">{rows}</table>',
+        heading("Steps"),
+        table(["#", "step", "parameters set by the config (the rest are defaults)"], steps) if steps else note("none"),
+    )
+
+
+def _changed_params(step: str, params: dict[str, Any]) -> str:
+    """``key=value`` for the parameters that differ from the step's defaults (all of them for a
+    step this code does not know), so the table shows what the config chose, not a wall of JSON."""
+    try:
+        from pipelines.steps import REGISTRY
+
+        defaults = REGISTRY[step]().params()
+    except Exception:  # an unknown or since-changed step: show what was recorded
+        defaults = {}
+    changed = {k: v for k, v in params.items() if k not in defaults or defaults[k] != v}
+    return ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in sorted(changed.items())) or "(defaults)"
 
 
 def section_funnel(ctx: ReportContext) -> Section:
@@ -185,9 +231,8 @@ def section_funnel(ctx: ReportContext) -> Section:
         ax.set_yticks(y, labels)
         ax.set_xlabel(unit)
         ax.set_xlim(0, max([*ins, 1e-09]) * 1.18)
-        ax.legend(fontsize=7, loc="lower right")
-    ax_docs.set_title("documents through each step")
-    ax_bytes.set_title("text bytes through each step")
+    ax_docs.set_title("documents per step: in (grey), out (blue)")
+    ax_bytes.set_title("text MB per step: in (grey), out (blue)")
     sec.add(svg(fig, "funnel: documents and bytes per step"))
 
     reasons = sorted({reason for r in stats for reason in (r[7] or {})})
@@ -203,7 +248,7 @@ def section_funnel(ctx: ReportContext) -> Section:
         ax.set_yticks(yy, [f"{r[0]}:{r[1]}" for r in dropping])
         ax.set_xlabel("documents dropped")
         ax.set_title("drops by reason")
-        ax.legend(fontsize=7, loc="lower right", ncols=2)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # beside the bars
         sec.add(svg(fig, "drops by reason per step"))
     sec.add(
         table(
@@ -269,8 +314,8 @@ def section_lengths(ctx: ReportContext) -> Section:
         ax.set_xlabel("characters per document (log)")
         ax.set_ylabel("documents")
         ax.set_title(f"length by {group}")
-        _draw_thresholds(ax, [t for t in limits if lo / 10 <= t[1] <= hi * 10], log_x=True)
-        ax.legend(fontsize=7, loc="upper right")
+        _draw_thresholds(ax, limits, lo, hi, log_x=True)
+        _legend_below(ax, ncols=2)
     sec.add(svg(fig, "document length distributions by source and language"))
     stats = ctx.rows(
         "SELECT source, coalesce(lang, 'unknown'), count(*), median(length(text))::BIGINT, "
@@ -286,8 +331,8 @@ def section_lengths(ctx: ReportContext) -> Section:
     if limits:
         sec.add(
             note(
-                "Dashed lines: length_filter bounds (drawn when near the data); documents outside them "
-                "are in rejects, not plotted."
+                "Dashed lines: length_filter bounds (drawn when near the data, else named off scale); "
+                "documents outside them are in rejects, not plotted."
             )
         )
     return sec
@@ -320,25 +365,47 @@ def section_languages(ctx: ReportContext) -> Section:
     return sec
 
 
-def _hist(ax: Any, groups: dict[str, np.ndarray], thresholds: list[tuple[str, float]], title: str) -> None:
+def _finite(groups: dict[str, np.ndarray]) -> np.ndarray:
     values = [v[np.isfinite(v)] for v in groups.values()]
-    allv = np.concatenate(values) if values else np.array([])
+    return np.concatenate(values) if values else np.array([])
+
+
+def _constant(groups: dict[str, np.ndarray]) -> float | None:
+    """The one value every document has (a panel that would show a single bar), else None."""
+    allv = _finite(groups)
+    if allv.size == 0:
+        return math.nan
+    lo, hi = float(allv.min()), float(allv.max())
+    return lo if lo == hi else None
+
+
+def _hist(
+    ax: Any, groups: dict[str, np.ndarray], thresholds: list[tuple[str, float]], title: str, *, name_groups: bool = True
+) -> None:
+    """Overlaid histograms of ``groups`` with the thresholds near the data; the legend (below the
+    axes) names the groups only when ``name_groups`` and there is more than one."""
+    allv = _finite(groups)
+    ax.set_title(title, fontsize=9)
     if allv.size == 0:
         ax.text(0.5, 0.5, "no values", ha="center", va="center", transform=ax.transAxes)
-        ax.set_title(title)
         return
     lo, hi = float(allv.min()), float(allv.max())
+    view_lo, view_hi = lo, hi
     for _, t in thresholds:
-        lo, hi = min(lo, t), max(hi, t)
-    if hi == lo:
-        hi = lo + 1.0
-    bins = np.linspace(lo, hi, HIST_BINS + 1)
-    for label, v in groups.items():
-        ax.hist(v[np.isfinite(v)], bins=bins, histtype="stepfilled", alpha=0.55, label=label)
-    _draw_thresholds(ax, thresholds)
-    if len(groups) > 1 and not thresholds:
-        ax.legend(fontsize=7, loc="upper right")
-    ax.set_title(title, fontsize=9)
+        if _in_view(t, lo, hi, False):
+            view_lo, view_hi = min(view_lo, t), max(view_hi, t)
+    if view_hi == view_lo:
+        view_hi = view_lo + 1.0
+    bins = np.linspace(view_lo, view_hi, HIST_BINS + 1)
+    for i, (label, v) in enumerate(groups.items()):
+        v = v[np.isfinite(v)]
+        named = name_groups and len(groups) > 1
+        if v.size:
+            ax.hist(
+                v, bins=bins, histtype="stepfilled", alpha=0.55, color=f"C{i}", label=label if named else "_nolegend_"
+            )
+    _draw_thresholds(ax, thresholds, lo, hi)
+    _legend_below(ax)
 
 
 def _numeric(type_name: str) -> bool:
@@ -402,10 +469,13 @@ def section_quality(ctx: ReportContext) -> Section:
         found = True
         vals = np.array([r[0] for r in _sample(ctx, "quality_score::DOUBLE", "documents") if r[0] is not None])
         fig, ax = new_figure(height=2.8)
-        _hist(ax, {"kept documents": vals}, ctx.thresholds("quality_score"), "quality_score of kept documents")
         ax.set_xlabel("quality_score")
         ax.set_ylabel("documents")
+        score_limits = ctx.thresholds("quality_score")
+        _hist(ax, {"kept documents": vals}, score_limits, "quality_score of kept documents")
         sec.add(svg(fig, "quality score distribution"))
+        if not score_limits:
+            sec.add(note("The score ranks documents (mean margin over the rules); no threshold applies to it."))
         per_bucket = ctx.rows(
             "SELECT bucket::VARCHAR, count(*), min(quality_score), median(quality_score), max(quality_score) "
             "FROM documents GROUP BY 1 ORDER BY 1"
@@ -416,7 +486,7 @@ def section_quality(ctx: ReportContext) -> Section:
         # The side table covers rejected documents too, so it shows what the thresholds removed.
         found = True
         cols = ctx.columns("quality_signals")
-        fields = [n for n, t in cols.items() if _numeric(t) and n != "doc_id"]
+        fields = [n for n, t in cols.items() if _numeric(t) and n not in NOT_SIGNALS]
         if fields and "doc_id" in cols:
             select = ", ".join(f"q.{_quote(n)}::DOUBLE" for n in fields)
             rows = ctx.rows(
@@ -435,26 +505,35 @@ def section_quality(ctx: ReportContext) -> Section:
             select = ", ".join(f"quality_signals.{_quote(n)}::DOUBLE" for n, _ in fields)
             data = np.array(_sample(ctx, select, "documents"), dtype=float).reshape(-1, len(fields))
             panels += [(n, {"kept": data[:, i]}) for i, (n, _) in enumerate(fields)]
-    if panels:
-        shown = panels[:MAX_SIGNAL_PANELS]
+    constant = [(name, c) for name, groups in panels if (c := _constant(groups)) is not None]
+    varying = [(name, groups) for name, groups in panels if _constant(groups) is None]
+    # signals a rule thresholds first (they explain the rejects), then the rest in signal order
+    varying.sort(key=lambda p: not ctx.thresholds(p[0]))
+    if varying:
+        shown = varying[:MAX_SIGNAL_PANELS]
         ncols = 3
         nrows = math.ceil(len(shown) / ncols)
-        fig, axes = new_figure(height=2.1 * nrows + 0.3, ncols=ncols, nrows=nrows)
+        fig, axes = new_figure(height=2.5 * nrows + 0.3, ncols=ncols, nrows=nrows)
         flat = np.atleast_1d(axes).ravel()
         for ax, (name, groups) in zip(flat, shown, strict=False):
-            _hist(ax, groups, ctx.thresholds(name), name)
+            _hist(ax, groups, ctx.thresholds(name), name, name_groups=False)
         for ax in flat[len(shown) :]:
             ax.set_visible(False)
         sec.add(heading("Quality signals"))
         sec.add(svg(fig, "quality signal distributions"))
         sec.add(
             note(
-                "Dashed lines: thresholds from the build config. Values are a fixed-seed sample "
-                f"of at most {SAMPLE_VALUES:,} documents."
+                "Blue: documents in the final shards; orange: documents rejected by any step. Dashed lines: "
+                "the quality rules' thresholds on the signal (per script: latin, cjk). Values are a fixed-seed "
+                f"sample of at most {SAMPLE_VALUES:,} documents."
             )
         )
-        if len(panels) > len(shown):
-            sec.add(note(f"{len(panels) - len(shown)} more signals not shown."))
+        if len(varying) > len(shown):
+            rest = ", ".join(name for name, _ in varying[len(shown) :])
+            sec.add(note(f"{len(varying) - len(shown)} more signals not drawn: {rest}."))
+    if constant:
+        same = ", ".join(f"{name} = {'no value' if math.isnan(c) else f'{c:g}'}" for name, c in constant)
+        sec.add(note(f"The same for every document in this build (not drawn): {same}."))
     if not found:
         sec.add(note("No quality scoring ran in this build (no quality_score column, no quality_signals)."))
     return sec
@@ -586,7 +665,7 @@ def section_buckets(ctx: ReportContext) -> Section:
             left += vals
         ax.set_yticks(y, buckets)
         ax.set_title(f"{title} per bucket")
-        ax.legend(fontsize=7, loc="lower right")
+        _legend_below(ax, ncols=len(splits))
     sec.add(svg(fig, "bucket sizes and token estimates"))
     sec.add(
         table(

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 from corpus.remote import RemoteRoot
-from corpus.report import ReportError, write_report
 from pipelines.config import SourceSpec, load_config
 from pipelines.runner import run_build
 from pipelines.step import ConfigError
@@ -35,6 +34,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ray-address", help="Ray cluster to join (default: start a local one with --workers CPUs)")
     p.add_argument("--force", action="store_true", help="recompute every step instead of resuming")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="also write <root>/report.html (a few CPU-seconds; else run python -m corpus.report when wanted)",
+    )
     return p.parse_args(argv)
 
 
@@ -72,10 +76,16 @@ def main(argv: list[str] | None = None) -> int:
         f"\nrun {result.run_id}: {result.docs_in} documents in, {result.docs_out} in final shards, "
         f"{result.docs_rejected} rejected (see the 'rejects' view)"
     )
-    try:
-        print(f"report: {write_report(cfg.root)}")
-    except (ReportError, OSError) as exc:  # the corpus is built; only the report is missing
-        print(f"warning: could not write the report: {exc}", file=sys.stderr)
+    if args.report:  # on demand: plotting costs seconds whatever the corpus size, and imports matplotlib
+        from corpus.report import ReportError, write_report
+
+        try:
+            print(f"report: {write_report(cfg.root)}")
+        except (ReportError, OSError) as exc:  # the corpus is built; only the report is missing
+            print(f"warning: could not write the report: {exc}", file=sys.stderr)
+    else:
+        later = "" if cfg.root_uri else f"python -m corpus.report --root {cfg.root}, or "
+        print(f"report: {later}pass --report to write it with the build")
     if cfg.root_uri:
         try:
             print(f"pushed {remote.mirror} -> {remote.uri}: {remote.push(not args.quiet)}", file=sys.stderr)

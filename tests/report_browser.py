@@ -31,6 +31,7 @@ class PageLoad:
     requests: list[str]
     plots: list[dict]
     screenshot: Path
+    cjk_fonts: list[dict]  # fonts Chromium used for the first element with Chinese text (CDP), [] if none
 
     @property
     def console_errors(self) -> list[dict]:
@@ -74,6 +75,7 @@ def load_page(html: Path, screenshot: Path, width: int = 1280, height: int = 900
                  return {name: el.dataset.plot, has_svg: !!svg, width: r.width, height: r.height};
                });"""
         )
+        cjk_fonts = _fonts_of_first_cjk_text(driver)
         ready = driver.execute_script("return document.readyState")
         title = driver.title
         console = driver.get_log("browser")
@@ -84,6 +86,24 @@ def load_page(html: Path, screenshot: Path, width: int = 1280, height: int = 900
                 requests.append(message["params"]["request"]["url"])
         shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
         screenshot.write_bytes(base64.b64decode(shot["data"]))
-        return PageLoad(ready, title, console, [r for r in requests if r != url], plots, screenshot)
+        # data: URIs (the embedded font) are part of the page, not fetched from anywhere
+        fetched = [r for r in requests if r != url and not r.startswith("data:")]
+        return PageLoad(ready, title, console, fetched, plots, screenshot, cjk_fonts)
     finally:
         driver.quit()
+
+
+def _fonts_of_first_cjk_text(driver) -> list[dict]:  # type: ignore[no-untyped-def]
+    """The platform fonts that rendered the first table cell or paragraph holding Han characters
+    (``CSS.getPlatformFontsForNode``: family name, whether it is a page's @font-face, glyph count)."""
+    marked = driver.execute_script(
+        """const el = Array.from(document.querySelectorAll('td, p')).find(e => /[\u4e00-\u9fff]/.test(e.textContent));
+           if (!el) return false; el.setAttribute('data-cjk-probe', '1'); return true;"""
+    )
+    if not marked:
+        return []
+    driver.execute_cdp_cmd("DOM.enable", {})
+    driver.execute_cdp_cmd("CSS.enable", {})
+    root = driver.execute_cdp_cmd("DOM.getDocument", {"depth": -1})["root"]["nodeId"]
+    node = driver.execute_cdp_cmd("DOM.querySelector", {"nodeId": root, "selector": "[data-cjk-probe]"})["nodeId"]
+    return driver.execute_cdp_cmd("CSS.getPlatformFontsForNode", {"nodeId": node})["fonts"]

@@ -58,7 +58,7 @@ def test_build_on_s3_equals_local_build_and_is_queryable_in_place(s3, tmp_path: 
     want = query(local_root, "SELECT path, rows, checksum FROM shards WHERE stage = 'final' ORDER BY path")
 
     uri = f"s3://{BUCKET}/legal"
-    built = run_cli("-m", "pipelines.build", "--config", str(cfg), "--root", uri, "--quiet")
+    built = run_cli("-m", "pipelines.build", "--config", str(cfg), "--root", uri, "--quiet", "--report")
     assert built.returncode == 0, built.stderr
     objects = {p.split("/legal/", 1)[1] for p in s3.find(f"{BUCKET}/legal")}
     assert "catalog.duckdb" in objects and "report.html" in objects
@@ -82,7 +82,7 @@ def test_another_machine_resumes_from_the_store(s3, tmp_path: Path, monkeypatch:
     src = _small_input(tmp_path)
     uri = f"s3://{BUCKET}/shared"
     cfg = write_config(tmp_path / "b.yaml", tmp_path / "unused", [src], STEPS)
-    assert run_cli("-m", "pipelines.build", "--config", str(cfg), "--root", uri, "--quiet").returncode == 0
+    assert run_cli("-m", "pipelines.build", "--config", str(cfg), "--root", uri, "--quiet", "--report").returncode == 0
     first = open_remote_catalog(uri).execute("SELECT path, checksum FROM shards ORDER BY path").fetchall()
 
     # a second machine: empty mirror; the raw import is found in the store (same checksum), the

@@ -10,8 +10,8 @@ import pytest
 from report_corpus import REPO, build, build_once, write_metrics
 
 from corpus.html import table
+from corpus.report import ReportContext, _hist, render_report, write_report
 from corpus.report import main as report_main
-from corpus.report import render_report, write_report
 from pipelines.build import main as build_main
 from training.report import MetricsError, write_training_report
 
@@ -55,8 +55,8 @@ def markup_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def external_references(html: str) -> list[str]:
     """Anything that would make the browser fetch: src/href not starting with '#', url(...), @import."""
     refs = re.findall(r"""(?:src|href|xlink:href)\s*=\s*["']([^"']*)["']""", html)
-    refs = [r for r in refs if not r.startswith("#")]
-    return refs + re.findall(r"url\(\s*['\"]?(?!#)[^)]*\)", html) + re.findall(r"@import", html)
+    refs = [r for r in refs if not r.startswith(("#", "data:"))]  # data: URIs are inside the page
+    return refs + re.findall(r"url\(\s*['\"]?(?!#|data:)[^)]*\)", html) + re.findall(r"@import", html)
 
 
 def test_full_report_has_every_section_with_plots(full_corpus: Path, tmp_path: Path) -> None:
@@ -72,6 +72,12 @@ def test_full_report_has_every_section_with_plots(full_corpus: Path, tmp_path: P
     for name in ("quality signal distributions", "near-duplicate cluster size distribution", "PII findings by type"):
         assert name in plots
     assert "gopher_below_avg_word_len (latin) = 3.5" in html  # a threshold from the config drawn on its plot
+    # #16.14: other steps' parameters are not quality thresholds; far thresholds do not stretch an axis
+    assert "minhash_dedup.threshold" not in html and "pii_redact.min_score" not in html
+    assert "gopher_long_doc (latin) = 100,000 (off scale)" in html
+    assert "(not drawn): ellipsis_ratio = 0" in html  # a panel of zeros is named, not drawn
+    steps = html.split("<h3>Steps</h3>")[1].split("</table>")[0]  # one row per step, only what the config set
+    assert "<td>split</td><td>validation_ratio=0.1</td>" in steps and "fix_mojibake" not in steps
     assert "<script" not in html.lower()
     assert external_references(html) == []
     assert len(html.encode()) < 1_500_000
@@ -115,9 +121,11 @@ def test_cli_and_build_print_the_report_path(tmp_path: Path, capsys: pytest.Capt
         f"root: {root}\nworkers: 1\nsources: [{{path: {REPO / 'samples' / 'legal_sample.jsonl'}}}]\n"
         "steps: [normalize, {length_filter: {min_chars: 50}}, exact_dedup, {split: {validation_ratio: 0.1}}]\n"
     )
-    assert build_main(["--config", str(config), "--quiet"]) == 0
-    out = capsys.readouterr().out
-    assert f"report: {root / 'report.html'}" in out
+    assert build_main(["--config", str(config), "--quiet"]) == 0  # the report is on demand (#27.1)
+    assert f"report: python -m corpus.report --root {root}, or pass --report" in capsys.readouterr().out
+    assert not (root / "report.html").exists()
+    assert build_main(["--config", str(config), "--quiet", "--report"]) == 0  # resumes, then writes it
+    assert f"report: {root / 'report.html'}" in capsys.readouterr().out
     assert (root / "report.html").stat().st_size > 10_000
 
     assert report_main(["--root", str(root), "--out", str(tmp_path / "again.html")]) == 0
@@ -165,3 +173,65 @@ def test_report_and_audit_on_a_build_that_kept_nothing(tmp_path: Path) -> None:
     assert html.count("The final shards hold no documents.") == 4
     assert len(re.findall(r"data-plot=", html)) == 2  # the funnel and its drops still tell the story
     assert {r.status for r in run_audit(root)} <= {"pass", "skip"}
+
+
+def test_thresholds_are_those_of_the_rule_on_the_signal() -> None:
+    """Regression (#16.14): any step's `threshold`/`min_score` used to be drawn as a quality threshold."""
+    config = {
+        "steps": [
+            {"minhash_dedup": {"threshold": 0.8}},
+            {"pii_redact": {"min_score": 0.5}},
+            {"length_filter": {"min_chars": 50}},
+            {"quality": {"thresholds": {"gopher_short_doc": {"latin": 60}}, "disable": ["gopher_few_stop_words"]}},
+        ]
+    }
+    ctx = ReportContext(None, {}, config)  # type: ignore[arg-type]
+    assert ctx.thresholds("quality_score") == []  # the score ranks; no step thresholds it
+    words = dict(ctx.thresholds("n_words"))
+    assert words["gopher_short_doc (latin)"] == 60 and words["gopher_short_doc (cjk)"] == 80  # override, default
+    assert words["gopher_long_doc (latin)"] == 100_000
+    assert ctx.thresholds("stop_words") == []  # the rule is disabled
+    assert ctx.thresholds("alpha_frac") == [("gopher_below_alpha_threshold", 0.8)]
+    assert not [k for k in words if k.startswith(("minhash", "pii", "length"))]
+    off = ReportContext(None, {}, {"steps": [{"quality": {"filter": False}}]})  # type: ignore[arg-type]
+    assert all("[not applied: filter false]" in k for k, _ in off.thresholds("n_words"))
+
+
+def test_a_far_threshold_does_not_stretch_the_axis() -> None:
+    """Regression (#16.14): gopher_long_doc = 200,000 squashed n_words (0..800) into one spike."""
+    import numpy as np
+
+    from corpus.html import new_figure
+
+    _fig, ax = new_figure()
+    values = np.arange(0, 800, dtype=float)
+    _hist(ax, {"kept": values}, [("short", 50.0), ("long", 200_000.0)], "n_words")
+    lo, hi = ax.get_xlim()
+    assert lo < 50 and 800 <= hi < 1200
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["short = 50", "long = 200,000 (off scale)"]
+
+
+def test_chinese_glyphs_are_embedded_or_the_page_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression (#16.14): Chinese rendered as empty boxes where no CJK font is installed."""
+    from corpus import cjk_font
+    from corpus.html import Section, page
+
+    text = "原告与被告签订了书面合同。"
+    if cjk_font.find_cjk_font() is None:
+        pytest.fail("a CJK font is needed to embed (apt-get install fonts-wqy-microhei)", pytrace=False)
+    html = page("t", "s", [Section("x").add(f"<p>{text}</p>")])
+    face = re.search(r"@font-face \{ font-family: \"([^\"]+)\"; src: url\(data:font/(woff2|ttf);base64,", html)
+    assert face, html[:2000]
+    assert f'"{face.group(1)}"' in html.split("body {")[1].split("}")[0]  # the page text uses it
+    assert "font-src data:" in html and len(html) < 100_000  # a subset of the glyphs, not the whole font
+    assert "@font-face" not in page("t", "s", [Section("x").add("<p>only latin</p>")])
+
+    monkeypatch.setenv(cjk_font.ENV_VAR, "none")
+    cjk_font.find_cjk_font.cache_clear()
+    try:
+        html = page("t", "s", [Section("x").add(f"<p>{text}</p>")])
+    finally:
+        cjk_font.find_cjk_font.cache_clear()
+    assert "@font-face" not in html and "no CJK font found to embed" in html
+    assert '"Noto Sans CJK SC"' in html  # still names the common system fonts

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from report_browser import find_binaries, load_page
+from report_browser import PageLoad, find_binaries, load_page
 from report_corpus import build_once, write_metrics
 
 from corpus.report import write_report
@@ -38,7 +38,7 @@ def keep_screenshot(path: Path) -> None:
         shutil.copy(path, Path(target) / path.name)
 
 
-def assert_clean_load(html_path: Path, screenshot: Path) -> None:
+def assert_clean_load(html_path: Path, screenshot: Path) -> PageLoad:
     page = load_page(html_path, screenshot)
     keep_screenshot(screenshot)
     assert page.ready_state == "complete"
@@ -50,11 +50,15 @@ def assert_clean_load(html_path: Path, screenshot: Path) -> None:
         assert plot["has_svg"] and plot["width"] > 100 and plot["height"] > 50, plot
     png = screenshot.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+    return page
 
 
 def test_corpus_report_in_chromium(full_corpus: Path, tmp_path: Path) -> None:
     html = write_report(full_corpus, tmp_path / "report.html")
-    assert_clean_load(html, tmp_path / "corpus_report.png")
+    page = assert_clean_load(html, tmp_path / "corpus_report.png")
+    # Chinese is drawn with the page's embedded CJK font, not as boxes of a Latin font (#16.14)
+    cjk = [f for f in page.cjk_fonts if f["isCustomFont"]]
+    assert cjk and cjk[0]["glyphCount"] > 10, page.cjk_fonts
 
 
 def test_training_report_in_chromium(tmp_path: Path) -> None:
