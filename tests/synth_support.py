@@ -85,10 +85,7 @@ class FaultServer:
                 if action == "slow":
                     time.sleep(server.slow_s)
                 time.sleep(server.delay_s)
-                content = {
-                    "garbage": "Sure! Here is a question: what is a contract",
-                    "schema": json.dumps({"question": "only half"}),
-                }.get(action, json.dumps(expected_answer(tag)))
+                content = server.content(body, user, tag, action, n)
                 self._send(
                     200,
                     {
@@ -120,6 +117,13 @@ class FaultServer:
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
+    def content(self, body: dict[str, Any], user: str, tag: str, action: str, n: int) -> str:
+        """The text of a 200 answer (``n``: how many times this user message was seen before)."""
+        return {
+            "garbage": "Sure! Here is a question: what is a contract",
+            "schema": json.dumps({"question": "only half"}),
+        }.get(action, json.dumps(expected_answer(tag)))
+
     @staticmethod
     def action(user: str, n: int) -> str:
         if m := re.search(r"ALWAYS=(\w+)", user):
@@ -141,3 +145,36 @@ class FaultServer:
     def __exit__(self, *exc: Any) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def candidate_answer(tag: str, temperature: float) -> str:
+    """A candidate's answer: it depends on the sampling temperature, and carries an e-mail address
+    and full-width letters so a build's pii_redact and normalize have something to rewrite."""
+    return f"Document {tag} states its facts (t={temperature:g}); write to clerk-{tag}@example.com. ＦＵＬＬ"
+
+
+class PreferenceServer(FaultServer):
+    """Answers the three stages of task ``preference`` (told apart by the response format): the
+    question, free-text candidates (by temperature), and the judge, whose ratings come from the
+    seed text's ``JUDGE=9,3`` (``JUDGE=x`` unparsable, ``JUDGE=x:9,3`` unparsable once, then 9 and 3).
+    ``SAME`` in the seed makes every candidate answer alike."""
+
+    def __init__(self, api_key: str) -> None:
+        super().__init__(api_key)
+        self.judge_requests: list[dict[str, Any]] = []
+
+    def content(self, body: dict[str, Any], user: str, tag: str, action: str, n: int) -> str:
+        fmt = body.get("response_format") or {}
+        name = fmt.get("json_schema", {}).get("name")
+        if name == "preference":
+            return json.dumps({"question": f"What does document {tag} say?"})
+        if name == "judge":
+            with self.lock:
+                self.judge_requests.append(body)
+            script = re.search(r"JUDGE=([\w,:]+)", user).group(1).split(":")  # type: ignore[union-attr]
+            step = script[min(n, len(script) - 1)]
+            ratings = ["A+", "3"] if step == "x" else step.split(",")
+            fields = {f"rating_{i}": r for i, r in enumerate(ratings, 1)}
+            return json.dumps({"rationale": f"Answer 1 follows document {tag}.", **fields})
+        temperature = 0.0 if "SAME" in user else float(body.get("temperature", 0.0))
+        return candidate_answer(tag, temperature)

@@ -29,7 +29,7 @@ from openai import AsyncOpenAI
 from pipelines.synth.cache import CachedResponse, ResponseCache, request_key
 from pipelines.synth.config import SynthConfig
 from pipelines.synth.limits import RateLimiter, estimate_tokens
-from pipelines.synth.validate import Verdict, validate_response
+from pipelines.synth.validate import Verdict, validate_response, validate_text
 
 RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError)  # incl. timeouts
 FATAL = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)
@@ -56,14 +56,20 @@ class JobStats:
 
 @dataclass(frozen=True)
 class WorkItem:
-    """One prompt: a chunk of a seed document rendered with one task's template."""
+    """One prompt: a chunk of a seed document rendered with one task's template.
+
+    ``schema`` None asks for free text (no response format; any non-blank text is valid);
+    ``params`` overrides the job's generation parameters (a candidate's temperature, the judge's
+    max_tokens); ``check`` replaces schema validation (the judge's ratings must parse)."""
 
     index: int
     seed_doc_id: str
     chunk_index: int
     task: str
     messages: list[dict[str, str]]
-    schema: dict[str, Any]
+    schema: dict[str, Any] | None
+    params: dict[str, Any] | None = None
+    check: Callable[[str | None, str | None], Verdict] | None = None
 
 
 @dataclass
@@ -102,7 +108,9 @@ def retry_after_s(exc: openai.APIStatusError) -> float | None:
         return max(0.0, parsed.timestamp() - time.time()) if parsed else None
 
 
-def response_format(mode: str, task: str, schema: dict[str, Any]) -> dict[str, Any] | None:
+def response_format(mode: str, task: str, schema: dict[str, Any] | None) -> dict[str, Any] | None:
+    if schema is None:
+        return None
     if mode == "json_schema":
         return {"type": "json_schema", "json_schema": {"name": task, "schema": schema, "strict": True}}
     if mode == "json_object":
@@ -119,8 +127,13 @@ class EndpointCaller:
         stats: JobStats,
         on_request: Any = None,
         warn: Callable[[str], None] = warn_stderr,
+        *,
+        model: str | None = None,
+        base_url: str | None = None,
     ) -> None:
         self.cfg = cfg
+        self.model = model or cfg.endpoint.model  # a preference candidate may use another model/endpoint
+        self.base_url = base_url or cfg.endpoint.base_url
         self.cache = cache
         self.client = client
         self.stats = stats
@@ -130,14 +143,12 @@ class EndpointCaller:
         self.on_request = on_request
         self.warn = warn
 
-    def _params(self, attempt: int) -> dict[str, Any]:
+    def _params(self, attempt: int, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         g = self.cfg.generation
-        return {
-            "temperature": g.temperature,
-            "top_p": g.top_p,
-            "max_tokens": g.max_tokens,
-            "seed": g.seed + attempt,
-        }
+        params = {"temperature": g.temperature, "top_p": g.top_p, "max_tokens": g.max_tokens, "seed": g.seed}
+        params.update(overrides or {})
+        params["seed"] += attempt
+        return params
 
     async def run_item(self, item: WorkItem) -> ItemResult:
         fmt = response_format(self.cfg.endpoint.structured_output, item.task, item.schema)
@@ -148,8 +159,8 @@ class EndpointCaller:
         attempts = tries = 0
         for attempt in range(self.cfg.limits.invalid_retries + 1):
             attempts = attempt + 1
-            params = self._params(attempt)
-            key = request_key(self.cfg.endpoint.model, item.messages, params, fmt)
+            params = self._params(attempt, item.params)
+            key = request_key(self.model, item.messages, params, fmt)
             response = self.cache.get(key)
             if response is not None:
                 tries += 1
@@ -162,8 +173,13 @@ class EndpointCaller:
                 if response is None:
                     verdict = Verdict(None, "request_failed", failure)
                     return ItemResult(item, verdict, None, attempts, None, params, tries)
-                self.cache.put(key, self.cfg.endpoint.model, response)
-            verdict = validate_response(response.content, item.schema, response.finish_reason)
+                self.cache.put(key, self.model, response)
+            if item.check is not None:
+                verdict = item.check(response.content, response.finish_reason)
+            elif item.schema is None:
+                verdict = validate_text(response.content, response.finish_reason)
+            else:
+                verdict = validate_response(response.content, item.schema, response.finish_reason)
             if verdict.ok:
                 break
         return ItemResult(item, verdict, response, attempts, key, params, tries)
@@ -187,12 +203,12 @@ class EndpointCaller:
                     self.on_request()
                 try:
                     r = await self.client.chat.completions.create(
-                        model=self.cfg.endpoint.model, messages=item.messages, **params, **extra
+                        model=self.model, messages=item.messages, **params, **extra
                     )
                 except FATAL as exc:
                     raise SynthError(
-                        f"endpoint {self.cfg.endpoint.base_url} refused the job: HTTP {exc.status_code} "
-                        f"{type(exc).__name__}: {_message(exc)} (check endpoint.model and the key in "
+                        f"endpoint {self.base_url} refused the job: HTTP {exc.status_code} "
+                        f"{type(exc).__name__}: {_message(exc)} (check the model {self.model!r} and the key in "
                         f"${self.cfg.endpoint.api_key_env})"
                     ) from None
                 except openai.BadRequestError as exc:

@@ -83,6 +83,30 @@ class GenerationConfig:
 
 
 @dataclass
+class CandidateConfig:
+    """One candidate response per prompt: a sampling temperature, optionally another model or
+    endpoint (same key variable) than ``endpoint``."""
+
+    temperature: float = 0.7
+    model: str | None = None
+    base_url: str | None = None
+
+
+@dataclass
+class PreferenceConfig:
+    """Task ``preference``: a prompt from the seed, candidates, a judge rating them against the seed."""
+
+    candidates: list[CandidateConfig] = field(
+        default_factory=lambda: [CandidateConfig(temperature=0.2), CandidateConfig(temperature=1.0)]
+    )
+    min_margin: int = 2  # judge rating points (1-10) chosen must beat rejected by, else rejected
+    judge_model: str | None = None  # default: endpoint.model
+    judge_base_url: str | None = None  # default: endpoint.base_url
+    judge_max_tokens: int = 160
+    answer_max_tokens: int | None = None  # default: generation.max_tokens
+
+
+@dataclass
 class PricesConfig:
     """USD per million tokens; zero means no cost is reported."""
 
@@ -101,6 +125,7 @@ class SynthConfig:
     seeds: SeedsConfig = field(default_factory=SeedsConfig)
     chunk: ChunkConfig = field(default_factory=ChunkConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
+    preference: PreferenceConfig = field(default_factory=PreferenceConfig)
     prices: PricesConfig = field(default_factory=PricesConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -195,6 +220,17 @@ def _validate(cfg: SynthConfig, where: str) -> None:
     for key, value in non_negative.items():
         if value < 0:
             raise ConfigError(f"{where}: {key} must not be negative, got {value}")
+    pref = cfg.preference
+    if "preference" in cfg.tasks:
+        if len(pref.candidates) < 2:
+            raise ConfigError(f"{where}: preference.candidates must list at least 2 candidates")
+        if not 1 <= pref.min_margin <= 9:
+            raise ConfigError(f"{where}: preference.min_margin must be 1-9 rating points, got {pref.min_margin}")
+        if pref.judge_max_tokens <= 0 or (pref.answer_max_tokens is not None and pref.answer_max_tokens <= 0):
+            raise ConfigError(f"{where}: preference.judge_max_tokens and answer_max_tokens must be positive")
+        for i, c in enumerate(pref.candidates):
+            if not 0.0 <= c.temperature <= 2.0:
+                raise ConfigError(f"{where}: preference.candidates[{i}].temperature must be in [0, 2]")
     if cfg.seeds.sample is not None and cfg.seeds.sample <= 0:
         raise ConfigError(f"{where}: seeds.sample must be positive, got {cfg.seeds.sample}")
 

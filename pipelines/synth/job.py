@@ -29,8 +29,9 @@ from pipelines.synth.cache import ResponseCache
 from pipelines.synth.chunking import chunk_text
 from pipelines.synth.client import EndpointCaller, ItemResult, JobStats, SynthError, WorkItem
 from pipelines.synth.config import SynthConfig
+from pipelines.synth.preference import PreferenceResult, run_preference
 from pipelines.synth.seeds import SeedDoc, select_seeds
-from pipelines.synth.templates import PromptTemplate, TemplateSet
+from pipelines.synth.templates import JudgeTemplate, PromptTemplate, TemplateSet
 
 TABLES_DDL = """
 CREATE TABLE IF NOT EXISTS synth_rejects (
@@ -65,6 +66,7 @@ class Planned:
     seed: SeedDoc
     chunk: str
     template: PromptTemplate
+    judge: JudgeTemplate | None = None  # task preference only
 
 
 def plan(cfg: SynthConfig, seeds: list[SeedDoc], templates: TemplateSet) -> list[Planned]:
@@ -75,7 +77,9 @@ def plan(cfg: SynthConfig, seeds: list[SeedDoc], templates: TemplateSet) -> list
             for task in cfg.tasks:
                 tpl = templates.get(task, seed.lang)
                 item = WorkItem(len(out), seed.doc_id, ci, task, tpl.messages(chunk), tpl.schema)
-                out.append(Planned(item, seed, chunk, tpl))
+                out.append(
+                    Planned(item, seed, chunk, tpl, templates.judge(seed.lang) if task == "preference" else None)
+                )
     return out
 
 
@@ -84,18 +88,66 @@ def api_key(cfg: SynthConfig) -> str:
     return os.environ.get(cfg.endpoint.api_key_env) or "no-key"
 
 
+class Callers:
+    """One `EndpointCaller` (client, limiter, concurrency) per endpoint and model the job talks to."""
+
+    def __init__(self, cfg: SynthConfig, cache: ResponseCache, stats: JobStats) -> None:
+        self.cfg, self.cache, self.stats = cfg, cache, stats
+        self.clients: dict[str, AsyncOpenAI] = {}
+        self.callers: dict[tuple[str, str], EndpointCaller] = {}
+
+    def get(self, base_url: str | None = None, model: str | None = None) -> EndpointCaller:
+        base_url, model = base_url or self.cfg.endpoint.base_url, model or self.cfg.endpoint.model
+        if base_url not in self.clients:
+            timeout = self.cfg.endpoint.request_timeout_s(max(self.cfg.generation.max_tokens, _longest(self.cfg)))
+            self.clients[base_url] = AsyncOpenAI(
+                base_url=base_url, api_key=api_key(self.cfg), timeout=timeout, max_retries=0
+            )
+        if (base_url, model) not in self.callers:
+            self.callers[(base_url, model)] = EndpointCaller(
+                self.cfg, self.cache, self.clients[base_url], self.stats, model=model, base_url=base_url
+            )
+        return self.callers[(base_url, model)]
+
+    async def close(self) -> None:
+        for client in self.clients.values():
+            await client.close()
+
+
+def _longest(cfg: SynthConfig) -> int:
+    """The largest max_tokens any request of the job asks for (it sizes the default timeout)."""
+    if "preference" not in cfg.tasks:
+        return cfg.generation.max_tokens
+    pref = cfg.preference
+    return max(cfg.generation.max_tokens, pref.answer_max_tokens or 0, pref.judge_max_tokens)
+
+
+async def _run(p: Planned, callers: Callers, cfg: SynthConfig) -> ItemResult | PreferenceResult:
+    if p.judge is None:
+        return await callers.get().run_item(p.item)
+    pref = cfg.preference
+    return await run_preference(
+        p.item,
+        p.chunk,
+        p.template,
+        p.judge,
+        callers.get(),
+        [callers.get(c.base_url, c.model) for c in pref.candidates],
+        callers.get(pref.judge_base_url, pref.judge_model),
+        cfg,
+    )
+
+
 async def _call_all(
     cfg: SynthConfig, planned: list[Planned], cache: ResponseCache, stats: JobStats, progress: bool
-) -> list[ItemResult]:
-    timeout = cfg.endpoint.request_timeout_s(cfg.generation.max_tokens)
-    client = AsyncOpenAI(base_url=cfg.endpoint.base_url, api_key=api_key(cfg), timeout=timeout, max_retries=0)
-    caller = EndpointCaller(cfg, cache, client, stats)
-    results: list[ItemResult | None] = [None] * len(planned)
+) -> list[ItemResult | PreferenceResult]:
+    callers = Callers(cfg, cache, stats)
+    results: list[ItemResult | PreferenceResult | None] = [None] * len(planned)
     try:
         with tqdm(total=len(planned), desc=f"synth {cfg.job}", unit="prompt", disable=not progress) as bar:
 
             async def one(p: Planned) -> None:
-                results[p.item.index] = await caller.run_item(p.item)
+                results[p.item.index] = await _run(p, callers, cfg)
                 bar.set_postfix(requests=stats.requests, cached=stats.cache_hits, refresh=False)
                 bar.update()
 
@@ -108,12 +160,14 @@ async def _call_all(
                 await asyncio.gather(*tasks, return_exceptions=True)
                 raise
     finally:
-        await client.close()
+        await callers.close()
     return [r for r in results if r is not None]
 
 
-def _row(p: Planned, r: ItemResult, cfg: SynthConfig) -> dict[str, Any]:
+def _row(p: Planned, r: ItemResult | PreferenceResult, cfg: SynthConfig) -> dict[str, Any]:
     assert r.verdict.answer is not None and r.response is not None
+    if isinstance(r, PreferenceResult):
+        return _preference_row(p, r, cfg)
     prompt, response = p.template.to_row(r.verdict.answer, p.chunk)
     source = f"synth:{p.item.task}"
     text = f"{prompt}\n\n{response}"
@@ -135,8 +189,60 @@ def _row(p: Planned, r: ItemResult, cfg: SynthConfig) -> dict[str, Any]:
         "cache_key": r.key,
         "prompt": prompt,
         "response": response,
-        "answer": r.verdict.answer,
     }
+    return _document(source, text, p, r.response.created_at, meta)
+
+
+def _preference_row(p: Planned, r: PreferenceResult, cfg: SynthConfig) -> dict[str, Any]:
+    """A DPO pair: ``meta.prompt`` / ``meta.chosen`` / ``meta.rejected`` (what the trainer reads),
+    the judge's ratings and margin; ``text`` is the prompt and the chosen answer, so dedup and
+    quality judge the pair by what the model is taught to prefer."""
+    assert r.prompt is not None and r.response is not None and p.judge is not None
+    chosen, rejected = r.candidates[r.chosen_index].text, r.candidates[r.rejected_index].text
+    meta = {
+        "job": cfg.job,
+        "task": "preference",
+        "seed_doc_id": p.seed.doc_id,
+        "seed_source": p.seed.source,
+        "seed_url": p.seed.url,
+        "chunk": p.item.chunk_index,
+        "model": cfg.endpoint.model,
+        "prompt_id": p.template.id,
+        "prompt_sha": p.template.sha,
+        "judge_id": p.judge.id,
+        "judge_sha": p.judge.sha,
+        "judge_model": cfg.preference.judge_model or cfg.endpoint.model,
+        "params": r.params,
+        "attempts": r.attempts,
+        "judge_attempts": r.judge_attempts,
+        "candidates": [
+            {
+                "model": c.model,
+                "temperature": c.temperature,
+                "seed": c.seed,
+                "finish_reason": c.finish_reason,
+                "completion_tokens": c.completion_tokens,
+            }
+            for c in r.candidates
+        ],
+        "ratings": r.ratings,
+        "chosen_index": r.chosen_index,
+        "rejected_index": r.rejected_index,
+        "chosen_rating": r.ratings[r.chosen_index],
+        "rejected_rating": r.ratings[r.rejected_index],
+        "margin": r.margin,
+        "rationale": r.rationale,
+        "prompt_tokens": r.prompt_tokens,
+        "completion_tokens": r.completion_tokens,
+        "cache_key": r.key,
+        "prompt": r.prompt,
+        "chosen": chosen,
+        "rejected": rejected,
+    }
+    return _document("synth:preference", f"{r.prompt}\n\n{chosen}", p, r.response.created_at, meta)
+
+
+def _document(source: str, text: str, p: Planned, created_at: float, meta: dict[str, Any]) -> dict[str, Any]:
     return {
         "doc_id": make_doc_id(source, None, text),
         "source": source,
@@ -144,7 +250,7 @@ def _row(p: Planned, r: ItemResult, cfg: SynthConfig) -> dict[str, Any]:
         "title": None,
         "text": text,
         "lang": p.seed.lang or p.template.lang,
-        "created_at": datetime.fromtimestamp(r.response.created_at, UTC),
+        "created_at": datetime.fromtimestamp(created_at, UTC),
         "meta": encode_meta(meta),
     }
 
@@ -271,13 +377,13 @@ def run_job(cfg: SynthConfig, *, command: str = "", progress: bool = True) -> Sy
     )
 
 
-def _no_output_error(cfg: SynthConfig, results: list[ItemResult]) -> str:
+def _no_output_error(cfg: SynthConfig, results: list[ItemResult | PreferenceResult]) -> str:
     """Why a job wrote no row, with the counts per reason and the first detail."""
     reasons = Counter(r.verdict.reason for r in results)
     counts = ", ".join(f"{k}: {v}" for k, v in sorted(reasons.items()))
     first = next(r for r in results if not r.verdict.ok)
     msg = f"no rows written: all {len(results)} prompts were rejected ({counts}); first: {first.verdict.detail}"
-    if reasons.get("request_failed"):
+    if any(str(k).endswith("request_failed") for k in reasons):
         timeout = cfg.endpoint.request_timeout_s(cfg.generation.max_tokens)
         msg += (
             f"; is {cfg.endpoint.base_url} up, and fast enough for endpoint.timeout_s = {timeout:g} s "
@@ -297,9 +403,10 @@ def format_result(r: SynthResult, cfg: SynthConfig) -> str:
         f"tokens this run: {s.prompt_tokens} prompt + {s.completion_tokens} completion"
         f"; from cache: {s.cached_prompt_tokens} + {s.cached_completion_tokens}",
     ]
-    if r.rejects.get("request_failed"):
+    no_response = sum(n for k, n in r.rejects.items() if k.endswith("request_failed"))  # any stage's
+    if no_response:
         lines.append(
-            f"warning: {r.rejects['request_failed']} prompts got no response (request_failed); "
+            f"warning: {no_response} prompts got no response (request_failed); "
             "rerun the same command to try them again (answered prompts come from the cache)"
         )
     if cfg.prices.prompt or cfg.prices.completion:

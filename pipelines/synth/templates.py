@@ -5,6 +5,9 @@ changes), the chat messages with a ``{chunk}`` slot, the JSON schema the answer 
 and how a valid answer becomes an instruction row (``row.prompt`` / ``row.response``, format
 strings over the answer's fields and ``chunk``). The content hash of the file goes into each
 row's meta next to the id, so an edited-but-not-rebumped template is still traceable.
+A ``preference`` template writes only ``row.prompt`` and adds ``answer_system``, the system
+message the candidates answer that prompt under; its judge is a `JudgeTemplate`
+(``judge.<lang>.yaml``).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class PromptTemplate:
     row_response: str
     sha: str  # sha256 of the file, first 12 hex digits
     path: Path
+    answer_system: str | None = None  # preference: how candidates are asked to answer the row's prompt
 
     def messages(self, chunk: str) -> list[dict[str, str]]:
         return [
@@ -65,8 +69,12 @@ def load_template(path: Path) -> PromptTemplate:
     if missing:
         raise ConfigError(f"{where}: missing key(s) {', '.join(missing)}")
     row = raw["row"]
-    if not isinstance(row, dict) or set(row) != {"prompt", "response"}:
+    preference = raw.get("task") == "preference"
+    if preference and (set(row or {}) != {"prompt"} or not isinstance(raw.get("answer_system"), str)):
+        raise ConfigError(f"{where}: a preference template has 'row: {{prompt: ...}}' and an 'answer_system' message")
+    if not preference and (not isinstance(row, dict) or set(row) != {"prompt", "response"}):
         raise ConfigError(f"{where}: 'row' must have exactly 'prompt' and 'response' format strings")
+    row = {"response": "", **row}
     schema = raw["schema"]
     if not isinstance(schema, dict) or schema.get("type") != "object":
         raise ConfigError(f"{where}: 'schema' must be a JSON schema of type object")
@@ -86,6 +94,64 @@ def load_template(path: Path) -> PromptTemplate:
         schema=schema,
         row_prompt=str(row["prompt"]),
         row_response=str(row["response"]),
+        sha=hashlib.sha256(data).hexdigest()[:12],
+        path=path,
+        answer_system=str(raw["answer_system"]).strip() if preference else None,
+    )
+
+
+JUDGE_KEYS = {"id", "task", "lang", "system", "user", "answer_label", "rationale_max_chars"}
+JUDGE_SLOTS = {"chunk", "prompt", "answers"}
+
+
+@dataclass(frozen=True)
+class JudgeTemplate:
+    """The judge's messages: the seed text, the prompt and the numbered answers go in; out comes
+    a JSON object with a short ``rationale`` and ``rating_1`` .. ``rating_N`` (1-10, as strings,
+    so servers that guide only string fields, like ``training.serve``, can force the shape)."""
+
+    id: str
+    lang: str
+    system: str
+    user: str
+    answer_label: str  # "Answer {n}" / "回答 {n}"
+    rationale_max_chars: int
+    sha: str
+    path: Path
+
+    def schema(self, n: int) -> dict[str, Any]:
+        props: dict[str, Any] = {"rationale": {"type": "string", "minLength": 1, "maxLength": self.rationale_max_chars}}
+        props |= {f"rating_{i}": {"type": "string", "minLength": 1, "maxLength": 5} for i in range(1, n + 1)}
+        return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
+
+    def messages(self, chunk: str, prompt: str, answers: list[str]) -> list[dict[str, str]]:
+        block = "\n\n".join(f"{self.answer_label.format(n=i)}:\n{a}" for i, a in enumerate(answers, 1))
+        user = self.user.format_map({"chunk": chunk, "prompt": prompt, "answers": block})
+        return [{"role": "system", "content": self.system.strip()}, {"role": "user", "content": user.strip()}]
+
+
+def load_judge(path: Path) -> JudgeTemplate:
+    where = str(path)
+    try:
+        data = path.read_bytes()
+        raw = yaml.safe_load(data)
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{where}: cannot read the judge template: {exc}") from exc
+    if not isinstance(raw, dict) or set(raw) != JUDGE_KEYS:
+        raise ConfigError(f"{where}: a judge template has exactly the keys {', '.join(sorted(JUDGE_KEYS))}")
+    if _fields(str(raw["user"])) != JUDGE_SLOTS:
+        raise ConfigError(f"{where}: 'user' must contain the slots {{chunk}}, {{prompt}} and {{answers}}, no other")
+    if _fields(str(raw["answer_label"])) != {"n"}:
+        raise ConfigError(f"{where}: 'answer_label' must contain the {{n}} slot")
+    if raw["task"] != "judge" or not isinstance(raw["rationale_max_chars"], int) or raw["rationale_max_chars"] < 1:
+        raise ConfigError(f"{where}: task must be 'judge' and rationale_max_chars a positive integer")
+    return JudgeTemplate(
+        id=str(raw["id"]),
+        lang=str(raw["lang"]),
+        system=str(raw["system"]),
+        user=str(raw["user"]),
+        answer_label=str(raw["answer_label"]),
+        rationale_max_chars=raw["rationale_max_chars"],
         sha=hashlib.sha256(data).hexdigest()[:12],
         path=path,
     )
@@ -113,5 +179,16 @@ class TemplateSet:
             if (task, DEFAULT_LANG) not in self.by_key:
                 raise ConfigError(f"{directory}: task {task!r} has no {DEFAULT_LANG!r} template to fall back on")
 
+        self.judges: dict[str, JudgeTemplate] = {}
+        if "preference" in tasks:
+            for path in sorted(directory.glob("judge.*.yaml")):
+                judge = load_judge(path)
+                self.judges[judge.lang] = judge
+            if DEFAULT_LANG not in self.judges:
+                raise ConfigError(f"{directory}: task 'preference' needs judge.{DEFAULT_LANG}.yaml (the judge prompt)")
+
     def get(self, task: str, doc_lang: str | None) -> PromptTemplate:
         return self.by_key.get((task, template_lang(doc_lang))) or self.by_key[(task, DEFAULT_LANG)]
+
+    def judge(self, doc_lang: str | None) -> JudgeTemplate:
+        return self.judges.get(template_lang(doc_lang)) or self.judges[DEFAULT_LANG]

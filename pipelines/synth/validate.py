@@ -85,3 +85,10 @@ def validate_response(content: str | None, schema: dict[str, Any], finish_reason
     if blank:
         return Verdict(None, "blank_field", f"blank: {', '.join(blank)}")
     return Verdict(answer)
+
+
+def validate_text(content: str | None, finish_reason: str | None = None) -> Verdict:
+    """A free-text answer (a preference candidate): any non-blank text, stripped."""
+    if not content or not content.strip():
+        return Verdict(None, "empty_response", f"finish_reason={finish_reason}")
+    return Verdict({"text": content.strip()})
