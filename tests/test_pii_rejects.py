@@ -72,3 +72,27 @@ def test_bad_policy_names_the_key(tmp_path: Path) -> None:
     cfg = write_config(tmp_path / "b.yaml", tmp_path / "c", [], ["normalize"], rejects_text="secret")
     with pytest.raises(ConfigError, match="rejects_text must be one of redacted, none, raw"):
         load_config(cfg)
+
+
+COURT_DOC = (
+    "北京市朝阳区人民法院\n民事判决书\n原告：陈静，女，1988年5月6日出生，公民身份号码11010519491231002X，"
+    "住北京市朝阳区建国路88号3栋1201室。\n委托诉讼代理人：王建国，北京市中伦律师事务所律师。\n"
+    "被告：刘洋，男，住上海市浦东新区陆家嘴环路1000号，联系电话13912345678。\n第三人：张某某。\n"
+    "原告陈静与被告刘洋民间借贷纠纷一案，本院依法适用简易程序公开开庭进行了审理。2019年3月，刘洋向陈静借款"
+    "人民币十万元，约定半年内归还，至今未还。本院认为，合法的借贷关系受法律保护，被告应当偿还借款本金及利息。"
+)
+
+
+def test_court_document_names_and_addresses_replaced_and_rejects_hold_no_id(tmp_path: Path) -> None:
+    src = write_jsonl(tmp_path / "in.jsonl", [{"text": COURT_DOC, "lang": "zh"}, {"text": COURT_DOC + " "}])
+    steps = ["normalize", "exact_dedup", "pii_redact"]
+    run_build(load_config(write_config(tmp_path / "b.yaml", tmp_path / "c", [src], steps)), progress=False)
+    con = duckdb.connect(str(tmp_path / "c" / "catalog.duckdb"), read_only=True)
+    ((text,),) = con.sql("SELECT text FROM documents").fetchall()
+    ((reject,),) = con.sql("SELECT text FROM rejects").fetchall()
+    con.close()
+    for value in ("陈静", "王建国", "刘洋", "建国路88号", "陆家嘴环路1000号", ID, "13912345678"):
+        assert value not in text, value
+    assert text.count("<PERSON>") == 7 and text.count("<ADDRESS>") == 2
+    assert "张某某" in text and "人民法院" in text and "本院认为" in text  # pseudonyms and the rest stay
+    assert ID not in reject and "13912345678" not in reject and "<PRC_ID>" in reject

@@ -10,12 +10,17 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.config import load_config
+from pipelines.pii.entities import ALL_ENTITIES
+from pipelines.pii.recognizers import SPECS
 from pipelines.pii.scan import scan_structured
 from pipelines.runner import run_build
 from pipelines.step import ConfigError
 from pipelines.steps.pii_redact import COUNTS_COLUMN, PiiRedact
 
 ROOT = Path(__file__).resolve().parents[1]
+RECOGNIZER_NAMES = {s.name for s in SPECS} | {
+    "spacy_ner", "en_names", "lac", "zh_role", "zh_bio", "zh_address", "zh_postcode",
+}  # fmt: skip
 CONTACTS = "\n".join(
     f"张{i} 13{i}1234567{i} zhang{i}@163.com 11010519491231002X" for i in range(8)
 )  # a leaked contact list: mostly PII
@@ -58,6 +63,7 @@ def test_counts_column_findings_table_and_no_leak(built: Path) -> None:
         "secret",
         "person",
         "location",
+        "address",
     ]
     totals = con.sql(
         "SELECT sum(pii_counts.email), sum(pii_counts.phone), sum(pii_counts.prc_id), sum(pii_counts.person) "
@@ -76,25 +82,11 @@ def test_counts_column_findings_table_and_no_leak(built: Path) -> None:
     assert mismatch == (0,)
 
     # the findings table holds offsets and names, never the values
-    values = {r[0] for r in con.sql("SELECT DISTINCT entity_type FROM pii_findings").fetchall()}
-    values |= {r[0] for r in con.sql("SELECT DISTINCT recognizer FROM pii_findings").fetchall()}
-    assert values <= {
-        "EMAIL",
-        "PHONE",
-        "PRC_ID",
-        "CREDIT_CARD",
-        "IP_ADDRESS",
-        "PERSON",
-        "LOCATION",
-        "email",
-        "cn_mobile",
-        "nanp_phone",
-        "intl_phone",
-        "prc_id",
-        "credit_card",
-        "ipv4",
-        "spacy_ner",
-    }
+    types = {r[0] for r in con.sql("SELECT DISTINCT entity_type FROM pii_findings").fetchall()}
+    names = {r[0] for r in con.sql("SELECT DISTINCT recognizer FROM pii_findings").fetchall()}
+    assert types <= set(ALL_ENTITIES)
+    assert names <= RECOGNIZER_NAMES, names - RECOGNIZER_NAMES
+    assert {"spacy_ner", "lac", "email", "cn_mobile", "prc_id"} <= names
 
     texts = [r[0] for r in con.sql("SELECT text FROM documents").fetchall()]
     assert scan_structured(texts) == [[] for _ in texts]
@@ -122,4 +114,4 @@ def test_params_are_validated() -> None:
     with pytest.raises(ConfigError, match="mode"):
         PiiRedact.from_params({"mode": "mask"}, where="x.yaml: steps[0]")
     with pytest.raises(ConfigError, match="ner_languages"):
-        PiiRedact.from_params({"ner_languages": ["zh"]}, where="x.yaml: steps[0]")
+        PiiRedact.from_params({"ner_languages": ["ja"]}, where="x.yaml: steps[0]")

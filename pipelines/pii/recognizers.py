@@ -46,6 +46,10 @@ class Spec:
     group: int = 0
     reject_before: str | None = None
     named_alternatives: bool = False
+    # context scoring (presidio's context enhancement, per candidate): ``rescore(text, start,
+    # end)`` gives the score; candidates scored below ``keep_at`` are not findings at all
+    rescore: Callable[[str, int, int], float] | None = None
+    keep_at: float = 0.5
 
     @property
     def regex(self) -> re.Pattern[str]:
@@ -86,6 +90,30 @@ _NANP = (
     r"[2-9]\d{2}[ .\-]?\d{4}(?:[ ]?(?:x|ext\.?|extension)[ ]?\d{1,5})?(?!\d)"
 )
 _INTL = r"(?<![0-9A-Za-z+])\+[1-9]\d{0,2}(?:[ .\-]?\(?\d{1,5}\)?){2,6}(?!\d)"
+_NATIONAL = (
+    r"(?<![0-9A-Za-z+\-./,:#$€£¥])(?:\(\d{1,5}\)[ .\-]?)?\d{1,13}(?:(?:[ .\-/]|\) ?)\d{1,8}){0,5}"
+    r"(?![0-9A-Za-z]|-\d|[.,/]\d)"
+)
+_PHONE_CUE_BEFORE = re.compile(
+    r"(?i:phone|tel\b|tel\.|telephone|mobile|cell|contact|call|reach|dial|fax|text\s+me|sms|whatsapp|"
+    r"messages?\s+to|registered|desk|office|number|hotline|ring|answering\s+at|"
+    r"电话|電話|手机|手機|联系|聯絡|致电|传真|傳真)[^\n\d]{0,25}$"
+)
+_PHONE_CUE_AFTER = re.compile(r"^[ \t]{0,3}[-–]?(?i:\(?(?:office|fax|mobile|cell|home|work|tel|phone)\b)")
+
+
+def national_phone_score(text: str, start: int, end: int) -> float:
+    """0.3 for a bare candidate; a phone cue within 40 characters before (call, phone, fax, 电话,
+    ...) or a line label after (office, fax, mobile) raises it to 0.7, a phone-like shape
+    (trunk 0, area code in parentheses, dotted groups) to 0.55; both: 0.75."""
+    score = 0.3
+    if _PHONE_CUE_BEFORE.search(text, max(0, start - 40), start) or _PHONE_CUE_AFTER.match(text[end : end + 14]):
+        score += 0.4
+    if v.national_phone_shape(text[start:end]):
+        score += 0.25 if score < 0.5 else 0.05
+    return score
+
+
 _PRC_ID = r"(?<!\d)[1-9]\d{16}[0-9Xx](?![0-9A-Za-z])"
 _CARD = r"(?<![0-9\-])(?:[2-6]|1(?=800)|0(?=604))\d(?:[ \-]?\d){10,17}(?!\d)"
 _IBAN = r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?(?![A-Za-z0-9])"
@@ -126,6 +154,15 @@ SPECS: tuple[Spec, ...] = (
     Spec("cn_landline", "PHONE", _CN_LANDLINE, 0.6, reject_before=NOT_A_PHONE),
     Spec("nanp_phone", "PHONE", _NANP, 0.7, v.nanp_phone, reject_before=NOT_A_PHONE),
     Spec("intl_phone", "PHONE", _INTL, 0.65, v.intl_phone, reject_before=NOT_A_PHONE),
+    Spec(
+        "national_phone",
+        "PHONE",
+        _NATIONAL,
+        0.3,
+        v.national_phone,
+        reject_before=NOT_A_PHONE,
+        rescore=national_phone_score,
+    ),
     Spec("prc_id", "PRC_ID", _PRC_ID, 1.0, v.prc_id),
     Spec("credit_card", "CREDIT_CARD", _CARD, 0.9, v.card, reject_before=NOT_A_CARD),
     Spec("iban", "IBAN", _IBAN, 1.0, v.iban),
@@ -165,7 +202,9 @@ def iter_matches(spec: Spec, text: str) -> Iterator[Finding]:
         if reject is not None and reject.search(text, max(0, start - CONTEXT_WINDOW), start):
             continue
         name = (m.lastgroup or spec.name) if spec.named_alternatives else spec.name
-        yield Finding(spec.entity, start, start + accepted, name, spec.score)
+        score = spec.score if spec.rescore is None else spec.rescore(text, start, start + accepted)
+        if score >= spec.keep_at:
+            yield Finding(spec.entity, start, start + accepted, name, score)
 
 
 def find_structured(text: str, specs: Sequence[Spec] = SPECS) -> list[Finding]:

@@ -1,4 +1,4 @@
-"""Replace findings in a text with presidio-anonymizer: typed placeholders or pseudonyms.
+"""Replace findings in a text: typed placeholders or pseudonyms.
 
 Placeholders (``<EMAIL>``) are the default: they keep the sentence shape for training and carry
 no value at all. Pseudonyms keep texts natural: within one document the same value always maps
@@ -6,6 +6,10 @@ to the same fake (seeded by document key, type and value, so builds are determin
 fakes are chosen so that they are not personal data and our scanner does not flag them again:
 RFC 2606 ``.test``/``.invalid`` e-mail domains, NANP 555-01xx numbers, documentation IP ranges,
 card/ID/IBAN numbers with a failing checksum. Secrets and credentials are never faked: they always get placeholders.
+Chinese documents get Chinese fakes (Faker ``zh_CN`` names, cities and addresses).
+
+The replacement is a plain splice of non-overlapping spans (what presidio-anonymizer's
+``replace``/``custom`` operators do), so redaction does not import presidio (see `engine`).
 """
 
 from __future__ import annotations
@@ -14,14 +18,11 @@ from collections.abc import Callable, Sequence
 
 import xxhash
 from faker import Faker
-from presidio_anonymizer import AnonymizerEngine
-from presidio_anonymizer.entities import OperatorConfig, RecognizerResult
 
 from pipelines.pii.entities import ALL_ENTITIES
 from pipelines.pii.recognizers import Finding
 from pipelines.pii.validators import PRC_ID_CHECK, PRC_ID_WEIGHTS, luhn_ok
 
-_ANONYMIZER = AnonymizerEngine()
 _FAKERS: dict[str, Faker] = {}
 ALWAYS_PLACEHOLDER = {"SECRET", "URL_CREDENTIALS"}
 
@@ -65,6 +66,8 @@ def _fake(entity: str, fk: Faker, lang: str) -> str:
         return fk.name()
     if entity == "LOCATION":
         return fk.city()
+    if entity == "ADDRESS":
+        return fk.address() if lang == "zh" else fk.street_address()
     return placeholder(entity)
 
 
@@ -100,23 +103,23 @@ def redact_text(
     text: str, findings: Sequence[Finding], *, mode: str = "placeholder", doc_key: str = "", lang: str = "en"
 ) -> str:
     """The text with every finding replaced; findings must not overlap (see `resolve_overlaps`)."""
+    if mode not in ("placeholder", "pseudonym"):
+        raise ValueError(f"unknown redaction mode {mode!r}; use 'placeholder' or 'pseudonym'")
     if not findings:
         return text
-    results = [RecognizerResult(f.entity, f.start, f.end, f.score) for f in findings]
-    entities = {f.entity for f in findings}
-    if mode == "placeholder":
-        operators = {e: OperatorConfig("replace", {"new_value": placeholder(e)}) for e in entities}
-    elif mode == "pseudonym":
-        pseudo = Pseudonymizer(doc_key, lang)
-        operators = {
-            e: OperatorConfig("replace", {"new_value": placeholder(e)})
-            if e in ALWAYS_PLACEHOLDER
-            else OperatorConfig("custom", {"lambda": pseudo.operator(e)})
-            for e in entities
-        }
-    else:
-        raise ValueError(f"unknown redaction mode {mode!r}; use 'placeholder' or 'pseudonym'")
-    return _ANONYMIZER.anonymize(text=text, analyzer_results=results, operators=operators).text
+    pseudo = Pseudonymizer(doc_key, lang) if mode == "pseudonym" else None
+    out, pos = [], 0
+    for f in sorted(findings, key=lambda f: f.start):
+        if f.start < pos:
+            raise ValueError(f"overlapping findings at {f.start}: resolve overlaps before redacting")
+        out.append(text[pos : f.start])
+        if pseudo is None or f.entity in ALWAYS_PLACEHOLDER:
+            out.append(placeholder(f.entity))
+        else:
+            out.append(pseudo(f.entity, text[f.start : f.end]))
+        pos = f.end
+    out.append(text[pos:])
+    return "".join(out)
 
 
 __all__ = ["ALL_ENTITIES", "Pseudonymizer", "placeholder", "redact_text"]

