@@ -193,7 +193,10 @@ def test_overlap_guard_flags_items_that_are_in_the_train_split(lm, tmp_path):
     from pipelines.steps import Normalize, Split
     from training.eval import check_overlap
 
-    leaked = "公诉机关指控：2016年3月28日20时许，被告人颜某在本市洪山区马湖新村足球场马路边捡拾到被害人谢某的手机一部，并分多次盗走人民币3723元。"
+    leaked = (
+        "公诉机关指控：2016年3月28日20时许，被告人颜某在本市洪山区马湖新村足球场马路边"
+        "捡拾到被害人谢某的手机一部，并分多次盗走人民币3723元。"
+    )
     clean = "本院认为，原告与被告签订的房屋租赁合同系双方真实意思表示，不违反法律、行政法规的强制性规定，应属有效。"
     english = (
         "The tribunal found that the employer had failed to follow a fair procedure before the dismissal took effect."

@@ -390,9 +390,8 @@ def train_proxy(cfg: AblationConfig, recipe: Recipe, root: Path, seed: int, log:
         tail = (out / "train.log").read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
         raise AblationError(f"recipe {recipe.name} seed {seed}: training failed ({out / 'train.log'}): {tail[0]}")
     summary = _read_json(out / "summary.json") or {}
-    log(
-        f"[{recipe.name} seed {seed}] train: last loss {summary.get('last_loss', float('nan')):.4f} in {time.perf_counter() - t0:.0f} s"
-    )
+    last = summary.get("last_loss", float("nan"))
+    log(f"[{recipe.name} seed {seed}] train: last loss {last:.4f} in {time.perf_counter() - t0:.0f} s")
     return out, summary
 
 

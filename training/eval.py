@@ -514,7 +514,8 @@ def format_results(results: dict[str, Any]) -> str:
         for key, values in results["groups"].get(name, {}).items():
             for value, g in values.items():
                 lines.append(
-                    f"          {key}={value:<22} perplexity {g['perplexity']:10.3f}   bits/byte {g['bits_per_byte']:.4f}   n={g['n']}"
+                    f"          {key}={value:<22} perplexity {g['perplexity']:10.3f}   "
+                    f"bits/byte {g['bits_per_byte']:.4f}   n={g['n']}"
                 )
     for name, m in results["mcq"].items():
         lines.append(f"  mcq   {name:<28} acc_norm {m['acc_norm']:.4f}   acc {m['acc']:.4f}   n={m['n']}")
