@@ -100,6 +100,9 @@ def test_windowed_scoring_equals_hand_computed_windows(lm):
     got = scorer.logprobs(reqs)
     want = [_token_logprobs(lm.model, r.ids)[-r.scored :].sum() for r in reqs]
     np.testing.assert_allclose(got, want, rtol=1e-5)
+    # the path for ZeRO-3 (suffix logits from the model's own forward) gives the same numbers
+    inside = Scorer(lm.model, lm.tokenizer, lm.device, EvalOptions(batch_tokens=40, progress=False), head_outside=False)
+    np.testing.assert_allclose(inside.logprobs(reqs), want, rtol=1e-5)
 
 
 def test_mcq_picks_the_option_with_the_highest_length_normalised_loglik(lm, tmp_path):

@@ -154,8 +154,12 @@ class Request:
 class Scorer:
     """Summed log-probabilities of the scored tokens of many requests, batched (module docstring)."""
 
-    def __init__(self, model: Any, tokenizer: Any, device: Any, opts: EvalOptions):
+    def __init__(self, model: Any, tokenizer: Any, device: Any, opts: EvalOptions, *, head_outside: bool = True):
+        """``head_outside=False``: take the suffix logits from the model's own forward instead of
+        calling the LM head on kept hidden states (ZeRO-3 gathers the head's weight only inside
+        the forward)."""
         self.model, self.tokenizer, self.device, self.opts = model, tokenizer, device, opts
+        self.head_outside = head_outside
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         self.head = base.get_output_embeddings()
@@ -214,13 +218,19 @@ class Scorer:
             scored[row, width - r.scored :] = True
         positions = (mask.cumsum(1) - 1).clamp(min=0)
         ids, mask, positions = ids.to(self.device), mask.to(self.device), positions.to(self.device)
-        self.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1, use_cache=False)
-        hidden = box.pop("h")
         predicting = scored[:, 1:].to(self.device)  # position t predicts token t + 1
-        h = hidden[:, :-1][predicting]
         targets = ids[:, 1:][predicting]
         rows = torch.arange(len(reqs), device=self.device)[:, None].expand(-1, width - 1)[predicting]
         sums = torch.zeros(len(reqs), dtype=torch.float64, device=self.device)
+        inputs = {"input_ids": ids, "attention_mask": mask, "position_ids": positions, "use_cache": False}
+        if not self.head_outside:  # the logits of the last k + 1 positions (scored tokens are a suffix)
+            keep = max(r.scored for r in reqs) + 1
+            logits = self.model(**inputs, logits_to_keep=keep).logits[:, :-1].float()
+            lp = torch.log_softmax(logits[predicting[:, -(keep - 1) :]], dim=-1).gather(1, targets[:, None])[:, 0]
+            return sums.index_add_(0, rows, lp.double()).cpu().numpy()
+        self.model(**inputs, logits_to_keep=1)
+        hidden = box.pop("h")
+        h = hidden[:, :-1][predicting]
         for lo in range(0, len(targets), self.opts.head_chunk):
             logits = self.head(h[lo : lo + self.opts.head_chunk]).float()
             lp = torch.log_softmax(logits, dim=-1).gather(1, targets[lo : lo + self.opts.head_chunk, None])[:, 0]
@@ -461,11 +471,13 @@ def evaluate(
     sets: Sequence[EvalSet],
     opts: EvalOptions | None = None,
     contamination: dict[str, dict[str, Any]] | None = None,
+    *,
+    head_outside: bool = True,
 ) -> dict[str, Any]:
     """Every set scored with ``lm``; the results in the `--out` shape (module docstring)."""
     opts = opts or EvalOptions()
     started = time.perf_counter()
-    scorer = Scorer(lm.model, lm.tokenizer, lm.device, opts)
+    scorer = Scorer(lm.model, lm.tokenizer, lm.device, opts, head_outside=head_outside)
     results: dict[str, Any] = {
         "model": lm.name,
         "adapter": lm.adapter,
@@ -504,6 +516,62 @@ def evaluate(
     results["contaminated"] = any(c.get("contaminated", 0) > 0 for c in contamination.values())
     results["seconds"] = time.perf_counter() - started
     return results
+
+
+def set_metrics(results: dict[str, Any], name: str) -> dict[str, float]:
+    """The flat numbers of one set in ``results`` (what training logs and TensorBoard plot)."""
+    out: dict[str, float] = {}
+    if name in results["perplexity"]:
+        out = {"perplexity": results["perplexity"][name], "bits_per_byte": results["bits_per_byte"][name]}
+    elif name in results["mcq"]:
+        out = {k: results["mcq"][name][k] for k in ("acc", "acc_norm")}
+    elif name in results["qa"]:
+        out = {k: results["qa"][name][k] for k in ("em", "f1", "rouge_l", "f1_char", "rouge_l_char")}
+    overlap = results.get("contamination", {}).get(name)
+    if overlap:
+        out["contaminated_items"] = float(overlap["contaminated"])
+    return {k: float(v) for k, v in out.items() if v is not None}
+
+
+def training_evaluators(
+    entries: Sequence[Any], root: Path, log: Callable[[str], None] = print
+) -> dict[str, Callable[[Any], dict[str, float]]]:
+    """``eval_sets:`` of a training config -> one evaluator per set for `training.run`.
+
+    Sets are read and checked (and the overlap guard run against ``root``'s train split) when
+    this is called, before training starts. An evaluator gets the trainer's eval context
+    (``engine``, ``tokenizer``, ``dist``, ``cfg``) and scores the model it is training; every
+    rank scores the whole set (ZeRO-3 gathers parameters in collective forwards, so all ranks
+    run the same batches), and the numbers are the same on every rank."""
+    specs = [SetSpec.from_config(e, f"eval_sets[{i}]") for i, e in enumerate(entries)]
+    sets, skipped = load_sets(specs, root)
+    for note in skipped:
+        log(f"eval set skipped: {note}")
+    contamination: dict[str, dict[str, Any]] = {}
+    try:
+        contamination = check_overlap(sets, root, 13, 0.7, log=log)
+    except ImportError as exc:  # a GPU machine without polars: evaluate without the guard
+        log(f"overlap guard: skipped ({exc})")
+
+    def make(s: EvalSet) -> Callable[[Any], dict[str, float]]:
+        def run(ctx: Any) -> dict[str, float]:
+            engine = ctx.engine
+            module = getattr(engine, "module", engine)
+            zero3 = getattr(getattr(ctx, "cfg", None), "zero_stage", 0) == 3
+            lm = LoadedModel(module, ctx.tokenizer, ctx.dist.device, "training")
+            opts = EvalOptions(progress=False)
+            results = evaluate(
+                lm,
+                [s],
+                opts,
+                {s.name: contamination[s.name]} if s.name in contamination else {},
+                head_outside=not zero3,
+            )
+            return set_metrics(results, s.name)
+
+        return run
+
+    return {s.name: make(s) for s in sets}
 
 
 def format_results(results: dict[str, Any]) -> str:
