@@ -71,7 +71,7 @@ def _config(tmp_path: Path) -> Path:
         ],
     }
     path = tmp_path / "ablate.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
 
 
@@ -125,7 +125,7 @@ def test_config_errors_name_the_key(tmp_path):
     config = _config(tmp_path)
     raw = yaml.safe_load(config.read_text())
     raw["recipes"]["bad"] = {"drop": ["quality"]}
-    config.write_text(yaml.safe_dump(raw))
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
     from training.ablate import recipe_build_config
 
     cfg = load_ablation(config)
@@ -136,7 +136,7 @@ def test_config_errors_name_the_key(tmp_path):
     with pytest.raises(AblationError, match=r"unknown key\(s\) \['epochs'\]"):
         load_ablation(config, ["proxy.epochs=3"])
     raw["recipes"] = {"nosplit": {"steps": ["normalize"]}}
-    config.write_text(yaml.safe_dump(raw))
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
     cfg = load_ablation(config)
     with pytest.raises(AblationError, match="no 'split' step"):
         recipe_build_config(cfg.recipes[0], cfg, tmp_path / "r")

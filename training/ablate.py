@@ -404,9 +404,12 @@ def eval_proxy(
     done = _read_json(run_dir / "eval.json")
     if done and done.get("eval_digest") == digest:
         return done
-    lm = load_model(str(run_dir), None)
-    from training.eval import EvalOptions
+    from training.eval import EvalError, EvalOptions
 
+    try:
+        lm = load_model(str(run_dir), None)
+    except EvalError as exc:
+        raise AblationError(f"recipe {recipe.name}: {exc}") from None
     results = evaluate(lm, sets, EvalOptions(progress=False), contamination)
     results["eval_digest"] = digest
     write_results(results, run_dir / "eval.json")
