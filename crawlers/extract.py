@@ -35,6 +35,16 @@ CASE_NUMBER_PATTERNS = (
     re.compile(r"\b(?i:case|docket|appeal)\s+(?i:no)\.?\s*:?\s*([A-Z0-9][A-Z0-9\-/.]{2,30}[A-Z0-9])"),
 )
 MIN_BODY_CHARS = 20
+# How trafilatura finds the main text (benchmarks/crawl.py compares the alternatives on real pages):
+# precision, because navigation or "related cases" boxes in a legal corpus are worse than a lost
+# paragraph; tables kept (fee schedules, sentencing tables); its own fallbacks (readability,
+# jusText) stay on for pages its main heuristic misses.
+TRAFILATURA_OPTIONS: dict[str, Any] = {
+    "favor_precision": True,
+    "include_comments": False,
+    "include_tables": True,
+    "deduplicate": False,
+}
 
 
 class ExtractionError(ValueError):
@@ -184,15 +194,7 @@ def extract_html(html: str, url: str, selectors: dict[str, Any] | None = None) -
     extractor = "selector"
     if body is None:
         extractor = "trafilatura"
-        body = trafilatura.extract(
-            html,
-            url=url,
-            favor_precision=True,
-            include_comments=False,
-            include_tables=True,
-            deduplicate=False,
-            output_format="txt",
-        )
+        body = trafilatura.extract(html, url=url, output_format="txt", **TRAFILATURA_OPTIONS)
     text = without_title_line((body or "").strip(), heading)
 
     title = select_text(soup, tree, selectors.get("title")) or _meta(metas, META_NAMES["title"]) or heading
