@@ -16,6 +16,10 @@ Measures, in one run:
      ``bench-data/real-pages`` when present;
    * ``--scrapinghub DIR``: a checkout of github.com/scrapinghub/article-extraction-benchmark
      (``html/*.html.gz`` + ``ground-truth.json``; 181 news pages; published trafilatura F1 0.958);
+   * real Chinese legal text: judgment passages and case facts of ``../shared/data/zh_legal_dev.jsonl``
+     (CAIL via LawBench) in generated court-portal pages, a third each sent as GBK with the
+     charset only in the HTTP header, as UTF-8 under a ``<meta charset="gb2312">`` that lies, and
+     as declared UTF-8, decoded the way the spider decodes responses (when the file is present);
    * always: the hand-written legal pages of ``benchmarks/data/extraction_gold`` (what the
      options were first tuned on, so the real pages are the held-out measure).
 """
@@ -47,6 +51,7 @@ from crawlers.sample_site import make_site  # noqa: E402
 
 GOLD = REPO / "benchmarks" / "data" / "extraction_gold"
 DEFAULT_REAL = REPO / "bench-data" / "real-pages"
+ZH_LEGAL = REPO.parent / "shared" / "data" / "zh_legal_dev.jsonl"
 CRAWL_SETTINGS = {
     "AUTOTHROTTLE_ENABLED": "False",
     "DOWNLOAD_DELAY": "0",
@@ -179,6 +184,67 @@ def scrapinghub_pages(directory: Path) -> Iterator[tuple[str, str, str]]:
             yield key[:12], f.read(), item["articleBody"]
 
 
+ZH_NAV = ["首页", "法院概况", "审判动态", "裁判文书", "诉讼服务", "执行公开", "法治宣传", "联系我们"]
+
+
+def zh_court_page(title: str, text: str, related: list[str], charset_meta: str | None) -> str:
+    sentences = [s for s in re.split(r"(?<=[。；])", text) if s.strip()]
+    paragraphs = ["".join(sentences[i : i + 3]) for i in range(0, len(sentences), 3)]
+    nav = "".join(f'<li><a href="/{i}.html">{n}</a></li>' for i, n in enumerate(ZH_NAV))
+    rel = "".join(f'<li><a href="/ws/{i}.html">{t}</a></li>' for i, t in enumerate(related))
+    meta = f'<meta charset="{charset_meta}">' if charset_meta else ""
+    body = "".join(f"<p>{p}</p>" for p in paragraphs)
+    return (
+        f'<!DOCTYPE html><html lang="zh-CN"><head>{meta}<title>{title}_河东市中级人民法院</title></head><body>'
+        f'<div class="top"><a href="/">河东市中级人民法院</a> <a href="/en/">English</a>'
+        f' <a href="/wza/">无障碍</a></div><ul class="nav">{nav}</ul>'
+        f'<div class="crumb">当前位置：<a href="/">首页</a> &gt; <a href="/ws/">裁判文书</a></div>'
+        f'<div class="article"><h1>{title}</h1><div class="info">发布时间：2023-06-01 来源：本院 浏览次数：1024</div>'
+        f'{body}<div class="tools"><a href="javascript:window.print()">【打印本页】</a>'
+        ' <a href="#">【关闭窗口】</a></div></div>'
+        f'<div class="side"><h3>相关文书</h3><ul>{rel}</ul></div>'
+        '<div class="foot">版权所有：河东市中级人民法院 地址：河东市人民路1号 邮编：100000 '
+        '<a href="http://beian.miit.gov.cn/">京ICP备00000000号</a></div></body></html>'
+    )
+
+
+def zh_legal_pages(limit: int) -> Iterator[tuple[str, str, str, str]]:
+    """(name, text as the spider decodes it, text as Scrapy alone decodes it, gold) for real
+    passages from shared/data in court pages."""
+    from scrapy.http import HtmlResponse
+
+    from crawlers.pages import decode_html
+
+    rows = [json.loads(line) for line in ZH_LEGAL.read_text(encoding="utf-8").splitlines()]
+    rows = [r for r in rows if r["kind"] in ("judgment_passage", "case_facts")][:limit]
+    titles = [f"{r['text'][:12]}……一案" for r in rows]
+    for i, row in enumerate(rows):
+        related = [titles[(i + k) % len(titles)] for k in range(1, 6)]
+        variant = ZH_VARIANTS[i % 3]
+        meta = {"gbk-header": None, "utf8-lying-meta": "gb2312", "utf8": "utf-8"}[variant]
+        html = zh_court_page(titles[i], row["text"], related, meta)
+        body = html.encode("gbk", errors="xmlcharrefreplace") if variant == "gbk-header" else html.encode("utf-8")
+        ctype = "text/html; charset=GBK" if variant == "gbk-header" else "text/html"
+        response = HtmlResponse(f"http://court.example/ws/{i}.html", body=body, headers={"Content-Type": ctype})
+        yield f"{variant}/{i}", decode_html(response)[0], response.text, row["text"]
+
+
+ZH_VARIANTS = ("gbk-header", "utf8-lying-meta", "utf8")
+
+
+def print_zh_decoding(zh: list[tuple[str, str, str, str]]) -> None:
+    print(f"\n{'charset case':<18} {'pages':>5} {'F1 spider decoding':>19} {'F1 Scrapy response.text':>24}")
+    for variant in ZH_VARIANTS:
+        part = [p for p in zh if p[0].split("/")[0] == variant]
+        ours = sum(
+            (token_prf(g, extract_html(t, "http://court.example/")["text"]) for _, t, _, g in part), PRF(0, 0, 0)
+        )
+        scrapy = sum(
+            (token_prf(g, extract_html(t, "http://court.example/")["text"]) for _, _, t, g in part), PRF(0, 0, 0)
+        )
+        print(f"{variant:<18} {len(part):>5} {ours.f1:>19.3f} {scrapy.f1:>24.3f}")
+
+
 def quality(pages: list[tuple[str, str, str]]) -> dict[str, tuple[PRF, dict[str, float]]]:
     """Per extractor: micro-averaged counts over the pages, and F1 per page."""
     results = {}
@@ -210,6 +276,7 @@ def main() -> None:
     parser.add_argument("--articles", type=int, default=200, help="articles in the generated site")
     parser.add_argument("--real", type=Path, action="append", help="real pages, Readability test-page layout")
     parser.add_argument("--scrapinghub", type=Path, help="checkout of scrapinghub/article-extraction-benchmark")
+    parser.add_argument("--zh-pages", type=int, default=300, help="Chinese legal passages from shared/data")
     parser.add_argument("--skip-crawl", action="store_true", help="only the extraction quality tables")
     args = parser.parse_args()
 
@@ -249,6 +316,11 @@ def main() -> None:
         print_quality(
             "Scrapinghub article-extraction-benchmark", list(scrapinghub_pages(args.scrapinghub)), per_page=False
         )
+    if ZH_LEGAL.is_file():
+        zh = list(zh_legal_pages(args.zh_pages))
+        title = "real Chinese legal passages (shared/data) in generated court pages"
+        print_quality(title, [(name, html, gold) for name, html, _, gold in zh], per_page=False)
+        print_zh_decoding(zh)
     if not real_dirs and not args.scrapinghub:
         print("\n(no real pages: pass --real DIR or --scrapinghub DIR, see the docstring)")
     print_quality("hand-written legal pages (tuned on)", list(gold_pages()), per_page=False)

@@ -162,3 +162,82 @@ def test_bounded_http_cache_evicts_oldest_entries(tmp_path):
     assert storage.evicted > 0
     assert storage.retrieve_response(spider, requests[-1]) is not None  # newest kept
     assert storage.retrieve_response(spider, requests[0]) is None  # oldest evicted
+
+
+def test_decode_html_prefers_valid_utf8_over_a_lying_charset():
+    from crawlers.pages import decode_html
+
+    page = '<html><head><meta charset="gb2312"></head><body><p>本院认为，被告应当承担赔偿责任。</p></body></html>'
+    lying = HtmlResponse("http://x/a", body=page.encode("utf-8"), headers={"Content-Type": "text/html"})
+    assert decode_html(lying) == (page, "utf-8")
+    gbk = HtmlResponse("http://x/b", body=page.encode("gbk"), headers={"Content-Type": "text/html"})
+    assert decode_html(gbk) == (page, "gb18030")  # the declaration was right: GBK bytes are not UTF-8
+    header = HtmlResponse("http://x/c", body=page.encode("gbk"), headers={"Content-Type": "text/html; charset=GBK"})
+    assert decode_html(header)[0] == page
+
+
+def test_page_verdict_listing_failure_or_document():
+    from crawlers.pages import page_verdict
+
+    doc = {"text": "The appeal is dismissed with costs. " * 5, "link_line_ratio": 0.0}
+    teasers = {"text": "Some text long enough to count here.", "link_line_ratio": 0.6}
+    empty = {"text": "Home", "link_line_ratio": 0.0}
+    assert page_verdict(doc, expect_document=False) == ("document", "")
+    assert page_verdict(teasers, expect_document=False) == ("listing", "main text is mostly link texts")
+    assert page_verdict(teasers, expect_document=True) == ("document", "")  # a profile's document: a TOC is fine
+    assert page_verdict(empty, expect_document=False) == ("listing", "no main text found")
+    assert page_verdict(empty, expect_document=True) == ("failed", "no main text found")
+
+
+def test_link_line_ratio_tells_teaser_listings_from_articles():
+    from bs4 import BeautifulSoup
+
+    from crawlers.extract import link_line_ratio
+
+    html = "".join(f'<h2><a href="/a{i}">Headline {i}</a></h2><p>Summary {i}.</p>' for i in range(6))
+    soup = BeautifulSoup(html, "lxml")
+    text = "\n".join(f"Headline {i}\nSummary {i}." for i in range(6))
+    assert link_line_ratio(soup, text) == 0.5
+    assert link_line_ratio(soup, "\n".join(f"Summary {i}." for i in range(6)) + "\nHeadline 1") == 0.0
+
+
+def test_adhoc_profiles_and_their_rules(tmp_path):
+    from crawlers.profiles import adhoc_profile
+    from crawlers.spiders.legal_docs import rules_for
+
+    crawl = adhoc_profile(start_urls="https://court.example/list")
+    assert crawl.allowed_domains == ["court.example"] and crawl.listings_are_candidates
+    assert crawl.is_candidate("https://court.example/any/page") and not crawl.documents_expected
+    callbacks = [(r.callback, r.follow) for r in rules_for(crawl)]
+    assert callbacks == [("parse_page", True), ("parse_page", False), ("parse_listing", True), (None, False)]
+
+    narrowed = adhoc_profile(start_urls="https://court.example/list", documents=r"/judgments/\d+")
+    assert narrowed.documents_expected and not narrowed.is_candidate("https://court.example/list?page=2")
+
+    urls = tmp_path / "urls.txt"
+    urls.write_text("https://court.example/j/1\n", encoding="utf-8")
+    listed = adhoc_profile(urls_file=str(urls))
+    assert listed.follow == [] and [(r.callback, r.follow) for r in rules_for(listed)] == [
+        ("parse_page", False),
+        (None, False),
+    ]
+    demo = [(r.callback, r.follow) for r in rules_for(load_profile("demo"))]
+    assert demo == [("parse_listing", True), ("parse_page", False), (None, False)]
+    with pytest.raises(ProfileError, match="give one of start_urls, urls_file, sitemap"):
+        adhoc_profile(start_urls="https://a.example/", sitemap="https://a.example/sitemap.xml")
+    with pytest.raises(ProfileError, match=r"urls_file .*: no such file"):
+        adhoc_profile(urls_file=str(tmp_path / "missing.txt"))
+
+
+def test_known_documents_recognise_url_body_and_text_copies():
+    from crawlers.crawl_records import KnownDocuments, text_hash
+
+    known = KnownDocuments()
+    known.add("http://x/a", "b" * 64, text_hash("The appeal  is\ndismissed."))
+    assert known.duplicate_of("http://x/a", None, None) == ("same canonical URL", "http://x/a")
+    assert known.duplicate_of("http://x/b", "b" * 64, None) == ("same raw body", "http://x/a")
+    assert known.duplicate_of("http://x/c", "c" * 64, text_hash("The appeal is dismissed.")) == (
+        "same text",
+        "http://x/a",
+    )
+    assert known.duplicate_of("http://x/d", "d" * 64, text_hash("Another text.")) is None
