@@ -241,3 +241,27 @@ def test_known_documents_recognise_url_body_and_text_copies():
         "http://x/a",
     )
     assert known.duplicate_of("http://x/d", "d" * 64, text_hash("Another text.")) is None
+
+
+def test_an_older_catalogs_crawl_failures_table_moves_into_crawl_pages(tmp_path):
+    from corpus.catalog import Catalog
+    from corpus.store import CorpusLayout
+    from crawlers.crawl_records import ensure_tables
+
+    layout = CorpusLayout.at(tmp_path / "data")
+    with Catalog.open(layout) as cat:
+        cat.conn.execute(
+            "CREATE TABLE crawl_failures (run_id VARCHAR NOT NULL, spider VARCHAR NOT NULL, url VARCHAR NOT NULL, "
+            "stage VARCHAR NOT NULL, reason VARCHAR NOT NULL, http_status INTEGER, recorded_at TIMESTAMPTZ NOT NULL)"
+        )
+        cat.conn.execute(
+            "INSERT INTO crawl_failures VALUES ('r1', 'legal_docs', 'http://x/1', 'fetch', 'HTTP 404', 404, now())"
+        )
+        ensure_tables(cat)
+        ensure_tables(cat)  # idempotent
+        assert cat.conn.execute("SELECT url, kind, stage, reason FROM crawl_pages").fetchall() == [
+            ("http://x/1", "failed", "fetch", "HTTP 404")
+        ]
+        assert cat.conn.execute("SELECT url, stage, reason, http_status FROM crawl_failures").fetchall() == [
+            ("http://x/1", "fetch", "HTTP 404", 404)
+        ]
