@@ -15,8 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import trafilatura
-from bs4 import BeautifulSoup
-from lxml import html as lxml_html
+from parsel import Selector
 
 # Meta tags courts, gazettes and CMSes commonly use for each field, in order of trust.
 META_NAMES: dict[str, tuple[str, ...]] = {
@@ -77,36 +76,24 @@ def _clean(value: str | None) -> str | None:
     return value or None
 
 
-class _XPathTree:
-    """The lxml tree for XPath selectors, parsed only if a profile uses one."""
-
-    def __init__(self, html: str) -> None:
-        self.html = html
-        self._tree: Any = None
-
-    def get(self) -> Any:
-        if self._tree is None:
-            try:
-                self._tree = lxml_html.fromstring(self.html)
-            except (ValueError, lxml_html.etree.ParserError) as exc:
-                raise ExtractionError(f"unparseable HTML: {exc}") from exc
-        return self._tree
+def _texts(node: Selector, sep: str) -> str:
+    return sep.join(t.strip() for t in node.xpath(".//text()").getall() if t.strip())
 
 
-def select_text(soup: BeautifulSoup, tree: _XPathTree, spec: str | dict[str, str] | None) -> str | None:
+def select_text(page: Selector, spec: str | dict[str, str] | None) -> str | None:
     """Text of the first match of a CSS (``{"css": ...}`` or a bare string) or XPath selector."""
     if not spec:
         return None
     if isinstance(spec, str):
         spec = {"css": spec}
     if "css" in spec:
-        node = soup.select_one(spec["css"])
-        return node.get_text("\n", strip=True) if node is not None else None
+        found = page.css(spec["css"])
+        return _texts(found[0], "\n") if found else None
     if "xpath" in spec:
-        found = tree.get().xpath(spec["xpath"])
+        found = page.xpath(spec["xpath"])
         if not found:
             return None
-        first = found[0]
+        first = found[0].root
         return str(first) if isinstance(first, str) else first.text_content()
     raise ExtractionError(f"selector {spec!r} has neither 'css' nor 'xpath'")
 
@@ -132,13 +119,13 @@ def find_case_number(text: str) -> str | None:
     return None
 
 
-def meta_tags(soup: BeautifulSoup) -> dict[str, str]:
+def meta_tags(page: Selector) -> dict[str, str]:
     """``<meta name|property=... content=...>`` as a dict with lower-cased keys (first one wins)."""
     found: dict[str, str] = {}
-    for tag in soup.find_all("meta", content=True):
-        key = tag.get("name") or tag.get("property")
+    for tag in page.xpath("//meta[@content]"):
+        key = tag.attrib.get("name") or tag.attrib.get("property")
         if key:
-            found.setdefault(str(key).lower(), str(tag["content"]))
+            found.setdefault(key.lower(), tag.attrib["content"])
     return found
 
 
@@ -159,24 +146,23 @@ def without_title_line(text: str, heading: str | None) -> str:
     return text
 
 
-def link_line_ratio(soup: BeautifulSoup, text: str) -> float:
+def link_line_ratio(page: Selector, text: str) -> float:
     """Share of ``text``'s lines that are exactly the text of a link on the page.
 
     A listing's extracted "main text" is its teaser headlines (links) with a summary line or a
     "Read more" link each; an article's lines are paragraphs. With 3 link lines or fewer the
     ratio is 0, so an article that mentions a few link texts stays an article."""
-    anchors = {" ".join(a.get_text(" ").split()) for a in soup.find_all("a", href=True)} - {""}
+    anchors = {" ".join("".join(a.xpath(".//text()").getall()).split()) for a in page.xpath("//a[@href]")} - {""}
     lines = [" ".join(line.split()) for line in text.splitlines() if line.strip()]
     linked = sum(1 for line in lines if line in anchors)
     return linked / len(lines) if linked > 3 else 0.0
 
 
-def _lang(soup: BeautifulSoup) -> str | None:
-    root = soup.find("html")
-    value = root.get("lang") if root is not None else None
+def _lang(page: Selector) -> str | None:
+    value = page.xpath("/html/@lang").get()
     if not value:
         return None
-    return str(value).split("-")[0].split("_")[0].lower() or None
+    return value.split("-")[0].split("_")[0].lower() or None
 
 
 def extract_html(html: str, url: str, selectors: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -184,32 +170,33 @@ def extract_html(html: str, url: str, selectors: dict[str, Any] | None = None) -
     selectors = selectors or {}
     if not html.strip():
         raise ExtractionError("empty document")
-    soup = BeautifulSoup(html, "lxml")
-    tree = _XPathTree(html)
-    metas = meta_tags(soup)
+    try:
+        page = Selector(text=html)  # one lxml parse for the fields; trafilatura parses (and prunes) its own copy
+    except ValueError as exc:
+        raise ExtractionError(f"unparseable HTML: {exc}") from exc
+    metas = meta_tags(page)
+    h1 = page.xpath("//h1")
+    heading = _texts(h1[0], " ") if h1 else None
 
-    h1 = soup.find("h1")
-    heading = h1.get_text(" ", strip=True) if h1 is not None else None
-    body = select_text(soup, tree, selectors.get("body"))
+    body = select_text(page, selectors.get("body"))
     extractor = "selector"
     if body is None:
         extractor = "trafilatura"
         body = trafilatura.extract(html, url=url, output_format="txt", **TRAFILATURA_OPTIONS)
     text = without_title_line((body or "").strip(), heading)
 
-    title = select_text(soup, tree, selectors.get("title")) or _meta(metas, META_NAMES["title"]) or heading
-    if title is None and soup.title is not None:
-        title = soup.title.get_text(" ", strip=True)
-    raw_date = select_text(soup, tree, selectors.get("date")) or _meta(metas, META_NAMES["date"])
+    title = select_text(page, selectors.get("title")) or _meta(metas, META_NAMES["title"]) or heading
+    if title is None and page.xpath("//title"):
+        title = _texts(page.xpath("//title")[0], " ")
+    raw_date = select_text(page, selectors.get("date")) or _meta(metas, META_NAMES["date"])
     if raw_date is None:
-        time_tag = soup.find("time", attrs={"datetime": True})
-        raw_date = str(time_tag["datetime"]) if time_tag is not None else None
-    court = select_text(soup, tree, selectors.get("court")) or _meta(metas, META_NAMES["court"])
-    case_number = select_text(soup, tree, selectors.get("case_number")) or _meta(metas, META_NAMES["case_number"])
+        raw_date = page.xpath("//time/@datetime").get()
+    court = select_text(page, selectors.get("court")) or _meta(metas, META_NAMES["court"])
+    case_number = select_text(page, selectors.get("case_number")) or _meta(metas, META_NAMES["case_number"])
     if case_number is None:
         case_number = find_case_number(f"{title or ''}\n{text}")
-    canonical = soup.find("link", rel="canonical", href=True)
-    declared = str(canonical["href"]).strip() if canonical is not None else metas.get("og:url")
+    canonical = page.xpath("//link[contains(concat(' ', normalize-space(@rel), ' '), ' canonical ')]/@href").get()
+    declared = canonical.strip() if canonical is not None else metas.get("og:url")
 
     return Extracted(
         text=text,
@@ -218,8 +205,8 @@ def extract_html(html: str, url: str, selectors: dict[str, Any] | None = None) -
         court=_clean(court),
         case_number=_clean(case_number),
         canonical_url=declared or None,
-        lang=_lang(soup),
-        link_line_ratio=link_line_ratio(soup, text),
+        lang=_lang(page),
+        link_line_ratio=link_line_ratio(page, text),
         extractor=extractor,
     ).to_dict()
 

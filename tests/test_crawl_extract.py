@@ -190,12 +190,12 @@ def test_page_verdict_listing_failure_or_document():
 
 
 def test_link_line_ratio_tells_teaser_listings_from_articles():
-    from bs4 import BeautifulSoup
+    from parsel import Selector
 
     from crawlers.extract import link_line_ratio
 
     html = "".join(f'<h2><a href="/a{i}">Headline {i}</a></h2><p>Summary {i}.</p>' for i in range(6))
-    soup = BeautifulSoup(html, "lxml")
+    soup = Selector(text=html)
     text = "\n".join(f"Headline {i}\nSummary {i}." for i in range(6))
     assert link_line_ratio(soup, text) == 0.5
     assert link_line_ratio(soup, "\n".join(f"Summary {i}." for i in range(6)) + "\nHeadline 1") == 0.0
