@@ -239,10 +239,22 @@ def extract_pdf(data: bytes, url: str) -> dict[str, Any]:
 
 
 def extract(kind: str, payload: str | bytes, url: str, selectors: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Entry point the worker pool calls: ``kind`` is 'html' or 'pdf'."""
+    """Entry point the worker pool calls: ``kind`` is 'html', 'text' (a plain-text page: the
+    body as it is, its first line as title) or 'pdf'."""
     if kind == "html":
         assert isinstance(payload, str)
         return extract_html(payload, url, selectors)
+    if kind == "text":
+        assert isinstance(payload, str)
+        text = payload.strip()
+        first = text.splitlines()[0] if text else None
+        return Extracted(
+            text=text,
+            title=_clean(first),
+            date=normalise_date(text[:2000]),
+            case_number=find_case_number(text[:5000]),
+            extractor="plain",
+        ).to_dict()
     if kind == "pdf":
         assert isinstance(payload, bytes)
         return extract_pdf(payload, url)

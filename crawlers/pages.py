@@ -43,13 +43,17 @@ def decode_html(response: TextResponse) -> tuple[str, str]:
     return response.text, response.encoding
 
 
+HTML_TYPES = {"", "text/html", "application/xhtml+xml"}
+
+
 def payload_of(response: Response) -> tuple[str, str | bytes, str | None] | None:
-    """('pdf', bytes, None) or ('html', text, encoding) for an extractable response, None for other content."""
+    """('pdf', bytes, None), ('html' | 'text', str, encoding) for an extractable response, None for
+    other content (images, feeds, sitemaps, archives: not documents)."""
     mime = content_type(response).split(";")[0].strip().lower()
     if mime == "application/pdf" or response.body[:5] == b"%PDF-":
         return "pdf", response.body, None
-    if isinstance(response, TextResponse) and (not mime or "html" in mime or "xml" in mime or mime == "text/plain"):
-        return "html", *decode_html(response)
+    if isinstance(response, TextResponse) and mime in HTML_TYPES | {"text/plain"}:
+        return ("text" if mime == "text/plain" else "html"), *decode_html(response)
     return None
 
 

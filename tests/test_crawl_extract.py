@@ -265,3 +265,21 @@ def test_an_older_catalogs_crawl_failures_table_moves_into_crawl_pages(tmp_path)
         assert cat.conn.execute("SELECT url, stage, reason, http_status FROM crawl_failures").fetchall() == [
             ("http://x/1", "fetch", "HTTP 404", 404)
         ]
+
+
+def test_payload_by_content_type():
+    from scrapy.http import Response, TextResponse, XmlResponse
+
+    from crawlers.pages import payload_of
+
+    text = TextResponse(
+        "http://x/judgment.txt", body=b"Judgment\nThe appeal is dismissed.", headers={"Content-Type": "text/plain"}
+    )
+    kind, body, _ = payload_of(text)
+    assert kind == "text" and extract(kind, body, text.url)["title"] == "Judgment"
+    assert extract(kind, body, text.url)["extractor"] == "plain"
+    feed = XmlResponse("http://x/feed", body=b"<rss><channel/></rss>", headers={"Content-Type": "application/rss+xml"})
+    image = Response("http://x/a.png", body=b"\x89PNG", headers={"Content-Type": "image/png"})
+    assert payload_of(feed) is None and payload_of(image) is None
+    page = HtmlResponse("http://x/p", body=b"<html><p>x</p></html>", headers={"Content-Type": "application/xhtml+xml"})
+    assert payload_of(page)[0] == "html"
