@@ -25,7 +25,7 @@ class ServeProfileSite:
         spider = crawler.spider
         profile = getattr(spider, "profile", None)
         if profile is None or not profile.serve:
-            raise NotConfigured("the spider's profile serves no site")
+            raise NotConfigured  # no message: Scrapy would log a warning for every other crawl
         port = crawler.settings.getint("DEMO_SITE_PORT", 8750)
         try:
             self.server = SiteServer(profile.serve, port=port).start()
