@@ -5,7 +5,7 @@ present), seeds a fresh corpus with the first documents of the bundled legal sam
 same job (same prompts, greedy decoding, guided JSON) three times in this process:
 
 1. concurrency 1 (one request in flight: the server cannot batch),
-2. concurrency N (the server batches up to ``--max-batch`` requests per forward pass),
+2. concurrency N (the server decodes up to ``--max-batch`` requests per step),
 3. concurrency N again on the same cache: the rerun cost (zero requests expected).
 
 Each of 1 and 2 uses its own corpus root, so neither sees the other's cache. Prints requests/s,
@@ -113,8 +113,8 @@ def main() -> None:
                 before = httpx.get(f"{base}/stats").json()
                 result, wall = run(root, base, args, conc)
                 after = httpx.get(f"{base}/stats").json()
-                batches = after["batches"] - before["batches"]
-                gen_rows = after["generated_rows"] - before["generated_rows"]
+                steps = after["decode_steps"] - before["decode_steps"]  # iteration-level batching:
+                row_steps = after["row_steps"] - before["row_steps"]  # mean rows per decode step
                 s = result.stats
                 tokens = s.completion_tokens or s.cached_completion_tokens
                 rows.append(
@@ -126,7 +126,7 @@ def main() -> None:
                         s.cache_hits,
                         tokens,
                         wall,
-                        gen_rows / batches if batches else 0.0,
+                        row_steps / steps if steps else 0.0,
                     )
                 )
     finally:

@@ -5,10 +5,17 @@ files load in a second) and random-init Llama/Qwen2 models saved as HF directori
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from conftest import SAMPLE, tiny_llama
+import httpx
+from conftest import REPO, SAMPLE, free_port, tiny_llama
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 CHATML = (
@@ -43,13 +50,69 @@ def tiny_tokenizer(vocab_size: int = 400) -> Any:
     return tokenizer
 
 
-def save_tiny_model(path: Path, model: Any = None, tokenizer: Any = None, **shape: Any) -> Path:
-    """A random-init model (default: the conftest tiny Llama) with the tiny tokenizer, as a HF dir."""
+def save_tiny_model(
+    path: Path, model: Any = None, tokenizer: Any = None, *, never_eos: bool = False, **shape: Any
+) -> Path:
+    """A random-init model (default: the conftest tiny Llama) with the tiny tokenizer, as a HF dir.
+    ``never_eos`` zeroes the special tokens' rows of the (untied) output layer, so greedy decoding runs
+    until ``max_tokens``: a request as long as a test needs."""
+    import torch
+
     tokenizer = tokenizer or tiny_tokenizer()
     model = model or tiny_llama(vocab_size=len(tokenizer), **shape)
     eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    if never_eos:
+        with torch.no_grad():
+            for special in SPECIALS:  # end of turn, and the other specials (they decode to nothing)
+                model.lm_head.weight[tokenizer.convert_tokens_to_ids(special)] = 0.0
     model.config.eos_token_id = eos
     model.generation_config.eos_token_id = eos
     model.save_pretrained(path, safe_serialization=True)
     tokenizer.save_pretrained(path)
     return path
+
+
+@contextmanager
+def serve(model_dir: Path, *args: str, env: dict[str, str] | None = None, log: Path | None = None) -> Iterator[Any]:
+    """The real ``python -m training.serve`` on 127.0.0.1; yields an object with ``base`` (URL
+    without /v1) and ``proc``; stderr (the access log) goes to ``log``."""
+    port = free_port()
+    log = log or Path(os.devnull)
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "training.serve",
+                "--model",
+                str(model_dir),
+                "--port",
+                str(port),
+                "--threads",
+                "1",
+                *args,
+            ],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    server = type("Server", (), {"base": f"http://127.0.0.1:{port}", "proc": proc, "log": log})()
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode}: {log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{server.base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not start in 180 s")
+            time.sleep(0.3)
+        yield server
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)

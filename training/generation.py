@@ -1,17 +1,25 @@
-"""A batching text-generation engine over a Hugging Face causal LM.
+"""An iteration-level batching text-generation engine over a Hugging Face causal LM.
 
-Requests arrive from many asyncio handlers; one worker thread drains the queue, groups the
-requests that can share a forward pass (greedy or unseeded sampling with the same
-temperature/top_p), left-pads them and runs one ``generate`` for the group. Seeded sampling
-runs alone so a seed reproduces its output. Each row keeps its own ``max_tokens``, stop
-strings and JSON guide, so batching never changes what a request asked for.
+One worker thread owns the model and a running batch of rows, each a prompt being continued.
+Between two decode steps, waiting requests join (their prompt is prefilled on its own, then its
+KV cache is left-padded into the batch's) and finished or cancelled rows leave (their cache rows
+are dropped, and padding no row needs any more is cut). So a short request starts at the next
+step instead of waiting for the longest request of a batch, a disconnected client's row stops
+at the next step, and ``max_batch`` bounds the rows decoded together.
+
+Every row keeps its own decoding: temperature/top_p with its own seeded generator (a seed
+reproduces its output whatever it is batched with), frequency/presence penalties, stop strings,
+the JSON guide, ``max_tokens``. Text is produced incrementally (`training.detokenize`) and handed
+to an optional ``on_text`` callback as it is decoded, holding back only what could still turn
+into a stop string.
 """
 
 from __future__ import annotations
 
-import queue
+import inspect
 import threading
-import time
+import warnings
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -19,15 +27,24 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    LogitsProcessorList,
-    StoppingCriteria,
-    StoppingCriteriaList,
-)
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
+from training.detokenize import IncrementalDecoder, stop_holdback
 from training.json_guide import FlatSchema, JsonGuide, TokenClasses
+
+QUANTIZE = ("int8",)
+
+
+class QueueFullError(RuntimeError):
+    """More rows wait for a batch slot than the engine's ``max_queue``."""
+
+
+class EngineClosedError(RuntimeError):
+    """The engine is shutting down; nothing more is generated."""
+
+
+class RequestCancelledError(RuntimeError):
+    """The row was dropped before it finished (its client went away, or its time ran out)."""
 
 
 @dataclass
@@ -44,12 +61,6 @@ class GenRequest:
     frequency_penalty: float = 0.0
     presence_penalty: float = 0.0
 
-    def batch_key(self) -> tuple[Any, ...] | None:
-        """Requests with equal keys can be generated together; None means run alone."""
-        if self.temperature > 0 and self.seed is not None:
-            return None
-        return (self.temperature > 0, round(self.temperature, 6), round(self.top_p, 6))
-
 
 @dataclass
 class GenResult:
@@ -60,80 +71,92 @@ class GenResult:
 
 @dataclass
 class EngineStats:
-    requests: int = 0
-    rows: int = 0
-    batches: int = 0
+    requests: int = 0  # rows finished
+    cancelled: int = 0  # rows dropped because their client went away (or timed out)
+    steps: int = 0  # decode steps
+    row_steps: int = 0  # sum of the batch size over decode steps
     max_batch: int = 0
     generated_tokens: int = 0
 
 
-class _Stops(StoppingCriteria):
-    """Per-row stop strings and token budgets: a finished row is padded while others go on."""
+class Job:
+    """A submitted row: ``future`` gets the result, ``on_text`` (engine thread) the text as it
+    is decoded; ``cancel`` makes the engine drop the row at its next step."""
 
-    def __init__(self, tokenizer: Any, prompt_len: int, stops: list[list[str]], budgets: list[int]) -> None:
-        self.tokenizer = tokenizer
-        self.prompt_len = prompt_len
-        self.stops = stops
-        self.budgets = budgets
+    def __init__(self, request: GenRequest, on_text: Callable[[str], None] | None) -> None:
+        self.request = request
+        self.on_text = on_text
+        self.future: Future[GenResult] = Future()
+        self.cancelled = False
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
-        n = input_ids.shape[1] - self.prompt_len
-        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        for b in range(input_ids.shape[0]):
-            if n >= self.budgets[b]:
-                done[b] = True
-            elif self.stops[b]:
-                tail = self.tokenizer.decode(input_ids[b, self.prompt_len :][-32:], skip_special_tokens=True)
-                done[b] = any(s in tail for s in self.stops[b])
-        return done
+    def cancel(self) -> None:
+        self.cancelled = True
 
 
-class _Penalties:
-    """OpenAI-style frequency/presence penalties, per row, over the generated tokens only."""
+@dataclass
+class _Row:
+    job: Job
+    decoder: IncrementalDecoder
+    generator: torch.Generator | None
+    counts: torch.Tensor | None  # per-token counts of the generated tokens (penalties)
+    guide: JsonGuide | None
+    generated: list[int] = field(default_factory=list)
+    text: str = ""
+    sent: int = 0  # characters of ``text`` handed to on_text
 
-    def __init__(self, prompt_len: int, freq: list[float], pres: list[float]) -> None:
-        self.prompt_len = prompt_len
-        self.freq = torch.tensor(freq)
-        self.pres = torch.tensor(pres)
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        generated = input_ids[:, self.prompt_len :]
-        if generated.shape[1] == 0:
-            return scores
-        counts = torch.zeros_like(scores)
-        counts.scatter_add_(1, generated, torch.ones_like(generated, dtype=scores.dtype))
-        penalty = counts * self.freq[:, None].to(scores) + (counts > 0).to(scores) * self.pres[:, None].to(scores)
-        return scores - penalty
+def quantize_int8(model: Any) -> Any:
+    """Dynamic int8 linear layers (weights int8, activations quantised per batch): torch's own
+    CPU quantisation (fbgemm/oneDNN kernels); embeddings and norms stay fp32."""
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():  # torch marks the eager API as moving to torchao; it is what ships
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
 class Engine:
-    """Owns the model and the worker thread; ``submit`` is thread-safe and returns a Future."""
+    """Owns the model and the worker thread; ``submit`` is thread-safe."""
 
     def __init__(
         self,
         model_dir: Path,
         *,
         max_batch: int = 8,
-        batch_wait_s: float = 0.01,
+        max_queue: int = 64,
         device: str | None = None,
         threads: int | None = None,
+        quantize: str | None = None,
     ) -> None:
         if threads:
             torch.set_num_threads(threads)
         self.model_dir = model_dir
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if quantize not in (None, *QUANTIZE):
+            raise ValueError(f"--quantize {quantize!r}: choose one of {', '.join(QUANTIZE)}")
+        if quantize and self.device != "cpu":
+            raise ValueError(f"--quantize {quantize} is dynamic int8 for CPU inference; use --device cpu")
+        self.quantize = quantize
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
-        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(self.device).eval()
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(self.device).eval()
+        self.model = quantize_int8(model) if quantize == "int8" else model
+        params = inspect.signature(self.model.forward).parameters
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"  # the name changed in transformers 5
         self.eos_ids = self._eos_ids()
         self.max_batch = max_batch
-        self.batch_wait_s = batch_wait_s
+        self.max_queue = max_queue
         self.stats = EngineStats()
         self._classes: TokenClasses | None = None
-        self._queue: queue.Queue[tuple[GenRequest, Future[GenResult]] | None] = queue.Queue()
+        self._cv = threading.Condition()
+        self._waiting: deque[Job] = deque()
+        self._closed = False
+        self._rows: list[_Row] = []
+        self._cache: Any = None
+        self._mask: torch.Tensor | None = None  # [rows, cached positions]: 1 = a real token
         self._thread = threading.Thread(target=self._loop, name="generation", daemon=True)
         self._thread.start()
 
@@ -148,140 +171,237 @@ class Engine:
     def context_window(self) -> int:
         return int(getattr(self.model.config, "max_position_embeddings", 2048))
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def queued(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def running(self) -> int:
+        return len(self._rows)
+
     def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
         out = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
         if isinstance(out, dict) or hasattr(out, "input_ids"):
             out = out["input_ids"]
         return list(out)
 
-    def submit(self, request: GenRequest) -> Future[GenResult]:
-        future: Future[GenResult] = Future()
-        self._queue.put((request, future))
-        return future
+    def submit(self, request: GenRequest, on_text: Callable[[str], None] | None = None) -> Job:
+        return self.submit_many([request], on_text=[on_text])[0]
 
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=30)
+    def submit_many(
+        self, requests: list[GenRequest], on_text: list[Callable[[str], None] | None] | None = None
+    ) -> list[Job]:
+        """Queue rows together (all or none): `QueueFullError` when they would overfill the queue."""
+        callbacks = on_text or [None] * len(requests)
+        jobs = [Job(r, cb) for r, cb in zip(requests, callbacks, strict=True)]
+        with self._cv:
+            if self._closed:
+                raise EngineClosedError("the server is shutting down")
+            if len(self._waiting) + len(jobs) > self.max_queue:
+                raise QueueFullError(
+                    f"{len(self._waiting)} rows are waiting for a batch slot (queue limit {self.max_queue})"
+                )
+            self._waiting.extend(jobs)
+            self._cv.notify()
+        return jobs
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop after the current step; every waiting and running row fails with EngineClosedError."""
+        with self._cv:
+            self._closed = True
+            self._cv.notify()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=timeout)
 
     # -- worker ----------------------------------------------------------------------------
     def _loop(self) -> None:
-        pending: list[tuple[GenRequest, Future[GenResult]]] = []
         while True:
-            if not pending:
-                item = self._queue.get()
-                if item is None:
-                    return
-                pending.append(item)
-            deadline = time.monotonic() + self.batch_wait_s
-            while len(pending) < self.max_batch * 4:
-                try:
-                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
+            with self._cv:
+                while not self._closed and not self._waiting and not self._rows:
+                    self._cv.wait()
+                if self._closed:
                     break
-                if item is None:
-                    self._fail_all(pending, RuntimeError("engine closed"))
-                    return
-                pending.append(item)
-            batch, pending = self._take_batch(pending)
-            self._run(batch)
+                joiners: list[Job] = []
+                while self._waiting and len(self._rows) + len(joiners) < self.max_batch:
+                    joiners.append(self._waiting.popleft())
+            try:
+                for job in joiners:
+                    self._admit(job)
+                self._drop([i for i, r in enumerate(self._rows) if r.job.cancelled], cancelled=True)
+                if self._rows:
+                    self._step()
+            except Exception as exc:  # a failed forward fails its rows; the engine keeps serving
+                for row in self._rows:
+                    self._fail(row.job, exc)
+                self._rows, self._cache, self._mask = [], None, None
+        closed = EngineClosedError("the server is shutting down")
+        with self._cv:
+            waiting, self._waiting = list(self._waiting), deque()
+        for job in [*waiting, *(r.job for r in self._rows)]:
+            self._fail(job, closed)
+        self._rows, self._cache, self._mask = [], None, None
 
-    def _take_batch(
-        self, pending: list[tuple[GenRequest, Future[GenResult]]]
-    ) -> tuple[list[tuple[GenRequest, Future[GenResult]]], list[tuple[GenRequest, Future[GenResult]]]]:
-        key = pending[0][0].batch_key()
-        if key is None:
-            return pending[:1], pending[1:]
-        batch, rest = [], []
-        for item in pending:
-            if len(batch) < self.max_batch and item[0].batch_key() == key:
-                batch.append(item)
-            else:
-                rest.append(item)
-        return batch, rest
+    def _fail(self, job: Job, exc: BaseException) -> None:
+        if not job.future.done():
+            job.future.set_exception(exc)
 
-    @staticmethod
-    def _fail_all(items: list[tuple[GenRequest, Future[GenResult]]], exc: BaseException) -> None:
-        for _, fut in items:
-            if not fut.done():
-                fut.set_exception(exc)
-
-    def _run(self, batch: list[tuple[GenRequest, Future[GenResult]]]) -> None:
-        live = [(r, f) for r, f in batch if f.set_running_or_notify_cancel()]
-        if not live:
-            return
-        try:
-            results = self.generate([r for r, _ in live])
-        except BaseException as exc:  # report to every waiter, keep serving
-            self._fail_all(live, exc)
-            return
-        for (_, fut), res in zip(live, results, strict=True):
-            fut.set_result(res)
-
-    # -- one forward batch -----------------------------------------------------------------
-    def generate(self, requests: list[GenRequest]) -> list[GenResult]:
-        """Generate for requests that share a batch key (see `GenRequest.batch_key`)."""
-        tok = self.tokenizer
-        enc = tok.pad({"input_ids": [r.prompt_ids for r in requests]}, return_tensors="pt").to(self.device)
-        prompt_len = enc["input_ids"].shape[1]
-        budgets = [r.max_tokens for r in requests]
-        processors: list[Callable[..., Any]] = []
-        if any(r.frequency_penalty or r.presence_penalty for r in requests):
-            processors.append(
-                _Penalties(
-                    prompt_len,
-                    [r.frequency_penalty for r in requests],
-                    [r.presence_penalty for r in requests],
-                )
-            )
-        if any(r.schema is not None for r in requests):
-            if self._classes is None:
-                self._classes = TokenClasses(tok, self.model.get_output_embeddings().weight.shape[0])
-            processors.append(JsonGuide(tok, self._classes, [r.schema for r in requests], budgets, self.eos_ids[0]))
-        first = requests[0]
-        sample = first.temperature > 0
-        kwargs: dict[str, Any] = {"do_sample": sample}
-        if sample:
-            kwargs.update(temperature=first.temperature, top_p=first.top_p, top_k=0)
-            if first.seed is not None:
-                torch.manual_seed(first.seed)
-        else:
-            kwargs.update(temperature=None, top_p=None, top_k=None)
+    def _forward(self, input_ids: torch.Tensor, cache: Any, **kwargs: Any) -> tuple[torch.Tensor, Any]:
         with torch.inference_mode():
-            out = self.model.generate(
-                **enc,
-                max_new_tokens=max(budgets),
-                logits_processor=LogitsProcessorList(processors),
-                stopping_criteria=StoppingCriteriaList([_Stops(tok, prompt_len, [r.stop for r in requests], budgets)]),
-                eos_token_id=self.eos_ids,
-                pad_token_id=tok.pad_token_id,
-                **kwargs,
-            )
-        results = [self._finish(r, out[b, prompt_len:].tolist()) for b, r in enumerate(requests)]
-        self.stats.requests += len(requests)
-        self.stats.batches += 1
-        self.stats.max_batch = max(self.stats.max_batch, len(requests))
-        self.stats.generated_tokens += sum(r.completion_tokens for r in results)
-        return results
+            out = self.model(input_ids=input_ids, use_cache=True, logits_to_keep=1, **{self._cache_kw: cache}, **kwargs)
+        return out.logits[:, -1, :].float(), getattr(out, self._cache_kw)
 
-    def _finish(self, request: GenRequest, ids: list[int]) -> GenResult:
-        """Cut a row at EOS, its budget or its first stop string; count the tokens it used."""
-        ids = ids[: request.max_tokens]
-        reason = "length"
-        for i, t in enumerate(ids):
-            if t in self.eos_ids:
-                ids, reason = ids[: i + 1], "stop"
-                break
-        text = self.tokenizer.decode(ids, skip_special_tokens=True)
-        if request.stop:
-            cut = min((p for p in (text.find(s) for s in request.stop) if p >= 0), default=-1)
-            if cut >= 0:
-                text, reason = text[:cut], "stop"
-                ids = self._tokens_covering(ids, cut)
-        return GenResult(text=text, completion_tokens=len(ids), finish_reason=reason)
+    def _admit(self, job: Job) -> None:
+        """Prefill one prompt, take its first token, and add it to the batch unless it is done."""
+        if job.cancelled:
+            self._cancelled(job)
+            return
+        req = job.request
+        logits, cache = self._forward(torch.tensor([req.prompt_ids], device=self.device), DynamicCache())
+        row = self._new_row(job)
+        if self._accept(row, self._sample(row, logits[0], req.prompt_ids[-1])):
+            return
+        length = len(req.prompt_ids)
+        layers = [(layer.keys, layer.values) for layer in cache.layers]
+        if not self._rows:
+            self._cache, self._mask = cache, torch.ones(1, length, dtype=torch.long, device=self.device)
+        else:
+            width = max(self._mask.shape[1], length)
+            for layer, (k, v) in zip(self._cache.layers, layers, strict=True):
+                layer.keys = torch.cat([_pad_left(layer.keys, width), _pad_left(k, width)])
+                layer.values = torch.cat([_pad_left(layer.values, width), _pad_left(v, width)])
+            new_mask = torch.ones(1, length, dtype=torch.long, device=self.device)
+            self._mask = torch.cat([_pad_left(self._mask, width), _pad_left(new_mask, width)])
+        self._rows.append(row)
 
-    def _tokens_covering(self, ids: list[int], chars: int) -> list[int]:
-        """The shortest prefix of ``ids`` whose text reaches ``chars`` characters (the stop)."""
-        for n in range(1, len(ids) + 1):
-            if len(self.tokenizer.decode(ids[:n], skip_special_tokens=True)) > chars:
-                return ids[:n]
-        return ids
+    def _new_row(self, job: Job) -> _Row:
+        req = job.request
+        generator = None
+        if req.temperature > 0 and req.seed is not None:
+            generator = torch.Generator(device=self.device).manual_seed(req.seed)
+        counts = None
+        if req.frequency_penalty or req.presence_penalty:
+            counts = torch.zeros(self._vocab(), device=self.device)
+        guide = None
+        if req.schema is not None:
+            if self._classes is None:
+                self._classes = TokenClasses(self.tokenizer, self._vocab())
+            guide = JsonGuide(self.tokenizer, self._classes, [req.schema], [req.max_tokens], self.eos_ids[0])
+        return _Row(job, IncrementalDecoder(self.tokenizer), generator, counts, guide)
+
+    def _vocab(self) -> int:
+        return int(self.model.config.vocab_size)
+
+    def _step(self) -> None:
+        """One decode step for every running row, then let finished rows leave."""
+        assert self._mask is not None
+        rows = self._rows
+        last = torch.tensor([[r.generated[-1]] for r in rows], device=self.device)
+        positions = self._mask.sum(dim=1, keepdim=True)
+        mask = torch.cat([self._mask, torch.ones(len(rows), 1, dtype=torch.long, device=self.device)], dim=1)
+        logits, self._cache = self._forward(last, self._cache, attention_mask=mask, position_ids=positions)
+        self._mask = mask
+        self.stats.steps += 1
+        self.stats.row_steps += len(rows)
+        self.stats.max_batch = max(self.stats.max_batch, len(rows))
+        done = [b for b, row in enumerate(rows) if self._accept(row, self._sample(row, logits[b], row.generated[-1]))]
+        self._drop(done)
+
+    def _drop(self, indices: list[int], *, cancelled: bool = False) -> None:
+        """Remove rows (finished, or ``cancelled``) from the batch and cut padding no row needs."""
+        if not indices:
+            return
+        if cancelled:
+            for i in indices:
+                self._cancelled(self._rows[i].job)
+        leaving = set(indices)
+        keep = [i for i in range(len(self._rows)) if i not in leaving]
+        self._rows = [self._rows[i] for i in keep]
+        if not keep:
+            self._cache, self._mask = None, None
+            return
+        assert self._mask is not None
+        index = torch.tensor(keep, device=self.device)
+        mask = self._mask.index_select(0, index)
+        start = int((mask.sum(dim=0) > 0).nonzero()[0])  # leading columns that are padding in every row
+        self._mask = mask[:, start:]
+        for layer in self._cache.layers:
+            layer.keys = layer.keys.index_select(0, index)[:, :, start:]
+            layer.values = layer.values.index_select(0, index)[:, :, start:]
+
+    def _cancelled(self, job: Job) -> None:
+        self.stats.cancelled += 1
+        self._fail(job, RequestCancelledError("the request was cancelled"))
+
+    # -- one row ---------------------------------------------------------------------------
+    def _sample(self, row: _Row, logits: torch.Tensor, previous: int) -> int:
+        req = row.job.request
+        if row.counts is not None:
+            logits = logits - row.counts * req.frequency_penalty - (row.counts > 0).to(logits) * req.presence_penalty
+        if row.guide is not None:
+            logits = row.guide(torch.tensor([[previous]]), logits[None].clone())[0]
+        if req.temperature <= 0:
+            return int(logits.argmax())
+        probs = torch.softmax(logits / req.temperature, dim=-1)
+        if req.top_p < 1:
+            sorted_probs, order = probs.sort(descending=True)
+            sorted_probs[(sorted_probs.cumsum(0) - sorted_probs) >= req.top_p] = 0  # keep the smallest nucleus
+            return int(order[torch.multinomial(sorted_probs, 1, generator=row.generator)])
+        return int(torch.multinomial(probs, 1, generator=row.generator))
+
+    def _accept(self, row: _Row, token: int) -> bool:
+        """Take ``token`` into the row; True when the row is finished (its future is then set)."""
+        req = row.job.request
+        row.generated.append(token)
+        self.stats.generated_tokens += 1
+        if row.counts is not None:
+            row.counts[token] += 1
+        if token in self.eos_ids:
+            return self._finish(row, "stop", row.decoder.flush())
+        before = len(row.text)
+        row.text += row.decoder.push(token)
+        if self._cut_at_stop(row, before):
+            return self._finish(row, "stop", "")
+        if len(row.generated) >= req.max_tokens or len(req.prompt_ids) + len(row.generated) >= self.context_window:
+            return self._finish(row, "length", row.decoder.flush())
+        self._emit(row, len(row.text) - stop_holdback(row.text, req.stop))
+        return False
+
+    def _cut_at_stop(self, row: _Row, scanned: int) -> bool:
+        """Cut ``row.text`` at the first stop string that appears in what came after ``scanned``."""
+        hits = [p for s in row.job.request.stop if (p := row.text.find(s, max(0, scanned - len(s) + 1))) >= 0]
+        if not hits:
+            return False
+        row.text = row.text[: min(hits)]
+        return True
+
+    def _emit(self, row: _Row, upto: int) -> None:
+        if upto > row.sent and row.job.on_text is not None:
+            row.job.on_text(row.text[row.sent : upto])
+        row.sent = max(row.sent, upto)
+
+    def _finish(self, row: _Row, reason: str, tail: str) -> bool:
+        if tail:
+            before = len(row.text)
+            row.text += tail
+            if self._cut_at_stop(row, before):
+                reason = "stop"
+        self._emit(row, len(row.text))
+        self.stats.requests += 1
+        if not row.job.future.done():
+            row.job.future.set_result(GenResult(row.text, len(row.generated), reason))
+        return True
+
+
+def _pad_left(t: torch.Tensor, width: int) -> torch.Tensor:
+    """Zero-pad dimension -2 of a KV tensor [rows, heads, positions, dim] (or -1 of a mask) to ``width``."""
+    dim = -1 if t.dim() == 2 else -2
+    missing = width - t.shape[dim]
+    if missing <= 0:
+        return t
+    shape = list(t.shape)
+    shape[dim] = missing
+    return torch.cat([torch.zeros(shape, dtype=t.dtype, device=t.device), t], dim=dim)
