@@ -1,13 +1,15 @@
 """The DuckDB catalog at ``<root>/catalog.duckdb``: runs, shards, step stats and SQL views.
 
-Users audit a corpus with plain SQL against this file (``duckdb data/catalog.duckdb``). Only
-the driver process of a job writes here, and it opens the file briefly per operation so a
-crawl and a build can take turns.
+Users audit a corpus with plain SQL against this file (``python -m corpus.remote sql data
+"SQL"``). Only the driver process of a job writes here, and it opens the file briefly per
+operation so a crawl and a build can take turns; a build writes once, at its end.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import sys
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -47,6 +49,13 @@ CREATE TABLE IF NOT EXISTS shards (
     checksum VARCHAR NOT NULL,
     created_at TIMESTAMPTZ NOT NULL
 );
+CREATE TABLE IF NOT EXISTS run_inputs (
+    run_id VARCHAR NOT NULL,
+    path VARCHAR NOT NULL,
+    rows BIGINT NOT NULL,
+    checksum VARCHAR NOT NULL,
+    PRIMARY KEY (run_id, path)
+);
 CREATE TABLE IF NOT EXISTS step_stats (
     run_id VARCHAR NOT NULL,
     step_index INTEGER NOT NULL,
@@ -59,9 +68,32 @@ CREATE TABLE IF NOT EXISTS step_stats (
     drops MAP(VARCHAR, BIGINT),
     PRIMARY KEY (run_id, step_index)
 );
+ALTER TABLE step_stats ADD COLUMN IF NOT EXISTS wall_seconds DOUBLE;
+ALTER TABLE step_stats ADD COLUMN IF NOT EXISTS tasks INTEGER;
+ALTER TABLE step_stats ADD COLUMN IF NOT EXISTS reused_tasks INTEGER;
 """
 
 STAGES = ("raw", "final", "rejects")
+LOCK_WAIT_S = 60.0  # how long opening the catalog waits for another process's lock
+
+
+class CatalogLockedError(RuntimeError):
+    """Another process holds the catalog file; the message names it and says what to do."""
+
+
+def lock_holder(message: str) -> str:
+    """``process 1734 (python notebook.py)`` from DuckDB's lock error, as far as it can be told."""
+    found = re.search(r"\(PID (\d+)\)", message)
+    if not found:
+        return "another process"
+    pid = int(found.group(1))
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        program = re.search(r"lock is held in (.+?) \(PID", message)
+        cmdline = program.group(1) if program else ""
+    cmdline = cmdline if len(cmdline) <= 80 else cmdline[:79] + "…"
+    return f"process {pid}" + (f" ({cmdline})" if cmdline else "")
 
 
 @dataclass(frozen=True)
@@ -91,7 +123,22 @@ class ShardRecord:
 
 
 @dataclass(frozen=True)
+class RunInfo:
+    """A run as the catalog records it (``kind`` is the run id's prefix)."""
+
+    run_id: str
+    started_at: datetime
+    command: str
+    config: dict[str, Any] | None = None
+    config_hash: str | None = None
+
+
+@dataclass(frozen=True)
 class StepStatRow:
+    """One stage of a build. ``seconds`` is task time summed over workers (including tasks an
+    earlier, interrupted run of the same plan finished: ``reused_tasks`` of ``tasks``);
+    ``wall_seconds`` is the time this run spent on the stage."""
+
     step_index: int
     step: str
     docs_in: int
@@ -100,6 +147,9 @@ class StepStatRow:
     bytes_out: int
     seconds: float
     drops: dict[str, int]
+    wall_seconds: float = 0.0
+    tasks: int = 0
+    reused_tasks: int = 0
 
 
 def _arrow_to_duckdb(type_str: str) -> str:
@@ -126,19 +176,34 @@ class Catalog:
         self.conn = conn
         self.layout = layout
         self.shard_base = shard_base  # a URL the views read shards from instead of the root (corpus.remote)
+        self._in_transaction = False
 
     @classmethod
     @contextmanager
-    def open(cls, layout: CorpusLayout, *, read_only: bool = False, timeout_s: float = 60.0) -> Iterator[Catalog]:
+    def open(
+        cls, layout: CorpusLayout, *, read_only: bool = False, timeout_s: float | None = None
+    ) -> Iterator[Catalog]:
+        """Connect, waiting up to ``timeout_s`` (default `LOCK_WAIT_S`) for another process's lock:
+        a writer excludes everyone, a reader excludes writers. Says once on stderr who it waits for."""
         layout.root.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + timeout_s
+        deadline = time.monotonic() + (LOCK_WAIT_S if timeout_s is None else timeout_s)
+        said = False
         while True:
             try:
                 conn = duckdb.connect(str(layout.catalog), read_only=read_only)
                 break
-            except duckdb.IOException as exc:  # another process holds the write lock
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower():
                     raise
+                holder = lock_holder(str(exc))
+                if time.monotonic() > deadline:
+                    raise CatalogLockedError(
+                        f"{layout.catalog} is held open by {holder}: close that connection (or stop the "
+                        "process) and run again; nothing was written"
+                    ) from None
+                if not said:
+                    print(f"waiting for {layout.catalog}, held open by {holder} ...", file=sys.stderr, flush=True)
+                    said = True
                 time.sleep(0.2)
         try:
             catalog = cls(conn, layout)
@@ -149,14 +214,49 @@ class Catalog:
             conn.close()
 
     # -- runs -------------------------------------------------------------------------------
+    @staticmethod
+    def new_run_id(kind: str) -> str:
+        return f"{kind}-{utc_now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+
     def start_run(self, kind: str, *, command: str, config: dict[str, Any] | None, config_hash: str | None) -> str:
-        run_id = f"{kind}-{utc_now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+        run_id = self.new_run_id(kind)
+        return self.insert_run(RunInfo(run_id, utc_now(), command, config, config_hash))
+
+    def insert_run(self, run: RunInfo, status: str = "running", *, error: str | None = None) -> str:
+        """Insert ``run``; a run recorded only when it ends gives its final ``status`` here."""
+        now = utc_now()
         self.conn.execute(
-            "INSERT INTO runs (run_id, kind, command, config_hash, config, status, started_at) "
-            "VALUES (?, ?, ?, ?, ?, 'running', ?)",
-            [run_id, kind, command, config_hash, json.dumps(config, default=str) if config else None, utc_now()],
+            "INSERT INTO runs (run_id, kind, command, config_hash, config, status, started_at, finished_at, seconds, "
+            "error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                run.run_id,
+                run.run_id.split("-", 1)[0],
+                run.command,
+                run.config_hash,
+                json.dumps(run.config, default=str) if run.config else None,
+                status,
+                run.started_at,
+                None if status == "running" else now,
+                None if status == "running" else (now - run.started_at).total_seconds(),
+                error,
+            ],
         )
-        return run_id
+        return run.run_id
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Everything inside commits together, or not at all."""
+        self.conn.execute("BEGIN")
+        self._in_transaction = True
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+        finally:
+            self._in_transaction = False
 
     def finish_run(
         self,
@@ -185,10 +285,19 @@ class Catalog:
 
     def replace_stage(self, stage: str, run_id: str, records: Iterable[ShardRecord]) -> None:
         """Final shards and rejects belong to the latest successful build: swap them whole."""
-        self.conn.execute("BEGIN")
+        if not self._in_transaction:
+            with self.transaction():
+                return self.replace_stage(stage, run_id, records)
         self.conn.execute("DELETE FROM shards WHERE stage = ?", [stage])
         self.register_shards(run_id, records)
-        self.conn.execute("COMMIT")
+        return None
+
+    def record_inputs(self, run_id: str, records: Iterable[ShardRecord]) -> None:
+        """The raw shards a build read: its accounting is over these, not over raw data that
+        arrived later (a crawl waiting for the next build)."""
+        rows = [(run_id, r.path, r.rows, r.checksum) for r in records]
+        if rows:
+            self.conn.executemany("INSERT OR REPLACE INTO run_inputs VALUES (?, ?, ?, ?)", rows)
 
     def shard_records(self, stage: str) -> list[ShardRecord]:
         rows = self.conn.execute(
@@ -206,7 +315,9 @@ class Catalog:
     def record_step_stats(self, run_id: str, rows: Iterable[StepStatRow]) -> None:
         for r in rows:
             self.conn.execute(
-                "INSERT OR REPLACE INTO step_stats VALUES (?, ?, ?, ?, ?, ?, ?, ?, MAP(?::VARCHAR[], ?::BIGINT[]))",
+                "INSERT OR REPLACE INTO step_stats (run_id, step_index, step, docs_in, docs_out, bytes_in, bytes_out, "
+                "seconds, drops, wall_seconds, tasks, reused_tasks) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, MAP(?::VARCHAR[], ?::BIGINT[]), ?, ?, ?)",
                 [
                     run_id,
                     r.step_index,
@@ -218,6 +329,9 @@ class Catalog:
                     r.seconds,
                     list(r.drops),
                     list(r.drops.values()),
+                    r.wall_seconds,
+                    r.tasks,
+                    r.reused_tasks,
                 ],
             )
 

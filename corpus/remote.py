@@ -221,25 +221,45 @@ def open_remote_catalog(uri: str) -> duckdb.DuckDBPyConnection:
     return conn
 
 
+def open_catalog(root: str) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to the catalog of a local root, or `open_remote_catalog` for a URL."""
+    if is_remote(root):
+        return open_remote_catalog(root)
+    path = Path(root) / "catalog.duckdb"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no catalog (build the corpus first: python -m pipelines.build)")
+    return duckdb.connect(str(path), read_only=True)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m corpus.remote pull|push URL`` or ``python -m corpus.remote sql URL "SELECT ..."``."""
+    """``python -m corpus.remote pull|push URL`` or ``python -m corpus.remote sql ROOT "SELECT ..."``
+    (ROOT a local corpus root or a URL)."""
     import argparse
     import sys
 
     p = argparse.ArgumentParser(prog="python -m corpus.remote", description=__doc__.splitlines()[0])
     p.add_argument("action", choices=["pull", "push", "sql"])
-    p.add_argument("url", help="corpus root URL, e.g. s3://bucket/prefix")
+    p.add_argument("url", help="corpus root URL, e.g. s3://bucket/prefix (for sql also a local root, e.g. data)")
     p.add_argument("query", nargs="?", help="SQL for 'sql' (views documents, raw_documents, rejects; all tables)")
     args = p.parse_args(argv)
     if args.action == "sql":
         if not args.query:
             p.error("sql needs a query")
-        conn = open_remote_catalog(args.url)
-        cur = conn.execute(args.query)
+        try:
+            conn = open_catalog(args.url)
+            cur = conn.execute(args.query)
+        except (FileNotFoundError, duckdb.Error) as exc:
+            print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+            return 1
         print("\t".join(d[0] for d in cur.description))
         for row in cur.fetchall():
             print("\t".join("" if v is None else str(v) for v in row))
         return 0
+    if not is_remote(args.url):
+        print(
+            f"error: {args.action} needs a URL (e.g. s3://bucket/prefix); {args.url!r} is a local path", file=sys.stderr
+        )
+        return 2
     remote = RemoteRoot(args.url)
     stats = remote.pull() if args.action == "pull" else remote.push()
     print(f"{args.action} {remote.uri} <-> {remote.mirror}: {stats}", file=sys.stderr)

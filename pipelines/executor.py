@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, Protocol, TypeVar
 
+from pipelines.lifeline import Lifeline, die_with_parent
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -36,6 +38,12 @@ def limit_threads(threads: int) -> None:
         os.environ.setdefault(name, str(threads))
 
 
+def init_worker(driver: int, threads: int) -> None:
+    """A pool worker exits with the driver (even a SIGKILLed one) and gets its share of the cores."""
+    die_with_parent(driver)
+    limit_threads(threads)
+
+
 def ray_thread_env(workers: int) -> dict[str, Any]:
     """Ray sets OMP_NUM_THREADS per task; Polars needs telling too (see `limit_threads`)."""
     return {"env_vars": {"POLARS_MAX_THREADS": str(max(1, (os.cpu_count() or 1) // max(1, workers)))}}
@@ -52,8 +60,8 @@ class LocalExecutor:
             self._pool = ProcessPoolExecutor(
                 self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=limit_threads,
-                initargs=(threads,),
+                initializer=init_worker,
+                initargs=(os.getpid(), threads),
             )
         return self._pool
 
@@ -95,7 +103,8 @@ class RayExecutor:
     Tasks are idempotent (atomic outputs, done-markers written last), so a retry after a
     killed worker rewrites the same bytes and the output has every document exactly once.
     Connects to ``address`` (``ray://...`` or ``auto``) or starts a local cluster with
-    ``workers`` CPUs that it shuts down on ``close``.
+    ``workers`` CPUs that it shuts down on ``close``, and that a `Lifeline` kills if the driver
+    dies without closing it.
     """
 
     def __init__(self, workers: int = 1, address: str | None = None, max_retries: int = 3) -> None:
@@ -104,11 +113,13 @@ class RayExecutor:
         self.workers = max(1, workers)
         self.max_retries = max_retries
         self._owns_cluster = False
+        self._lifeline: Lifeline | None = None
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
             if address:
                 ray.init(address=address, **kwargs)
             else:
+                self._lifeline = Lifeline()
                 ray.init(num_cpus=self.workers, runtime_env=ray_thread_env(self.workers), **kwargs)
                 self._owns_cluster = True
             self.workers = max(1, int(ray.cluster_resources().get("CPU", self.workers)))
@@ -141,6 +152,9 @@ class RayExecutor:
 
         if self._owns_cluster and ray.is_initialized():
             ray.shutdown()
+        if self._lifeline is not None:
+            self._lifeline.close()
+            self._lifeline = None
 
 
 def make_executor(name: str, workers: int, *, address: str | None = None) -> Executor:

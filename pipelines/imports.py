@@ -11,6 +11,7 @@ import gzip
 import json
 import re
 import shutil
+import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,10 +61,10 @@ def to_row(record: dict[str, Any], default_source: str, where: str) -> dict[str,
     if "text" not in record:
         raise InputError(f"{where}: record has no 'text' field (fields: {', '.join(sorted(record)) or 'none'})")
     text = record["text"]
-    if text is None:
+    if text is None:  # the rule: no value is an empty document (rejected as empty_text), a non-string an error
         text = ""
     if not isinstance(text, str):
-        raise InputError(f"{where}: 'text' must be a string, got {type(text).__name__}")
+        raise InputError(f"{where}: 'text' must be a string or null, got {type(text).__name__} {text!r:.40}")
     meta = record.get("meta")
     if isinstance(meta, str):
         try:
@@ -90,7 +91,7 @@ def _jsonl_records(path: Path, default_source: str) -> Iterator[list[dict[str, A
     opener = gzip.open if path.name.endswith(".gz") else open
     batch: list[dict[str, Any]] = []
     with opener(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
+        for lineno, raw in _lines(fh, path):
             where = f"{path}:{lineno}"
             try:
                 line = raw.decode("utf-8")
@@ -110,6 +111,16 @@ def _jsonl_records(path: Path, default_source: str) -> Iterator[list[dict[str, A
                 batch = []
     if batch:
         yield batch
+
+
+def _lines(fh: Any, path: Path) -> Iterator[tuple[int, bytes]]:
+    """Numbered lines; a cut-off or damaged ``.gz`` stream is an error naming the file and line."""
+    lineno = 0
+    try:
+        for lineno, raw in enumerate(fh, start=1):
+            yield lineno, raw
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise InputError(f"{path}: truncated or corrupt gzip data after line {lineno} ({exc})") from None
 
 
 def _parquet_records(path: Path, default_source: str) -> Iterator[list[dict[str, Any]]]:
@@ -143,6 +154,8 @@ def import_file(
 ) -> list[ShardRecord]:
     """Import one file into ``raw/import/<stem>-<checksum>/``; returns the shards written (or
     already there from an earlier import of the same bytes)."""
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory; give the input files themselves (e.g. {path}/*.jsonl)")
     if not path.is_file():
         raise InputError(f"{path}: input file not found")
     default_source = source or f"import:{slug(_stem(path))}"

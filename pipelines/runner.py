@@ -8,10 +8,13 @@ work. Final shards and rejects are written to staging directories and swapped in
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import json
 import shutil
+import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,8 +24,8 @@ import polars as pl
 import pyarrow as pa
 from tqdm import tqdm
 
-from corpus.catalog import Catalog, ShardRecord, StepStatRow
-from corpus.schema import REJECT_SCHEMA, document_schema
+from corpus.catalog import Catalog, CatalogLockedError, RunInfo, ShardRecord, StepStatRow
+from corpus.schema import REJECT_SCHEMA, document_schema, utc_now
 from corpus.store import CorpusLayout, replace_dir, write_bytes
 from pipelines.config import BuildConfig, SourceSpec
 from pipelines.executor import Executor, make_executor
@@ -95,33 +98,45 @@ def build_lock(layout: CorpusLayout) -> Iterator[None]:
 
 
 def run_build(cfg: BuildConfig, *, command: str = "", force: bool = False, progress: bool = True) -> BuildResult:
-    """Run a whole build, recording it in the catalog; a failure is recorded, then re-raised."""
+    """Run a whole build, recording it in the catalog; a failure is recorded, then re-raised.
+
+    The catalog is only read at the start (a reader elsewhere does not block that) and written
+    once at the end, so a notebook holding it open delays a build by the least possible."""
     layout = CorpusLayout.at(cfg.root)
     with build_lock(layout):
-        with Catalog.open(layout) as cat:
-            cat.conn.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running' AND kind = 'build'")
-            run_id = cat.start_run("build", command=command, config=cfg.to_dict(), config_hash=cfg.steps_hash())
+        run = RunInfo(Catalog.new_run_id("build"), utc_now(), command, cfg.to_dict(), cfg.steps_hash())
         executor = make_executor(cfg.executor, cfg.workers, address=cfg.ray_address)
         try:
             if force:
                 shutil.rmtree(layout.work, ignore_errors=True)
-            result = Build(cfg, layout, run_id, executor, progress).run()
+            result = Build(cfg, layout, run, executor, progress).run()
         except BaseException as exc:
-            with Catalog.open(layout) as cat:
-                cat.finish_run(run_id, status="failed", error=f"{type(exc).__name__}: {exc}")
+            _record_failure(layout, run, exc)
             raise
         finally:
             executor.close()
     return result
 
 
+def _record_failure(layout: CorpusLayout, run: RunInfo, exc: BaseException) -> None:
+    if isinstance(exc, CatalogLockedError):
+        return  # the error says it all, and the catalog is still held
+    try:
+        with Catalog.open(layout) as cat:
+            cat.insert_run(run, "failed", error=f"{type(exc).__name__}: {exc}")
+    except CatalogLockedError as locked:  # the build's own error matters more; say why it is not recorded
+        print(f"warning: the failed run is not recorded in the catalog: {locked}", file=sys.stderr)
+
+
 class Build:
-    def __init__(self, cfg: BuildConfig, layout: CorpusLayout, run_id: str, executor: Executor, progress: bool):
+    def __init__(self, cfg: BuildConfig, layout: CorpusLayout, run: RunInfo, executor: Executor, progress: bool):
         self.cfg = cfg
         self.layout = layout
-        self.run_id = run_id
+        self.run_info = run
+        self.run_id = run.run_id
         self.executor = executor
         self.progress = progress
+        self.imported: list[ShardRecord] = []
 
     def run(self) -> BuildResult:
         raw = self.import_sources(self.cfg.sources)
@@ -139,17 +154,21 @@ class Build:
             stats = self.run_step(i, step, prev_dir, step_dir, document_schema(added))
             stages.append(StageResult(i, step.name, step_dir, stats))
             prev_dir, prev_hash = step_dir, step_hash
-        return self.publish(stages, document_schema(added))
+        return self.publish(raw, stages, document_schema(added))
 
     # -- sources and ingest ----------------------------------------------------------------
     def import_sources(self, sources: list[SourceSpec]) -> list[ShardRecord]:
-        with Catalog.open(self.layout) as cat:
-            for spec in sources:
-                records = import_file(
-                    spec.path, self.layout, source=spec.source, shard_bytes=int(self.cfg.work_shard_mb * MB)
-                )
-                cat.register_shards(self.run_id, records)
-            records = cat.shard_records("raw")
+        """Import the config's and the command line's files (registered in the catalog at the end,
+        with the run) and list every raw shard: the catalog's and the imported ones."""
+        for spec in sources:
+            self.imported += import_file(
+                spec.path, self.layout, source=spec.source, shard_bytes=int(self.cfg.work_shard_mb * MB)
+            )
+        listed: list[ShardRecord] = []
+        if self.layout.catalog.exists():
+            with Catalog.open(self.layout, read_only=True) as cat:
+                listed = cat.shard_records("raw")
+        records = sorted({r.path: r for r in [*listed, *self.imported]}.values(), key=lambda r: r.path)
         missing = [r.path for r in records if not (self.layout.root / r.path).exists()]
         if missing:
             raise BuildError(f"raw shards listed in the catalog are missing on disk: {', '.join(missing[:5])}")
@@ -162,6 +181,7 @@ class Build:
         three phases (`pipelines.ingest`), resumable task by task."""
         fingerprint = _hash([(r.path, r.checksum) for r in raw], self.cfg.work_shard_mb)
         out = self.layout.work / f"00-ingest-{fingerprint}"
+        clock = _StageClock(out)
         paths = tuple(self.layout.root / r.path for r in raw)
         parts = partitions_for(len(paths))
         for phase, count, unit in (
@@ -185,11 +205,12 @@ class Build:
             self._run_tasks(tasks, f"ingest ({phase})", run_ingest_task, unit=unit)
         stats = [json.loads(ingest_done(out, "write", k).read_text()) for k in range(len(paths))]
         extra = [json.loads(p.read_text())["seconds"] for p in (out / "done").glob("[ir]*.json")]  # ids, repeats
-        return out, _stat_row(0, "ingest", stats, extra_seconds=sum(extra))
+        return out, clock.stop(_stat_row(0, "ingest", stats, extra_seconds=sum(extra)))
 
     # -- steps -----------------------------------------------------------------------------
     def run_step(self, index: int, step: Step, in_dir: Path, step_dir: Path, schema: pa.Schema) -> StepStatRow:
         step_dir.mkdir(parents=True, exist_ok=True)
+        clock = _StageClock(step_dir)
         inputs = sorted(in_dir.glob("part-*.parquet"))
         label = f"{index}/{len(self.cfg.steps)} {step.name}"
 
@@ -213,7 +234,7 @@ class Build:
                 *step_dir.glob("merge/done-*"),
             ]
         ]
-        return _stat_row(index, step.name, stats, extra_seconds=sum(extra))
+        return clock.stop(_stat_row(index, step.name, stats, extra_seconds=sum(extra)))
 
     def _reduce(self, step: GlobalStep, n_shards: int, step_dir: Path, label: str) -> None:
         """The reduce runs as executor tasks (one per partition), never inline on the driver."""
@@ -255,7 +276,7 @@ class Build:
         return results
 
     # -- publish ---------------------------------------------------------------------------
-    def publish(self, stages: list[StageResult], schema: pa.Schema) -> BuildResult:
+    def publish(self, raw: list[ShardRecord], stages: list[StageResult], schema: pa.Schema) -> BuildResult:
         """Write final shards (Hive-partitioned) and rejects as executor tasks (`pipelines.publish`),
         swap them in, update the catalog."""
         final_schema = pa.schema([f for f in schema if f.name not in PARTITION_COLUMNS], metadata=schema.metadata)
@@ -309,14 +330,17 @@ class Build:
         if docs_out + docs_rejected != docs_in:
             raise BuildError(f"accounting: {docs_in} documents in, {docs_out} out + {docs_rejected} rejected")
 
-        replace_dir(shards_staging, self.layout.shards)
-        replace_dir(rejects_staging, self.layout.rejects)
-        shutil.rmtree(out, ignore_errors=True)  # the split copy: published now
         final = [self._record(p, "final", f, shards_staging) for p, f in final_rows]
         rejected = [self._record(p, "rejects", f, rejects_staging) for p, f in reject_rows]
-        with Catalog.open(self.layout) as cat:
+        # the catalog first: if another process holds it, nothing is swapped in and a rerun resumes
+        with Catalog.open(self.layout) as cat, cat.transaction():
+            replace_dir(shards_staging, self.layout.shards)
+            replace_dir(rejects_staging, self.layout.rejects)
+            cat.insert_run(self.run_info)
+            cat.register_shards(self.run_id, self.imported)
             cat.replace_stage("final", self.run_id, final)
             cat.replace_stage("rejects", self.run_id, rejected)
+            cat.record_inputs(self.run_id, raw)
             cat.record_step_stats(self.run_id, [s.stats for s in stages])
             for table, paths in _side_tables(stages).items():
                 cat.replace_table_from_parquet(table, paths)
@@ -324,6 +348,7 @@ class Build:
             cat.finish_run(
                 self.run_id, status="succeeded", docs_in=docs_in, docs_out=docs_out, docs_rejected=docs_rejected
             )
+        shutil.rmtree(out, ignore_errors=True)  # the split copy: published now
         self._collect_garbage({s.directory for s in stages})
         return BuildResult(
             self.run_id, docs_in, docs_out, docs_rejected, stages, [self.layout.root / r.path for r in final]
@@ -342,6 +367,24 @@ class Build:
         for d in self.layout.work.iterdir() if self.layout.work.exists() else []:
             if d not in keep:
                 shutil.rmtree(d, ignore_errors=True)
+
+
+class _StageClock:
+    """This run's wall time on a stage, and how many of its tasks an earlier run had finished."""
+
+    MARKERS = ("done/*.json", "done-*.json", "scan-done-*.json", "reduce-*.done", "merge/done-*.json")
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.started = time.perf_counter()
+        self.reused = self._count()
+
+    def _count(self) -> int:
+        return sum(1 for pattern in self.MARKERS for _ in self.directory.glob(pattern))
+
+    def stop(self, row: StepStatRow) -> StepStatRow:
+        wall = time.perf_counter() - self.started
+        return dataclasses.replace(row, wall_seconds=wall, tasks=self._count(), reused_tasks=self.reused)
 
 
 def _side_tables(stages: list[StageResult]) -> dict[str, list[Path]]:

@@ -13,9 +13,11 @@ Parameters are dataclass fields; `Step.from_params` rejects unknown keys by name
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import polars as pl
 import pyarrow as pa
@@ -25,6 +27,55 @@ from corpus.schema import REJECT_SCHEMA
 
 class ConfigError(ValueError):
     """A configuration is wrong; the message names the key and the file."""
+
+
+_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
+
+
+def _kind(value: Any) -> str:
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a mapping",
+    }.get(type(value), "null" if value is None else type(value).__name__)
+
+
+def type_mismatch(value: Any, annotation: Any) -> str | None:
+    """What ``value`` should have been to match ``annotation`` (a parameter's type hint), or None
+    when it matches. YAML gives ints where floats are meant, so an int is a number; a bool is not."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is Any or annotation is typing.Any:
+        return None
+    if origin in (types.UnionType, typing.Union):
+        wrongs = [type_mismatch(value, a) for a in args]
+        return None if None in wrongs else " or ".join(w for w in wrongs if w)
+    if origin is Literal:
+        return None if value in args else "one of " + ", ".join(map(repr, args))
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            return "a list"
+        item = args[0] if args else Any
+        return next((f"a list of which each item is {w}" for v in value if (w := type_mismatch(v, item))), None)
+    if origin is dict:
+        if not isinstance(value, dict):
+            return "a mapping"
+        key_type, value_type = args or (Any, Any)
+        for k, v in value.items():
+            if wrong := type_mismatch(k, key_type):
+                return f"a mapping whose keys are each {wrong}"
+            if wrong := type_mismatch(v, value_type):
+                return f"{wrong} at key {k!r}"
+        return None
+    if annotation is float:
+        return None if isinstance(value, int | float) and not isinstance(value, bool) else _NAMES[float]
+    if annotation is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else _NAMES[int]
+    if annotation in (bool, str, type(None)):
+        return None if isinstance(value, annotation) else _NAMES[annotation]
+    return None  # a type this check does not know: the step's own validation decides
 
 
 @dataclass(frozen=True)
@@ -83,6 +134,13 @@ class Step:
                 f"{where}: unknown parameter(s) {', '.join(map(repr, unknown))} for step {cls.name!r}; "
                 f"known: {', '.join(sorted(known)) or '(none)'}"
             )
+        hints = typing.get_type_hints(cls)
+        for key, value in params.items():
+            wrong = type_mismatch(value, hints.get(key, Any))
+            if wrong:
+                raise ConfigError(
+                    f"{where}: step {cls.name!r}: parameter {key!r} must be {wrong}, got {value!r} ({_kind(value)})"
+                )
         try:
             step = cls(**params)
         except (TypeError, ValueError) as exc:

@@ -1,12 +1,18 @@
-"""The end-of-build table: docs and bytes in/out per step, and drops by reason."""
+"""The end-of-build table: docs and bytes in/out per step, drops by reason, and where time went."""
 
 from __future__ import annotations
 
 from corpus.catalog import StepStatRow
 
+LEGEND = (
+    "task s: seconds of the stage's tasks summed over workers (parallel work counts once per worker, "
+    "and resumed tasks count what they took in the earlier run); wall s: time this run spent on it; "
+    "resumed: tasks an earlier, interrupted run had finished"
+)
+
 
 def format_summary(rows: list[StepStatRow]) -> str:
-    header = ("step", "docs in", "docs out", "MB in", "MB out", "seconds", "dropped (by reason)")
+    header = ("step", "docs in", "docs out", "MB in", "MB out", "task s", "wall s", "resumed", "dropped (by reason)")
     lines = [header]
     for r in rows:
         drops = ", ".join(f"{k}={v}" for k, v in r.drops.items()) or "-"
@@ -18,17 +24,20 @@ def format_summary(rows: list[StepStatRow]) -> str:
                 f"{r.bytes_in / 1e6:.2f}",
                 f"{r.bytes_out / 1e6:.2f}",
                 f"{r.seconds:.1f}",
+                f"{r.wall_seconds:.1f}",
+                f"{r.reused_tasks}/{r.tasks}" if r.reused_tasks else "-",
                 drops,
             )
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    left = (0, len(header) - 1)
     out = []
     for n, line in enumerate(lines):
         out.append(
             "  ".join(
-                c.ljust(w) if i in (0, 6) else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))
+                c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))
             )
         )
         if n == 0:
             out.append("  ".join("-" * w for w in widths))
-    return "\n".join(out)
+    return "\n".join([*out, "", LEGEND])

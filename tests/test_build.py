@@ -104,16 +104,13 @@ def test_builds_are_deterministic_and_resume_after_sigkill(tmp_path, sample_json
         time.sleep(0.005)
     assert proc.wait(timeout=60) == -signal.SIGKILL, "the build finished before it could be killed"
     assert not (tmp_path / "killed" / "shards").exists()
-    assert query(tmp_path / "killed", "SELECT status FROM runs") == [("running",)]
+    assert not (tmp_path / "killed" / "catalog.duckdb").exists()  # a build writes the catalog once, at the end
 
     done_before = {p.name for p in (tmp_path / "killed" / "work").glob("01-normalize-*/done-*.json")}
     resumed = run_cli("-m", "pipelines.build", "--config", str(cfg), "--quiet")
     assert resumed.returncode == 0, resumed.stderr
     assert len(done_before) >= 3
-    assert [r[0] for r in query(tmp_path / "killed", "SELECT status FROM runs ORDER BY started_at")] == [
-        "interrupted",
-        "succeeded",
-    ]
+    assert query(tmp_path / "killed", "SELECT status FROM runs") == [("succeeded",)]
     assert final_checksums(tmp_path / "killed") == final_checksums(tmp_path / "ref")
     ref_rejects = query(tmp_path / "ref", "SELECT path, checksum FROM shards WHERE stage = 'rejects' ORDER BY 1")
     assert (

@@ -94,10 +94,14 @@ def plan(spec: MergeSpec, step_dir: Path, round_index: int) -> MergeRound | None
         if sent:
             return MergeRound(phase, spec.parts)
         return MergeRound("owners" if phase == "labels" else "assign", spec.parts)
-    if phase == "commit" or (phase == "decide" and not spec.incremental):
-        return None
+    if phase == "commit" or (phase == "decide" and not (spec.incremental and _any_nodes(step_dir))):
+        return None  # a build without documents has nothing to persist: the state stays as it is
     nxt = NEXT_PHASE[phase]
     return MergeRound(nxt, 1 if nxt == "commit" else spec.parts)
+
+
+def _any_nodes(step_dir: Path) -> bool:
+    return any(s["nodes"] for s in merge_round_stats(step_dir, 0))
 
 
 def run(spec: MergeSpec, phase: str, part: int, round_index: int, step_dir: Path) -> dict[str, Any]:
@@ -200,19 +204,21 @@ class _Merge:
     def phase_nodes(self, group: int) -> dict[str, Any]:
         """Group g's node table and its candidate edges (``src`` in g) with ``src``'s signature."""
         shards = self._shards(group)
-        if not shards:
+        docs = pl.DataFrame()
+        if shards:
+            new_before = np.cumsum([0, *(_count_new(index_path(self.step_dir, k)) for k in range(shards[-1]))]).tolist()
+            frames = [
+                pl.read_parquet(index_path(self.step_dir, k), columns=NODE_COLUMNS).with_columns(
+                    node=pl.lit(k << 32, pl.UInt64) + pl.int_range(pl.len(), dtype=pl.UInt64),
+                    new_seq=pl.lit(new_before[k], pl.UInt64) + pl.col("new").cast(pl.UInt64).cum_sum() - 1,
+                )
+                for k in shards
+            ]
+            docs = pl.concat(frames)
+        if docs.height == 0:  # no shards, or only shards that earlier steps emptied
             write_table(pl.DataFrame(schema=NODE_SCHEMA).to_arrow(), self.dir / "nodes" / f"part-{group:03d}.parquet")
             self._send(pl.DataFrame(schema=VSHUF_SCHEMA(self.spec.num_perm)), "vshuf", pl.lit(0), group)
             return {"gen": None, "nodes": 0, "edges": 0}
-        new_before = np.cumsum([0, *(_count_new(index_path(self.step_dir, k)) for k in range(shards[-1]))]).tolist()
-        frames = [
-            pl.read_parquet(index_path(self.step_dir, k), columns=NODE_COLUMNS).with_columns(
-                node=pl.lit(k << 32, pl.UInt64) + pl.int_range(pl.len(), dtype=pl.UInt64),
-                new_seq=pl.lit(new_before[k], pl.UInt64) + pl.col("new").cast(pl.UInt64).cum_sum() - 1,
-            )
-            for k in shards
-        ]
-        docs = pl.concat(frames)
         gens = docs.get_column("base_gen").unique().to_list()
         if len(gens) > 1:
             raise state.StateError(f"{self.spec.state_dir}: shards were scanned against different generations {gens}")

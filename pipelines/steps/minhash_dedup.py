@@ -284,7 +284,7 @@ class MinHashDedup(GlobalStep):
         )
         write_table(decisions.to_arrow(), sharded_merge.decisions_dir(step_dir) / "part-00000.parquet")
         write_table(_clusters(docs).to_arrow(), step_dir / "tables" / CLUSTERS_TABLE / "part-00000.parquet")
-        if self.incremental:
+        if self.incremental and n:  # a build without documents has nothing to persist
             self._persist(directory, gen, scans, docs, prev)
 
     def _owners(self, docs: pl.DataFrame, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
