@@ -82,8 +82,9 @@ def test_an_input_whose_only_document_is_too_long_builds_an_empty_corpus(tmp_pat
 
 
 def test_readme_order_crawl_build_crawl_again_build_again(tmp_path):
-    """`make demo`, then `scrapy crawl legal_docs` again (all pages exact duplicates of the first
-    crawl's), then `python -m pipelines.build`."""
+    """`make demo`, then `scrapy crawl legal_docs` again, then `python -m pipelines.build`: the second
+    crawl's pages are the first's again (the crawl now records them as duplicates, and whatever it
+    writes is an exact duplicate that reaches MinHash as an emptied shard)."""
     workdir = tmp_path / "work"
     workdir.mkdir()
     root = workdir / "data"
@@ -93,8 +94,7 @@ def test_readme_order_crawl_build_crawl_again_build_again(tmp_path):
         result = run_cli("-m", "pipelines.build", "--config", str(config), "--quiet", cwd=workdir)
         assert result.returncode == 0, result.stderr
     first, second = query(root, "SELECT docs_in, docs_out FROM runs WHERE kind = 'build' ORDER BY started_at")
-    assert second[0] == 2 * first[0] and second[1] == first[1]  # the second crawl added only duplicates
-    assert query(root, "SELECT count(*) FROM rejects WHERE reason = 'exact_duplicate'")[0][0] >= first[1]
+    assert second[0] >= first[0] and second[1] == first[1]  # the second crawl added no new document
 
 
 def test_a_build_with_nothing_left_for_minhash_keeps_its_state(tmp_path):
