@@ -107,13 +107,13 @@ class _Row:
 
 def quantize_int8(model: Any) -> Any:
     """Dynamic int8 linear layers (weights int8, activations quantised per batch): torch's own
-    CPU quantisation (fbgemm/oneDNN kernels); embeddings and norms stay fp32."""
+    CPU quantisation (fbgemm/oneDNN kernels), in place; embeddings and norms stay fp32."""
     from torch.ao.quantization import quantize_dynamic
 
     with warnings.catch_warnings():  # torch marks the eager API as moving to torchao; it is what ships
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
-        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)  # no fp32 copy kept
 
 
 class Engine:
