@@ -79,6 +79,7 @@ def test_faults_are_retried_or_rejected_and_rows_are_exact(job: Path, tmp_path: 
             assert (meta["prompt"], meta["response"]) == (want["question"], want["answer"])
             assert meta["prompt_id"] == "qa.en.v1" and meta["model"] == "m" and meta["task"] == "qa"
         assert got["d4"]["attempts"] == 2 and got["d4"]["params"]["seed"] == 1  # the retry used seed + 1
+        assert got["d4"]["params"]["temperature"] == 0.7 and got["d1"]["params"]["temperature"] == 0.0  # sampled
         assert got["d5"]["attempts"] == 2 and got["d1"]["attempts"] == 1
         assert {r[1] for r in rows} == {"synth:qa"}
 

@@ -161,3 +161,28 @@ def test_seeds_leave_out_synthetic_rows_unless_asked(tmp_path: Path) -> None:
     assert [d.text for d in select_seeds(layout, SeedsConfig(table="raw_documents"))] == ["a crawled text"]
     both = select_seeds(layout, SeedsConfig(table="raw_documents", include_synthetic=True))
     assert sorted(d.text for d in both) == ["a crawled text", "a generated text"]
+
+
+def test_every_meta_text_field_is_rewritten_once_per_frame() -> None:
+    import polars as pl
+
+    from pipelines.steps.instruction_meta import META_TEXT_FIELDS, rewrite_parts
+
+    qa = {"prompt": "q", "response": "a", "task": "qa"}
+    pref = {"prompt": "p", "chosen": "c", "rejected": "r", "rationale": "why", "ratings": [9, 3], "task": "preference"}
+    df = pl.DataFrame({"meta": [json.dumps(qa), None, '{"url_status": 200}', json.dumps(pref)]})
+    calls = []
+
+    def upper(texts: list[str], owners: list[int]) -> list[str]:
+        calls.append(list(zip(owners, texts, strict=True)))
+        return [t.upper() for t in texts]
+
+    out = [json.loads(m) if m else None for m in rewrite_parts(df, upper).get_column("meta").to_list()]
+    assert len(calls) == 1  # one transform call for the whole frame (one NER batch)
+    assert sorted(calls[0]) == [(0, "a"), (0, "q"), (3, "c"), (3, "p"), (3, "r"), (3, "why")]
+    assert out[0] == {"prompt": "Q", "response": "A", "task": "qa"}
+    assert out[3] == {**pref, "prompt": "P", "chosen": "C", "rejected": "R", "rationale": "WHY"}
+    assert out[1] is None and out[2] == {"url_status": 200}
+    assert set(META_TEXT_FIELDS) == {"prompt", "response", "chosen", "rejected", "rationale"}
+    with pytest.raises(ValueError, match="returned 1 texts for 2"):
+        rewrite_parts(df.head(1), lambda texts, owners: texts[:1])

@@ -5,7 +5,9 @@ policy: 429, 5xx, timeouts and connection errors are retried with exponential ba
 full jitter, honouring ``Retry-After`` / ``retry-after-ms``; concurrency is bounded by a
 semaphore and sending waits for the RPM/TPM limiter. A response that fails validation is
 retried as a new request with ``seed + attempt`` (a distinct cache key), up to
-``limits.invalid_retries`` times, then rejected with its reason. Misconfiguration that no retry
+``limits.invalid_retries`` times, then rejected with its reason; a greedy request (temperature 0)
+is retried at `RETRY_TEMPERATURE`, since greedy decoding ignores the seed and would only repeat
+the same invalid answer. Misconfiguration that no retry
 can fix (bad key, unknown model) stops the job with a clear error instead of rejecting every item.
 Every transport retry is reported as a warning when it happens (a job stuck on timeouts must not
 look like a slow one), and an item counts all its tries: requests sent plus cached responses used.
@@ -31,6 +33,7 @@ from pipelines.synth.config import SynthConfig
 from pipelines.synth.limits import RateLimiter, estimate_tokens
 from pipelines.synth.validate import Verdict, validate_response, validate_text
 
+RETRY_TEMPERATURE = 0.7  # a validation retry of a greedy request samples, or it would repeat itself
 RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError)  # incl. timeouts
 FATAL = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)
 
@@ -148,6 +151,8 @@ class EndpointCaller:
         params = {"temperature": g.temperature, "top_p": g.top_p, "max_tokens": g.max_tokens, "seed": g.seed}
         params.update(overrides or {})
         params["seed"] += attempt
+        if attempt and not params["temperature"]:
+            params["temperature"] = RETRY_TEMPERATURE
         return params
 
     async def run_item(self, item: WorkItem) -> ItemResult:
