@@ -80,3 +80,55 @@ def test_synthesis_through_the_local_endpoint_is_cached_and_built(llm_server: st
     sources = dict(query(root, "SELECT source, count(*) FROM documents GROUP BY source"))
     assert sources["import:corpus-input"] == 2
     assert sum(n for s, n in sources.items() if s.startswith("synth:")) >= 1
+
+
+def test_preference_pairs_through_the_local_endpoint(llm_server: str, tmp_path: Path) -> None:
+    """Task preference against the real server: guided question and judge JSON, free-text candidates,
+    every item a pair or a named reject, and a rerun served from the cache."""
+    from pipelines.synth.client import SynthError
+    from pipelines.synth.config import load_config
+    from pipelines.synth.job import run_job
+
+    root = tmp_path / "corpus"
+    make_raw_corpus(root, DOCS[:1])
+    config = write_synth_config(
+        tmp_path / "synth.yaml",
+        job="pref-e2e",
+        root=str(root),
+        tasks=["preference"],
+        endpoint={"base_url": f"{llm_server}/v1", "model": "smollm2-135m-instruct", "timeout_s": 600},
+        limits={"concurrency": 4, "invalid_retries": 1},
+        seeds={"table": "raw_documents", "where": "source = 'import:corpus-input'"},
+        chunk={"max_chars": 300},
+        generation={"max_tokens": 40},
+        preference={
+            "candidates": [{"temperature": 0.0}, {"temperature": 1.0}],
+            "min_margin": 1,
+            "judge_max_tokens": 64,
+        },
+    )
+    stats = lambda: httpx.get(f"{llm_server}/stats").json()["chat_completions"]  # noqa: E731
+    before = stats()
+    cfg = load_config(config)
+    try:
+        result = run_job(cfg, progress=False)
+        rows, rejects = result.rows, sum(result.rejects.values())
+    except SynthError as exc:  # a 135M judge may rate nothing usable: then the job fails, saying why
+        assert "no rows written" in str(exc)
+        rows, rejects = 0, 1
+    sent = stats() - before
+    assert sent >= 3  # the question and two candidates (and the judge, unless the answers were identical)
+    assert rows + rejects == 1
+    reasons = [r for (r,) in query(root, "SELECT reason FROM synth_rejects")]
+    pairs = query(root, "SELECT meta FROM raw_documents WHERE source = 'synth:preference'")
+    if pairs:
+        meta = json.loads(pairs[0][0])
+        assert meta["chosen"] != meta["rejected"] and meta["margin"] >= 1 and len(meta["ratings"]) == 2
+    else:
+        assert reasons and reasons[0].split("_")[0] in ("question", "candidate", "judge", "margin", "identical")
+    before = stats()
+    try:
+        run_job(cfg, progress=False)
+    except SynthError:
+        pass
+    assert stats() == before  # every stage answered from the cache
