@@ -27,6 +27,28 @@ TERMINAL_END = r"[.!?\"'。！？；：”」』）)…]\s*$"
 C4_END = r"[.!?\"'。！？”」』]\s*$"
 # A sentence end inside a kept line (C4 counts sentences, not lines).
 SENTENCE_END = r"[.!?]+(?:\s|$)|[。！？]+"
+# Chinese sentence ends: full-width 。！？ and the semicolon that separates a statute's clauses; the
+# half-width ?!; that Chinese text writes without a following space (exam options "...?A:...;B:").
+SENTENCE_END_CJK = r"[。！？；?!;]+"
+# The unterminated last sentence of a line: a clause (after a comma) that no mark closes, as in a
+# case fact cut before its final 。 (a heading has no comma, so it is no sentence).
+UNTERMINATED_CJK = r"[，,][^。！？；?!;]+$"
+# A line that is a numbered article, paragraph or item of a statute, judgment or exam question:
+# 第十二条 / 第三款 / （一） / (2) / 一、 / 1、 / 1． — one unit of text even when it ends without 。
+# (chapter and section headings, 第一章 总则, are not sentences).
+NUMBERED_LINE = (
+    r"^\s*(?:第[一二三四五六七八九十百千零〇两\d]+[条款项]|[（(][一二三四五六七八九十\d]+[）)]"
+    r"|[一二三四五六七八九十]+[、．.]|\d+[、．])"
+)
+# A line of source code: a statement in one of its unmistakable forms at the start, or an assignment
+# ("name = ..."), or a line that ends like a block ("{", "}", "):"). Not ";": NFKC turns the
+# Chinese clause mark ； into ";", and statutes end their items with it in both languages.
+CODE_LINE_START = (
+    r"^(?:import\s+[\w.]+(?:\s+as\s+\w+)?$|from\s+[\w.]+\s+import\s|def\s+\w+\s*\(|class\s+\w+\s*[(:]"
+    r"|(?:const|let|var)\s+\w+\s*=|function\s*\w*\s*\(|#include\s*[<\"]|(?:public|private|static)\s+\w"
+    r"|@\w+(?:\(|$)|[\w.\[\]'\"]+\s*[-+*/|&]?=\s*\S)"
+)
+CODE_LINE_ENDS = ("{", "}", "):")  # checked with ends_with (an end-anchored regex scans every line)
 JAVASCRIPT = r"(?i)javascript"
 POLICY = r"(?i)terms of use|privacy policy|cookie policy|uses cookies|use of cookies|use cookies"
 LOREM = r"(?i)lorem ipsum"

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from quality import patterns as P
+from quality.segment import word_counts
 
 TOP_NGRAMS = (2, 3, 4)
 DUP_NGRAMS = (5, 6, 7, 8, 9, 10)
@@ -42,6 +43,7 @@ SIGNAL_SCHEMA: dict[str, pl.DataType] = {
     "ellipsis_lines_frac": pl.Float64(),
     "alpha_frac": pl.Float64(),
     "stop_words": pl.Int64(),
+    "dict_word_frac": pl.Float64(),
     "dup_para_frac": pl.Float64(),
     "dup_para_char_frac": pl.Float64(),
     "dup_line_frac": pl.Float64(),
@@ -49,10 +51,13 @@ SIGNAL_SCHEMA: dict[str, pl.DataType] = {
     **{f"top_{n}gram_frac": pl.Float64() for n in TOP_NGRAMS},
     **{f"dup_{n}gram_frac": pl.Float64() for n in DUP_NGRAMS},
     "c4_sentences": pl.Int64(),
+    "sentences": pl.Int64(),
     "c4_javascript_lines": pl.Int64(),
     "c4_policy_lines": pl.Int64(),
     "has_lorem_ipsum": pl.Boolean(),
     "has_curly_bracket": pl.Boolean(),
+    "curly_brackets": pl.Int64(),
+    "code_lines_frac": pl.Float64(),
     "line_punct_frac": pl.Float64(),
     "short_line_frac": pl.Float64(),
     "char_dup_frac": pl.Float64(),
@@ -68,6 +73,7 @@ class SignalConfig:
     cjk_ngram_scale: int = 2  # CJK n-grams are n * scale characters
     short_line_chars: int = 30  # FineWeb's short line, Latin script
     short_line_chars_cjk: int = 12  # ~ the same amount of content in Han characters
+    word_sample_chars: int = 1000  # dictionary words are matched on this head of a CJK text (stable, bounded cost)
 
 
 def _ratio(num: pl.Expr, den: pl.Expr) -> pl.Expr:
@@ -80,6 +86,7 @@ def compute_signals(texts: pl.Series, cfg: SignalConfig | None = None) -> pl.Dat
     cfg = cfg or SignalConfig()
     frame = pl.DataFrame({"text": texts.cast(pl.String).fill_null("")}).with_row_index("doc")
     docs = _doc_counts(frame, cfg)
+    docs = docs.join(_cjk_words(frame.with_columns(docs.get_column("is_cjk")), cfg), on="doc", how="left")
     frame = frame.with_columns(docs.get_column("is_cjk"))
     lines = _line_stats(frame, cfg)
     paras = _para_stats(frame)
@@ -96,16 +103,17 @@ def compute_signals(texts: pl.Series, cfg: SignalConfig | None = None) -> pl.Dat
         pl.col("n_cjk_chars"),
         n_lines,
         ((n_chars - pl.col("n_cjk_chars") - pl.col("_spaces")) / 4 + pl.col("n_cjk_chars")).ceil().alias("tokens_est"),
-        pl.when(pl.col("_latin_words") > 0)
-        .then(pl.col("_latin_word_chars") / pl.col("_latin_words"))
-        .otherwise(None)
-        .alias("mean_word_len"),
+        _mean_word_len(),
         _ratio(pl.col("_hashes"), pl.col("n_words")).alias("hash_ratio"),
         _ratio(pl.col("_ellipses"), pl.col("n_words")).alias("ellipsis_ratio"),
         _ratio(pl.col("_bullet_lines"), n_lines).alias("bullet_lines_frac"),
         _ratio(pl.col("_ellipsis_lines"), n_lines).alias("ellipsis_lines_frac"),
         _ratio(pl.col("_alpha_chunks"), pl.col("_chunks")).alias("alpha_frac"),
         pl.when(pl.col("is_cjk")).then(pl.col("_stop_cjk")).otherwise(pl.col("_stop_latin")).alias("stop_words"),
+        pl.when(pl.col("is_cjk") & (pl.col("_head_han") > 0))
+        .then(pl.col("_dict_chars") / pl.col("_head_han"))
+        .otherwise(None)
+        .alias("dict_word_frac"),
         _ratio(pl.col("_dup_paras"), pl.col("_n_paras")).alias("dup_para_frac"),
         _ratio(pl.col("_dup_para_chars"), n_chars).alias("dup_para_char_frac"),
         _ratio(pl.col("_dup_lines"), n_lines).alias("dup_line_frac"),
@@ -113,15 +121,38 @@ def compute_signals(texts: pl.Series, cfg: SignalConfig | None = None) -> pl.Dat
         *[_ratio(pl.col(f"_top_{n}"), n_chars).alias(f"top_{n}gram_frac") for n in TOP_NGRAMS],
         *[_ratio(pl.col(f"_dup_{n}"), n_chars).alias(f"dup_{n}gram_frac") for n in DUP_NGRAMS],
         pl.col("c4_sentences"),
+        pl.col("sentences"),
         pl.col("c4_javascript_lines"),
         pl.col("c4_policy_lines"),
         pl.col("has_lorem_ipsum"),
         pl.col("has_curly_bracket"),
+        pl.col("curly_brackets"),
+        _ratio(pl.col("_code_lines"), n_lines).alias("code_lines_frac"),
         _ratio(pl.col("_term_lines"), n_lines).alias("line_punct_frac"),
         _ratio(pl.col("_short_lines"), n_lines).alias("short_line_frac"),
         _ratio(pl.col("_dup_line_chars"), nonlf).alias("char_dup_frac"),
         _ratio(pl.col("_newlines"), pl.col("n_words")).alias("newline_ratio"),
     ).cast(SIGNAL_SCHEMA)  # type: ignore[arg-type]
+
+
+def _mean_word_len() -> pl.Expr:
+    """Characters per word: Latin words, and for CJK text also dictionary words plus the Han
+    characters outside them counted as one-character words (`quality.segment`)."""
+    latin = pl.when(pl.col("_latin_words") > 0).then(pl.col("_latin_word_chars") / pl.col("_latin_words"))
+    # on the head the dictionary saw: its Han characters in words, plus the rest one character each
+    cjk_words = pl.col("_dict_words") + pl.col("_head_han") - pl.col("_dict_chars")
+    cjk = pl.when(cjk_words > 0).then(pl.col("_head_han") / cjk_words)
+    return pl.when(pl.col("is_cjk")).then(cjk).otherwise(latin).alias("mean_word_len")
+
+
+def _cjk_words(frame: pl.DataFrame, cfg: SignalConfig) -> pl.DataFrame:
+    """Dictionary-word counts on the head of each CJK document (zero for the others: no matching
+    on Latin text): ``_dict_words``, ``_dict_chars`` (Han characters in them), ``_head_han``."""
+    sub = frame.filter(pl.col("is_cjk")).select("doc", pl.col("text").str.slice(0, cfg.word_sample_chars))
+    counts = word_counts(sub.get_column("text")).rename({"dict_words": "_dict_words", "dict_chars": "_dict_chars"})
+    head_han = sub.select(pl.col("text").str.count_matches(r"\p{Han}").cast(pl.Int64).alias("_head_han"))
+    out = pl.concat([sub.select("doc"), counts, head_han], how="horizontal")
+    return frame.select("doc").join(out, on="doc", how="left").fill_null(0)
 
 
 def _doc_counts(frame: pl.DataFrame, cfg: SignalConfig) -> pl.DataFrame:
@@ -132,7 +163,7 @@ def _doc_counts(frame: pl.DataFrame, cfg: SignalConfig) -> pl.DataFrame:
         t.str.len_chars().alias("n_chars"),
         t.str.count_matches(P.CJK_CHAR).alias("n_cjk_chars"),
         t.str.count_matches(P.LATIN_WORD).alias("_latin_words"),
-        t.str.count_matches(P.LATIN_WORD_CHAR).alias("_latin_word_chars"),
+        t.str.count_matches(r"[\p{P}\p{S}]").alias("_punct"),
         t.str.count_matches(r"\s").alias("_spaces"),
         t.str.count_matches("#", literal=True).alias("_hashes"),
         t.str.count_matches(P.ELLIPSIS).alias("_ellipses"),
@@ -144,8 +175,14 @@ def _doc_counts(frame: pl.DataFrame, cfg: SignalConfig) -> pl.DataFrame:
         .alias("_stop_latin"),
         t.str.extract_all(P.STOP_CJK_RE).list.n_unique().alias("_stop_cjk"),
         t.str.contains(P.LOREM).alias("has_lorem_ipsum"),
-        t.str.contains(P.CURLY).alias("has_curly_bracket"),
+        t.str.count_matches(P.CURLY).cast(pl.Int64).alias("curly_brackets"),
         t.str.count_matches("\n", literal=True).alias("_newlines"),
+    )
+    # letters/digits of Latin-style words = what is neither space, punctuation/symbol nor CJK (one
+    # regex pass over the rarer punctuation instead of one match per letter)
+    out = out.with_columns(
+        (pl.col("n_chars") - pl.col("_spaces") - pl.col("n_cjk_chars") - pl.col("_punct")).alias("_latin_word_chars"),
+        (pl.col("curly_brackets") > 0).alias("has_curly_bracket"),
     )
     return out.with_columns(
         (pl.col("n_cjk_chars") >= cfg.cjk_share * (pl.col("n_cjk_chars") + pl.col("_latin_word_chars")))
@@ -168,7 +205,24 @@ def _line_stats(frame: pl.DataFrame, cfg: SignalConfig) -> pl.DataFrame:
     ellipsis_end = line.str.contains(P.ELLIPSIS_END)
     js = line.str.contains(P.JAVASCRIPT)
     policy = line.str.contains(P.POLICY)
-    c4_kept = line.str.contains(P.C4_END) & ~ellipsis_end & (line.str.count_matches(P.WORD_UNIT) >= 3) & ~js & ~policy
+    words3 = line.str.count_matches(P.WORD_UNIT) >= 3
+    c4_kept = line.str.contains(P.C4_END) & ~ellipsis_end & words3 & ~js & ~policy
+    # Chinese: every sentence mark counts (a clause ends in ；, a case fact may be one long sentence
+    # without a final 。), and a numbered article or item line is one sentence when it has no mark.
+    cjk_sentences = (
+        pl.when(~words3 | js | policy)
+        .then(0)
+        .otherwise(
+            pl.max_horizontal(
+                line.str.count_matches(P.SENTENCE_END_CJK) + line.str.contains(P.UNTERMINATED_CJK).cast(pl.UInt32),
+                line.str.contains(P.NUMBERED_LINE).cast(pl.UInt32),
+            )
+        )
+    )
+    latin_sentences = pl.when(c4_kept).then(line.str.count_matches(P.SENTENCE_END).clip(lower_bound=1)).otherwise(0)
+    # Latin sentences wherever they end: C4 counts only lines that end in a mark, so hard-wrapped
+    # text (licences, plain-text statutes) has almost none
+    any_sentences = pl.when(~words3 | js | policy).then(0).otherwise(line.str.count_matches(P.SENTENCE_END))
     length = line.str.len_chars()
     repeat = ~pl.struct("doc", "line").is_first_distinct()
     return lines.group_by("doc").agg(
@@ -176,13 +230,17 @@ def _line_stats(frame: pl.DataFrame, cfg: SignalConfig) -> pl.DataFrame:
         line.str.contains(P.BULLET_START).sum().alias("_bullet_lines"),
         ellipsis_end.sum().alias("_ellipsis_lines"),
         line.str.contains(P.TERMINAL_END).sum().alias("_term_lines"),
+        (line.str.contains(P.CODE_LINE_START) | pl.any_horizontal(line.str.ends_with(e) for e in P.CODE_LINE_ENDS))
+        .sum()
+        .alias("_code_lines"),
         (length <= short_len).sum().alias("_short_lines"),
-        pl.when(c4_kept)
-        .then(line.str.count_matches(P.SENTENCE_END).clip(lower_bound=1))
-        .otherwise(0)
+        pl.when(pl.col("is_cjk"))
+        .then(cjk_sentences)
+        .otherwise(latin_sentences)
         .sum()
         .cast(pl.Int64)
         .alias("c4_sentences"),
+        pl.when(pl.col("is_cjk")).then(cjk_sentences).otherwise(any_sentences).sum().cast(pl.Int64).alias("sentences"),
         js.sum().cast(pl.Int64).alias("c4_javascript_lines"),
         policy.sum().cast(pl.Int64).alias("c4_policy_lines"),
         repeat.sum().alias("_dup_lines"),
@@ -237,27 +295,32 @@ def _ngrams_of(frame: pl.DataFrame, scale: int, sep: int) -> pl.DataFrame:
         return frame.select("doc")
     doc, h1, w_len = tokens.get_column("doc"), tokens.get_column("h"), tokens.get_column("len")
     rows = len(doc)
-    hashes: dict[int, pl.Series] = {1: h1}
-
-    def gram_hash(size: int) -> pl.Series:
-        """Hash of the ``size`` units starting at each position, from two halves (memoised)."""
-        if size not in hashes:
-            head = 1 << (size.bit_length() - 1) if size & (size - 1) else size // 2
-            hashes[size] = gram_hash(head) * _MUL + gram_hash(size - head).shift(-head, fill_value=0)
-        return hashes[size]
-
     doc_key = doc.cast(pl.UInt64) * _DOC_MUL
+    len_sum = w_len.cum_sum()
     cand = pl.Series("i", range(rows), dtype=pl.Int64)  # positions whose shorter n-gram repeats
+    key = pl.zeros(rows, dtype=pl.UInt64, eager=True)  # hash of the n-gram at each candidate, grown unit by unit
+    key_size = 0
     covered: dict[str, pl.Series] = {}
     tops: list[pl.DataFrame] = []
     for n in (*TOP_NGRAMS, *DUP_NGRAMS):
         size = n * scale
-        ends_in_doc = (doc.shift(-(size - 1)) == doc).fill_null(False)  # the n-gram lies inside one document
-        cand = cand.filter(ends_in_doc.gather(cand))
-        keys = (gram_hash(size) + doc_key).gather(cand)
+        # keep the positions whose n-gram lies inside one document, then grow their hashes
+        if key_size == 0:  # every position is a candidate: shifted columns are cheaper than gathers
+            for k in range(size):
+                key = key * _MUL + h1.shift(-k, fill_value=0)
+            inside = (doc.shift(-(size - 1)) == doc).fill_null(False)
+            cand, key = cand.filter(inside), key.filter(inside)
+        else:
+            last = cand + (size - 1)
+            inside = (last < rows) & (doc.gather(last.clip(upper_bound=rows - 1)) == doc.gather(cand))
+            cand, key = cand.filter(inside), key.filter(inside)
+            for k in range(key_size, size):  # only the candidates' hashes grow: a shrinking set
+                key = key * _MUL + h1.gather(cand + k)
+        key_size = size
+        keys = key + doc_key.gather(cand)
         repeated = keys.is_duplicated()
         if n in TOP_NGRAMS:
-            clen = w_len.rolling_sum(size).shift(-(size - 1)).gather(cand)
+            clen = len_sum.gather(cand + (size - 1)) - len_sum.gather(cand) + w_len.gather(cand)
             top = (
                 pl.DataFrame({"doc": doc.gather(cand), "key": keys, "clen": clen})
                 .filter(repeated)
@@ -272,7 +335,7 @@ def _ngrams_of(frame: pl.DataFrame, scale: int, sep: int) -> pl.DataFrame:
             dup_start = pl.zeros(rows, dtype=pl.UInt8, eager=True).scatter(later, 1)
             cover = dup_start.rolling_max(window_size=size, min_samples=1).cast(pl.Int64)
             covered[f"_dup_{n}"] = w_len * cover
-        cand = cand.filter(repeated)
+        cand, key = cand.filter(repeated), key.filter(repeated)
     out = pl.DataFrame({"doc": doc, **covered}).group_by("doc").agg(pl.col(list(covered)).sum())
     for top in tops:
         out = out.join(top, on="doc", how="left")

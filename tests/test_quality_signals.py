@@ -37,6 +37,7 @@ def test_english_by_hand() -> None:
     assert s["line_punct_frac"] == 1.0  # "..." ends in "." as in FineWeb
     assert s["short_line_frac"] == 1.0  # every line <= 30 characters
     assert s["c4_sentences"] == 2  # the ellipsis line is not a C4 line
+    assert s["sentences"] == 3  # wherever a sentence ends, "park..." too
     assert s["newline_ratio"] == pytest.approx(3 / 12)
     # "The cat" and "cat sat" both occur twice: 2 x (3 + 1 + 3) characters
     assert s["top_2gram_frac"] == pytest.approx(14 / n_chars)
@@ -50,7 +51,10 @@ def test_chinese_by_hand() -> None:
     assert s["script"] == "cjk"
     assert s["n_chars"] == 44
     assert s["n_cjk_chars"] == 36 and s["n_words"] == 36  # one word unit per Han character
-    assert s["mean_word_len"] is None  # no Latin words: the word-length rule does not apply
+    # jieba-dictionary words (quality.segment): 第一条 为了 规范 合同 行为 保护 当事人 合法 权益 制定 本法
+    # 目录 第二条 合同 应当 公平 (16 words, 35 of the 36 Han characters) + 的 = 17 words
+    assert s["mean_word_len"] == pytest.approx(36 / 17)
+    assert s["dict_word_frac"] == pytest.approx(35 / 36)
     assert s["n_lines"] == 3
     assert s["short_line_frac"] == pytest.approx(2 / 3)  # "目录" and the 11-character article (<= 12)
     assert s["line_punct_frac"] == pytest.approx(2 / 3)  # lines ending in "。"
@@ -71,6 +75,48 @@ def test_chinese_repetition_counts_characters() -> None:
     assert s["top_4gram_frac"] == pytest.approx(6 * 8 / len(phrase * 6 + "。" * 6))  # 8-character grams
 
 
+def test_chinese_sentences_and_numbered_articles() -> None:
+    """Sentences end in 。！？； (and ?!; as Chinese text writes them); a numbered article or item line
+    is one sentence even without a mark; a chapter heading is none."""
+    lines = {
+        "第一条　为了保护民事主体的合法权益；调整民事关系": 1,  # ； ends a clause; also a numbered article
+        "（一）停止侵害": 1,  # numbered item without a mark
+        "第三章　法人": 0,  # a heading, not a sentence
+        "当事人应当遵循诚信原则。对此有疑问！": 2,
+        "下列哪项正确?A:甲;B:乙": 2,  # an exam question: half-width marks without spaces
+        "2、被告人退赔全部损失": 1,
+        "一、基本事实。二、争议焦点。": 2,  # marks counted, the numbered line not counted twice
+    }
+    for text, expected in lines.items():
+        assert row(text)["c4_sentences"] == row(text)["sentences"] == expected, text
+    assert row("\n".join(lines))["c4_sentences"] == sum(lines.values())
+    # a case fact written as one long sentence is one, with or without its final 。
+    fact = (
+        "经审理查明，2016年3月28日20时许，被告人颜某在本市洪山区马湖新村足球场马路边捡拾到被害人谢某的手机一部，"
+        "并分多次通过支付宝小额免密支付功能秘密盗走被害人支付宝内人民币3723元"
+    )
+    assert row(fact)["c4_sentences"] == 1 and row(fact + "。")["c4_sentences"] == 1
+    assert row("案发后，被告人家属退赔损失。其后，被害人出具谅解书")["c4_sentences"] == 2
+
+
+def test_wrapped_english_sentences() -> None:
+    """C4 counts sentences only in lines ending in a mark; hard-wrapped text keeps its sentences."""
+    wrapped = (
+        "Permission is hereby granted, free of charge, to any person obtaining a\ncopy of this software. The above "
+        "copyright notice shall be included in\nall copies. THE SOFTWARE IS PROVIDED AS IS, WITHOUT WARRANTY OF ANY KIND"
+    )
+    s = row(wrapped)
+    assert s["c4_sentences"] == 0 and s["sentences"] == 2
+
+
+def test_code_lines() -> None:
+    code = "import os\nx = 1\ndef f():\n    return x\nThis is prose."
+    assert row(code)["code_lines_frac"] == pytest.approx(3 / 5)  # import, assignment, def; not "return x"
+    statute = "Section 12. Notice.\n(a) The employer shall give notice;\nimport duties are owed.\n（一）停止侵害;"
+    assert row(statute)["code_lines_frac"] == 0.0  # item lines end in ";" (NFKC turns ； into ;)
+    assert row("function f() { return 1; }")["curly_brackets"] == 1
+
+
 def test_code_and_lorem_flags() -> None:
     s = compute_signals(pl.Series(["function f() { return 1; }", "Lorem Ipsum dolor sit amet."]))
     assert s.get_column("has_curly_bracket").to_list() == [True, False]
@@ -86,5 +132,5 @@ def test_batch_independent_and_typed() -> None:
     assert together.equals(alone)
     assert together.row(2, named=True)["n_words"] == 0  # empty text: zeros, no division errors
     for name, dtype in SIGNAL_SCHEMA.items():
-        if dtype == pl.Float64 and name != "mean_word_len":
+        if dtype == pl.Float64 and name not in ("mean_word_len", "dict_word_frac"):
             assert all(v is not None and math.isfinite(v) for v in together.get_column(name))

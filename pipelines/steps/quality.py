@@ -4,7 +4,9 @@ Adds ``quality_signals`` (a struct of every signal) and ``quality_score`` in [0,
 where it is null. A document failing a rule is rejected with the rule's name as reason and the
 measured value vs the threshold as detail. Signals of *every* document, kept or rejected, are
 written to the catalog table ``quality_signals`` so thresholds can be tuned with SQL first
-(``filter: false`` scores without removing anything). Rules and thresholds: `quality.rules`.
+(``filter: false`` scores without removing anything), with the failing rule's value, threshold
+and where the threshold came from. Rules and thresholds: `quality.rules`; per-language thresholds
+calibrated on reference text: ``thresholds_from: configs/quality`` (`quality.thresholds`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from quality.language import DEFAULT_LANGUAGES, LanguageIdentifier
 from quality.perplexity import PerplexityConfig, PerplexityScorer, score_with_cache
 from quality.rules import DEFAULT_FAMILIES, configure_rules, evaluate
 from quality.signals import SIGNAL_SCHEMA, SignalConfig, compute_signals
+from quality.thresholds import as_plain, from_plain, load_dir
 
 TABLE = "quality_signals"
 EXTRA_SIGNALS: dict[str, pl.DataType] = {
@@ -44,13 +47,16 @@ class Quality(Step):
         pa.field("quality_score", pa.float64()),
     )
     families: list[str] = field(default_factory=lambda: list(DEFAULT_FAMILIES))
-    thresholds: dict[str, Any] = field(default_factory=dict)  # rule -> number | null | {latin:, cjk:}
+    thresholds: dict[str, Any] = field(default_factory=dict)  # rule -> number | null | {latin:, cjk:, <lang>:}
+    thresholds_from: str | None = None  # folder of <lang>.yaml calibrated thresholds (quality.calibrate)
     disable: list[str] = field(default_factory=list)
     filter: bool = True  # false: annotate only (tune thresholds on the catalog table first)
     detect_language: bool = True
     languages: list[str] = field(default_factory=lambda: list(DEFAULT_LANGUAGES))  # lingua candidates
     keep_languages: list[str] | None = None  # reject other languages as "lang_not_allowed"
-    lang_chars: int = 500
+    lang_chars: int = 1000  # head of each text whose letters decide the script
+    lingua_chars: int = 300  # head lingua reads where the script does not decide
+    lingua_low_accuracy: bool = True
     perplexity: bool = False
     model: str | None = None  # local HF causal LM; None = bundled SmolLM2-135M-Instruct
     device: str = "auto"
@@ -65,9 +71,15 @@ class Quality(Step):
     cjk_ngram_scale: int = 2
     short_line_chars: int = 30
     short_line_chars_cjk: int = 12
+    # the loaded threshold files: part of params(), so editing a file recomputes the stage
+    calibrated: dict[str, Any] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
-        self._rules = configure_rules(self.families, self.thresholds, self.disable, where=self.name)
+        if self.thresholds_from is not None:
+            self.calibrated = as_plain(load_dir(self.thresholds_from))
+        self._rules = configure_rules(
+            self.families, self.thresholds, self.disable, calibrated=from_plain(self.calibrated), where=self.name
+        )
         if not 0.0 <= self.ppl_weight <= 1.0:
             raise ValueError(f"ppl_weight must be in [0, 1], got {self.ppl_weight}")
         if not 1.0 < self.ppl_good < self.ppl_bad:
@@ -87,7 +99,12 @@ class Quality(Step):
 
     def setup(self, root: Path) -> None:
         if self.detect_language and self._lid is None:
-            self._lid = LanguageIdentifier(self.languages, max_chars=self.lang_chars)
+            self._lid = LanguageIdentifier(
+                self.languages,
+                max_chars=self.lang_chars,
+                lingua_chars=self.lingua_chars,
+                low_accuracy=self.lingua_low_accuracy,
+            )
         if self.perplexity and self._scorer is None:
             self._scorer = PerplexityScorer(self._ppl_cfg)
 
@@ -138,7 +155,7 @@ class Quality(Step):
         score = self.quality_score(sig, verdict.get_column("rule_score"))
         if not self.filter:
             reason = pl.Series("reason", [None] * df.height, dtype=pl.String)
-        self._write_table(df, with_lang, score, reason, verdict.get_column("reason"), ctx)
+        self._write_table(df, with_lang, score, reason, verdict, ctx)
         out = df.with_columns(
             with_lang.get_column("lang"),
             sig.select(pl.struct(pl.all()).alias("quality_signals")).to_series(),
@@ -158,15 +175,19 @@ class Quality(Step):
         signals: pl.DataFrame,
         score: pl.Series,
         reason: pl.Series,
-        would_fail: pl.Series,
+        verdict: pl.DataFrame,
         ctx: ShardContext,
     ) -> None:
-        """Flattened signals of every document, with the decision, for SQL over the catalog."""
+        """Flattened signals of every document, with the decision, for SQL over the catalog: the
+        first failing rule (also with ``filter: false``), its value, threshold and their origin."""
         table = pl.concat(
             [
                 df.select("doc_id", "source"),
                 signals,
-                pl.DataFrame([score, reason.alias("reason"), would_fail.alias("failed_rule")]),
+                pl.DataFrame([score, reason.alias("reason")]),
+                verdict.select(
+                    pl.col("reason").alias("failed_rule"), "failed_value", "failed_threshold", "threshold_from"
+                ),
             ],
             how="horizontal",
         ).with_columns(pl.col("reason").is_null().alias("kept"))
