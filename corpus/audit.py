@@ -270,8 +270,25 @@ def open_catalog(root: Path) -> duckdb.DuckDBPyConnection:
     return conn
 
 
-def run_audit(root: Path, names: Sequence[str] = (), extra_dirs: Sequence[Path] = ()) -> list[CheckResult]:
-    """Run the named checks (all when ``names`` is empty) against the catalog under ``root``."""
+def set_variables(conn: duckdb.DuckDBPyConnection, variables: dict[str, Any]) -> None:
+    """Check parameters as DuckDB variables (``getvariable('name')`` in a check): numbers, or a
+    mapping of names to numbers (a MAP)."""
+    for name, value in variables.items():
+        if not name.isidentifier():
+            raise AuditError(f"bad check variable name {name!r}")
+        if isinstance(value, dict):
+            items = ", ".join(f"'{str(k).replace(chr(39), chr(39) * 2)}': {float(v)!r}" for k, v in value.items())
+            literal = f"MAP {{{items}}}" if items else "NULL"
+        else:
+            literal = repr(float(value))
+        conn.execute(f"SET VARIABLE {name} = {literal}")
+
+
+def run_audit(
+    root: Path, names: Sequence[str] = (), extra_dirs: Sequence[Path] = (), variables: dict[str, Any] | None = None
+) -> list[CheckResult]:
+    """Run the named checks (all when ``names`` is empty) against the catalog under ``root``;
+    ``variables`` are the checks' parameters (`set_variables`)."""
     checks = all_checks(extra_dirs)
     unknown = [n for n in names if n not in checks]
     if unknown:
@@ -279,6 +296,7 @@ def run_audit(root: Path, names: Sequence[str] = (), extra_dirs: Sequence[Path] 
     selected = [checks[n] for n in names] if names else list(checks.values())
     conn = open_catalog(root)
     try:
+        set_variables(conn, variables or {})
         ctx = AuditContext(conn, CorpusLayout.at(root))
         return [run_check(ctx, c) for c in selected]
     finally:
@@ -332,7 +350,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--checks-dir", action="append", default=[], type=Path, metavar="DIR", help="folder of extra .sql checks"
     )
     p.add_argument("--list", action="store_true", help="list the checks with their documentation and exit")
+    p.add_argument(
+        "--max-removed-share",
+        action="append",
+        default=[],
+        metavar="[STEP=]SHARE",
+        help="over_filtering: the share of one source a step may remove (default 0.2); STEP=SHARE for one step",
+    )
+    p.add_argument("--min-source-docs", type=int, help="over_filtering: judge a source from this many documents (20)")
     return p.parse_args(argv)
+
+
+def filter_limits(values: Sequence[str], min_docs: int | None) -> dict[str, Any]:
+    """``--max-removed-share`` / ``--min-source-docs`` as the over_filtering check's variables."""
+    out: dict[str, Any] = {}
+    by_step: dict[str, float] = {}
+    for value in values:
+        step, eq, share = value.rpartition("=")
+        try:
+            number = float(share)
+        except ValueError:
+            raise AuditError(f"--max-removed-share {value!r}: expected SHARE or STEP=SHARE, SHARE in [0, 1]") from None
+        if not 0.0 <= number <= 1.0:
+            raise AuditError(f"--max-removed-share {value!r}: the share must be in [0, 1]")
+        if eq:
+            by_step[step] = number
+        else:
+            out["max_removed_share"] = number
+    if by_step:
+        out["max_removed_share_by_step"] = by_step
+    if min_docs is not None:
+        out["min_source_docs"] = min_docs
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -357,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{check.name} ({check.origin}){requires}")
                 print("    " + check.description.replace("\n", "\n    "))
             return 0
-        results = run_audit(root, args.check, extra)
+        results = run_audit(root, args.check, extra, filter_limits(args.max_removed_share, args.min_source_docs))
     except AuditError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -24,6 +24,7 @@ import numpy as np
 
 from corpus.audit import AuditContext, AuditError, open_catalog
 from corpus.html import Raw, Section, bar_labels, esc, heading, new_figure, note, page, para, svg, table
+from corpus.quality_report import section_quality_decisions
 from corpus.store import CorpusLayout
 
 SAMPLE_SEED = 42
@@ -721,6 +722,7 @@ SECTIONS: tuple[Callable[[ReportContext], Section], ...] = (
     section_lengths,
     section_languages,
     section_quality,
+    section_quality_decisions,
     section_near_duplicates,
     section_pii,
     section_buckets,
