@@ -21,6 +21,7 @@ SECTIONS = (
     "Document lengths",
     "Language mix",
     "Quality",
+    "Quality decisions",
     "Near duplicates",
     "PII",
     "Buckets and tokens",
@@ -67,9 +68,14 @@ def test_full_report_has_every_section_with_plots(full_corpus: Path, tmp_path: P
     assert "section-error" not in html
     assert "did not run" not in html  # every optional stage ran in this build
     plots = re.findall(r'data-plot="([^"]+)"', html)
-    assert len(plots) == 9, plots
+    assert len(plots) == 10, plots
     assert html.count("<svg") == len(plots)
-    for name in ("quality signal distributions", "near-duplicate cluster size distribution", "PII findings by type"):
+    for name in (
+        "quality signal distributions",
+        "quality removals per language and source",
+        "near-duplicate cluster size distribution",
+        "PII findings by type",
+    ):
         assert name in plots
     assert "gopher_below_avg_word_len (latin) = 3.5" in html  # a threshold from the config drawn on its plot
     # #16.14: other steps' parameters are not quality thresholds; far thresholds do not stretch an axis
@@ -172,7 +178,11 @@ def test_report_and_audit_on_a_build_that_kept_nothing(tmp_path: Path) -> None:
     assert "section-error" not in html
     assert html.count("The final shards hold no documents.") == 4
     assert len(re.findall(r"data-plot=", html)) == 2  # the funnel and its drops still tell the story
-    assert {r.status for r in run_audit(root)} <= {"pass", "skip"}
+    results = {r.check.name: r for r in run_audit(root)}
+    assert {r.status for n, r in results.items() if n != "over_filtering"} <= {"pass", "skip"}
+    # removing every document of a source is exactly what over_filtering is there to flag
+    assert results["over_filtering"].status == "fail"
+    assert results["over_filtering"].violations.rows[0][:2] == ("length_filter", "import:legal_sample")
 
 
 def test_thresholds_are_those_of_the_rule_on_the_signal() -> None:
