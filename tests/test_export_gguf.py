@@ -27,7 +27,7 @@ def field(reader: gguf.GGUFReader, key: str):
     return reader.fields[key].contents()
 
 
-@pytest.mark.parametrize("quant", ["f16", "q8_0", "q4_0"])
+@pytest.mark.parametrize("quant", ["f16", "q8_0", "q4_1", "q4_0"])
 def test_tiny_llama_gguf_loads_with_gguf_and_transformers_within_tolerance(tiny_dir, tmp_path, quant):
     out = tmp_path / f"tiny-{quant}.gguf"
     report = export_model(tiny_dir, "gguf", quant, out)
@@ -46,7 +46,7 @@ def test_tiny_llama_gguf_loads_with_gguf_and_transformers_within_tolerance(tiny_
     tensors = {t.name: t for t in reader.tensors}
     assert {"token_embd.weight", "output.weight", "output_norm.weight", "blk.1.ffn_down.weight"} <= set(tensors)
     assert tensors["blk.0.attn_norm.weight"].tensor_type == gguf.GGMLQuantizationType.F32
-    want = {"f16": "F16", "q8_0": "Q8_0", "q4_0": "Q4_0"}[quant]
+    want = {"f16": "F16", "q8_0": "Q8_0", "q4_1": "Q4_1", "q4_0": "Q4_0"}[quant]
     assert tensors["blk.0.attn_q.weight"].tensor_type.name == want
     assert report.tensor_types[want] >= 14  # every projection of both layers
 

@@ -85,9 +85,11 @@ def export_trained(
 
 
 # Relative RMS logit error (RMS of the difference / std of the reference logits) an exported file
-# may show. Measured on a random-init tiny Llama and on SmolLM2-135M (docs/SERVING.md): f16 ~4e-4,
-# q8_0 ~1e-2, q4_0 ~0.1; a wrong tensor layout or a lost tensor gives ~1.
-EXPORT_TOLERANCE = {"f32": 1e-5, "f16": 5e-3, "q8_0": 5e-2, "q4_0": 0.3}
+# may show; unrelated logits give ~1.4. Measured (docs/SERVING.md): f16 ~4e-4 and q8_0 ~1e-2 on a
+# random-init tiny Llama and on SmolLM2-135M; q4_0 0.1 on the tiny Llama but 0.4-0.6 (top-1
+# agreement ~0.5) on SmolLM2-135M, whose bundled weights are already Q4_1-rounded (q4_1 keeps them
+# exactly), which is what 4-bit blocks without an offset do to a model that small.
+EXPORT_TOLERANCE = {"f32": 1e-5, "f16": 5e-3, "q8_0": 5e-2, "q4_1": 0.3, "q4_0": 0.8}
 FORMATS = ("gguf", "hf")
 PROBES = (
     "The tenant shall keep the premises in good repair and return them at the end of the lease.",

@@ -11,8 +11,8 @@ where theirs does:
   ``lm_head`` is left out (loaders tie it back when ``output.weight`` is absent);
 * for Llama the q/k projections are permuted from Hugging Face's rotate-half layout back to
   the interleaved layout llama.cpp's RoPE expects (Qwen2 uses the NeoX layout, kept as is);
-* 1-D tensors (norms, biases) stay F32; matrices are F32/F16/Q8_0/Q4_0 as asked. Under Q4_0
-  the embedding and output matrices are Q8_0, as llama.cpp's quantiser also keeps them at
+* 1-D tensors (norms, biases) stay F32; matrices are F32/F16/Q8_0/Q4_1/Q4_0 as asked. Under
+  Q4_x the embedding and output matrices are Q8_0, as llama.cpp's quantiser also keeps them at
   higher precision; a matrix whose rows are not a multiple of the 32-value block falls back to
   F16.
 
@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-QUANTS = ("f32", "f16", "q8_0", "q4_0")
+QUANTS = ("f32", "f16", "q8_0", "q4_1", "q4_0")
 
 
 class GgufExportError(ValueError):
@@ -98,7 +98,7 @@ def _tensor_type(gguf_name: str, array: np.ndarray, quant: str) -> Any:
         return T.F32
     if quant == "f16":
         return T.F16
-    want = T.Q8_0 if quant == "q8_0" or gguf_name in ("token_embd.weight", "output.weight") else T.Q4_0
+    want = T.Q8_0 if quant == "q8_0" or gguf_name in ("token_embd.weight", "output.weight") else T[quant.upper()]
     block = gguf.GGML_QUANT_SIZES[want][0]
     return want if array.shape[-1] % block == 0 else T.F16
 
@@ -120,6 +120,7 @@ def write_gguf(model: Any, tokenizer: Any, out: Path, quant: str = "f16", name: 
         "f32": gguf.LlamaFileType.ALL_F32,
         "f16": gguf.LlamaFileType.MOSTLY_F16,
         "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
+        "q4_1": gguf.LlamaFileType.MOSTLY_Q4_1,
         "q4_0": gguf.LlamaFileType.MOSTLY_Q4_0,
     }[quant]
 
