@@ -95,7 +95,7 @@ def main() -> None:
     proc = None
     base_url = args.base_url
     if base_url is None:
-        proc, base = start_server(max_batch=8)
+        proc, base = start_server(8, "--request-timeout-s", "3600")  # a loaded CPU takes minutes per batch
         base_url = f"{base}/v1"
     try:
         client = AsyncOpenAI(base_url=base_url, api_key="no-key", timeout=1800, max_retries=0)

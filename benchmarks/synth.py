@@ -37,12 +37,12 @@ from pipelines.synth.job import SynthResult, run_job
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def start_server(max_batch: int) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(max_batch: int, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "training.serve", "--port", str(port), "--max-batch", str(max_batch)],
+        [sys.executable, "-m", "training.serve", "--port", str(port), "--max-batch", str(max_batch), *extra],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stderr=subprocess.DEVNULL,
