@@ -1,4 +1,4 @@
-"""MinHash global phases: one reduce task vs the partitioned reduce + merge rounds.
+"""MinHash global phases: one partition (one task per phase) vs P partitions (P tasks per phase).
 
     PYTHONPATH=. nice python benchmarks/dedup_merge.py [--mb 50 200] [--parts 4]
 
@@ -6,9 +6,9 @@ Builds the generated dedup corpus (`benchmarks/dedup.py`'s generator, 10% near-d
 sizes, once per plan, then replays the global phases of `minhash_dedup` from the finished scans, every task
 in its own fresh (spawned) child process (one thread), so each task's peak RSS is its own:
 
-- ``reduce_partitions: 1``: the single reduce task (index, band grouping, verification,
-  components, keepers, decisions, state);
-- ``reduce_partitions: P``: P band-grouping tasks, then every merge round (`sharded_merge`).
+- ``reduce_partitions: 1``: one band-grouping task, then every merge round (`sharded_merge`:
+  verification, components, keepers, decisions, state) as one task each;
+- ``reduce_partitions: P``: the same phases as P tasks each (band-hash partitions, document groups).
 
 Prints per phase the number of tasks, total task seconds and the largest task's peak RSS above
 an idle child's (the import baseline) at both sizes. At these sizes a task's peak is mostly
@@ -37,11 +37,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import polars as pl
 from dedup import generate
 
+from corpus.stage import StageDir
 from pipelines.config import BuildConfig, SourceSpec
-from pipelines.dedup import sharded_merge
 from pipelines.runner import run_build
+from pipelines.step import StepContext
 from pipelines.steps import MinHashDedup, Normalize
-from pipelines.tasks import MergeTask, ReduceTask, run_merge_task, run_reduce_task, scan_path
+from pipelines.tasks import MergeTask, ReduceTask, run_task
 
 ONE_THREAD = {"POLARS_MAX_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
@@ -68,34 +69,30 @@ def in_child(fn: Any, task: Any) -> tuple[float, int]:
         return pool.submit(_measured, fn, task).result()
 
 
-def reset(step_dir: Path, root: Path) -> None:
+def reset(stage: StageDir) -> None:
     """Forget the global phases' outputs (and the state they persisted), keep the scans."""
-    for marker in step_dir.glob("reduce*.done"):
-        marker.unlink()
+    for phase in ("reduce", "merge-r*"):
+        stage.forget(phase)
     for d in ("merge", "decisions", "edges", "tables"):
-        shutil.rmtree(step_dir / d, ignore_errors=True)
-    shutil.rmtree(root / "state" / "minhash", ignore_errors=True)
+        shutil.rmtree(stage.scratch(d), ignore_errors=True)
+    shutil.rmtree(stage.state("minhash"), ignore_errors=True)
 
 
-def replay(step: MinHashDedup, step_dir: Path, root: Path) -> dict[str, list[tuple[float, int]]]:
+def replay(step: MinHashDedup, stage: StageDir, root: Path) -> dict[str, list[tuple[float, int]]]:
     phases: dict[str, list[tuple[float, int]]] = defaultdict(list)
-    n_shards = len(list(step_dir.glob("done-*.json")))
-    parts = step.reduce_partitions
-    for p in range(parts):
-        scans = [scan_path(step_dir, k, None if parts == 1 else p) for k in range(n_shards)]
-        phases["reduce" if parts == 1 else "band grouping"].append(
-            in_child(run_reduce_task, ReduceTask(step, p, scans, step_dir, root))
-        )
+    for p in range(step.reduce_partitions):
+        phases["band grouping"].append(in_child(run_task, ReduceTask(stage, p, root, step=step)))
     r = 0
-    while parts > 1 and (plan := step.merge_plan(step_dir, r)) is not None:
+    while (plan := step.merge_plan(StepContext(-1, stage.path, root, round_index=r))) is not None:
         for t in range(plan.tasks):
-            phases[plan.phase].append(in_child(run_merge_task, MergeTask(step, step_dir, root, r, plan.phase, t)))
+            task = MergeTask(stage, t, root, step=step, round_index=r, round_phase=plan.phase)
+            phases[plan.phase].append(in_child(run_task, task))
         r += 1
     return phases
 
 
-def decisions(step_dir: Path) -> pl.DataFrame:
-    return pl.read_parquet(sorted(sharded_merge.decisions_dir(step_dir).glob("*.parquet"))).sort("doc_id")
+def decisions(stage: StageDir) -> pl.DataFrame:
+    return pl.read_parquet(stage.decision_files()).sort("doc_id")
 
 
 def measure(mb: float, parts: int, directory: Path) -> tuple[int, dict[int, dict[str, list[tuple[float, int]]]]]:
@@ -109,10 +106,10 @@ def measure(mb: float, parts: int, directory: Path) -> tuple[int, dict[int, dict
         cfg = BuildConfig(root=root, workers=1, sources=[SourceSpec(corpus)], steps=[Normalize(), step])
         result = run_build(cfg, progress=False)
         docs = result.stages[-1].stats.docs_in
-        step_dir = result.stages[-1].directory
-        reset(step_dir, root)
-        results[p] = replay(step, step_dir, root)
-        outputs[p] = decisions(step_dir)
+        stage = result.stages[-1].stage
+        reset(stage)
+        results[p] = replay(step, stage, root)
+        outputs[p] = decisions(stage)
         shutil.rmtree(root)
     assert outputs[1].equals(outputs[parts]), "the two plans made different decisions"
     print(f"{mb:g} MB: {docs:,} documents, {outputs[1].height:,} near-duplicates removed", flush=True)
@@ -144,12 +141,12 @@ def main() -> None:
                 f"| {hi / 2**20:.0f} MB |"
             )
     secs = {parts: sum(s for runs in phases.values() for s, _ in runs) for parts, phases in large.items()}
-    grouped = {k: v for k, v in peak[args.parts].items() if k != "commit"}
-    worst = max(grouped, key=grouped.__getitem__)
+    worst = {parts: max((k for k in peak[parts] if k != "commit"), key=peak[parts].__getitem__) for parts in peak}
+    one, many = peak[1][worst[1]], peak[args.parts][worst[args.parts]]
     print(
-        f"\nlargest per-group task (P={args.parts}, {worst}): {grouped[worst] / 2**20:.0f} MB vs the single reduce "
-        f"{peak[1]['reduce'] / 2**20:.0f} MB ({peak[1]['reduce'] / grouped[worst]:.2f}x); task seconds "
-        f"{secs[args.parts]:.1f} vs {secs[1]:.1f} ({secs[args.parts] / secs[1]:.1f}x: barrier rounds, Parquet re-reads)"
+        f"\nlargest task: P={args.parts} ({worst[args.parts]}) {many / 2**20:.0f} MB vs P=1 ({worst[1]}) "
+        f"{one / 2**20:.0f} MB ({one / many:.2f}x); task seconds {secs[args.parts]:.1f} vs {secs[1]:.1f} "
+        f"({secs[args.parts] / secs[1]:.1f}x)"
     )
 
 

@@ -13,44 +13,28 @@ Here it is a hash-partitioned reduce, like `exact_dedup`'s, and every phase is a
    texts, and write work shards ``part-<shard>-<NNNNN>.parquet`` of about ``work_shard_mb``
    (in memory) and ``rejects-<shard>.parquet``.
 
-Every task writes its outputs atomically and a done-marker last, so a killed ingest resumes
-task by task; the outputs do not depend on the executor, the workers or the partition count.
+Every phase is a list of `pipelines.tasks.Task`s, so a killed ingest resumes task by task; the
+outputs do not depend on the executor, the workers or the partition count.
 """
 
 from __future__ import annotations
 
-import json
-import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
 import polars as pl
 import pyarrow as pa
 
-from corpus.schema import BASE_SCHEMA, REJECT_SCHEMA, conform, occurrence_id
-from corpus.store import WORK_COMPRESSION, ShardWriter, read_table, write_bytes, write_table
+from corpus.schema import BASE_SCHEMA, conform, occurrence_id
+from corpus.stage import StageDir
+from corpus.store import read_table, write_table
+from pipelines.pii.scrub import DEFAULT_REJECTS_TEXT
 from pipelines.step import reject
-from pipelines.tasks import text_bytes
+from pipelines.tasks import Phase, ShardOutput, Stats, Task, TaskContext
 
 IDS_SCHEMA = {"doc_id": pl.String, "shard": pl.UInt32, "row": pl.UInt32}
-
-
-@dataclass(frozen=True)
-class IngestTask:
-    """One task of one ingest phase: ``index`` is a raw shard (ids, write) or a partition (repeats)."""
-
-    phase: str  # "ids" | "repeats" | "write"
-    index: int
-    out: Path
-    partitions: int
-    shards: int  # raw shards in the ingest
-    path: Path | None  # the raw shard (ids, write)
-    work_shard_bytes: int
-
-
-def done_marker(out: Path, phase: str, index: int) -> Path:
-    return out / "done" / f"{phase}-{index:05d}.json"
 
 
 def partitions_for(raw_shards: int) -> int:
@@ -58,92 +42,109 @@ def partitions_for(raw_shards: int) -> int:
     return max(1, min(64, -(-raw_shards // 8)))
 
 
-def _ids_path(out: Path, shard: int, partition: int) -> Path:
-    return out / "ids" / f"{shard:05d}-p{partition:03d}.parquet"
+def _ids_path(stage: StageDir, shard: int, partition: int) -> Path:
+    return stage.scratch("ids") / f"{shard:05d}-p{partition:03d}.parquet"
 
 
-def _renames_path(out: Path, partition: int) -> Path:
-    return out / "renames" / f"p{partition:03d}.parquet"
+def _renames_path(stage: StageDir, partition: int) -> Path:
+    return stage.scratch("renames") / f"p{partition:03d}.parquet"
 
 
-def run_ingest_task(task: IngestTask) -> dict[str, Any]:
-    started = time.perf_counter()
-    stats = {"ids": _ids, "repeats": _repeats, "write": _write}[task.phase](task)
-    stats["seconds"] = time.perf_counter() - started
-    write_bytes(json.dumps(stats).encode(), done_marker(task.out, task.phase, task.index))
-    return stats
+@dataclass(frozen=True)
+class IngestIds(Task):
+    """Raw shard ``index``'s ``(doc_id, shard, row)``, one file per repeats partition."""
 
+    path: Path = field(kw_only=True)
+    partitions: int = field(kw_only=True)
+    phase: ClassVar[str] = "ids"
 
-def _ids(task: IngestTask) -> dict[str, Any]:
-    path = task.path
-    assert path is not None
-    ids = conform(read_table(path, columns=["doc_id"]), pa.schema([BASE_SCHEMA.field("doc_id")]), origin=str(path))
-    frame = pl.DataFrame({"doc_id": ids.column("doc_id")}).with_columns(
-        pl.lit(task.index, pl.UInt32).alias("shard"), pl.int_range(pl.len(), dtype=pl.UInt32).alias("row")
-    )
-    partition = frame.get_column("doc_id").hash(seed=0) % task.partitions
-    for p in range(task.partitions):
-        write_table(frame.filter(partition == p).to_arrow(), _ids_path(task.out, task.index, p))
-    return {"rows": frame.height}
-
-
-def _repeats(task: IngestTask) -> dict[str, Any]:
-    files = [_ids_path(task.out, k, task.index) for k in range(task.shards)]
-    ids = pl.concat([pl.read_parquet(f) for f in files]) if files else pl.DataFrame(schema=IDS_SCHEMA)
-    renames = (
-        ids.sort("shard", "row")
-        .with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).over("doc_id").alias("occurrence"))
-        .filter(pl.col("occurrence") > 0)
-    )
-    renames = renames.with_columns(
-        pl.struct("doc_id", "occurrence")
-        .map_elements(lambda r: occurrence_id(r["doc_id"], r["occurrence"]), return_dtype=pl.String)
-        .alias("new_id")
-    ).select("shard", "row", "new_id")
-    write_table(renames.to_arrow(), _renames_path(task.out, task.index))
-    return {"renamed": renames.height}
-
-
-def _write(task: IngestTask) -> dict[str, Any]:
-    path = task.path
-    assert path is not None
-    df = pl.from_arrow(conform(read_table(path), BASE_SCHEMA, origin=str(path)))
-    assert isinstance(df, pl.DataFrame)
-    renames = pl.concat(
-        [
-            pl.read_parquet(_renames_path(task.out, p)).filter(pl.col("shard") == task.index)
-            for p in range(task.partitions)
-        ]
-    )
-    if renames.height:
-        new_ids = (
-            pl.DataFrame({"row": pl.int_range(df.height, dtype=pl.UInt32, eager=True)})
-            .join(renames.select("row", "new_id"), on="row", how="left", maintain_order="left")
-            .get_column("new_id")
+    def run(self, ctx: TaskContext) -> Stats:
+        ids = conform(
+            read_table(self.path, columns=["doc_id"]), pa.schema([BASE_SCHEMA.field("doc_id")]), origin=str(self.path)
         )
-        df = df.with_columns(new_ids).with_columns(pl.coalesce("new_id", "doc_id").alias("doc_id")).drop("new_id")
-    empty = pl.col("text").str.strip_chars().str.len_bytes() == 0
-    kept, dropped = df.filter(~empty), df.filter(empty)
-    writer = ShardWriter(
-        task.out,
-        BASE_SCHEMA,
-        target_bytes=task.work_shard_bytes,
-        compression=WORK_COMPRESSION,
-        size_basis="memory",
-        prefix=f"part-{task.index:05d}",
+        frame = pl.DataFrame({"doc_id": ids.column("doc_id")}).with_columns(
+            pl.lit(self.index, pl.UInt32).alias("shard"), pl.int_range(pl.len(), dtype=pl.UInt32).alias("row")
+        )
+        partition = frame.get_column("doc_id").hash(seed=0) % self.partitions
+        for p in range(self.partitions):
+            write_table(frame.filter(partition == p).to_arrow(), _ids_path(self.stage, self.index, p))
+        return {"rows": frame.height}
+
+
+@dataclass(frozen=True)
+class IngestRepeats(Task):
+    """Partition ``index``: the ids seen more than once, ranked by (shard, row), to rename."""
+
+    shards: int = field(kw_only=True)
+    phase: ClassVar[str] = "repeats"
+
+    def run(self, ctx: TaskContext) -> Stats:
+        files = [_ids_path(self.stage, k, self.index) for k in range(self.shards)]
+        ids = pl.concat([pl.read_parquet(f) for f in files]) if files else pl.DataFrame(schema=IDS_SCHEMA)
+        renames = (
+            ids.sort("shard", "row")
+            .with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).over("doc_id").alias("occurrence"))
+            .filter(pl.col("occurrence") > 0)
+        )
+        renames = renames.with_columns(
+            pl.struct("doc_id", "occurrence")
+            .map_elements(lambda r: occurrence_id(r["doc_id"], r["occurrence"]), return_dtype=pl.String)
+            .alias("new_id")
+        ).select("shard", "row", "new_id")
+        write_table(renames.to_arrow(), _renames_path(self.stage, self.index))
+        return {"renamed": renames.height}
+
+
+@dataclass(frozen=True)
+class IngestWrite(Task):
+    """Raw shard ``index`` conformed, renamed, empty texts rejected: ``part-<index>-NNNNN`` files."""
+
+    path: Path = field(kw_only=True)
+    partitions: int = field(kw_only=True)
+    work_shard_bytes: int = field(kw_only=True)
+    rejects_text: str = field(default=DEFAULT_REJECTS_TEXT, kw_only=True)
+    phase: ClassVar[str] = "write"
+
+    def run(self, ctx: TaskContext) -> ShardOutput:
+        df = pl.from_arrow(conform(read_table(self.path), BASE_SCHEMA, origin=str(self.path)))
+        assert isinstance(df, pl.DataFrame)
+        renames = pl.concat(
+            [
+                pl.read_parquet(_renames_path(self.stage, p)).filter(pl.col("shard") == self.index)
+                for p in range(self.partitions)
+            ]
+        )
+        if renames.height:
+            new_ids = (
+                pl.DataFrame({"row": pl.int_range(df.height, dtype=pl.UInt32, eager=True)})
+                .join(renames.select("row", "new_id"), on="row", how="left", maintain_order="left")
+                .get_column("new_id")
+            )
+            df = df.with_columns(new_ids).with_columns(pl.coalesce("new_id", "doc_id").alias("doc_id")).drop("new_id")
+        empty = pl.col("text").str.strip_chars().str.len_bytes() == 0
+        rejected = reject(df.filter(empty), "ingest", "empty_text")
+        return ShardOutput(
+            df, df.filter(~empty), rejected, BASE_SCHEMA, str(self.path), self.rejects_text, self.work_shard_bytes
+        )
+
+
+def ingest_phases(
+    stage: StageDir, raw: list[Path], root: Path, work_shard_bytes: int, rejects_text: str
+) -> Iterator[Phase]:
+    parts = partitions_for(len(raw))
+    yield Phase("ingest (ids)", [IngestIds(stage, k, root, path=p, partitions=parts) for k, p in enumerate(raw)])
+    yield Phase(
+        "ingest (repeats)", [IngestRepeats(stage, p, root, shards=len(raw)) for p in range(parts)], unit="partition"
     )
-    writer.write(kept.to_arrow())
-    writer.close()
-    if dropped.height:
-        rejects = conform(reject(dropped, "ingest", "empty_text").to_arrow(), REJECT_SCHEMA, origin=str(path))
-        write_table(rejects, task.out / f"rejects-{task.index:05d}.parquet", compression=WORK_COMPRESSION)
-    return {
-        "docs_in": df.height,
-        "docs_out": kept.height,
-        "bytes_in": text_bytes(df),
-        "bytes_out": text_bytes(kept),
-        "drops": {"empty_text": dropped.height} if dropped.height else {},
-    }
+    yield Phase(
+        "ingest (write)",
+        [
+            IngestWrite(
+                stage, k, root, path=p, partitions=parts, work_shard_bytes=work_shard_bytes, rejects_text=rejects_text
+            )
+            for k, p in enumerate(raw)
+        ],
+    )
 
 
-__all__ = ["IngestTask", "done_marker", "partitions_for", "run_ingest_task"]
+__all__ = ["IngestIds", "IngestRepeats", "IngestWrite", "ingest_phases", "partitions_for"]

@@ -1,9 +1,11 @@
-"""The build: import sources, ingest raw shards, run the steps shard by shard, publish.
+"""The build: import sources, then a plan of stages (ingest, each step, publish), each a sequence
+of phases, each phase a list of tasks (`pipelines.tasks`) run on the executor.
 
-Each stage's directory under ``work/`` is named by a hash of everything that determines its
-output (the raw shards' checksums and the step specs up to it), so a rerun after a crash finds
-finished shards by their done-markers and skips them, and a changed config never reuses stale
-work. Final shards and rejects are written to staging directories and swapped in whole.
+Each stage's directory under ``work/`` (`corpus.stage.StageDir`) is named by a hash of
+everything that determines its output (the raw shards' checksums and the step specs up to it),
+so a rerun after a crash skips every task whose done marker is there, and a changed config never
+reuses stale work. Final shards and rejects are written to staging directories and swapped in
+whole, with the catalog update.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import json
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,36 +27,15 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from corpus.catalog import Catalog, CatalogLockedError, RunInfo, ShardRecord, StepStatRow
-from corpus.schema import REJECT_SCHEMA, document_schema, utc_now
-from corpus.store import CorpusLayout, replace_dir, write_bytes
+from corpus.schema import document_schema, utc_now
+from corpus.stage import StageDir
+from corpus.store import CorpusLayout, replace_dir
 from pipelines.config import BuildConfig, SourceSpec
 from pipelines.executor import Executor, make_executor
 from pipelines.imports import import_file
-from pipelines.ingest import IngestTask, partitions_for, run_ingest_task
-from pipelines.ingest import done_marker as ingest_done
-from pipelines.publish import (
-    PARTITION_COLUMNS,
-    SplitTask,
-    WriteTask,
-    partition_dir,
-    run_split_task,
-    run_write_task,
-    split_done,
-    write_groups,
-)
-from pipelines.step import GlobalStep, Step
-from pipelines.tasks import (
-    MergeTask,
-    ReduceTask,
-    ShardTask,
-    done_path,
-    merge_done_path,
-    reduce_done_path,
-    run_merge_task,
-    run_reduce_task,
-    run_shard_task,
-    scan_path,
-)
+from pipelines.ingest import ingest_phases
+from pipelines.publish import PARTITION_COLUMNS, Staging, publish_phases, written_files
+from pipelines.tasks import Phase, run_task, step_phases
 
 MB = 1024 * 1024
 
@@ -67,8 +48,12 @@ class BuildError(RuntimeError):
 class StageResult:
     index: int
     name: str
-    directory: Path
+    stage: StageDir
     stats: StepStatRow
+
+    @property
+    def directory(self) -> Path:
+        return self.stage.path
 
 
 @dataclass
@@ -138,25 +123,32 @@ class Build:
         self.progress = progress
         self.imported: list[ShardRecord] = []
 
+    def stage_dir(self, name: str) -> StageDir:
+        return StageDir(self.layout.work / name, self.layout.state)
+
     def run(self) -> BuildResult:
         raw = self.import_sources(self.cfg.sources)
-        ingest_dir, ingest_stats = self.ingest(raw)
-        stages = [StageResult(0, "ingest", ingest_dir, ingest_stats)]
-        prev_dir, prev_hash = ingest_dir, ingest_dir.name
+        root, work_bytes = self.layout.root, int(self.cfg.work_shard_mb * MB)
+        identity = f"00-ingest-{_hash([(r.path, r.checksum) for r in raw], self.cfg.work_shard_mb)}"
+        stage = self.stage_dir(identity)
+        phases = ingest_phases(stage, [root / r.path for r in raw], root, work_bytes, self.cfg.rejects_text)
+        stages = [self.run_stage(0, "ingest", stage, phases, stats_phase="write")]
         added: list[pa.Field] = []
         for i, step in enumerate(self.cfg.steps, start=1):
             added.extend(step.adds)
             # library versions are part of a stage's identity: a resumed build never mixes outputs
-            step_hash = _hash(
-                prev_hash, step.name, step.version, step.params(), self.cfg.rejects_text, pl.__version__, pa.__version__
+            identity = _hash(
+                identity, step.name, step.version, step.params(), self.cfg.rejects_text, pl.__version__, pa.__version__
             )
-            step_dir = self.layout.work / f"{i:02d}-{step.name}-{step_hash}"
-            stats = self.run_step(i, step, prev_dir, step_dir, document_schema(added))
-            stages.append(StageResult(i, step.name, step_dir, stats))
-            prev_dir, prev_hash = step_dir, step_hash
+            stage = self.stage_dir(f"{i:02d}-{step.name}-{identity}")
+            label = f"{i}/{len(self.cfg.steps)} {step.name}"
+            phases = step_phases(
+                step, stage, stages[-1].stage.parts(), document_schema(added), root, self.cfg.rejects_text, label
+            )
+            stages.append(self.run_stage(i, step.name, stage, phases, stats_phase="process"))
         return self.publish(raw, stages, document_schema(added))
 
-    # -- sources and ingest ----------------------------------------------------------------
+    # -- sources ---------------------------------------------------------------------------
     def import_sources(self, sources: list[SourceSpec]) -> list[ShardRecord]:
         """Import the config's and the command line's files (registered in the catalog at the end,
         with the run) and list every raw shard: the catalog's and the imported ones."""
@@ -176,151 +168,50 @@ class Build:
             raise BuildError("no input documents: add 'sources' to the config, pass --input, or run a crawl first")
         return records
 
-    def ingest(self, raw: list[ShardRecord]) -> tuple[Path, StepStatRow]:
-        """Raw shards -> work shards with unique doc_ids, empty texts rejected: executor tasks in
-        three phases (`pipelines.ingest`), resumable task by task."""
-        fingerprint = _hash([(r.path, r.checksum) for r in raw], self.cfg.work_shard_mb)
-        out = self.layout.work / f"00-ingest-{fingerprint}"
-        clock = _StageClock(out)
-        paths = tuple(self.layout.root / r.path for r in raw)
-        parts = partitions_for(len(paths))
-        for phase, count, unit in (
-            ("ids", len(paths), "shard"),
-            ("repeats", parts, "partition"),
-            ("write", len(paths), "shard"),
-        ):
-            tasks = [
-                IngestTask(
-                    phase,
-                    k,
-                    out,
-                    parts,
-                    len(paths),
-                    paths[k] if phase != "repeats" else None,
-                    int(self.cfg.work_shard_mb * MB),
-                )
-                for k in range(count)
-                if not ingest_done(out, phase, k).exists()
-            ]
-            self._run_tasks(tasks, f"ingest ({phase})", run_ingest_task, unit=unit)
-        stats = [json.loads(ingest_done(out, "write", k).read_text()) for k in range(len(paths))]
-        extra = [json.loads(p.read_text())["seconds"] for p in (out / "done").glob("[ir]*.json")]  # ids, repeats
-        return out, clock.stop(_stat_row(0, "ingest", stats, extra_seconds=sum(extra)))
+    # -- the plan's loop -------------------------------------------------------------------
+    def run_stage(
+        self, index: int, name: str, stage: StageDir, phases: Iterable[Phase], *, stats_phase: str
+    ) -> StageResult:
+        """Every phase of one stage, then its stats row from the tasks' markers."""
+        stage.path.mkdir(parents=True, exist_ok=True)
+        started, reused = time.perf_counter(), len(stage.all_stats())
+        for phase in phases:
+            self.run_phase(stage, phase)
+        done = stage.all_stats()
+        row = _stat_row(index, name, stage.stats(stats_phase), sum(s["seconds"] for s in done))
+        row = dataclasses.replace(row, wall_seconds=time.perf_counter() - started, tasks=len(done), reused_tasks=reused)
+        return StageResult(index, name, stage, row)
 
-    # -- steps -----------------------------------------------------------------------------
-    def run_step(self, index: int, step: Step, in_dir: Path, step_dir: Path, schema: pa.Schema) -> StepStatRow:
-        step_dir.mkdir(parents=True, exist_ok=True)
-        clock = _StageClock(step_dir)
-        inputs = sorted(in_dir.glob("part-*.parquet"))
-        label = f"{index}/{len(self.cfg.steps)} {step.name}"
-
-        def tasks(phase: str) -> list[ShardTask]:
-            return [
-                ShardTask(step, phase, k, p, step_dir, schema, self.layout.root, self.cfg.rejects_text)  # type: ignore[arg-type]
-                for k, p in enumerate(inputs)
-                if not done_path(step_dir, k, phase).exists()
-            ]  # type: ignore[arg-type]
-
-        if isinstance(step, GlobalStep):
-            self._run_tasks(tasks("scan"), f"{label} (scan)")
-            self._reduce(step, len(inputs), step_dir, label)
-        self._run_tasks(tasks("process"), label)
-        stats = [json.loads(done_path(step_dir, k).read_text()) for k in range(len(inputs))]
-        extra = [
-            json.loads(p.read_text())["seconds"]
-            for p in [
-                *step_dir.glob("scan-done-*.json"),
-                *step_dir.glob("reduce-*.done"),
-                *step_dir.glob("merge/done-*"),
-            ]
-        ]
-        return clock.stop(_stat_row(index, step.name, stats, extra_seconds=sum(extra)))
-
-    def _reduce(self, step: GlobalStep, n_shards: int, step_dir: Path, label: str) -> None:
-        """The reduce runs as executor tasks (one per partition), never inline on the driver."""
-        if (step_dir / "reduce.done").exists():
+    def run_phase(self, stage: StageDir, phase: Phase) -> None:
+        """The phase's tasks that have no done marker, on the executor, with a progress bar."""
+        if phase.rerun:
+            stage.forget(phase.tasks[0].phase if phase.tasks else "")
+        todo = [t for t in phase.tasks if phase.rerun or not stage.is_done(*t.key)]
+        if not todo:
             return
-        parts = step.partitions()
-        tasks = [
-            ReduceTask(
-                step,
-                p,
-                [scan_path(step_dir, k, None if parts == 1 else p) for k in range(n_shards)],
-                step_dir,
-                self.layout.root,
-            )
-            for p in range(parts)
-            if not reduce_done_path(step_dir, p).exists()
-        ]
-        self._run_tasks(tasks, f"{label} (reduce)", run_reduce_task, unit="partition")
-        round_index = 0
-        while parts > 1 and (plan := step.merge_plan(step_dir, round_index)) is not None:
-            merge = [
-                MergeTask(step, step_dir, self.layout.root, round_index, plan.phase, p)
-                for p in range(plan.tasks)
-                if not merge_done_path(step_dir, round_index, p).exists()
-            ]
-            self._run_tasks(merge, f"{label} (merge {round_index}: {plan.phase})", run_merge_task, unit="task")
-            round_index += 1
-        write_bytes(b"{}", step_dir / "reduce.done")
-
-    def _run_tasks(self, tasks: list, label: str, fn: Callable = run_shard_task, unit: str = "shard") -> list:
-        """Run ``fn`` over ``tasks`` on the executor with a progress bar; the results, unordered."""
-        results: list = []
-        if not tasks:
-            return results
-        with tqdm(total=len(tasks), desc=label, unit=unit, disable=not self.progress) as bar:
-            for result in self.executor.map_unordered(fn, tasks):
-                results.append(result)
+        with tqdm(total=len(todo), desc=phase.label, unit=phase.unit, disable=not self.progress) as bar:
+            for _ in self.executor.map_unordered(run_task, todo):
                 bar.update(1)
-        return results
 
     # -- publish ---------------------------------------------------------------------------
     def publish(self, raw: list[ShardRecord], stages: list[StageResult], schema: pa.Schema) -> BuildResult:
-        """Write final shards (Hive-partitioned) and rejects as executor tasks (`pipelines.publish`),
-        swap them in, update the catalog."""
+        """Write final shards (Hive-partitioned) and rejects as publish tasks, swap them in, update
+        the catalog."""
         final_schema = pa.schema([f for f in schema if f.name not in PARTITION_COLUMNS], metadata=schema.metadata)
-        shards_staging = self.layout.root / ".shards.staging"
-        rejects_staging = self.layout.root / ".rejects.staging"
-        for d in (shards_staging, rejects_staging):
+        staging = Staging.of(self.layout)
+        for d in (staging.shards, staging.rejects):
             shutil.rmtree(d, ignore_errors=True)
-
-        last = stages[-1].directory
-        out = last / "publish"
-        parts = sorted(last.glob("part-*.parquet"))
-        splits = [SplitTask(k, p, out, final_schema) for k, p in enumerate(parts) if not split_done(out, k).exists()]
-        self._run_tasks(splits, "publish (split)", run_split_task)
-        keys = sorted(
-            {tuple(key) for k in range(len(parts)) for key in json.loads(split_done(out, k).read_text())["partitions"]}
+        out = stages[-1].stage.child("publish")
+        out.path.mkdir(parents=True, exist_ok=True)
+        rejects = [(f"{s.index:02d}-{s.name}", s.stage.all_rejects()) for s in stages]
+        phases = publish_phases(
+            out, stages[-1].stage.parts(), rejects, staging, self.layout, final_schema, int(self.cfg.shard_mb * MB)
         )
-        shard_bytes = int(self.cfg.shard_mb * MB)
-        writes = [
-            WriteTask(
-                "final",
-                group,
-                self.layout.final_shard(bucket, split, 0, base=shards_staging).parent,
-                final_schema,
-                shard_bytes,
-                prefix=f"part-{g:05d}",
-            )
-            for bucket, split in keys
-            for g, group in enumerate(
-                write_groups(sorted(partition_dir(out, bucket, split).glob("part-*.parquet")), shard_bytes)
-            )
-        ]
-        writes += [
-            WriteTask(
-                "rejects",
-                tuple(sorted(stage.directory.glob("rejects-*.parquet"))),
-                rejects_staging / f"{stage.index:02d}-{stage.name}",
-                REJECT_SCHEMA,
-                shard_bytes,
-            )
-            for stage in stages
-        ]
-        written = [f for files in self._run_tasks(writes, "publish", run_write_task, unit="partition") for f in files]
-        shards_staging.mkdir(parents=True, exist_ok=True)
-        rejects_staging.mkdir(parents=True, exist_ok=True)
+        for phase in phases:
+            self.run_phase(out, phase)
+        written = written_files(out)
+        staging.shards.mkdir(parents=True, exist_ok=True)
+        staging.rejects.mkdir(parents=True, exist_ok=True)
         final_rows = sorted((Path(f["path"]), f) for f in written if f["stage"] == "final")
         reject_rows = sorted((Path(f["path"]), f) for f in written if f["stage"] == "rejects")
 
@@ -330,12 +221,12 @@ class Build:
         if docs_out + docs_rejected != docs_in:
             raise BuildError(f"accounting: {docs_in} documents in, {docs_out} out + {docs_rejected} rejected")
 
-        final = [self._record(p, "final", f, shards_staging) for p, f in final_rows]
-        rejected = [self._record(p, "rejects", f, rejects_staging) for p, f in reject_rows]
+        final = [self._record(p, "final", f, staging.shards) for p, f in final_rows]
+        rejected = [self._record(p, "rejects", f, staging.rejects) for p, f in reject_rows]
         # the catalog first: if another process holds it, nothing is swapped in and a rerun resumes
         with Catalog.open(self.layout) as cat, cat.transaction():
-            replace_dir(shards_staging, self.layout.shards)
-            replace_dir(rejects_staging, self.layout.rejects)
+            replace_dir(staging.shards, self.layout.shards)
+            replace_dir(staging.rejects, self.layout.rejects)
             cat.insert_run(self.run_info)
             cat.register_shards(self.run_id, self.imported)
             cat.replace_stage("final", self.run_id, final)
@@ -348,7 +239,7 @@ class Build:
             cat.finish_run(
                 self.run_id, status="succeeded", docs_in=docs_in, docs_out=docs_out, docs_rejected=docs_rejected
             )
-        shutil.rmtree(out, ignore_errors=True)  # the split copy: published now
+        out.remove()  # the split copy: published now
         self._collect_garbage({s.directory for s in stages})
         return BuildResult(
             self.run_id, docs_in, docs_out, docs_rejected, stages, [self.layout.root / r.path for r in final]
@@ -369,33 +260,15 @@ class Build:
                 shutil.rmtree(d, ignore_errors=True)
 
 
-class _StageClock:
-    """This run's wall time on a stage, and how many of its tasks an earlier run had finished."""
-
-    MARKERS = ("done/*.json", "done-*.json", "scan-done-*.json", "reduce-*.done", "merge/done-*.json")
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.started = time.perf_counter()
-        self.reused = self._count()
-
-    def _count(self) -> int:
-        return sum(1 for pattern in self.MARKERS for _ in self.directory.glob(pattern))
-
-    def stop(self, row: StepStatRow) -> StepStatRow:
-        wall = time.perf_counter() - self.started
-        return dataclasses.replace(row, wall_seconds=wall, tasks=self._count(), reused_tasks=self.reused)
-
-
 def _side_tables(stages: list[StageResult]) -> dict[str, list[Path]]:
     tables: dict[str, list[Path]] = {}
     for stage in stages:
-        for table_dir in sorted((stage.directory / "tables").glob("*")):
-            tables.setdefault(table_dir.name, []).extend(sorted(table_dir.glob("*.parquet")))
+        for name, paths in stage.stage.side_tables().items():
+            tables.setdefault(name, []).extend(paths)
     return tables
 
 
-def _stat_row(index: int, name: str, stats: list[dict], extra_seconds: float = 0.0) -> StepStatRow:
+def _stat_row(index: int, name: str, stats: list[dict], seconds: float) -> StepStatRow:
     drops: dict[str, int] = {}
     for s in stats:
         for reason, n in s["drops"].items():
@@ -407,7 +280,7 @@ def _stat_row(index: int, name: str, stats: list[dict], extra_seconds: float = 0
         docs_out=sum(s["docs_out"] for s in stats),
         bytes_in=sum(s["bytes_in"] for s in stats),
         bytes_out=sum(s["bytes_out"] for s in stats),
-        seconds=sum(s["seconds"] for s in stats) + extra_seconds,
+        seconds=seconds,
         drops=dict(sorted(drops.items())),
     )
 

@@ -1,11 +1,13 @@
 """What a pipeline step is: one small class with one job over Polars frames of one shard.
 
 A *map* step sees one shard at a time and returns the rows it keeps and the rows it rejects
-(each with a named reason). A *global* step (dedup, quantile bucketing) adds two phases around
-that: ``scan`` writes small per-shard key tables, ``reduce`` turns all of them into decisions
-(on the driver, or distributed by an executor), and ``process`` applies the decisions per shard.
-Steps never count their own stats: the runner derives docs/bytes in and out and drops by reason
-from what they return, so every step is accounted the same way.
+(each with a named reason). A *global* step (dedup, quantile bucketing) adds phases before
+that: ``scan`` writes small per-shard key tables, ``reduce`` turns them into decisions, one
+executor task per partition of the keys, optional ``merge`` rounds combine the partitions, and
+``process`` applies the decisions per shard. Steps never count their own stats: the runner
+derives docs/bytes in and out and drops by reason from what they return, so every step is
+accounted the same way. A step that rewrites ``text`` says so (``rewrites_text``) and the
+runner rewrites instruction rows' prompt and response with the same transform.
 
 Parameters are dataclass fields; `Step.from_params` rejects unknown keys by name.
 """
@@ -16,6 +18,7 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar, Literal, NamedTuple
 
@@ -23,6 +26,8 @@ import polars as pl
 import pyarrow as pa
 
 from corpus.schema import REJECT_SCHEMA
+from corpus.stage import StageDir
+from corpus.store import write_table
 
 
 class ConfigError(ValueError):
@@ -88,21 +93,63 @@ class Resources:
 
 
 @dataclass(frozen=True)
-class ShardContext:
-    """Where a step is running: which shard, and the step's own directory for side outputs."""
+class StepContext:
+    """Where a step's hook runs, one object for all of them: the stage's directory and root, and
+    which shard (``scan``, ``process``), reduce partition (``reduce``) or merge task (``merge``)."""
 
     shard_index: int
     step_dir: Path
     root: Path
+    partition: int = 0
+    round_index: int = 0
+    phase: str = ""
+    part: int = 0
+
+    @property
+    def stage(self) -> StageDir:
+        return StageDir(self.step_dir, self.root / "state")
 
     def table_dir(self, table: str) -> Path:
         """Side outputs under ``tables/<name>/`` are loaded into the catalog as table ``name``."""
-        return self.step_dir / "tables" / table
+        return self.stage.table(table, 0).parent
 
     @property
     def state_dir(self) -> Path:
         """Persistent per-corpus state (caches, indexes) that outlives one build."""
-        return self.root / "state"
+        return self.stage.state()
+
+    # -- a global step's reduce and merge -------------------------------------------------
+    def scans(self) -> list[Path]:
+        """This reduce partition's scan rows of every shard, one file per shard in shard order."""
+        return self.stage.scans(self.partition)
+
+    def write_decisions(self, decisions: pl.DataFrame, part: int | None = None) -> None:
+        """Decisions for ``process`` to apply (`apply_decisions`): one file per reduce partition or
+        merge task (``part``, by default this partition)."""
+        write_table(decisions.to_arrow(), self.stage.decisions(self.partition if part is None else part))
+
+    def decisions(self) -> pl.DataFrame:
+        """Every decision of the stage (read once per worker process, not once per shard)."""
+        files = self.stage.decision_files()
+        if not files:
+            raise FileNotFoundError(f"{self.step_dir}: no decisions written by the reduce")
+        return _read_decisions(tuple((f, f.stat().st_mtime_ns) for f in files))
+
+    def round_stats(self, round_index: int) -> list[dict[str, Any]]:
+        """The stats of every task of merge round ``round_index`` (what ``merge_plan`` decides by)."""
+        return self.stage.stats(merge_phase(round_index))
+
+
+ShardContext = StepContext  # the name map steps and their tests construct it by
+
+
+def merge_phase(round_index: int) -> str:
+    return f"merge-r{round_index:03d}"
+
+
+@lru_cache(maxsize=4)
+def _read_decisions(files: tuple[tuple[Path, int], ...]) -> pl.DataFrame:
+    return pl.read_parquet([f for f, _ in files])
 
 
 @dataclass
@@ -123,6 +170,9 @@ class Step:
     # bump when the step's output for the same input and params changes (an algorithm change):
     # it is part of the stage identity, so a resumed build never reuses the old version's work
     version: ClassVar[str] = "1"
+    # True when ``process`` rewrites ``text``: the runner then rewrites every instruction row's
+    # parts (`pipelines.steps.instruction_meta`) with `rewrite_texts`, so none is left uncleaned
+    rewrites_text: ClassVar[bool] = False
 
     @classmethod
     def from_params(cls, params: dict[str, Any] | None, *, where: str) -> Step:
@@ -153,46 +203,83 @@ class Step:
     def setup(self, root: Path) -> None:
         """Load heavy resources once per worker process (models, recognizers)."""
 
-    def process(self, df: pl.DataFrame, ctx: ShardContext) -> StepOutput:
+    def process(self, df: pl.DataFrame, ctx: StepContext) -> StepOutput:
         raise NotImplementedError
+
+    def rewrite_texts(self, texts: list[str], docs: pl.DataFrame) -> list[str]:
+        """``texts`` rewritten the way ``process`` rewrites a document's text (``rewrites_text``
+        steps); ``docs`` holds, per text, the input row of the document it belongs to."""
+        raise NotImplementedError(f"step {self.name!r} declares rewrites_text but has no rewrite_texts")
 
 
 @dataclass
 class GlobalStep(Step):
-    """A step that needs to see every shard before deciding (map -> reduce -> apply)."""
+    """A step that needs to see every shard before deciding: ``scan`` per shard, ``reduce`` per
+    partition of the scanned keys, optional ``merge`` rounds, then ``process`` per shard, which
+    by default applies the decisions (`apply_decisions`). Every hook gets a `StepContext`."""
 
     is_global: ClassVar[bool] = True
 
-    def scan(self, df: pl.DataFrame, ctx: ShardContext) -> pl.DataFrame:
-        """Per-shard keys for the reduce phase (small: ids and hashes, not texts)."""
+    def scan(self, df: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
+        """Per-shard keys for the reduce (small: ids and hashes, not texts); with more than one
+        partition, an int column ``partition`` says which reduce task gets each row."""
         raise NotImplementedError
 
-    def reduce(self, scans: list[Path], step_dir: Path, root: Path) -> None:
-        """Read all scan files, write decisions under ``step_dir`` for ``process`` to apply."""
-        raise NotImplementedError
-
-    # -- optional: a reduce that an executor can spread over several tasks (a shuffle) --------
     def partitions(self) -> int:
-        """How many independent reduce partitions; > 1 means ``scan`` output carries an int
-        column ``partition`` and ``reduce_partition`` is called once per partition, each with
-        only that partition's rows of every shard (in shard order)."""
+        """How many reduce tasks; each sees only its partition's rows of every shard (in shard
+        order, ``ctx.scans()``), so one partition is the whole reduce."""
         return 1
 
-    def reduce_partition(self, scans: list[Path], partition: int, step_dir: Path, root: Path) -> None:
+    def reduce(self, ctx: StepContext) -> dict[str, Any] | None:
+        """One partition: read ``ctx.scans()``, write decisions (``ctx.write_decisions``) or files
+        a merge round reads; returns small JSON stats (or None)."""
         raise NotImplementedError
 
-    def merge_plan(self, step_dir: Path, round_index: int) -> MergeRound | None:
-        """After all partitions: round ``round_index`` of combining their outputs (a phase name
-        and a task count), or None when the merge is complete. Called on the driver once the
-        previous round's tasks are done; it reads only their small stats
-        (`pipelines.tasks.merge_round_stats`), so iterative passes (e.g. label propagation) can
-        decide whether another round is needed. Must give the same answer when re-asked after a
-        crash, so finished rounds are skipped by their done markers."""
+    def merge_plan(self, ctx: StepContext) -> MergeRound | None:
+        """After the reduce: merge round ``ctx.round_index`` (a phase name and a task count), or
+        None when done. Runs on the driver once the previous round finished and reads only its
+        small stats (``ctx.round_stats``), so iterative passes (label propagation) can decide
+        whether another round is needed; it must give the same answer when asked again after a
+        crash, since finished rounds are skipped by their done markers."""
         return None
 
-    def merge_task(self, phase: str, part: int, round_index: int, step_dir: Path, root: Path) -> dict[str, Any]:
-        """One task of a merge round, run by the executor; returns small JSON stats."""
+    def merge(self, ctx: StepContext) -> dict[str, Any]:
+        """Task ``ctx.part`` of merge round ``ctx.round_index`` (phase ``ctx.phase``), run by the
+        executor; returns small JSON stats."""
         raise NotImplementedError
+
+    def process(self, df: pl.DataFrame, ctx: StepContext) -> StepOutput:
+        return apply_decisions(df, ctx.decisions(), self)
+
+
+DECISION_REJECT_COLUMNS = ("reason", "dup_of", "detail")
+
+
+def apply_decisions(df: pl.DataFrame, decisions: pl.DataFrame, step: Step) -> StepOutput:
+    """A global step's decisions on one shard: documents whose decision has a ``reason`` are
+    rejected with it (and its ``dup_of``, ``detail`` when given); any other decision column is
+    one the step adds (``step.adds``), which every kept document must get."""
+    marked = df.join(decisions, on="doc_id", how="left", maintain_order="left")
+    added = [c for c in decisions.columns if c != "doc_id" and c not in DECISION_REJECT_COLUMNS]
+    has_reason = "reason" in decisions.columns
+    drop = pl.col("reason").is_not_null() if has_reason else pl.lit(False)
+    kept = marked.filter(~drop).drop([c for c in DECISION_REJECT_COLUMNS if c in decisions.columns])
+    for column in added:
+        missing = kept.get_column(column).null_count()
+        if missing:
+            raise ValueError(f"step {step.name!r}: {missing} documents got no {column!r} from the decisions")
+    rejected = (
+        reject(
+            marked.filter(drop),
+            step.name,
+            pl.col("reason"),
+            dup_of=pl.col("dup_of") if "dup_of" in decisions.columns else None,
+            detail=pl.col("detail") if "detail" in decisions.columns else None,
+        )
+        if has_reason
+        else empty_rejects()
+    )
+    return StepOutput(kept, rejected)
 
 
 class MergeRound(NamedTuple):
@@ -240,7 +327,9 @@ __all__ = [
     "Resources",
     "ShardContext",
     "Step",
+    "StepContext",
     "StepOutput",
+    "apply_decisions",
     "empty_rejects",
     "reject",
     "split_by_mask",

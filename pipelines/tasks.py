@@ -1,27 +1,39 @@
-"""One shard through one step phase, in a worker process.
+"""Every unit of build work is a `Task`, and `run_task` runs each one the same way in a worker.
 
-A task's outputs are written atomically and its ``done-*.json`` marker last, so a task is
-either finished (marker present, outputs complete) or will be redone on the next run. The task
-also enforces the accounting rule: every input row is either kept or rejected, exactly once.
+A task has a key, ``(phase, index)`` within its stage (`corpus.stage.StageDir`), and a ``run``
+that does the work and returns small JSON stats, or a `ShardOutput` (the rows it kept and
+rejected from one work unit), which `run_task` checks (every input row kept or rejected exactly
+once), conforms and writes. `run_task` then writes the task's done marker last, with the stats
+and the seconds it took: a task is either finished (marker present, outputs complete) or is
+redone by the next run. Ingest (`pipelines.ingest`), the steps' phases (here) and publish
+(`pipelines.publish`) are all tasks; the runner only orders their phases.
+
+A step's phases: ``scan`` per shard (global steps; the keys shuffled into one file per reduce
+partition), ``reduce`` per partition, the step's ``merge`` rounds, then ``process`` per shard.
+`ProcessTask` applies the step and, for a step that ``rewrites_text``, the same rewrite to the
+instruction fields of every row (`pipelines.steps.instruction_meta`).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar
 
 import polars as pl
 import pyarrow as pa
 
 from corpus.schema import REJECT_SCHEMA, conform
-from corpus.store import WORK_COMPRESSION, write_bytes, write_table
+from corpus.stage import StageDir
+from corpus.store import WORK_COMPRESSION, ShardWriter, write_bytes, write_table
 from pipelines.pii.scrub import DEFAULT_REJECTS_TEXT, apply_rejects_text
-from pipelines.step import GlobalStep, Resources, ShardContext, Step
+from pipelines.step import GlobalStep, MergeRound, Resources, Step, StepContext, merge_phase
+from pipelines.steps.instruction_meta import has_meta_text, rewrite_parts
 
-Phase = Literal["scan", "process"]
+Stats = dict[str, Any]
 
 
 class AccountingError(RuntimeError):
@@ -29,155 +41,101 @@ class AccountingError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class ShardTask:
-    step: Step
-    phase: Phase
-    shard_index: int
-    input_path: Path
-    step_dir: Path
-    schema: pa.Schema
+class TaskContext:
+    """What a task gets from the worker process it runs in."""
+
+    stage: StageDir
     root: Path
-    rejects_text: str = DEFAULT_REJECTS_TEXT  # applied to every reject row this task writes
 
-    @property
-    def resources(self) -> Resources:
-        return self.step.resources
-
-
-def part_path(directory: Path, index: int, prefix: str = "part") -> Path:
-    return directory / f"{prefix}-{index:05d}.parquet"
-
-
-def done_path(directory: Path, index: int, phase: Phase = "process") -> Path:
-    name = "done" if phase == "process" else "scan-done"
-    return directory / f"{name}-{index:05d}.json"
-
-
-def scan_path(directory: Path, index: int, partition: int | None = None) -> Path:
-    suffix = "" if partition is None else f"-p{partition:03d}"
-    return directory / "scan" / f"part-{index:05d}{suffix}.parquet"
-
-
-def reduce_done_path(directory: Path, partition: int) -> Path:
-    return directory / f"reduce-{partition:03d}.done"
-
-
-def text_bytes(df: pl.DataFrame) -> int:
-    return int(df.get_column("text").str.len_bytes().sum() or 0) if df.height else 0
+    def ready(self, step: Step) -> Step:
+        """``step``, set up once per worker process and reused for every task it runs."""
+        key = json.dumps([step.name, step.params()], sort_keys=True, default=str)
+        if key not in _READY:
+            step.setup(self.root)
+            _READY[key] = step
+        return _READY[key]
 
 
 _READY: dict[str, Step] = {}
 
 
-def _ready_step(step: Step, root: Path) -> Step:
-    """Set a step up once per worker process and reuse it for every shard it processes."""
-    key = json.dumps([step.name, step.params()], sort_keys=True, default=str)
-    if key not in _READY:
-        step.setup(root)
-        _READY[key] = step
-    return _READY[key]
+@dataclass(frozen=True)
+class ShardOutput:
+    """The rows of one work unit: written by `run_task` as ``part-<key>`` (or, with
+    ``split_bytes``, ``part-<key>-NNNNN`` files of about that many in-memory bytes) and
+    ``rejects-<key>``, after the accounting check."""
+
+    before: pl.DataFrame
+    kept: pl.DataFrame
+    rejected: pl.DataFrame
+    schema: pa.Schema
+    origin: str  # what to name in an error: "step 'x' on shard part-00003.parquet"
+    rejects_text: str = DEFAULT_REJECTS_TEXT
+    split_bytes: int | None = None
 
 
-def run_shard_task(task: ShardTask) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Task:
+    """One idempotent unit of work: ``index`` within ``phase`` of ``stage``."""
+
+    stage: StageDir
+    index: int
+    root: Path
+    phase: ClassVar[str] = ""
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.phase, self.index)
+
+    @property
+    def resources(self) -> Resources:
+        return Resources()
+
+    def run(self, ctx: TaskContext) -> Stats | ShardOutput:
+        raise NotImplementedError
+
+
+def run_task(task: Task) -> Stats:
+    """Run ``task``, write what it produced and its marker (last); its stats."""
     started = time.perf_counter()
-    step = _ready_step(task.step, task.root)
-    df = pl.read_parquet(task.input_path)
-    ctx = ShardContext(task.shard_index, task.step_dir, task.root)
-    if task.phase == "scan":
-        assert isinstance(step, GlobalStep)
-        keys = step.scan(df, ctx)
-        parts = step.partitions()
-        if parts == 1:
-            write_table(keys.to_arrow(), scan_path(task.step_dir, task.shard_index))
-        else:  # map-side shuffle: one file per reduce partition
-            for p in range(parts):
-                sub = keys.filter(pl.col("partition") == p).drop("partition")
-                write_table(sub.to_arrow(), scan_path(task.step_dir, task.shard_index, p))
-        stats = {"seconds": time.perf_counter() - started}
-        write_bytes(json.dumps(stats).encode(), done_path(task.step_dir, task.shard_index, "scan"))
-        return stats
+    result = task.run(TaskContext(task.stage, task.root))
+    stats = write_shard(task, result) if isinstance(result, ShardOutput) else dict(result)
+    stats["seconds"] = time.perf_counter() - started
+    write_bytes(json.dumps(stats).encode(), task.stage.marker(task.phase, task.index))
+    return stats
 
-    out = step.process(df, ctx)
-    origin = f"step {step.name!r} on shard {task.input_path.name}"
-    check_accounting(df, out.kept, out.rejected, origin)
-    kept = conform(out.kept.to_arrow(), task.schema, origin=origin)
-    rejected = conform(
-        apply_rejects_text(out.rejected, task.rejects_text).to_arrow(), REJECT_SCHEMA, origin=origin + " (rejects)"
-    )
-    write_table(rejected, part_path(task.step_dir, task.shard_index, "rejects"), compression=WORK_COMPRESSION)
-    write_table(kept, part_path(task.step_dir, task.shard_index), compression=WORK_COMPRESSION)
+
+def write_shard(task: Task, out: ShardOutput) -> Stats:
+    check_accounting(out.before, out.kept, out.rejected, out.origin)
+    kept = conform(out.kept.to_arrow(), out.schema, origin=out.origin)
+    rejected = apply_rejects_text(out.rejected, out.rejects_text)
+    rejects = conform(rejected.to_arrow(), REJECT_SCHEMA, origin=out.origin + " (rejects)")
+    write_table(rejects, task.stage.rejects(task.index), compression=WORK_COMPRESSION)
+    if out.split_bytes is None:
+        write_table(kept, task.stage.part(task.index), compression=WORK_COMPRESSION)
+    else:
+        writer = ShardWriter(
+            task.stage.path,
+            out.schema,
+            target_bytes=out.split_bytes,
+            compression=WORK_COMPRESSION,
+            size_basis="memory",
+            prefix=task.stage.part_prefix(task.index),
+        )
+        writer.write(kept)
+        writer.close()
     drops = out.rejected.get_column("reason").value_counts(sort=True) if out.rejected.height else None
-    stats = {
-        "docs_in": df.height,
+    return {
+        "docs_in": out.before.height,
         "docs_out": out.kept.height,
-        "bytes_in": text_bytes(df),
+        "bytes_in": text_bytes(out.before),
         "bytes_out": text_bytes(out.kept),
         "drops": {r: int(c) for r, c in drops.iter_rows()} if drops is not None else {},
-        "seconds": time.perf_counter() - started,
     }
-    write_bytes(json.dumps(stats).encode(), done_path(task.step_dir, task.shard_index))
-    return stats
 
 
-@dataclass(frozen=True)
-class ReduceTask:
-    """One reduce partition of a global step (the whole reduce when the step has one)."""
-
-    step: GlobalStep
-    partition: int
-    scans: list[Path]
-    step_dir: Path
-    root: Path
-
-    @property
-    def resources(self) -> Resources:
-        return self.step.resources
-
-
-def run_reduce_task(task: ReduceTask) -> dict[str, Any]:
-    started = time.perf_counter()
-    if task.step.partitions() == 1:
-        task.step.reduce(task.scans, task.step_dir, task.root)
-    else:
-        task.step.reduce_partition(task.scans, task.partition, task.step_dir, task.root)
-    stats = {"seconds": time.perf_counter() - started}
-    write_bytes(json.dumps(stats).encode(), reduce_done_path(task.step_dir, task.partition))
-    return stats
-
-
-@dataclass(frozen=True)
-class MergeTask:
-    """One task of a merge round after a partitioned reduce (e.g. one node group of connected
-    components), run by the executor like every other task rather than on the driver."""
-
-    step: GlobalStep
-    step_dir: Path
-    root: Path
-    round_index: int
-    phase: str
-    part: int
-
-    @property
-    def resources(self) -> Resources:
-        return self.step.resources
-
-
-def merge_done_path(step_dir: Path, round_index: int, part: int) -> Path:
-    return step_dir / "merge" / f"done-r{round_index:03d}-{part:03d}.json"
-
-
-def merge_round_stats(step_dir: Path, round_index: int) -> list[dict[str, Any]]:
-    """The stats of every finished task of a merge round (what a step's ``merge_plan`` reads)."""
-    files = sorted((step_dir / "merge").glob(f"done-r{round_index:03d}-*.json"))
-    return [json.loads(p.read_text()) for p in files]
-
-
-def run_merge_task(task: MergeTask) -> dict[str, Any]:
-    started = time.perf_counter()
-    stats = task.step.merge_task(task.phase, task.part, task.round_index, task.step_dir, task.root)
-    stats = {**stats, "phase": task.phase, "seconds": time.perf_counter() - started}
-    write_bytes(json.dumps(stats).encode(), merge_done_path(task.step_dir, task.round_index, task.part))
-    return stats
+def text_bytes(df: pl.DataFrame) -> int:
+    return int(df.get_column("text").str.len_bytes().sum() or 0) if df.height else 0
 
 
 def check_accounting(before: pl.DataFrame, kept: pl.DataFrame, rejected: pl.DataFrame, origin: str) -> None:
@@ -190,3 +148,167 @@ def check_accounting(before: pl.DataFrame, kept: pl.DataFrame, rejected: pl.Data
     ids_out = pl.concat([kept.get_column("doc_id"), rejected.get_column("doc_id")]).sort()
     if not ids_in.equals(ids_out):
         raise AccountingError(f"{origin}: the kept and rejected doc_ids are not the input doc_ids")
+
+
+# -- a step's tasks ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StepTask(Task):
+    step: Step = field(kw_only=True)
+
+    @property
+    def resources(self) -> Resources:
+        return self.step.resources
+
+    def context(self, **where: Any) -> StepContext:
+        """The step's view of this task: a shard's (scan, process) unless ``where`` says otherwise."""
+        return StepContext(where.pop("shard_index", self.index), self.stage.path, self.root, **where)
+
+
+@dataclass(frozen=True)
+class ScanTask(StepTask):
+    """A global step's keys of shard ``index``, one file per reduce partition (a map-side shuffle)."""
+
+    input_path: Path = field(kw_only=True)
+    phase: ClassVar[str] = "scan"
+
+    def run(self, ctx: TaskContext) -> Stats:
+        step = ctx.ready(self.step)
+        assert isinstance(step, GlobalStep)
+        keys = step.scan(pl.read_parquet(self.input_path), self.context())
+        for p in range(step.partitions()):
+            rows = keys.filter(pl.col("partition") == p).drop("partition") if "partition" in keys.columns else keys
+            write_table(rows.to_arrow(), self.stage.scan(self.index, p))
+        return {"rows": keys.height}
+
+
+@dataclass(frozen=True)
+class ReduceTask(StepTask):
+    """Reduce partition ``index`` of a global step (the whole reduce when it has one partition)."""
+
+    phase: ClassVar[str] = "reduce"
+
+    def run(self, ctx: TaskContext) -> Stats:
+        step = self.step
+        assert isinstance(step, GlobalStep)
+        return step.reduce(self.context(shard_index=-1, partition=self.index)) or {}
+
+
+@dataclass(frozen=True)
+class MergeTask(StepTask):
+    """Task ``index`` of merge round ``round_index`` of a global step."""
+
+    round_index: int = field(kw_only=True)
+    round_phase: str = field(kw_only=True)  # the round's name, as the step's merge_plan gave it
+
+    @property
+    def phase(self) -> str:  # type: ignore[override]
+        return merge_phase(self.round_index)
+
+    def run(self, ctx: TaskContext) -> Stats:
+        step = self.step
+        assert isinstance(step, GlobalStep)
+        where = {"round_index": self.round_index, "phase": self.round_phase, "part": self.index}
+        return {**step.merge(self.context(shard_index=-1, **where)), "phase": self.round_phase}
+
+
+@dataclass(frozen=True)
+class ProcessTask(StepTask):
+    """The step over shard ``index`` (kept rows -> ``part-<index>``, removed -> ``rejects-<index>``)."""
+
+    input_path: Path = field(kw_only=True)
+    schema: pa.Schema = field(kw_only=True)
+    rejects_text: str = field(default=DEFAULT_REJECTS_TEXT, kw_only=True)
+    phase: ClassVar[str] = "process"
+
+    def run(self, ctx: TaskContext) -> ShardOutput:
+        step = ctx.ready(self.step)
+        df = pl.read_parquet(self.input_path)
+        out = step.process(df, self.context())
+        origin = f"step {step.name!r} on shard {self.input_path.name}"
+        kept = _rewrite_instructions(step, df, out.kept) if step.rewrites_text else out.kept
+        if not step.rewrites_text:
+            _check_text_kept(step, df, kept, origin)
+        return ShardOutput(df, kept, out.rejected, self.schema, origin, self.rejects_text)
+
+
+def _rewrite_instructions(step: Step, before: pl.DataFrame, kept: pl.DataFrame) -> pl.DataFrame:
+    """The instruction fields of ``kept`` rewritten by the step's own transform (each text with
+    the input row of its document, for what the transform needs: language, doc_id)."""
+
+    def transform(texts: list[str], owners: list[int]) -> list[str]:
+        ids = kept.get_column("doc_id").gather(owners).to_frame()
+        return step.rewrite_texts(texts, ids.join(before, on="doc_id", how="left", maintain_order="left"))
+
+    return rewrite_parts(kept, transform)
+
+
+def _check_text_kept(step: Step, before: pl.DataFrame, kept: pl.DataFrame, origin: str) -> None:
+    """A step that does not declare ``rewrites_text`` must not change the text of a row with meta
+    text fields (an instruction or preference row), or they would no longer match it."""
+    if "meta" not in kept.columns or not kept.height:
+        return
+    rows = kept.filter(has_meta_text(kept))
+    if not rows.height:
+        return
+    joined = rows.select("doc_id", "text").join(before.select("doc_id", old="text"), on="doc_id", how="left")
+    changed = joined.filter(pl.col("text") != pl.col("old")).height
+    if changed:
+        raise AccountingError(
+            f"{origin}: the text of {changed} rows with meta text fields (prompt, response ...) changed, but step "
+            f"{step.name!r} does not declare rewrites_text, so those fields would not be rewritten the same way"
+        )
+
+
+def step_phases(
+    step: Step, stage: StageDir, inputs: list[Path], schema: pa.Schema, root: Path, rejects_text: str, label: str
+) -> Iterator[Phase]:
+    """The phases of one step over the ``inputs`` work shards; merge rounds are planned one at a
+    time, after the previous round finished."""
+    if isinstance(step, GlobalStep):
+        yield Phase(
+            f"{label} (scan)", [ScanTask(stage, k, root, step=step, input_path=p) for k, p in enumerate(inputs)]
+        )
+        reduces = [ReduceTask(stage, p, root, step=step) for p in range(step.partitions())]
+        yield Phase(f"{label} (reduce)", reduces, unit="partition")
+        r = 0
+        while (plan := step.merge_plan(StepContext(-1, stage.path, root, round_index=r))) is not None:
+            tasks = [
+                MergeTask(stage, i, root, step=step, round_index=r, round_phase=plan.phase) for i in range(plan.tasks)
+            ]
+            yield Phase(f"{label} (merge {r}: {plan.phase})", tasks, unit="task")
+            r += 1
+    yield Phase(
+        label,
+        [
+            ProcessTask(stage, k, root, step=step, input_path=p, schema=schema, rejects_text=rejects_text)
+            for k, p in enumerate(inputs)
+        ],
+    )
+
+
+@dataclass
+class Phase:
+    """Tasks that can run in any order once the previous phase is done; ``rerun``: their
+    outputs are recreated by every run, so done markers from an earlier run do not count."""
+
+    label: str
+    tasks: list[Task]
+    unit: str = "shard"
+    rerun: bool = False
+
+
+__all__ = [
+    "AccountingError",
+    "MergeRound",
+    "MergeTask",
+    "Phase",
+    "ProcessTask",
+    "ReduceTask",
+    "ScanTask",
+    "ShardOutput",
+    "Stats",
+    "Task",
+    "TaskContext",
+    "run_task",
+    "step_phases",
+]

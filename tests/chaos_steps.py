@@ -27,3 +27,27 @@ class KillWorkerOnce(Step):
             marker.write_text(str(os.getpid()))
             os.kill(os.getpid(), signal.SIGKILL)
         return StepOutput(df, empty_rejects())
+
+
+@dataclass
+class Shout(Step):
+    """Upper-cases ``text``; declares it, so the runner upper-cases the meta text fields too."""
+
+    name: ClassVar[str] = "shout"
+    rewrites_text: ClassVar[bool] = True
+
+    def process(self, df: pl.DataFrame, ctx: ShardContext) -> StepOutput:
+        return StepOutput(df.with_columns(pl.col("text").str.to_uppercase()), empty_rejects())
+
+    def rewrite_texts(self, texts: list[str], docs: pl.DataFrame) -> list[str]:
+        return [t.upper() for t in texts]
+
+
+@dataclass
+class ShoutSilently(Step):
+    """Upper-cases ``text`` without declaring ``rewrites_text``: the runner must refuse it."""
+
+    name: ClassVar[str] = "shout_silently"
+
+    def process(self, df: pl.DataFrame, ctx: ShardContext) -> StepOutput:
+        return StepOutput(df.with_columns(pl.col("text").str.to_uppercase()), empty_rejects())

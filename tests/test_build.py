@@ -98,7 +98,7 @@ def test_builds_are_deterministic_and_resume_after_sigkill(tmp_path, sample_json
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        if len(list((tmp_path / "killed" / "work").glob("02-length_filter-*/done-*.json"))) >= 3:
+        if len(list((tmp_path / "killed" / "work").glob("02-length_filter-*/done/process-*.json"))) >= 3:
             proc.send_signal(signal.SIGKILL)
             break
         time.sleep(0.005)
@@ -106,7 +106,7 @@ def test_builds_are_deterministic_and_resume_after_sigkill(tmp_path, sample_json
     assert not (tmp_path / "killed" / "shards").exists()
     assert not (tmp_path / "killed" / "catalog.duckdb").exists()  # a build writes the catalog once, at the end
 
-    done_before = {p.name for p in (tmp_path / "killed" / "work").glob("01-normalize-*/done-*.json")}
+    done_before = {p.name for p in (tmp_path / "killed" / "work").glob("01-normalize-*/done/process-*.json")}
     resumed = run_cli("-m", "pipelines.build", "--config", str(cfg), "--quiet")
     assert resumed.returncode == 0, resumed.stderr
     assert len(done_before) >= 3

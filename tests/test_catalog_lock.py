@@ -61,7 +61,7 @@ def test_a_build_runs_while_a_reader_holds_the_catalog_and_fails_cleanly_only_at
     with held_open(root / "catalog.duckdb") as pid:
         with pytest.raises(CatalogLockedError, match=f"held open by process {pid}"):
             run_build(_config(root, ExactDedup()), progress=False)  # read the raw shards, ran every step
-        assert list(root.glob("work/02-exact_dedup-*/done-*.json"))
+        assert list(root.glob("work/02-exact_dedup-*/done/process-*.json"))
     # nothing was swapped in: the catalog and the files still describe the first build
     assert query(root, "SELECT path, checksum FROM shards WHERE stage = 'final' ORDER BY path") == published
     assert [file_mismatch(root / path, None, checksum) for path, checksum in published] == [None] * len(published)

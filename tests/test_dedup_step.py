@@ -75,6 +75,11 @@ def build(root: Path, sources: list[Path], **params) -> tuple[duckdb.DuckDBPyCon
     return duckdb.connect(str(root / "catalog.duckdb"), read_only=True), result
 
 
+def merge_round(marker: Path) -> int:
+    """The round of a merge task's done marker ``done/merge-r<round>-<task>.json``."""
+    return int(marker.name.split("-")[1][1:])
+
+
 def url_ids(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     rows = con.execute("SELECT url, doc_id FROM raw_documents").fetchall()
     return dict(rows)
@@ -202,8 +207,9 @@ def test_keep_quality_score_without_the_column_names_the_problem(tmp_path: Path)
 
 
 def test_partitioned_reduce_gives_the_same_output_incrementally_too(tmp_path: Path) -> None:
-    """Band grouping spread over 4 tasks (band-hash partitions) + a merge task: the same final
-    shards, rejects and clusters as the single reduce, for a first and an incremental build."""
+    """Band grouping and merge rounds spread over 4 tasks (band-hash partitions, document groups):
+    the same final shards, rejects and clusters as one partition, for a first and an incremental
+    build."""
     old_rows = corpus(5, 30, "old")
     new_rows = corpus(6, 12, "new", dup_of=[r for r in old_rows if "dup" not in r][:5])
     old = write_jsonl(tmp_path / "z_old.jsonl", old_rows)
@@ -226,7 +232,7 @@ def test_partitioned_reduce_gives_the_same_output_incrementally_too(tmp_path: Pa
         results[parts] = (first, outputs(con))
         con.close()
         edge_files = list(root.glob("work/*minhash*/edges/part-*.parquet"))
-        assert len(edge_files) == (4 if parts == 4 else 0)  # the last build's 4 partitions
+        assert len(edge_files) == parts  # the last build's reduce partitions
     assert results[1] == results[4]
     assert len(results[4][1][1]) > len(results[4][0][1]) > 0  # the second build found more duplicates
 
@@ -234,7 +240,7 @@ def test_partitioned_reduce_gives_the_same_output_incrementally_too(tmp_path: Pa
 def test_partitioned_merge_follows_chains_of_near_duplicates(tmp_path: Path) -> None:
     """Chains of documents where each is an edit of the previous one (the ends are not near
     duplicates of each other): keepers and nearest-keeper assignments need several message rounds
-    across document groups, and give what the single reduce gives, for every keep policy."""
+    across document groups, and give what one group gives, for every keep policy."""
     rng = random.Random(11)
     vocab = ["".join(rng.choices("abcdefghijklmnopqrstuvwxyz", k=rng.randrange(3, 9))) for _ in range(5000)]
     rows = []
@@ -262,7 +268,7 @@ def test_partitioned_merge_follows_chains_of_near_duplicates(tmp_path: Path) -> 
             results[parts] = outputs(con)
             con.close()
             if parts == 3:
-                stats = [json.loads(p.read_text()) for p in root.glob("work/*minhash*/merge/done-*.json")]
+                stats = [json.loads(p.read_text()) for p in root.glob("work/*minhash*/done/merge-r*.json")]
                 label_rounds = sum(1 for s in stats if s["phase"] == "labels") // parts
                 groups_with_nodes = sum(1 for s in stats if s["phase"] == "nodes" and s["nodes"])
                 assert label_rounds >= 3 and groups_with_nodes == parts
@@ -282,12 +288,12 @@ def test_partitioned_merge_resumes_after_a_crash_mid_propagation(tmp_path: Path)
     ).fetchall()
     con.close()
     step_dir = result.stages[-1].directory
-    stats = {p: json.loads(p.read_text()) for p in (step_dir / "merge").glob("done-*.json")}
-    first_label = min(int(p.name[6:9]) for p, s in stats.items() if s["phase"] == "labels")
+    stats = {p: json.loads(p.read_text()) for p in (step_dir / "done").glob("merge-r*.json")}
+    first_label = min(merge_round(p) for p, s in stats.items() if s["phase"] == "labels")
     for p in stats:
-        if int(p.name[6:9]) > first_label:
+        if merge_round(p) > first_label:
             p.unlink()
-    for p in [step_dir / "reduce.done", *step_dir.glob("done-*.json"), *step_dir.glob("part-*.parquet")]:
+    for p in [*step_dir.glob("done/process-*.json"), *step_dir.glob("part-*.parquet")]:
         p.unlink()
     shutil.rmtree(step_dir / "decisions")
     con, _ = build(root, [source], reduce_partitions=3)
@@ -295,5 +301,5 @@ def test_partitioned_merge_resumes_after_a_crash_mid_propagation(tmp_path: Path)
         "SELECT path, checksum FROM shards WHERE stage IN ('final', 'rejects') ORDER BY path"
     ).fetchall()
     assert after == before
-    rerun = {p for p in (step_dir / "merge").glob("done-*.json") if int(p.name[6:9]) > first_label}
+    rerun = {p for p in (step_dir / "done").glob("merge-r*.json") if merge_round(p) > first_label}
     assert len(rerun) >= 3 * 3  # the later label rounds, owners, assign, decide, persist, commit ran again

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import query, write_jsonl
 
-import pipelines.runner
+import pipelines.ingest
 from corpus.schema import make_doc_id, occurrence_id
 from pipelines.config import BuildConfig, SourceSpec
 from pipelines.runner import run_build
@@ -28,7 +28,7 @@ def _record(text: str) -> dict:
 def _build(root: Path, tmp: Path, monkeypatch: pytest.MonkeyPatch, partitions: int) -> dict[str, list[str]]:
     first = write_jsonl(tmp / "a.jsonl", [_record(LEASE), _record(LEASE), _record("   "), _record(SALE)])
     second = write_jsonl(tmp / "b.jsonl", [_record(LEASE), _record(LOAN), _record(SALE)])
-    monkeypatch.setattr(pipelines.runner, "partitions_for", lambda shards: partitions)
+    monkeypatch.setattr(pipelines.ingest, "partitions_for", lambda shards: partitions)
     cfg = BuildConfig(root=root, workers=1, sources=[SourceSpec(first), SourceSpec(second)], steps=[Normalize()])
     run_build(cfg, progress=False)
     ids: dict[str, list[str]] = {}  # text -> doc_ids in corpus order (final shards keep the work order)

@@ -39,7 +39,7 @@ def _kill_mid_build(tmp_path: Path, *args: str) -> dict[psutil.Process, str]:
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and proc.poll() is None:
         record()
-        if len(list(root.glob("work/01-normalize-*/done-*.json"))) >= 2:
+        if len(list(root.glob("work/01-normalize-*/done/process-*.json"))) >= 2:
             break
         time.sleep(0.02)
     record()

@@ -10,18 +10,20 @@ import polars as pl
 import pytest
 from conftest import query, write_config, write_jsonl
 
+from corpus.stage import StageDir
 from pipelines.config import load_config
 from pipelines.runner import run_build
-from pipelines.step import ConfigError
-from pipelines.steps.curriculum import DECISIONS, TABLE, Curriculum, CurriculumError
+from pipelines.step import ConfigError, StepContext
+from pipelines.steps.curriculum import TABLE, Curriculum, CurriculumError
 from quality.rules import RULE_NAMES
 
 FIXTURES = Path(__file__).parent / "data" / "quality_fixtures.jsonl"
 
 
-def write_scans(directory: Path, n: int, seed: int, *, with_ppl: bool = True) -> list[Path]:
+def write_scans(step_dir: Path, n: int, seed: int, *, with_ppl: bool = True, reverse: bool = False) -> StepContext:
+    """Scan files of 3 shards in ``step_dir`` (numbered in reverse with ``reverse``); the reduce's context."""
     rng = random.Random(seed)
-    directory.mkdir(parents=True, exist_ok=True)
+    stage = StageDir(step_dir, step_dir / "state")
     paths = []
     for shard in range(3):
         rows = [
@@ -33,25 +35,24 @@ def write_scans(directory: Path, n: int, seed: int, *, with_ppl: bool = True) ->
             }
             for i in range(n)
         ]
-        path = directory / f"part-{shard:05d}.parquet"
+        path = stage.scan(2 - shard if reverse else shard, 0)
+        path.parent.mkdir(parents=True, exist_ok=True)
         pl.DataFrame(
             rows,
             schema={"doc_id": pl.String, "tokens": pl.Int64, "perplexity": pl.Float64, "quality_score": pl.Float64},
         ).write_parquet(path)
         paths.append(path)
-    return paths
+    return StepContext(-1, step_dir, step_dir)
 
 
 @pytest.mark.parametrize("difficulty", ["length", "perplexity", "mix"])
 def test_buckets_balanced_ordered_deterministic(tmp_path: Path, difficulty: str) -> None:
-    scans = write_scans(tmp_path / "scan", 334, seed=7)
     step = Curriculum(difficulty=difficulty, buckets=4)  # type: ignore[arg-type]
     outs = []
     for run in ("a", "b"):
-        step_dir = tmp_path / run
-        step_dir.mkdir()
-        step.reduce(list(reversed(scans)) if run == "b" else scans, step_dir, tmp_path)  # shard order irrelevant
-        outs.append(pl.read_parquet(step_dir / DECISIONS).sort("doc_id"))
+        ctx = write_scans(tmp_path / run, 334, seed=7, reverse=run == "b")  # shard order irrelevant
+        step.reduce(ctx)
+        outs.append(pl.read_parquet(ctx.stage.decision_files()).sort("doc_id"))
     assert outs[0].equals(outs[1])
     sizes = outs[0].group_by("bucket").len().sort("bucket")
     assert sizes["bucket"].to_list() == ["0", "1", "2", "3"]
@@ -65,9 +66,9 @@ def test_buckets_balanced_ordered_deterministic(tmp_path: Path, difficulty: str)
 
 
 def test_perplexity_difficulty_needs_perplexity(tmp_path: Path) -> None:
-    scans = write_scans(tmp_path / "scan", 10, seed=1, with_ppl=False)
+    ctx = write_scans(tmp_path / "step", 10, seed=1, with_ppl=False)
     with pytest.raises(CurriculumError, match="perplexity: true"):
-        Curriculum(difficulty="perplexity").reduce(scans, tmp_path, tmp_path)
+        Curriculum(difficulty="perplexity").reduce(ctx)
     with pytest.raises(ConfigError, match="unknown weight"):
         Curriculum.from_params({"difficulty": "mix", "weights": {"size": 1}}, where="cfg.yaml: steps[3]")
 

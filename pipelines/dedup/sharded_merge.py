@@ -1,9 +1,10 @@
 """The partitioned MinHash merge: verification, connected components, keepers, decisions and the
 persisted state as rounds of executor tasks, none of which holds the whole corpus or graph.
 
-After the band-hash partitions have written candidate edges (`MinHashDedup.reduce_partition`,
-nodes are ``shard << 32 | row``), documents are split into ``parts`` groups by shard
-(``shard % parts``) and every round runs one task per group, exchanging Parquet files:
+After the band-hash partitions have written candidate edges (`MinHashDedup.reduce`, nodes are
+``shard << 32 | row``), documents are split into ``parts`` groups by shard (``shard % parts``)
+and every round runs one task per group, exchanging Parquet files (one group: the whole corpus
+in one task per round):
 
 =========  ================================================================================
 round      one task per group g
@@ -18,14 +19,14 @@ labels     smallest-label propagation (`pipelines.dedup.propagate`), repeated un
 owners     breadth-first nearest keeper, repeated until no messages are sent
 assign     every duplicate, with its signature, sent to its keeper's group; every document's
            new state row sent to the key partition ``key % parts``
-decide     decisions (doc_id, dup_of, cluster_id, Jaccard estimate) and ``dedup_clusters`` rows
-           for g's keepers
+decide     decisions (doc_id, reason, dup_of, detail: cluster id and Jaccard estimate) and
+           ``dedup_clusters`` rows for g's keepers
 persist    the state's docs table part for key partition g (earlier documents absent from this
            build kept)
 commit     one task: the new signatures appended as a segment, compaction, CURRENT.json
 =========  ================================================================================
 
-The result is identical to the single-process reduce (tested on the same builds). Memory per task
+The result does not depend on the number of groups (tested on the same builds). Memory per task
 is its group's documents (~100 B each), candidate edges and messages; the driver reads only the
 rounds' small stats to decide whether another propagation round is needed.
 """
@@ -39,16 +40,15 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from corpus.stage import StageDir
 from corpus.store import write_streamed, write_table
 from pipelines.dedup import propagate, state
 from pipelines.dedup.minhash import jaccard_estimate
-from pipelines.step import MergeRound
-from pipelines.tasks import merge_round_stats
+from pipelines.step import MergeRound, StepContext
 
 CLUSTERS_TABLE = "dedup_clusters"
 NEXT_PHASE = {"nodes": "verify", "verify": "labels", "assign": "decide", "decide": "persist", "persist": "commit"}
 NODE_COLUMNS = ["doc_id", "key", "new", "base_gen", "n_chars", "quality"]
-DECISION_SCHEMA = {"doc_id": pl.String, "dup_of": pl.String, "cluster_id": pl.UInt64, "jaccard": pl.Float64}
 NODE_SCHEMA = {
     "node": pl.UInt64,
     "doc_id": pl.String,
@@ -77,11 +77,11 @@ class MergeSpec:
     bands: int
 
 
-def plan(spec: MergeSpec, step_dir: Path, round_index: int) -> MergeRound | None:
+def plan(spec: MergeSpec, ctx: StepContext) -> MergeRound | None:
     """The next round, from the previous round's phase and how many messages it sent."""
-    if round_index == 0:
+    if ctx.round_index == 0:
         return MergeRound("nodes", spec.parts)
-    stats = merge_round_stats(step_dir, round_index - 1)
+    stats = ctx.round_stats(ctx.round_index - 1)
     phase = stats[0]["phase"]
     if phase == "nodes":
         gens = {s["gen"] for s in stats if s["gen"] is not None}
@@ -94,30 +94,26 @@ def plan(spec: MergeSpec, step_dir: Path, round_index: int) -> MergeRound | None
         if sent:
             return MergeRound(phase, spec.parts)
         return MergeRound("owners" if phase == "labels" else "assign", spec.parts)
-    if phase == "commit" or (phase == "decide" and not (spec.incremental and _any_nodes(step_dir))):
+    if phase == "commit" or (phase == "decide" and not (spec.incremental and _any_nodes(ctx))):
         return None  # a build without documents has nothing to persist: the state stays as it is
     nxt = NEXT_PHASE[phase]
     return MergeRound(nxt, 1 if nxt == "commit" else spec.parts)
 
 
-def _any_nodes(step_dir: Path) -> bool:
-    return any(s["nodes"] for s in merge_round_stats(step_dir, 0))
+def _any_nodes(ctx: StepContext) -> bool:
+    return any(s["nodes"] for s in ctx.round_stats(0))
 
 
-def run(spec: MergeSpec, phase: str, part: int, round_index: int, step_dir: Path) -> dict[str, Any]:
-    return _Merge(spec, step_dir, round_index).run(phase, part)
+def run(spec: MergeSpec, ctx: StepContext) -> dict[str, Any]:
+    return _Merge(spec, ctx).run(ctx.phase, ctx.part)
 
 
-def edges_path(step_dir: Path, partition: int) -> Path:
-    return step_dir / "edges" / f"part-{partition:03d}.parquet"
+def edges_path(stage: StageDir, partition: int) -> Path:
+    return stage.scratch("edges") / f"part-{partition:03d}.parquet"
 
 
-def index_path(step_dir: Path, shard: int) -> Path:
-    return step_dir / f"index-{shard:05d}.parquet"
-
-
-def decisions_dir(step_dir: Path) -> Path:
-    return step_dir / "decisions"
+def index_path(stage: StageDir, shard: int) -> Path:
+    return stage.scratch("index") / f"part-{shard:05d}.parquet"
 
 
 def shard_of(node: pl.Expr) -> pl.Expr:
@@ -130,12 +126,13 @@ def group_of(node: pl.Expr, parts: int) -> pl.Expr:
 
 
 class _Merge:
-    def __init__(self, spec: MergeSpec, step_dir: Path, round_index: int):
+    def __init__(self, spec: MergeSpec, ctx: StepContext):
         self.spec = spec
-        self.step_dir = step_dir
-        self.dir = step_dir / "merge"
-        self.round = round_index
-        self.n_shards = len(list(step_dir.glob("index-*.parquet")))
+        self.ctx = ctx
+        self.stage = ctx.stage
+        self.dir = ctx.stage.scratch("merge")
+        self.round = ctx.round_index
+        self.n_shards = len(list(self.stage.scratch("index").glob("part-*.parquet")))
 
     def run(self, phase: str, part: int) -> dict[str, Any]:
         return getattr(self, f"phase_{phase}")(part)
@@ -165,11 +162,11 @@ class _Merge:
         return self.dir / "graph" / f"r{round_index:03d}" / f"part-{group:03d}.parquet"
 
     def _previous_phase(self) -> str:
-        return merge_round_stats(self.step_dir, self.round - 1)[0]["phase"]
+        return self.ctx.round_stats(self.round - 1)[0]["phase"]
 
     def _gen(self) -> int:
         """The state generation the shards were scanned against (checked equal by ``plan``)."""
-        return max((s["gen"] for s in merge_round_stats(self.step_dir, 0) if s["gen"] is not None), default=0)
+        return max((s["gen"] for s in self.ctx.round_stats(0) if s["gen"] is not None), default=0)
 
     def _signatures(self, nodes: pl.DataFrame, wanted: pl.Series, gen: int) -> pl.DataFrame:
         """(node, sig) of the ``wanted`` nodes among ``nodes`` (columns node, key, new): new
@@ -180,7 +177,7 @@ class _Merge:
         for shard in fresh.select(shard_of(pl.col("node")).unique()).to_series().to_list():
             mine = fresh.filter(shard_of(pl.col("node")) == shard).get_column("node")
             part = (
-                pl.read_parquet(index_path(self.step_dir, shard), columns=["sig"])
+                pl.read_parquet(index_path(self.stage, shard), columns=["sig"])
                 .with_columns(node=(pl.lit(shard << 32, pl.UInt64) + pl.int_range(pl.len(), dtype=pl.UInt64)))
                 .filter(pl.col("node").is_in(mine.implode()))
             )
@@ -206,9 +203,9 @@ class _Merge:
         shards = self._shards(group)
         docs = pl.DataFrame()
         if shards:
-            new_before = np.cumsum([0, *(_count_new(index_path(self.step_dir, k)) for k in range(shards[-1]))]).tolist()
+            new_before = np.cumsum([0, *(_count_new(index_path(self.stage, k)) for k in range(shards[-1]))]).tolist()
             frames = [
-                pl.read_parquet(index_path(self.step_dir, k), columns=NODE_COLUMNS).with_columns(
+                pl.read_parquet(index_path(self.stage, k), columns=NODE_COLUMNS).with_columns(
                     node=pl.lit(k << 32, pl.UInt64) + pl.int_range(pl.len(), dtype=pl.UInt64),
                     new_seq=pl.lit(new_before[k], pl.UInt64) + pl.col("new").cast(pl.UInt64).cum_sum() - 1,
                 )
@@ -227,7 +224,7 @@ class _Merge:
         write_table(nodes.to_arrow(), self.dir / "nodes" / f"part-{group:03d}.parquet")
 
         parts = self.spec.parts
-        edge_files = [edges_path(self.step_dir, p) for p in range(parts)]
+        edge_files = [edges_path(self.stage, p) for p in range(parts)]
         edges = pl.scan_parquet(edge_files).filter(group_of(pl.col("src"), parts) == group).unique().collect()
         sigs = self._signatures(nodes, edges.get_column("src").unique(), gen)
         out = edges.join(sigs.rename({"node": "src", "sig": "src_sig"}), on="src", how="left")
@@ -340,8 +337,15 @@ class _Merge:
             keepers.select(onode="node", dup_of="doc_id", cluster_id="seq", keeper_sig="sig"), on="onode", how="left"
         )
         est = self._estimate(rows.get_column("sig"), rows.get_column("keeper_sig"))
-        decisions = rows.select("doc_id", "dup_of", "cluster_id", jaccard=pl.Series(est, dtype=pl.Float64))
-        write_table(decisions.to_arrow(), decisions_dir(self.step_dir) / f"part-{group:05d}.parquet")
+        detail = pl.concat_str(
+            pl.lit('{"cluster_id": '),
+            pl.col("cluster_id").cast(pl.String),
+            pl.lit(', "jaccard_estimate": '),
+            pl.Series(est, dtype=pl.Float64).round(4).cast(pl.String),
+            pl.lit("}"),
+        )
+        decisions = rows.select("doc_id", pl.lit("near_duplicate").alias("reason"), "dup_of", detail.alias("detail"))
+        self.ctx.write_decisions(decisions, group)
         members = pl.concat(
             [
                 rows.select("doc_id", "seq", "cluster_id", kept_id="dup_of"),
@@ -356,7 +360,7 @@ class _Merge:
             .sort("cluster_id")
         )
         clusters = clusters if clusters.height else pl.DataFrame(schema=CLUSTER_SCHEMA)
-        write_table(clusters.to_arrow(), self.step_dir / "tables" / CLUSTERS_TABLE / f"part-{group:05d}.parquet")
+        write_table(clusters.to_arrow(), self.stage.table(CLUSTERS_TABLE, group))
         return {"decisions": decisions.height, "clusters": clusters.height}
 
     def phase_persist(self, group: int) -> dict[str, Any]:
@@ -383,7 +387,7 @@ class _Merge:
                 stale.unlink()
         columns = ["key", "sig", *(f"band_{k}" for k in range(self.spec.bands))]
         append_new_rows(
-            [index_path(self.step_dir, k) for k in range(self.n_shards)],
+            [index_path(self.stage, k) for k in range(self.n_shards)],
             columns,
             state.segment_path(directory, gen + 1),
         )
@@ -417,4 +421,4 @@ def append_new_rows(scans: list[Path], columns: list[str], path: Path) -> None:
     write_streamed(parts, path)
 
 
-__all__ = ["CLUSTERS_TABLE", "MergeSpec", "append_new_rows", "decisions_dir", "edges_path", "index_path", "plan", "run"]
+__all__ = ["CLUSTERS_TABLE", "MergeSpec", "append_new_rows", "edges_path", "index_path", "plan", "run"]

@@ -44,10 +44,6 @@ class StateError(RuntimeError):
     """The persisted dedup state is inconsistent; the message names the directory."""
 
 
-def state_dir(root: Path, signature_key: str) -> Path:
-    return root / "state" / "minhash" / signature_key
-
-
 def read_current(directory: Path) -> dict[str, int]:
     """``{"gen": G, "base": B}`` in force (zeros when nothing was persisted yet)."""
     path = directory / "CURRENT.json"
@@ -202,6 +198,5 @@ __all__ = [
     "require_known",
     "segment_path",
     "segments",
-    "state_dir",
     "write_key",
 ]

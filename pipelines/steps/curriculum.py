@@ -3,7 +3,8 @@
 Scan emits (doc_id, tokens, perplexity, quality_score) per shard; reduce ranks every document of
 the corpus by difficulty (ties broken by doc_id, so the result is deterministic) and cuts the
 ranking into ``buckets`` global quantiles, so bucket sizes differ by at most one document.
-Process writes the bucket as the string column ``bucket`` ("0" easiest); the runner partitions
+The decisions give each document its bucket, the string column ``bucket`` ("0" easiest) that
+process adds (every document must get one); the runner partitions
 final shards as ``shards/bucket=<k>/split=<s>/``. A per-bucket summary (docs, token estimate,
 mean quality score, difficulty range) becomes the catalog table ``curriculum_buckets``.
 
@@ -15,17 +16,14 @@ quality, where low quality counts as hard).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
 from typing import ClassVar, Literal
 
 import polars as pl
 import pyarrow as pa
 
 from corpus.store import write_table
-from pipelines.step import GlobalStep, ShardContext, StepOutput, empty_rejects
+from pipelines.step import GlobalStep, StepContext
 
-DECISIONS = "buckets.parquet"
 TABLE = "curriculum_buckets"
 COMPONENTS = ("length", "perplexity", "quality")
 SCAN_SCHEMA = {"doc_id": pl.String, "tokens": pl.Int64, "perplexity": pl.Float64, "quality_score": pl.Float64}
@@ -33,11 +31,6 @@ SCAN_SCHEMA = {"doc_id": pl.String, "tokens": pl.Int64, "perplexity": pl.Float64
 
 class CurriculumError(ValueError):
     """The difficulty cannot be computed from what earlier steps produced."""
-
-
-@lru_cache(maxsize=4)
-def _read_decisions(path: Path, mtime_ns: int) -> pl.DataFrame:
-    return pl.read_parquet(path)
 
 
 @dataclass
@@ -64,7 +57,7 @@ class Curriculum(GlobalStep):
             return {k: float(w) for k, w in sorted(self.weights.items()) if w > 0}
         return {self.difficulty: 1.0}
 
-    def scan(self, df: pl.DataFrame, ctx: ShardContext) -> pl.DataFrame:
+    def scan(self, df: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
         if "quality_signals" in df.columns:
             sig = pl.col("quality_signals").struct
             tokens, ppl = sig.field("tokens_est"), sig.field("perplexity")
@@ -76,7 +69,8 @@ class Curriculum(GlobalStep):
             SCAN_SCHEMA
         )  # type: ignore[arg-type]
 
-    def reduce(self, scans: list[Path], step_dir: Path, root: Path) -> None:
+    def reduce(self, ctx: StepContext) -> dict[str, int]:
+        scans = ctx.scans()
         docs = pl.concat([pl.read_parquet(p) for p in scans]) if scans else pl.DataFrame(schema=SCAN_SCHEMA)
         docs = docs.with_columns(self.difficulty_expr(docs).alias("difficulty"))
         n = docs.height
@@ -84,7 +78,7 @@ class Curriculum(GlobalStep):
         ranked = ranked.with_columns(
             (pl.col("rank").cast(pl.Int64) * self.buckets // max(n, 1)).cast(pl.String).alias("bucket")
         )
-        ranked.select("doc_id", "bucket").write_parquet(step_dir / DECISIONS)
+        ctx.write_decisions(ranked.select("doc_id", "bucket"))
         summary = (
             ranked.group_by("bucket")
             .agg(
@@ -98,7 +92,8 @@ class Curriculum(GlobalStep):
             .with_columns(pl.col("bucket").cast(pl.Int64).alias("bucket_index"), pl.lit(self.difficulty).alias("by"))
             .sort("bucket_index")
         )
-        write_table(summary.to_arrow(), step_dir / "tables" / TABLE / "part-00000.parquet")
+        write_table(summary.to_arrow(), ctx.stage.table(TABLE, 0))
+        return {"documents": n}
 
     def difficulty_expr(self, docs: pl.DataFrame) -> pl.Expr:
         """Higher is harder. Single components keep their unit; a mix averages percentile ranks."""
@@ -118,12 +113,3 @@ class Curriculum(GlobalStep):
         total = sum(comps.values())
         ranks = [raw[c].rank("average") / pl.len() * (w / total) for c, w in comps.items()]
         return pl.sum_horizontal(ranks).fill_null(0.0)
-
-    def process(self, df: pl.DataFrame, ctx: ShardContext) -> StepOutput:
-        path = ctx.step_dir / DECISIONS
-        decisions = _read_decisions(path, path.stat().st_mtime_ns)
-        out = df.join(decisions, on="doc_id", how="left", maintain_order="left")
-        missing = out.get_column("bucket").null_count()
-        if missing:
-            raise CurriculumError(f"{path}: {missing} documents of shard {ctx.shard_index} have no bucket")
-        return StepOutput(out, empty_rejects())

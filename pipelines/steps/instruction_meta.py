@@ -5,7 +5,8 @@ Synthesised rows carry the parts a trainer reads separately in ``meta``: an inst
 ``chosen`` and ``rejected`` (DPO) and the judge's ``rationale``; ``text`` holds their concatenation.
 A step that rewrites ``text`` (normalisation, PII redaction) must rewrite these fields the same
 way, or the model would be trained on uncleaned copies. `META_TEXT_FIELDS` is the one list of
-such fields; steps call `rewrite_parts` with their own text transform.
+such fields; a step that rewrites text declares ``rewrites_text`` and the runner calls
+`rewrite_parts` with the step's own transform (`pipelines.tasks.ProcessTask`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,13 @@ def _parts(meta: str | None) -> tuple[dict[str, Any], list[str]] | None:
         return None
     keys = [k for k in META_TEXT_FIELDS if isinstance(data.get(k), str)]
     return (data, keys) if keys else None
+
+
+def has_meta_text(df: pl.DataFrame) -> pl.Series:
+    """Which rows of ``df`` hold `META_TEXT_FIELDS` strings in their ``meta``."""
+    if "meta" not in df.columns:
+        return pl.Series([False] * df.height, dtype=pl.Boolean)
+    return pl.Series([_parts(m) is not None for m in df.get_column("meta").to_list()], dtype=pl.Boolean)
 
 
 def rewrite_parts(df: pl.DataFrame, transform: Callable[[list[str], list[int]], list[str]]) -> pl.DataFrame:

@@ -15,7 +15,6 @@ import ftfy
 import polars as pl
 
 from pipelines.step import ShardContext, Step, StepOutput, reject
-from pipelines.steps.instruction_meta import rewrite_parts
 
 # C0/C1 controls except \t and \n, zero-width and bidi marks, BOM.
 CONTROL_CHARS = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F\u200B-\u200F\u202A-\u202E\u2060-\u2064\uFEFF]"
@@ -26,6 +25,7 @@ MOJIBAKE_HINT = r"[ÃÂâ][\u0080-\u00BF\u2018-\u203A\u20AC\u0152\u0153\u0160\u0
 @dataclass
 class Normalize(Step):
     name: ClassVar[str] = "normalize"
+    rewrites_text: ClassVar[bool] = True
     form: Literal["NFC", "NFKC", "NFD", "NFKD"] = "NFKC"
     fix_mojibake: bool = True
 
@@ -37,9 +37,11 @@ class Normalize(Step):
         df = df.with_columns(
             self.normalize(df.get_column("text")), self.normalize(df.get_column("title"), repair=False)
         )
-        df = rewrite_parts(df, lambda texts, _: self.normalize(pl.Series(texts, dtype=pl.String)).to_list())
         empty = pl.col("text").str.len_bytes() == 0
         return StepOutput(df.filter(~empty), reject(df.filter(empty), self.name, "empty_after_normalize"))
+
+    def rewrite_texts(self, texts: list[str], docs: pl.DataFrame) -> list[str]:
+        return self.normalize(pl.Series(texts, dtype=pl.String)).to_list()
 
     def normalize(self, texts: pl.Series, *, repair: bool = True) -> pl.Series:
         """Mojibake repair, Unicode normalisation and whitespace cleaning of one column."""

@@ -23,7 +23,6 @@ import pyarrow as pa
 from corpus.store import write_table
 from pipelines.pii.entities import ALL_ENTITIES, NER_ENTITIES, NER_LANGUAGES
 from pipelines.step import Resources, ShardContext, Step, StepOutput, reject
-from pipelines.steps.instruction_meta import rewrite_parts
 
 if TYPE_CHECKING:
     from pipelines.pii.recognizers import Finding
@@ -47,6 +46,7 @@ CJK = r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"
 @dataclass
 class PiiRedact(Step):
     name: ClassVar[str] = "pii_redact"
+    rewrites_text: ClassVar[bool] = True
     adds: ClassVar[tuple[pa.Field, ...]] = (pa.field(COUNTS_COLUMN, COUNTS_TYPE),)
     resources: ClassVar[Resources] = Resources(cpus=1.0, memory_mb=1500)
     version: ClassVar[str] = "2"  # Chinese NER, ADDRESS, national phones, name lists
@@ -68,9 +68,7 @@ class PiiRedact(Step):
         if unknown:
             raise ValueError(f"unknown entity type(s) {sorted(unknown)}; known: {', '.join(ALL_ENTITIES)}")
         if set(self.ner_languages) - set(NER_LANGUAGES):
-            raise ValueError(
-                f"NER is available for {', '.join(NER_LANGUAGES)}, got ner_languages={self.ner_languages}"
-            )
+            raise ValueError(f"NER is available for {', '.join(NER_LANGUAGES)}, got ner_languages={self.ner_languages}")
         if not 0 < self.max_density <= 1:
             raise ValueError(f"max_density must be in (0, 1], got {self.max_density}")
         if self.ner_chunk_chars < 1000:
@@ -149,10 +147,6 @@ class PiiRedact(Step):
             pl.Series("__dense", dense, dtype=pl.Boolean),
             pl.Series("__detail", details, dtype=pl.String),
         )
-        out = rewrite_parts(
-            out,
-            lambda parts, owners: self.redact_parts(parts, [langs[i] for i in owners], [doc_ids[i] for i in owners]),
-        )
         # the rejects store keeps texts for audits: a rejected dense document is kept *redacted*,
         # since it is mostly personal data (pii_findings still locates every finding by type)
         dropped = out.filter(pl.col("__dense"))
@@ -161,14 +155,16 @@ class PiiRedact(Step):
             reject(dropped, self.name, "pii_density", detail=pl.col("__detail")),
         )
 
-    def redact_parts(self, parts: list[str], langs: list[str], doc_ids: list[str]) -> list[str]:
-        """An instruction row's prompt and response, redacted like its text (same pseudonym key)."""
+    def rewrite_texts(self, texts: list[str], docs: pl.DataFrame) -> list[str]:
+        """A row's meta text fields (prompt, response ...), redacted like its text: the document's
+        language and pseudonym key."""
         from pipelines.pii.redact import redact_text
 
-        found = self.analyze(parts, langs)
+        langs = self.languages(docs).to_list()
+        found = self.analyze(texts, langs)
         return [
             redact_text(t, fs, mode=self.mode, doc_key=d, lang=lang) if fs else t
-            for t, fs, d, lang in zip(parts, found, doc_ids, langs, strict=True)
+            for t, fs, d, lang in zip(texts, found, docs.get_column("doc_id").to_list(), langs, strict=True)
         ]
 
 
