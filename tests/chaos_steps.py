@@ -1,4 +1,4 @@
-"""A step that kills its own worker process once, to test executor retries (tests only)."""
+"""Steps for tests only: one that kills its own worker once (executor retries), two that rewrite text."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import ClassVar
 
 import polars as pl
 
-from pipelines.step import ShardContext, Step, StepOutput, empty_rejects
+from pipelines.step import Step, StepContext, StepOutput, empty_rejects
 
 
 @dataclass
@@ -21,7 +21,7 @@ class KillWorkerOnce(Step):
     marker: str = ""
     shard: int = 1
 
-    def process(self, df: pl.DataFrame, ctx: ShardContext) -> StepOutput:
+    def process(self, df: pl.DataFrame, ctx: StepContext) -> StepOutput:
         marker = Path(self.marker)
         if ctx.shard_index == self.shard and not marker.exists():
             marker.write_text(str(os.getpid()))
@@ -36,7 +36,7 @@ class Shout(Step):
     name: ClassVar[str] = "shout"
     rewrites_text: ClassVar[bool] = True
 
-    def process(self, df: pl.DataFrame, ctx: ShardContext) -> StepOutput:
+    def process(self, df: pl.DataFrame, ctx: StepContext) -> StepOutput:
         return StepOutput(df.with_columns(pl.col("text").str.to_uppercase()), empty_rejects())
 
     def rewrite_texts(self, texts: list[str], docs: pl.DataFrame) -> list[str]:
@@ -49,5 +49,5 @@ class ShoutSilently(Step):
 
     name: ClassVar[str] = "shout_silently"
 
-    def process(self, df: pl.DataFrame, ctx: ShardContext) -> StepOutput:
+    def process(self, df: pl.DataFrame, ctx: StepContext) -> StepOutput:
         return StepOutput(df.with_columns(pl.col("text").str.to_uppercase()), empty_rejects())

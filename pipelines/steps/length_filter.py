@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import polars as pl
 
-from pipelines.step import ShardContext, Step, StepOutput, split_by_mask
+from pipelines.step import Step, StepContext, StepOutput, split_by_mask
 
 
 @dataclass
@@ -44,7 +44,7 @@ class LengthFilter(Step):
             expr = pl.when(pl.col("source") == source).then(pl.lit(limits[which])).otherwise(expr)
         return expr
 
-    def process(self, df: pl.DataFrame, ctx: ShardContext) -> StepOutput:
+    def process(self, df: pl.DataFrame, ctx: StepContext) -> StepOutput:
         n = pl.col("text").str.len_chars()
         lo, hi = self._limit(0, self.min_chars), self._limit(1, self.max_chars)
         reason = pl.when(n < lo).then(pl.lit("too_short")).otherwise(pl.lit("too_long"))

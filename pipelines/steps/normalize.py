@@ -14,7 +14,7 @@ from typing import ClassVar, Literal
 import ftfy
 import polars as pl
 
-from pipelines.step import ShardContext, Step, StepOutput, reject
+from pipelines.step import Step, StepContext, StepOutput, reject
 
 # C0/C1 controls except \t and \n, zero-width and bidi marks, BOM.
 CONTROL_CHARS = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F\u200B-\u200F\u202A-\u202E\u2060-\u2064\uFEFF]"
@@ -33,7 +33,7 @@ class Normalize(Step):
         if self.form not in ("NFC", "NFKC", "NFD", "NFKD"):
             raise ValueError(f"form must be one of NFC, NFKC, NFD, NFKD, got {self.form!r}")
 
-    def process(self, df: pl.DataFrame, ctx: ShardContext) -> StepOutput:
+    def process(self, df: pl.DataFrame, ctx: StepContext) -> StepOutput:
         df = df.with_columns(
             self.normalize(df.get_column("text")), self.normalize(df.get_column("title"), repair=False)
         )

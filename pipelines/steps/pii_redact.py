@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from corpus.store import write_table
 from pipelines.pii.entities import ALL_ENTITIES, NER_ENTITIES, NER_LANGUAGES
-from pipelines.step import Resources, ShardContext, Step, StepOutput, reject
+from pipelines.step import Resources, Step, StepContext, StepOutput, reject
 
 if TYPE_CHECKING:
     from pipelines.pii.recognizers import Finding
@@ -120,7 +120,7 @@ class PiiRedact(Step):
             min_score=self.min_score,
         )
 
-    def process(self, df: pl.DataFrame, ctx: ShardContext) -> StepOutput:
+    def process(self, df: pl.DataFrame, ctx: StepContext) -> StepOutput:
         from pipelines.pii.redact import redact_text
 
         texts = df.get_column("text").to_list()

@@ -13,7 +13,7 @@ import polars as pl
 import pyarrow as pa
 import xxhash
 
-from pipelines.step import ShardContext, Step, StepOutput, empty_rejects
+from pipelines.step import Step, StepContext, StepOutput, empty_rejects
 
 SPLIT_FIELD = pa.field("split", pa.string())
 
@@ -34,7 +34,7 @@ class Split(Step):
         if not 0.0 <= self.validation_ratio < 1.0:
             raise ValueError(f"validation_ratio must be in [0, 1), got {self.validation_ratio}")
 
-    def process(self, df: pl.DataFrame, ctx: ShardContext) -> StepOutput:
+    def process(self, df: pl.DataFrame, ctx: StepContext) -> StepOutput:
         u = pl.Series([unit_interval(d, self.salt) for d in df.get_column("doc_id")], dtype=pl.Float64)
         split = pl.when(u < self.validation_ratio).then(pl.lit("validation")).otherwise(pl.lit("train"))
         return StepOutput(df.with_columns(split.alias("split")), empty_rejects())
