@@ -31,9 +31,7 @@ from pipelines.steps import ExactDedup, LengthFilter, MinHashDedup, Normalize, S
 
 def published(root: Path) -> list[tuple]:
     with Catalog.open(CorpusLayout.at(root), read_only=True) as cat:
-        return cat.conn.execute(
-            "SELECT path, checksum FROM shards WHERE stage IN ('final', 'rejects') ORDER BY path"
-        ).fetchall()
+        return [(r.path, r.checksum) for stage in ("final", "rejects") for r in cat.shard_records(stage)]
 
 
 def main() -> None:

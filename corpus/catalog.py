@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from corpus.schema import BASE_FIELDS, REJECT_SCHEMA, utc_now
 from corpus.store import CorpusLayout, file_checksum
@@ -169,6 +170,63 @@ def _sql_list(paths: Sequence[str]) -> str:
     return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
 
 
+def _ident(name: str) -> str:
+    """A table or column name made by code (never by a user): checked, then quoted."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ValueError(f"not a catalog identifier: {name!r}")
+    return f'"{name}"'
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"a view filter takes a string or a number, got {value!r}")
+    return "'" + value.replace("'", "''") + "'" if isinstance(value, str) else repr(value)
+
+
+def _where(equals: dict[str, Any]) -> tuple[str, list[Any]]:
+    parts, params = [], []
+    for key, value in equals.items():
+        if isinstance(value, list | tuple):
+            parts.append(f"{_ident(key)} IN (SELECT unnest(?))")
+        else:
+            parts.append(f"{_ident(key)} = ?")
+        params.append(list(value) if isinstance(value, list | tuple) else value)
+    return (" WHERE " + " AND ".join(parts) if parts else ""), params
+
+
+DUCKDB_TYPES = {
+    pa.string(): "VARCHAR",
+    pa.large_string(): "VARCHAR",
+    pa.int32(): "INTEGER",
+    pa.int64(): "BIGINT",
+    pa.float32(): "FLOAT",
+    pa.float64(): "DOUBLE",
+    pa.bool_(): "BOOLEAN",
+    pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ",
+}
+
+
+def _duckdb_type(t: pa.DataType) -> str:
+    if t not in DUCKDB_TYPES:
+        raise ValueError(f"no catalog column type for {t}")
+    return DUCKDB_TYPES[t]
+
+
+HIVE = re.compile(r"bucket=(?P<bucket>[^/]+)/split=(?P<split>[^/]+)/")
+
+
+@dataclass(frozen=True)
+class FinalShard:
+    """A final shard as the catalog lists it, with its Hive partition."""
+
+    path: Path
+    bucket: str
+    split: str
+    rows: int
+    bytes: int
+    checksum: str
+
+
 class Catalog:
     """Thin, explicit API over the catalog file. Open it with ``Catalog.open(layout)``."""
 
@@ -213,14 +271,10 @@ class Catalog:
         finally:
             conn.close()
 
-    # -- runs -------------------------------------------------------------------------------
+    # -- runs (their lifecycle is `Run`'s) -----------------------------------------------------
     @staticmethod
     def new_run_id(kind: str) -> str:
         return f"{kind}-{utc_now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
-
-    def start_run(self, kind: str, *, command: str, config: dict[str, Any] | None, config_hash: str | None) -> str:
-        run_id = self.new_run_id(kind)
-        return self.insert_run(RunInfo(run_id, utc_now(), command, config, config_hash))
 
     def insert_run(self, run: RunInfo, status: str = "running", *, error: str | None = None) -> str:
         """Insert ``run``; a run recorded only when it ends gives its final ``status`` here."""
@@ -243,9 +297,46 @@ class Catalog:
         )
         return run.run_id
 
+    def finish_run(
+        self,
+        run_id: str,
+        *,
+        status: str,
+        error: str | None = None,
+        docs_in: int | None = None,
+        docs_out: int | None = None,
+        docs_rejected: int | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        """Close a run; ``config`` keys are merged into its recorded config (e.g. why it ended)."""
+        now = utc_now()
+        started: datetime = self.conn.execute("SELECT started_at FROM runs WHERE run_id = ?", [run_id]).fetchone()[0]
+        self.conn.execute(
+            """UPDATE runs SET status = ?, error = ?, finished_at = ?, seconds = ?, docs_in = ?, docs_out = ?,
+               docs_rejected = ? WHERE run_id = ?""",
+            [status, error, now, (now - started).total_seconds(), docs_in, docs_out, docs_rejected, run_id],
+        )
+        if config:
+            self.conn.execute(
+                "UPDATE runs SET config = json_merge_patch(coalesce(config, '{}'), ?) WHERE run_id = ?",
+                [json.dumps(config, default=str), run_id],
+            )
+
+    def mark_interrupted(self, kind: str, match: dict[str, str], error: str) -> None:
+        """Runs of ``kind`` still 'running' (whose config has the ``match`` values) were killed."""
+        sql = "UPDATE runs SET status = 'interrupted', error = ? WHERE kind = ? AND status = 'running'"
+        params: list[Any] = [error, kind]
+        for key, value in match.items():
+            sql += f" AND json_extract_string(config, '$.{_ident(key)}') = ?"
+            params.append(value)
+        self.conn.execute(sql, params)
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """Everything inside commits together, or not at all."""
+        if self._in_transaction:
+            yield
+            return
         self.conn.execute("BEGIN")
         self._in_transaction = True
         try:
@@ -258,24 +349,6 @@ class Catalog:
         finally:
             self._in_transaction = False
 
-    def finish_run(
-        self,
-        run_id: str,
-        *,
-        status: str,
-        error: str | None = None,
-        docs_in: int | None = None,
-        docs_out: int | None = None,
-        docs_rejected: int | None = None,
-    ) -> None:
-        now = utc_now()
-        started: datetime = self.conn.execute("SELECT started_at FROM runs WHERE run_id = ?", [run_id]).fetchone()[0]
-        self.conn.execute(
-            """UPDATE runs SET status = ?, error = ?, finished_at = ?, seconds = ?, docs_in = ?, docs_out = ?,
-               docs_rejected = ? WHERE run_id = ?""",
-            [status, error, now, (now - started).total_seconds(), docs_in, docs_out, docs_rejected, run_id],
-        )
-
     # -- shards -----------------------------------------------------------------------------
     def register_shards(self, run_id: str | None, records: Iterable[ShardRecord]) -> None:
         now = utc_now()
@@ -285,12 +358,15 @@ class Catalog:
 
     def replace_stage(self, stage: str, run_id: str, records: Iterable[ShardRecord]) -> None:
         """Final shards and rejects belong to the latest successful build: swap them whole."""
-        if not self._in_transaction:
-            with self.transaction():
-                return self.replace_stage(stage, run_id, records)
-        self.conn.execute("DELETE FROM shards WHERE stage = ?", [stage])
-        self.register_shards(run_id, records)
-        return None
+        with self.transaction():
+            self.conn.execute("DELETE FROM shards WHERE stage = ?", [stage])
+            self.register_shards(run_id, records)
+
+    def replace_raw(self, prefix: str, run_id: str, records: Iterable[ShardRecord]) -> None:
+        """A job's raw output under ``prefix`` (relative to the root) is now ``records``, whole."""
+        with self.transaction():
+            self.conn.execute("DELETE FROM shards WHERE stage = 'raw' AND starts_with(path, ?)", [prefix])
+            self.register_shards(run_id, records)
 
     def record_inputs(self, run_id: str, records: Iterable[ShardRecord]) -> None:
         """The raw shards a build read: its accounting is over these, not over raw data that
@@ -335,14 +411,87 @@ class Catalog:
                 ],
             )
 
-    # -- tables written by steps ------------------------------------------------------------
-    def replace_table_from_parquet(self, table: str, paths: Sequence[Path]) -> None:
-        """Load a step's side output (e.g. dedup clusters, PII findings) as a catalog table."""
-        self.conn.execute(f"DROP TABLE IF EXISTS {table}")
+    # -- tables of steps and jobs ------------------------------------------------------------
+    def register_table(self, table: str, paths: Sequence[Path]) -> None:
+        """(Re)create catalog table ``table`` from Parquet files (a step's side table: dedup clusters,
+        PII findings); no files: no table."""
+        self.conn.execute(f"DROP TABLE IF EXISTS {_ident(table)}")
         if paths:
             self.conn.execute(
-                f"CREATE TABLE {table} AS SELECT * FROM read_parquet({_sql_list([str(p) for p in paths])})"
+                f"CREATE TABLE {_ident(table)} AS SELECT * FROM read_parquet({_sql_list([str(p) for p in paths])})"
             )
+
+    def ensure_table(self, table: str, schema: pa.Schema, *, key: Sequence[str] = ()) -> None:
+        """Create a job's own table (columns from an Arrow schema; non-nullable fields NOT NULL)."""
+        cols = [f"{_ident(f.name)} {_duckdb_type(f.type)}{'' if f.nullable else ' NOT NULL'}" for f in schema]
+        if key:
+            cols.append(f"PRIMARY KEY ({', '.join(map(_ident, key))})")
+        self.conn.execute(f"CREATE TABLE IF NOT EXISTS {_ident(table)} ({', '.join(cols)})")
+
+    def table_kind(self, name: str) -> str | None:
+        """'table', 'view', or None when the catalog has no relation ``name``."""
+        row = self.conn.execute(
+            "SELECT max(table_type) FROM information_schema.tables WHERE table_name = ?", [name]
+        ).fetchone()
+        return {"BASE TABLE": "table", "VIEW": "view"}.get(row[0] if row else None)
+
+    def append_rows(self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str] | None = None) -> None:
+        """Insert ``rows`` (tuples in ``columns`` order, or the table's column order)."""
+        if not rows:
+            return
+        width = len(columns) if columns is not None else len(rows[0])
+        names = f" ({', '.join(map(_ident, columns))})" if columns is not None else ""
+        self.conn.executemany(f"INSERT INTO {_ident(table)}{names} VALUES ({', '.join('?' * width)})", list(rows))
+
+    def delete_rows(self, table: str, **equals: Any) -> None:
+        where, params = _where(equals)
+        self.conn.execute(f"DELETE FROM {_ident(table)}{where}", params)
+
+    def rows(self, table: str, columns: Sequence[str], **where: Any) -> list[tuple[Any, ...]]:
+        """``columns`` of ``table`` where each keyword column equals its value (a list: is one of)."""
+        clause, params = _where(where)
+        return self.conn.execute(
+            f"SELECT {', '.join(map(_ident, columns))} FROM {_ident(table)}{clause}", params
+        ).fetchall()
+
+    def move_rows(self, source: str, target: str, columns: Sequence[str], constants: dict[str, Any]) -> None:
+        """Append every row of table ``source`` to ``target`` (``columns`` copied, ``constants`` set),
+        then drop ``source``: a table folded into a newer one."""
+        with self.transaction():
+            names = [*columns, *constants]
+            values = [*map(_ident, columns), *("?" for _ in constants)]
+            self.conn.execute(
+                f"INSERT INTO {_ident(target)} ({', '.join(map(_ident, names))}) "
+                f"SELECT {', '.join(values)} FROM {_ident(source)}",
+                list(constants.values()),
+            )
+            self.conn.execute(f"DROP TABLE {_ident(source)}")
+
+    def define_view(self, name: str, table: str, columns: Sequence[str], **where: Any) -> None:
+        """A view of ``columns`` of ``table`` where each keyword column equals its (literal) value."""
+        clause = " AND ".join(f"{_ident(k)} = {_literal(v)}" for k, v in where.items())
+        self.conn.execute(
+            f"CREATE OR REPLACE VIEW {_ident(name)} AS SELECT {', '.join(map(_ident, columns))} FROM {_ident(table)}"
+            + (f" WHERE {clause}" if clause else "")
+        )
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """A reader's own SQL over the catalog (e.g. a seed selection): column names and rows."""
+        cur = self.conn.execute(sql, list(params))
+        return [d[0] for d in cur.description], cur.fetchall()
+
+    # -- what a trainer reads ----------------------------------------------------------------
+    def final_shards(self, *, split: str | None = None, buckets: Sequence[str] | None = None) -> list[FinalShard]:
+        """The latest build's final shards (of ``split``, in ``buckets``), in path order."""
+        out = []
+        for r in self.shard_records("final"):
+            found = HIVE.search(r.path)
+            if found is None:
+                continue
+            bucket, part_split = found["bucket"], found["split"]
+            if (split is None or part_split == split) and (buckets is None or bucket in buckets):
+                out.append(FinalShard(self.layout.root / r.path, bucket, part_split, r.rows, r.bytes, r.checksum))
+        return out
 
     # -- views ------------------------------------------------------------------------------
     def refresh_views(self) -> None:
@@ -371,3 +520,108 @@ class Catalog:
                 else _empty_select(REJECT_SCHEMA)
             )
         )
+
+
+# -- the run lifecycle: every job (build, crawl, synthesis) is a row of ``runs`` -------------------
+class Run:
+    """A job's row in ``runs``, from start to finish; its writes go through `Run.catalog`.
+
+    A deferred run (a build) is written only with its first catalog visit, so a job that reads
+    the catalog at the start and writes it once at the end holds no lock in between."""
+
+    def __init__(self, layout: CorpusLayout, info: RunInfo, *, recorded: bool, hint: str = "") -> None:
+        self.layout = layout
+        self.info = info
+        self.recorded = recorded
+        self.hint = hint  # appended to a recorded error: what a rerun does
+        self.finished = False
+        self._resumes: dict[str, str] | None = None
+
+    @property
+    def run_id(self) -> str:
+        return self.info.run_id
+
+    @classmethod
+    def start(
+        cls,
+        layout: CorpusLayout,
+        kind: str,
+        *,
+        command: str,
+        config: dict[str, Any] | None = None,
+        config_hash: str | None = None,
+        resumes: dict[str, str] | None = None,
+        defer: bool = False,
+        hint: str = "",
+    ) -> Run:
+        """Start a run; ``resumes``: earlier runs of ``kind`` still 'running' with these config
+        values were killed, and are marked interrupted (this run takes over their work)."""
+        info = RunInfo(Catalog.new_run_id(kind), utc_now(), command, config, config_hash)
+        run = cls(layout, info, recorded=False, hint=hint)
+        run._resumes = resumes
+        if not defer:
+            with run.catalog():
+                pass
+        return run
+
+    @contextmanager
+    def catalog(self) -> Iterator[Catalog]:
+        """One write visit for this run, as a transaction (a deferred run's row is inserted first)."""
+        with Catalog.open(self.layout) as cat, cat.transaction():
+            if not self.recorded:
+                if self._resumes is not None:
+                    error = "ended without finishing (killed?); resumed by a later run"
+                    cat.mark_interrupted(self.info.run_id.split("-", 1)[0], self._resumes, error)
+                cat.insert_run(self.info)
+            yield cat
+        self.recorded = True
+
+    def finish(
+        self,
+        status: str = "succeeded",
+        *,
+        error: str | None = None,
+        docs_in: int | None = None,
+        docs_out: int | None = None,
+        docs_rejected: int | None = None,
+        config: dict[str, Any] | None = None,
+        cat: Catalog | None = None,
+    ) -> None:
+        """Close the run (in ``cat``'s visit when given, so it commits with the run's last writes)."""
+        counts = {"docs_in": docs_in, "docs_out": docs_out, "docs_rejected": docs_rejected}
+        if cat is not None:
+            cat.finish_run(self.run_id, status=status, error=error, config=config, **counts)
+        else:
+            with self.catalog() as visit:
+                visit.finish_run(self.run_id, status=status, error=error, config=config, **counts)
+        self.finished = True
+
+    def fail(self, exc: BaseException) -> None:
+        """Record why the job stopped: interrupted (Ctrl-C, cancelled) or failed; a catalog held by
+        another process is said on stderr instead (the job's own error matters more)."""
+        if isinstance(exc, CatalogLockedError):
+            return  # its message says it all, and the catalog is still held
+        status = (
+            "interrupted" if isinstance(exc, KeyboardInterrupt) or type(exc).__name__ == "CancelledError" else "failed"
+        )
+        error = f"{type(exc).__name__}: {exc}" + (f" ({self.hint})" if self.hint else "")
+        try:
+            self.finish(status, error=error)
+        except CatalogLockedError as locked:
+            print(f"warning: the {status} run is not recorded in the catalog: {locked}", file=sys.stderr)
+
+
+@contextmanager
+def run(layout: CorpusLayout, kind: str, **start: Any) -> Iterator[Run]:
+    """``with catalog.run(layout, "build", command=..., config=...) as run:`` the job; the run is
+    recorded succeeded when the block ends (unless it finished itself), failed or interrupted
+    when it raises (the error re-raised). Keywords: those of `Run.start`."""
+    job = Run.start(layout, kind, **start)
+    try:
+        yield job
+    except BaseException as exc:
+        if not job.finished:
+            job.fail(exc)
+        raise
+    if not job.finished:
+        job.finish()

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import pyarrow as pa
 import xxhash
 
 from corpus.catalog import Catalog
@@ -30,21 +31,33 @@ PAGE_COLUMNS = (
     "duplicate_of",
     "recorded_at",
 )
-DDL = """
-CREATE TABLE IF NOT EXISTS crawl_pages (
-    run_id VARCHAR NOT NULL, spider VARCHAR NOT NULL, url VARCHAR NOT NULL, kind VARCHAR NOT NULL,
-    stage VARCHAR, reason VARCHAR, http_status INTEGER, content_type VARCHAR, body_sha256 VARCHAR,
-    text_hash VARCHAR, duplicate_of VARCHAR, recorded_at TIMESTAMPTZ NOT NULL
-);
-CREATE TABLE IF NOT EXISTS crawl_refusals (
-    run_id VARCHAR NOT NULL, spider VARCHAR NOT NULL, url VARCHAR NOT NULL, reason VARCHAR NOT NULL,
-    referer VARCHAR, recorded_at TIMESTAMPTZ NOT NULL
-);
-"""
-FAILURES_VIEW = """
-CREATE OR REPLACE VIEW crawl_failures AS
-SELECT run_id, spider, url, stage, reason, http_status, recorded_at FROM crawl_pages WHERE kind = 'failed'
-"""
+PAGES_SCHEMA = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("spider", pa.string(), nullable=False),
+        pa.field("url", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("stage", pa.string()),
+        pa.field("reason", pa.string()),
+        pa.field("http_status", pa.int32()),
+        pa.field("content_type", pa.string()),
+        pa.field("body_sha256", pa.string()),
+        pa.field("text_hash", pa.string()),
+        pa.field("duplicate_of", pa.string()),
+        pa.field("recorded_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    ]
+)
+REFUSALS_SCHEMA = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("spider", pa.string(), nullable=False),
+        pa.field("url", pa.string(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("referer", pa.string()),
+        pa.field("recorded_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    ]
+)
+FAILURE_COLUMNS = ("run_id", "spider", "url", "stage", "reason", "http_status", "recorded_at")
 
 
 def text_hash(text: str) -> str:
@@ -54,30 +67,19 @@ def text_hash(text: str) -> str:
 
 def ensure_tables(cat: Catalog) -> None:
     """Create the crawl tables; an older catalog's ``crawl_failures`` table moves into ``crawl_pages``."""
-    cat.conn.execute(DDL)
-    [(kind,)] = cat.conn.execute(
-        "SELECT coalesce(max(table_type), '') FROM information_schema.tables WHERE table_name = 'crawl_failures'"
-    ).fetchall()
-    if kind == "BASE TABLE":
-        cat.conn.execute("BEGIN")
-        cat.conn.execute(
-            "INSERT INTO crawl_pages (run_id, spider, url, kind, stage, reason, http_status, recorded_at) "
-            "SELECT run_id, spider, url, 'failed', stage, reason, http_status, recorded_at FROM crawl_failures"
-        )
-        cat.conn.execute("DROP TABLE crawl_failures")
-        cat.conn.execute("COMMIT")
-    cat.conn.execute(FAILURES_VIEW)
+    cat.ensure_table("crawl_pages", PAGES_SCHEMA)
+    cat.ensure_table("crawl_refusals", REFUSALS_SCHEMA)
+    if cat.table_kind("crawl_failures") == "table":
+        cat.move_rows("crawl_failures", "crawl_pages", FAILURE_COLUMNS, {"kind": "failed"})
+    cat.define_view("crawl_failures", "crawl_pages", FAILURE_COLUMNS, kind="failed")
 
 
 def insert_pages(cat: Catalog, rows: Iterable[tuple[Any, ...]]) -> None:
-    cat.conn.executemany(
-        f"INSERT INTO crawl_pages ({', '.join(PAGE_COLUMNS)}) VALUES ({', '.join('?' * len(PAGE_COLUMNS))})",
-        list(rows),
-    )
+    cat.append_rows("crawl_pages", list(rows), PAGE_COLUMNS)
 
 
 def insert_refusals(cat: Catalog, rows: Iterable[tuple[Any, ...]]) -> None:
-    cat.conn.executemany("INSERT INTO crawl_refusals VALUES (?, ?, ?, ?, ?, ?)", list(rows))
+    cat.append_rows("crawl_refusals", list(rows))
 
 
 class KnownDocuments:
@@ -113,12 +115,8 @@ class KnownDocuments:
     @classmethod
     def from_catalog(cls, cat: Catalog, run_ids: list[str] | None) -> KnownDocuments:
         """Documents of the given crawl runs (None: every crawl run in this corpus)."""
-        sql = "SELECT url, body_sha256, text_hash FROM crawl_pages WHERE kind = 'document'"
-        params: list[Any] = []
-        if run_ids is not None:
-            sql += " AND run_id IN (SELECT unnest(?::VARCHAR[]))"
-            params.append(run_ids)
+        where: dict[str, Any] = {"kind": "document"} if run_ids is None else {"kind": "document", "run_id": run_ids}
         known = cls()
-        for url, body, digest in cat.conn.execute(sql, params).fetchall():
+        for url, body, digest in cat.rows("crawl_pages", ["url", "body_sha256", "text_hash"], **where):
             known.add(url, body, digest)
         return known

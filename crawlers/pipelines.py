@@ -20,7 +20,6 @@ why (pages fetched, documents written, the top reasons) and `scrapy crawl` exits
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections import Counter
@@ -31,7 +30,7 @@ import pyarrow as pa
 from scrapy import Spider, signals
 from scrapy.exceptions import DropItem
 
-from corpus.catalog import Catalog, ShardRecord
+from corpus.catalog import Catalog, Run, ShardRecord
 from corpus.schema import BASE_SCHEMA, encode_meta, make_doc_id, utc_now
 from corpus.store import CorpusLayout, ShardWriter
 from crawlers.commands.crawl import FAILED_STAT
@@ -155,9 +154,10 @@ class CorpusWriterPipeline:
                 )
             },
         }
-        with Catalog.open(self.layout) as cat:
+        self.run = Run.start(self.layout, "crawl", command=" ".join(sys.argv), config=config)
+        self.run_id = self.run.run_id
+        with self.run.catalog() as cat:
             ensure_tables(cat)
-            self.run_id = cat.start_run("crawl", command=" ".join(sys.argv), config=config, config_hash=None)
             if self.skip_known:
                 self.known = KnownDocuments.from_catalog(cat, None)
         self.directory = self.layout.raw_dir("crawl", f"{spider.name}-{self.run_id}")
@@ -251,19 +251,14 @@ class CorpusWriterPipeline:
             status, error = "succeeded", None
         else:
             status, error = "interrupted", f"closed: {reason} (resume with the same -s JOBDIR)"
-        with Catalog.open(self.layout) as cat:
-            cat.finish_run(
-                self.run_id,
-                status=status,
-                error=error,
-                docs_in=responses,
-                docs_out=self.docs_written,
-                docs_rejected=sum(n for (kind, _), n in self.outcomes.items() if kind == "failed"),
-            )
-            cat.conn.execute(
-                "UPDATE runs SET config = json_merge_patch(config, ?) WHERE run_id = ?",
-                [json.dumps({"close_reason": reason}), self.run_id],
-            )
+        self.run.finish(
+            status,
+            error=error,
+            docs_in=responses,
+            docs_out=self.docs_written,
+            docs_rejected=sum(n for (kind, _), n in self.outcomes.items() if kind == "failed"),
+            config={"close_reason": reason},
+        )
 
     # -- writing ----------------------------------------------------------------------------
     def flush(self) -> None:
@@ -280,14 +275,12 @@ class CorpusWriterPipeline:
             paths = writer.close()
             records = [ShardRecord.of(p, "raw", n, self.layout.root) for p, n in zip(paths, writer.rows, strict=True)]
             self.segment += 1
-        with Catalog.open(self.layout) as cat:
-            cat.conn.execute("BEGIN")
+        with self.run.catalog() as cat:
             cat.register_shards(self.run_id, records)
             if self.pages:
                 insert_pages(cat, self.pages)
             if self.refusals:
                 insert_refusals(cat, self.refusals)
-            cat.conn.execute("COMMIT")
             cat.refresh_views()
         self.docs_written += len(self.rows)
         self.rows, self.pages, self.refusals = [], [], []

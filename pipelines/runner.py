@@ -15,7 +15,6 @@ import fcntl
 import hashlib
 import json
 import shutil
-import sys
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -26,8 +25,9 @@ import polars as pl
 import pyarrow as pa
 from tqdm import tqdm
 
-from corpus.catalog import Catalog, CatalogLockedError, RunInfo, ShardRecord, StepStatRow
-from corpus.schema import document_schema, utc_now
+from corpus import catalog
+from corpus.catalog import Catalog, ShardRecord, StepStatRow
+from corpus.schema import document_schema
 from corpus.stage import StageDir
 from corpus.store import CorpusLayout, replace_dir
 from pipelines.config import BuildConfig, SourceSpec
@@ -83,41 +83,30 @@ def build_lock(layout: CorpusLayout) -> Iterator[None]:
 
 
 def run_build(cfg: BuildConfig, *, command: str = "", force: bool = False, progress: bool = True) -> BuildResult:
-    """Run a whole build, recording it in the catalog; a failure is recorded, then re-raised.
+    """Run a whole build as a catalog run; a failure is recorded, then re-raised.
 
     The catalog is only read at the start (a reader elsewhere does not block that) and written
-    once at the end, so a notebook holding it open delays a build by the least possible."""
+    once at the end (a deferred run), so a notebook holding it open delays a build the least."""
     layout = CorpusLayout.at(cfg.root)
-    with build_lock(layout):
-        run = RunInfo(Catalog.new_run_id("build"), utc_now(), command, cfg.to_dict(), cfg.steps_hash())
+    config, steps = cfg.to_dict(), cfg.steps_hash()
+    with (
+        build_lock(layout),
+        catalog.run(layout, "build", command=command, config=config, config_hash=steps, defer=True) as run,
+    ):
         executor = make_executor(cfg.executor, cfg.workers, address=cfg.ray_address)
         try:
             if force:
                 shutil.rmtree(layout.work, ignore_errors=True)
-            result = Build(cfg, layout, run, executor, progress).run()
-        except BaseException as exc:
-            _record_failure(layout, run, exc)
-            raise
+            return Build(cfg, layout, run, executor, progress).run()
         finally:
             executor.close()
-    return result
-
-
-def _record_failure(layout: CorpusLayout, run: RunInfo, exc: BaseException) -> None:
-    if isinstance(exc, CatalogLockedError):
-        return  # the error says it all, and the catalog is still held
-    try:
-        with Catalog.open(layout) as cat:
-            cat.insert_run(run, "failed", error=f"{type(exc).__name__}: {exc}")
-    except CatalogLockedError as locked:  # the build's own error matters more; say why it is not recorded
-        print(f"warning: the failed run is not recorded in the catalog: {locked}", file=sys.stderr)
 
 
 class Build:
-    def __init__(self, cfg: BuildConfig, layout: CorpusLayout, run: RunInfo, executor: Executor, progress: bool):
+    def __init__(self, cfg: BuildConfig, layout: CorpusLayout, run: catalog.Run, executor: Executor, progress: bool):
         self.cfg = cfg
         self.layout = layout
-        self.run_info = run
+        self.catalog_run = run
         self.run_id = run.run_id
         self.executor = executor
         self.progress = progress
@@ -224,21 +213,18 @@ class Build:
         final = [self._record(p, "final", f, staging.shards) for p, f in final_rows]
         rejected = [self._record(p, "rejects", f, staging.rejects) for p, f in reject_rows]
         # the catalog first: if another process holds it, nothing is swapped in and a rerun resumes
-        with Catalog.open(self.layout) as cat, cat.transaction():
+        with self.catalog_run.catalog() as cat:
             replace_dir(staging.shards, self.layout.shards)
             replace_dir(staging.rejects, self.layout.rejects)
-            cat.insert_run(self.run_info)
             cat.register_shards(self.run_id, self.imported)
             cat.replace_stage("final", self.run_id, final)
             cat.replace_stage("rejects", self.run_id, rejected)
             cat.record_inputs(self.run_id, raw)
             cat.record_step_stats(self.run_id, [s.stats for s in stages])
             for table, paths in _side_tables(stages).items():
-                cat.replace_table_from_parquet(table, paths)
+                cat.register_table(table, paths)
             cat.refresh_views()
-            cat.finish_run(
-                self.run_id, status="succeeded", docs_in=docs_in, docs_out=docs_out, docs_rejected=docs_rejected
-            )
+            self.catalog_run.finish(docs_in=docs_in, docs_out=docs_out, docs_rejected=docs_rejected, cat=cat)
         out.remove()  # the split copy: published now
         self._collect_garbage({s.directory for s in stages})
         return BuildResult(

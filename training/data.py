@@ -1,6 +1,6 @@
 """Training data from the catalog: which final shards, in which order, tokenised once.
 
-Shards are selected with SQL over the catalog's ``shards`` table (split, bucket, source filters)
+Shards are selected from the catalog (`Catalog.final_shards`: split and bucket; then sources)
 and read with pyarrow one row group at a time, so a corpus is never loaded whole. The curriculum
 order is the bucket order ("0", "1", ... easy to hard; "all" when no curriculum ran), then shard
 path, then row order: deterministic for a given catalog. Each shard's tokenisation is cached on
@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +24,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from corpus.store import CorruptShardError, file_mismatch, write_bytes
-
-HIVE = re.compile(r"bucket=(?P<bucket>[^/]+)/split=(?P<split>[^/]+)/")
 
 
 class NoShardsError(LookupError):
@@ -53,21 +50,15 @@ def select_shards(
 ) -> list[ShardRef]:
     """Final shards of ``split`` (and ``buckets``), in curriculum order; ``sources`` keeps shards
     holding at least one document from those sources."""
-    import duckdb
+    from corpus.catalog import Catalog
+    from corpus.store import CorpusLayout
 
-    catalog = root / "catalog.duckdb"
-    if not catalog.exists():
-        raise NoShardsError(f"{catalog}: no catalog; build the corpus first (python -m pipelines.build)")
-    with duckdb.connect(str(catalog), read_only=True) as conn:
-        rows = conn.execute(
-            "SELECT path, rows, checksum, bytes FROM shards WHERE stage = 'final' ORDER BY path"
-        ).fetchall()
-    refs = []
-    for path, n, checksum, size in rows:
-        m = HIVE.search(path)
-        if m is None or m["split"] != split or (buckets is not None and m["bucket"] not in buckets):
-            continue
-        refs.append(ShardRef(root / path, m["bucket"], m["split"], n, checksum, size))
+    layout = CorpusLayout.at(root)
+    if not layout.catalog.exists():
+        raise NoShardsError(f"{layout.catalog}: no catalog; build the corpus first (python -m pipelines.build)")
+    with Catalog.open(layout, read_only=True) as cat:
+        found = cat.final_shards(split=split, buckets=buckets)
+    refs = [ShardRef(f.path, f.bucket, f.split, f.rows, f.checksum, f.bytes) for f in found]
     if sources is not None:
         wanted = set(sources)
         refs = [r for r in refs if wanted & set(pq.read_table(r.path, columns=["source"]).column("source").to_pylist())]

@@ -22,7 +22,8 @@ import pyarrow as pa
 from openai import AsyncOpenAI
 from tqdm import tqdm
 
-from corpus.catalog import Catalog, ShardRecord
+from corpus import catalog
+from corpus.catalog import ShardRecord
 from corpus.schema import BASE_SCHEMA, encode_meta, make_doc_id, occurrence_id
 from corpus.store import CorpusLayout, ShardWriter, replace_dir
 from pipelines.synth.cache import ResponseCache
@@ -33,20 +34,32 @@ from pipelines.synth.preference import PreferenceResult, run_preference
 from pipelines.synth.seeds import SeedDoc, select_seeds
 from pipelines.synth.templates import JudgeTemplate, PromptTemplate, TemplateSet
 
-TABLES_DDL = """
-CREATE TABLE IF NOT EXISTS synth_rejects (
-    job VARCHAR NOT NULL, run_id VARCHAR NOT NULL, seed_doc_id VARCHAR NOT NULL, chunk INTEGER NOT NULL,
-    task VARCHAR NOT NULL, prompt_id VARCHAR NOT NULL, attempts INTEGER NOT NULL, reason VARCHAR NOT NULL,
-    detail VARCHAR, response VARCHAR
-);
-CREATE TABLE IF NOT EXISTS synth_usage (
-    run_id VARCHAR PRIMARY KEY, job VARCHAR NOT NULL, model VARCHAR NOT NULL, base_url VARCHAR NOT NULL,
-    items BIGINT NOT NULL, rows_written BIGINT NOT NULL, rejected BIGINT NOT NULL, requests BIGINT NOT NULL,
-    cache_hits BIGINT NOT NULL, transport_retries BIGINT NOT NULL, prompt_tokens BIGINT NOT NULL,
-    completion_tokens BIGINT NOT NULL, cached_prompt_tokens BIGINT NOT NULL,
-    cached_completion_tokens BIGINT NOT NULL, cost_usd DOUBLE NOT NULL, seconds DOUBLE NOT NULL
-);
-"""
+REJECTS_SCHEMA = pa.schema(
+    [pa.field(n, pa.string(), nullable=False) for n in ("job", "run_id", "seed_doc_id")]
+    + [pa.field("chunk", pa.int32(), nullable=False)]
+    + [pa.field(n, pa.string(), nullable=False) for n in ("task", "prompt_id")]
+    + [pa.field("attempts", pa.int32(), nullable=False), pa.field("reason", pa.string(), nullable=False)]
+    + [pa.field("detail", pa.string()), pa.field("response", pa.string())]
+)
+USAGE_SCHEMA = pa.schema(
+    [pa.field(n, pa.string(), nullable=False) for n in ("run_id", "job", "model", "base_url")]
+    + [
+        pa.field(n, pa.int64(), nullable=False)
+        for n in (
+            "items",
+            "rows_written",
+            "rejected",
+            "requests",
+            "cache_hits",
+            "transport_retries",
+            "prompt_tokens",
+            "completion_tokens",
+            "cached_prompt_tokens",
+            "cached_completion_tokens",
+        )
+    ]
+    + [pa.field("cost_usd", pa.float64(), nullable=False), pa.field("seconds", pa.float64(), nullable=False)]
+)
 
 
 @dataclass
@@ -286,86 +299,72 @@ def run_job(cfg: SynthConfig, *, command: str = "", progress: bool = True) -> Sy
     templates = TemplateSet(cfg.templates_dir, cfg.tasks)
     seeds = select_seeds(layout, cfg.seeds)
     planned = plan(cfg, seeds, templates)
-    with Catalog.open(layout) as cat:
-        cat.conn.execute(TABLES_DDL)
-        cat.conn.execute(  # an earlier run of this job that never finished was killed: say so
-            "UPDATE runs SET status = 'interrupted', error = 'ended without finishing (killed?); resumed by a "
-            "later run' WHERE kind = 'synth' AND status = 'running' AND json_extract_string(config, '$.job') = ?",
-            [cfg.job],
-        )
-        run_id = cat.start_run("synth", command=command, config=cfg.to_dict(), config_hash=cfg.job_hash())
-    stats = JobStats()
-    cache = ResponseCache(layout.state / "synth" / "cache.sqlite")
-    started = datetime.now(UTC)
-    try:
-        results = asyncio.run(_call_all(cfg, planned, cache, stats, progress))
-        rows = [_row(p, r, cfg) for p, r in zip(planned, results, strict=True) if r.verdict.ok]
-        _unique_ids(rows)
-        rejects = [
-            (
-                cfg.job,
-                run_id,
-                p.seed.doc_id,
-                p.item.chunk_index,
-                p.item.task,
-                p.template.id,
-                r.tries,
-                r.verdict.reason,
-                r.verdict.detail,
-                (r.response.content or "")[:2000] if r.response else None,
-            )
-            for p, r in zip(planned, results, strict=True)
-            if not r.verdict.ok
-        ]
-        failure = _no_output_error(cfg, results) if planned and not rows else None
-        # a job that produced nothing (endpoint down, every answer invalid) keeps the job's earlier output
-        records = _write(layout, cfg, rows) if failure is None else []
-        cost = stats.cost(cfg.prices)
-        seconds = (datetime.now(UTC) - started).total_seconds()
-        prefix = f"{layout.raw_dir('synth', cfg.job).relative_to(layout.root).as_posix()}/"
-        with Catalog.open(layout) as cat:
-            cat.conn.execute("BEGIN")
-            if failure is None:
-                cat.conn.execute("DELETE FROM shards WHERE stage = 'raw' AND starts_with(path, ?)", [prefix])
-                cat.register_shards(run_id, records)
-            cat.conn.execute("DELETE FROM synth_rejects WHERE job = ?", [cfg.job])
-            if rejects:
-                cat.conn.executemany("INSERT INTO synth_rejects VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rejects)
-            cat.conn.execute(
-                "INSERT INTO synth_usage VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    run_id,
+    start = {"command": command, "config": cfg.to_dict(), "config_hash": cfg.job_hash()}
+    # an earlier run of this job still 'running' was killed: this run resumes it
+    with catalog.run(layout, "synth", resumes={"job": cfg.job}, hint="rerun resumes from the cache", **start) as run:
+        run_id = run.run_id
+        stats = JobStats()
+        cache = ResponseCache(layout.state / "synth" / "cache.sqlite")
+        started = datetime.now(UTC)
+        try:
+            results = asyncio.run(_call_all(cfg, planned, cache, stats, progress))
+            rows = [_row(p, r, cfg) for p, r in zip(planned, results, strict=True) if r.verdict.ok]
+            _unique_ids(rows)
+            rejects = [
+                (
                     cfg.job,
-                    cfg.endpoint.model,
-                    cfg.endpoint.base_url,
-                    len(planned),
-                    len(rows),
-                    len(rejects),
-                    stats.requests,
-                    stats.cache_hits,
-                    stats.transport_retries,
-                    stats.prompt_tokens,
-                    stats.completion_tokens,
-                    stats.cached_prompt_tokens,
-                    stats.cached_completion_tokens,
-                    cost,
-                    seconds,
-                ],
+                    run_id,
+                    p.seed.doc_id,
+                    p.item.chunk_index,
+                    p.item.task,
+                    p.template.id,
+                    r.tries,
+                    r.verdict.reason,
+                    r.verdict.detail,
+                    (r.response.content or "")[:2000] if r.response else None,
+                )
+                for p, r in zip(planned, results, strict=True)
+                if not r.verdict.ok
+            ]
+            failure = _no_output_error(cfg, results) if planned and not rows else None
+            # a job that produced nothing (endpoint down, every answer invalid) keeps the job's earlier output
+            records = _write(layout, cfg, rows) if failure is None else []
+            cost = stats.cost(cfg.prices)
+            seconds = (datetime.now(UTC) - started).total_seconds()
+            prefix = f"{layout.raw_dir('synth', cfg.job).relative_to(layout.root).as_posix()}/"
+            usage = (
+                run_id,
+                cfg.job,
+                cfg.endpoint.model,
+                cfg.endpoint.base_url,
+                len(planned),
+                len(rows),
+                len(rejects),
+                stats.requests,
+                stats.cache_hits,
+                stats.transport_retries,
+                stats.prompt_tokens,
+                stats.completion_tokens,
+                stats.cached_prompt_tokens,
+                stats.cached_completion_tokens,
+                cost,
+                seconds,
             )
-            cat.conn.execute("COMMIT")
-            cat.refresh_views()
+            with run.catalog() as cat:
+                cat.ensure_table("synth_rejects", REJECTS_SCHEMA)
+                cat.ensure_table("synth_usage", USAGE_SCHEMA, key=("run_id",))
+                if failure is None:
+                    cat.replace_raw(prefix, run_id, records)
+                cat.delete_rows("synth_rejects", job=cfg.job)
+                cat.append_rows("synth_rejects", rejects)
+                cat.append_rows("synth_usage", [usage])
+                cat.refresh_views()
+                if failure is None:
+                    run.finish(docs_in=len(planned), docs_out=len(rows), docs_rejected=len(rejects), cat=cat)
             if failure is not None:
                 raise SynthError(failure)
-            cat.finish_run(
-                run_id, status="succeeded", docs_in=len(planned), docs_out=len(rows), docs_rejected=len(rejects)
-            )
-    except BaseException as exc:
-        status = "interrupted" if isinstance(exc, KeyboardInterrupt | asyncio.CancelledError) else "failed"
-        with Catalog.open(layout) as cat:
-            cat.finish_run(run_id, status=status, error=f"{type(exc).__name__}: {exc} (rerun resumes from the cache)")
-        raise
-    finally:
-        cache.close()
+        finally:
+            cache.close()
     return SynthResult(
         run_id,
         len(planned),

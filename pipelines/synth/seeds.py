@@ -52,11 +52,9 @@ def select_seeds(layout: CorpusLayout, seeds: SeedsConfig) -> list[SeedDoc]:
     sql, params = seed_query(seeds)
     with Catalog.open(layout, read_only=True) as cat:
         try:
-            cur = cat.conn.execute(sql, params)
+            names, rows = cat.query(sql, params)
         except duckdb.Error as exc:
             raise SynthError(f"seed selection failed: {exc}\n  query: {sql}") from None
-        names = [d[0] for d in cur.description]
-        rows = cur.fetchall()
     docs = []
     for row in rows:
         r = dict(zip(names, row, strict=True))
