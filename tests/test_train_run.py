@@ -55,6 +55,26 @@ def test_tiny_llama_trains_under_zero2_and_exports(train_corpus, tmp_path):
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in rows if r["kind"] == "train"]
     assert [r["step"] for r in train] == list(range(1, 13))
+    # the lr each step trained with (warmup 2 then cosine to 0 at step 13), not the next step's
+    want = [3e-3 * (s / 2 if s <= 2 else 0.5 * (1 + math.cos(math.pi * (s - 3) / 10))) for s in range(1, 13)]
+    assert [r["lr"] for r in train] == pytest.approx(want, rel=1e-6)
+    # no silent phase: what is loaded, set up, evaluated and exported is said as it happens, in order
+    said = [
+        line.split(":")[0]
+        for line in result.stderr.splitlines()
+        if re.match(r"^(data|model|engine|eval at step \d+|export|report):", line)
+    ]
+    assert list(dict.fromkeys(said)) == [
+        "data",
+        "model",
+        "engine",
+        "eval at step 0",
+        "eval at step 6",
+        "eval at step 12",
+        "export",
+        "report",
+    ], result.stderr[-3000:]
+    assert (out / "checkpoints" / "step12").is_dir()  # save_every 50: the last step is saved anyway
     assert sum(r["loss"] for r in train[-3:]) / 3 < sum(r["loss"] for r in train[:3]) / 3 - 0.5
     assert all(r["grad_norm"] is not None and r["tokens_per_s"] > 0 for r in train)
     evals = [r for r in rows if r["kind"] == "eval"]
@@ -297,6 +317,8 @@ def test_a_mixture_curriculum_trains_by_phase_weights_and_resumes_its_draws(trai
     assert all(m == {"0": 4, "1": 0} for m in mix[:3])
     assert sum(m["1"] for m in mix[3:]) > 0 and sum(m["0"] for m in mix[3:]) > 0
     before = _losses(out)
+    assert (out / "checkpoints" / "latest").read_text() == "step10"  # the last step is saved too
+    (out / "checkpoints" / "latest").write_text("step8")  # as if killed after step 8's checkpoint
 
     again = run_cli(*args, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
@@ -304,3 +326,32 @@ def test_a_mixture_curriculum_trains_by_phase_weights_and_resumes_its_draws(trai
     _assert_same_losses(_losses(out), before, rel=1e-6)
     sequential = run_cli(*_train_args(train_corpus, out, eval_batches=0, export="false"))
     assert sequential.returncode == 1 and "written by a run with a mixture; this run has none" in sequential.stderr
+
+
+def test_a_lora_checkpoint_holds_the_adapter_and_its_optimizer_state_only_and_resumes_exactly(train_corpus, tmp_path):
+    """The frozen base is rebuilt (seeded) on resume, so a LoRA checkpoint is the adapter and its
+    AdamW moments: it used to hold the whole model (528 MB for SmolLM2's 3.6 MB adapter). The
+    6-step run saves steps 2, 4 and 6 (the last); resumed from step 4 it logs the same steps 5-6."""
+    out = tmp_path / "lora"
+    args = _train_args(
+        train_corpus, out, lora="{r: 4, alpha: 8}", max_steps=6, save_every=2, eval_batches=0, export="false"
+    )
+    first = run_cli(*args, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    ckpt = out / "checkpoints"
+    assert sorted(p.name for p in ckpt.glob("step*")) == ["step2", "step4", "step6"]
+    module = torch.load(ckpt / "step6" / "mp_rank_00_model_states.pt", weights_only=False)["module"]
+    params = {k: v for k, v in module.items() if "rotary" not in k}
+    assert params and all(".lora_A." in k or ".lora_B." in k for k in params), sorted(params)[:5]
+    trainable_bytes = sum(v.numel() * v.element_size() for v in params.values())
+    size = sum(p.stat().st_size for p in (ckpt / "step6").iterdir())
+    assert size < 4 * trainable_bytes + 200_000, (size, trainable_bytes)  # weights + 2 moments + fp32 copy
+    before = _losses(out)
+
+    (ckpt / "latest").write_text("step4")
+    again = run_cli(*args, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads((out / "summary.json").read_text())["resumed_from_step"] == 4
+    got = _losses(out)
+    assert [s for s, _ in got] == [s for s, _ in before] == list(range(1, 7))
+    assert all(abs(a - b) <= 1e-6 * abs(b) for (_, a), (_, b) in zip(got, before, strict=True)), (got, before)

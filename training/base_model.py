@@ -13,6 +13,7 @@ import fcntl
 import importlib.util
 import os
 import shutil
+import sys
 from pathlib import Path
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -53,6 +54,7 @@ def default_model_dir() -> Path:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         gguf = smollm2_gguf()
+        print(f"model: converting {gguf.name} to a Hugging Face directory {target} (once, ~20 s)", file=sys.stderr)
         staging = target.with_name(f".{DEFAULT_MODEL_NAME}.staging-{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
         loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)

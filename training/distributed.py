@@ -73,14 +73,19 @@ def barrier(dist: Dist) -> None:
         torch.distributed.barrier()
 
 
-def rank_rows(stream: PackedStream, dist: Dist, micro_batch: int) -> list[PackedRow] | None:
+def rank_rows(stream: PackedStream, dist: Dist, micro_batch: int, partial: bool = False) -> list[PackedRow] | None:
     """This rank's micro-batch of the next global group of ``world * micro_batch`` rows.
 
     Rank r takes rows [r * mb, (r + 1) * mb) of the group and skips the others without packing
     them, so ranks read disjoint rows and every rank's cursor ends at the same place. None when
-    the stream cannot fill a whole group (the same answer on every rank).
+    the stream cannot fill a whole group (the same answer on every rank); with ``partial`` (eval)
+    a group with at least one row is returned as is, so this rank's slice may be short or empty,
+    and None means the stream is exhausted.
     """
     before = stream.skip(dist.rank * micro_batch)
     rows = stream.take(micro_batch)
     after = stream.skip((dist.world - 1 - dist.rank) * micro_batch)
-    return rows if before + len(rows) + after == dist.world * micro_batch else None
+    group = before + len(rows) + after
+    if group == dist.world * micro_batch or (partial and group > 0):
+        return rows
+    return None

@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 from corpus.html import Section, new_figure, note, page, svg, table, thin
 
@@ -91,42 +94,76 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
     return np.concatenate([head, np.convolve(values, kernel, mode="valid")])
 
 
-def _train_section(m: Metrics) -> Section:
-    sec = Section("Training curves")
+def plain_number(value: float, _pos: int | None = None) -> str:
+    """A log-axis tick label as people write numbers ("0.1", "100", "40,000", "1e-5"), never
+    matplotlib's mathtext "2.5x10^-1", which reads as a formula in a browser without its fonts."""
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.4g}".replace("e-0", "e-").replace("e+0", "e")
+
+
+def log_scale_if_wide(ax: Axes, values: np.ndarray) -> None:
+    """Log scale only when the values span a decade or more (a narrower log axis has no powers of
+    ten to label, so matplotlib labels minor ticks in mathtext); ticks in plain numbers."""
+    positive = values[values > 0]
+    if len(positive) and positive.max() >= 10 * positive.min():
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(plain_number))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def step_axis(ax: Axes) -> None:
+    """Steps are integers: no 2.5 ticks on a 6-step run."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("step")
+
+
+def train_figure(m: Metrics) -> Figure | None:
     present = [(k, title, log) for k, title, log in TRAIN_CURVES if m.train.get(k)]
     if not present:
-        return sec.add(note("No training steps were logged."))
+        return None
     nrows = math.ceil(len(present) / 2)
     fig, axes = new_figure(height=2.6 * nrows + 0.3, ncols=2, nrows=nrows)
     flat = np.atleast_1d(axes).ravel()
     for ax, (key, title, log) in zip(flat, present, strict=False):
         steps, values = (np.array(v) for v in zip(*sorted(m.train[key]), strict=True))
         x, y = thin(steps, values)
-        ax.plot(x, y, linewidth=0.8, alpha=0.45 if key == "loss" else 1.0, label=key)
-        if key == "loss" and len(values) >= 20:
+        smoothed = key == "loss" and len(values) >= 20
+        # the raw loss is the curve people read: solid, and only lighter behind its moving average
+        width = (1.0 if smoothed else 1.6) if key == "loss" else 1.1
+        ax.plot(x, y, linewidth=width, alpha=0.6 if smoothed else 1.0, label=key)
+        if smoothed:
             window = max(5, len(values) // 50)
             xs, ys = thin(steps, _smooth(values, window))
-            ax.plot(xs, ys, linewidth=1.6, label=f"moving average ({window} steps)")
+            ax.plot(xs, ys, linewidth=2.0, label=f"moving average ({window} steps)")
             ax.legend(fontsize=7, loc="upper right")
         if log:
-            ax.set_yscale("log")
+            log_scale_if_wide(ax, values)
         ax.set_title(title)
-        ax.set_xlabel("step")
+        step_axis(ax)
     for ax in flat[len(present) :]:
         ax.set_visible(False)
+    return fig
+
+
+def _train_section(m: Metrics) -> Section:
+    sec = Section("Training curves")
+    fig = train_figure(m)
+    if fig is None:
+        return sec.add(note("No training steps were logged."))
     sec.add(svg(fig, "training curves"))
     rows = []
-    for key, title, _ in present:
-        vals = np.array([v for _, v in m.train[key]])
-        rows.append((title, len(vals), float(vals[0]), float(vals[-1]), float(vals.min()), float(vals.max())))
+    for key, title, _ in TRAIN_CURVES:
+        if m.train.get(key):
+            vals = np.array([v for _, v in m.train[key]])
+            rows.append((title, len(vals), float(vals[0]), float(vals[-1]), float(vals.min()), float(vals.max())))
     return sec.add(table(["metric", "points", "first", "last", "min", "max"], rows))
 
 
-def _eval_section(m: Metrics) -> Section:
-    sec = Section("Evaluation")
-    if not m.eval_ppl and not m.eval_loss:
-        return sec.add(note("No evaluation was logged (no 'eval' lines in metrics.jsonl)."))
+def eval_figure(m: Metrics) -> Figure | None:
     curves = [(name, data) for name, data in (("perplexity", m.eval_ppl), ("eval loss", m.eval_loss)) if data]
+    if not curves:
+        return None
     fig, axes = new_figure(height=3.0, ncols=len(curves))
     for ax, (name, data) in zip(np.atleast_1d(axes).ravel(), curves, strict=True):
         for bucket in sorted(data):
@@ -134,10 +171,18 @@ def _eval_section(m: Metrics) -> Section:
             x, y = thin(steps, values)
             ax.plot(x, y, marker="o" if len(x) <= 50 else None, markersize=3, linewidth=1.4, label=bucket)
         if name == "perplexity":
-            ax.set_yscale("log")
+            log_scale_if_wide(ax, np.array([v for series in data.values() for _, v in series]))
         ax.set_title(f"{name} per bucket")
-        ax.set_xlabel("step")
+        step_axis(ax)
         ax.legend(fontsize=7, loc="upper right", title="bucket", title_fontsize=7)
+    return fig
+
+
+def _eval_section(m: Metrics) -> Section:
+    sec = Section("Evaluation")
+    fig = eval_figure(m)
+    if fig is None:
+        return sec.add(note("No evaluation was logged (no 'eval' lines in metrics.jsonl)."))
     sec.add(svg(fig, "evaluation perplexity per bucket"))
     rows = []
     for bucket in sorted(m.eval_ppl):

