@@ -174,17 +174,18 @@ def hf_worker(job: dict[str, Any]) -> None:
     from training.base_model import resolve_model_path
     from training.data import DocumentTokenizer, select_shards
     from training.distributed import init_distributed
-    from training.run import TrainConfig, _stream
+    from training.stream import packed_stream
 
     on_gpu = torch.cuda.is_available()
     init_distributed()  # a free port for this single-process group; Trainer reuses it
-    cfg = TrainConfig(root=job["root"], seq_len=job["seq_len"], seed=1234, lora=None, from_scratch=job["shape"])
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(job["model"]))  # the one training.run uses
     refs = select_shards(Path(job["root"]), split="train")
     needed = job["steps"] * job["micro_batch"] * job["grad_accum"]
     rows: list[Any] = []
     while len(rows) < needed:  # passes over the selection, as training.run does
-        rows += _stream(refs, DocumentTokenizer(tokenizer), Path(job["root"]) / "state" / "tokens", cfg).take(needed)
+        rows += packed_stream(
+            refs, DocumentTokenizer(tokenizer), Path(job["root"]) / "state" / "tokens", job["seq_len"]
+        ).take(needed)
     dataset = [{"input_ids": torch.from_numpy(r.input_ids), "labels": torch.from_numpy(r.input_ids)} for r in rows]
 
     torch.manual_seed(1234)

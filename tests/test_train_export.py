@@ -10,7 +10,8 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from training.run import TrainConfig, build_model
+from training.config import TrainConfig
+from training.model import build_model
 
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 

@@ -10,13 +10,15 @@ import pytest
 import torch
 from conftest import tiny_llama
 
+from training.batches import model_inputs
 from training.config import TrainConfig
-from training.data import DocumentTokenizer, select_shards
+from training.data import DocumentTokenizer, select_shards, tokenized_shard
 from training.distributed import Dist, rank_rows
+from training.heldout import heldout_loss
 from training.loss import ChunkedCausalLMLoss
 from training.packing import pack
-from training.run import _announce_data, _stream, _tensors, evaluate, tokenize_up_front
-from training.stream import PackedStream
+from training.run import announce_data
+from training.stream import PackedStream, packed_stream
 
 CPU = Dist(0, 1, torch.device("cpu"))
 
@@ -34,7 +36,7 @@ def _reference_loss(model, rows, cfg: TrainConfig) -> float:
     """Mean next-token loss over every labelled token of ``rows``, one row at a time."""
     total = count = 0.0
     for row in rows:
-        t = _tensors([row], torch.float32, torch.device("cpu"), cfg.packed_attention)
+        t = model_inputs([row], torch.float32, torch.device("cpu"), cfg.packed_attention)
         labels = t.pop("labels")
         with torch.no_grad():
             logits = model(**t).logits[0, :-1]
@@ -52,12 +54,13 @@ def test_a_bucket_smaller_than_one_group_is_evaluated_on_all_its_rows(train_corp
     cfg = TrainConfig(root=str(train_corpus), seq_len=128, micro_batch=256, eval_batches=4, lora=None)
     refs = select_shards(train_corpus, split="validation")
     doc_tok, cache = DocumentTokenizer(tokenizer), train_corpus / "state" / "tokens"
-    tokenize_up_front(refs, doc_tok, cache, CPU)
+    for ref in refs:
+        tokenized_shard(ref, doc_tok, cache)
     model = tiny_llama(vocab_size=len(tokenizer), max_position_embeddings=128).eval()
-    got = evaluate(model, ChunkedCausalLMLoss(model, 4096), cfg, refs, doc_tok, cache, torch.float32, CPU)
+    got = heldout_loss(model, ChunkedCausalLMLoss(model, 4096), cfg, refs, doc_tok, cache, torch.float32, CPU)
     assert sorted(got) == ["0", "1"]
     for bucket, loss in got.items():
-        rows = _stream([r for r in refs if r.bucket == bucket], doc_tok, cache, cfg).take(10**6)
+        rows = packed_stream([r for r in refs if r.bucket == bucket], doc_tok, cache, cfg.seq_len).take(10**6)
         assert 0 < len(rows) < cfg.micro_batch
         assert math.isclose(loss, _reference_loss(model, rows, cfg), rel_tol=1e-5)
 
@@ -84,6 +87,6 @@ def test_a_partial_group_is_split_across_ranks_with_empty_slices_allowed() -> No
 def test_a_train_bucket_without_validation_shards_is_named(train_corpus: Path, capsys) -> None:
     train = select_shards(train_corpus, split="train")
     heldout = [r for r in select_shards(train_corpus, split="validation") if r.bucket == "0"]
-    _announce_data(train, heldout, TrainConfig(root=str(train_corpus)))
+    announce_data(train, heldout, TrainConfig(root=str(train_corpus)))
     err = capsys.readouterr().err
     assert f"eval: bucket(s) ['1'] have no validation shards in {train_corpus}; they are not evaluated" in err

@@ -89,10 +89,10 @@ def test_skip_reads_offsets_only_and_never_packs(monkeypatch):
 def test_model_inputs_carry_the_block_causal_mask_of_each_row():
     import torch
 
-    from training.run import _tensors
+    from training.batches import model_inputs
 
     rows = pack(_documents(_shards(1)), SEQ, pad_id=0)[:5]
-    t = _tensors(rows, torch.float32, torch.device("cpu"))
+    t = model_inputs(rows, torch.float32, torch.device("cpu"))
     allowed = np.stack([r.attention_mask() for r in rows])[:, None]
     assert t["attention_mask"].shape == (5, 1, SEQ, SEQ)
     assert ((t["attention_mask"] == 0).numpy() == allowed).all()

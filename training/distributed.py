@@ -3,15 +3,19 @@
 `torchrun --nproc_per_node N` and `deepspeed --num_gpus N` set RANK / WORLD_SIZE / LOCAL_RANK /
 MASTER_ADDR / MASTER_PORT; a plain `python -m training.run` is rank 0 of 1 on a free local port
 (so concurrent single-process runs on one machine never collide). CPU runs use gloo and
-DeepSpeed's CPU accelerator; GPU runs NCCL, one device per local rank.
+DeepSpeed's CPU accelerator (whose shared-memory communication op DeepSpeed builds on first use,
+into a per-environment `extensions_dir`); GPU runs NCCL, one device per local rank.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from training.packing import PackedRow
@@ -35,12 +39,24 @@ def _free_port() -> str:
         return str(s.getsockname()[1])
 
 
+def extensions_dir() -> Path:
+    """Where DeepSpeed's JIT-built C++ ops go: one directory per Python environment. torch's
+    default (``~/.cache/torch_extensions``) is shared by every environment of a user, and an op
+    built by another venv (other include paths) is rebuilt, minutes on a small CPU, each time
+    the other environment runs; a per-environment directory builds once and is reused."""
+    from training.base_model import cache_dir
+
+    key = hashlib.sha256(sys.prefix.encode()).hexdigest()[:12]
+    return cache_dir() / "torch_extensions" / key
+
+
 def init_distributed() -> Dist:
     """Join (or, alone, create) the process group; gloo on CPU, NCCL on GPU."""
     import torch
 
     if not torch.cuda.is_available():
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(extensions_dir()))
     import deepspeed
 
     if "WORLD_SIZE" not in os.environ:

@@ -24,8 +24,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 from corpus.html import Section, new_figure, note, page, svg, table, thin
+from training.logs import METRICS_FILE
 
-METRICS_FILE = "metrics.jsonl"
 REPORT_FILE = "training_report.html"
 TRAIN_CURVES = (
     ("loss", "training loss", False),

@@ -134,3 +134,12 @@ def shard_loader(refs: Sequence, doc_tok: object, cache_root: object) -> ShardLo
     from training.data import tokenized_shard
 
     return lambda index: tokenized_shard(refs[index], doc_tok, cache_root)  # type: ignore[arg-type]
+
+
+def packed_stream(
+    refs: Sequence, doc_tok: object, cache_root: object, seq_len: int, cursor: Cursor | None = None
+) -> PackedStream:
+    """The packed rows of `training.data` shards (in order) from ``cursor``, padded with EOS."""
+    return PackedStream(
+        len(refs), shard_loader(refs, doc_tok, cache_root), seq_len, doc_tok.tokenizer.eos_token_id, cursor
+    )  # type: ignore[attr-defined]
