@@ -40,6 +40,10 @@ BAD = [
     ("lora={r: 8, target_modules: []}", "lora.target_modules=[]", "a non-empty list of names"),
     ("lora=8", "lora=8", "a mapping, or null"),
     ("from_scratch={hidden_size: 0}", "from_scratch.hidden_size=0", "an integer >= 1"),
+    ("objective=ppo", 'objective="ppo"', "one of 'sft', 'dpo'"),
+    ("dpo={beta: 0}", "dpo.beta=0", "a number > 0"),
+    ("dpo={loss: hinge}", 'dpo.loss="hinge"', "one of 'sigmoid', 'ipo'"),
+    ("dpo={label_smoothing: 0.5}", "dpo.label_smoothing=0.5", "a number >= 0 and < 0.5"),
 ]
 
 
@@ -62,11 +66,17 @@ def test_a_bad_value_names_the_key_and_what_it_may_be(override: str, shown: str,
         ("from_scratch={max_position_embeddings: 64}", "seq_len=512 is above the model's maximum of 64 positions"),
         ("mixture=[{weights: {'0': -1}}]", "mixture phase 1: weights must be >= 0"),
         ("steps=5", "unknown key(s) ['steps']"),
+        ("base_model=runs/sft/export", "unknown key(s) ['base_model'] (did you mean 'model' for 'base_model'?)"),
+        ("dpo={beta: 0.1}", "dpo settings need objective 'dpo' (objective is 'sft')"),
+        ("objective=dpo;loss_chunk_tokens=512", "loss_chunk_tokens is not used with objective 'dpo'"),
+        ("objective=dpo;packed_attention=position_ids", "packed_attention is not used with objective 'dpo'"),
+        ("objective=dpo;mixture=[{weights: {'0': 1}}]", "mixture is not used with objective 'dpo'"),
+        ("objective=dpo;dpo={loss: ipo, label_smoothing: 0.1}", "dpo.label_smoothing applies to the sigmoid loss"),
     ],
 )
 def test_nested_and_combined_keys_are_checked(override: str, expected: str) -> None:
     with pytest.raises(TrainingError) as err:
-        TrainConfig.load(REPO / "configs" / "train.yaml", [override])
+        TrainConfig.load(REPO / "configs" / "train.yaml", override.split(";"))
     assert expected in str(err.value) and "\n" not in str(err.value)
 
 

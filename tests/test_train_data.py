@@ -70,6 +70,14 @@ def test_instruction_rows_train_on_the_response_only(doc_tok):
     assert plain_ids[-1] == doc_tok.tokenizer.eos_token_id and all(plain_mask)
 
 
+def test_a_preference_row_trains_sft_on_its_chosen_answer(doc_tok):
+    """SFT before DPO: a preference row is the instruction prompt -> chosen; the rejected answer is never a target."""
+    meta = json.dumps({"prompt": PROMPT, "chosen": RESPONSE, "rejected": "The tenant owes nothing at all."})
+    ids, mask = doc_tok.encode(f"{PROMPT}\n{RESPONSE}", meta)
+    assert (ids, mask) == doc_tok.encode("", json.dumps({"prompt": PROMPT, "response": RESPONSE}))
+    assert "owes nothing" not in doc_tok.tokenizer.decode(ids)
+
+
 def test_tokenisation_is_cached_per_shard_and_packs_every_token(corpus, doc_tok, tmp_path, monkeypatch):
     refs = select_shards(corpus)
     cache = tmp_path / "tokens"

@@ -10,6 +10,7 @@ few rules that tie keys together live in `TrainConfig.validate`.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 from collections.abc import Callable
@@ -107,6 +108,9 @@ class TrainConfig:
     loss_chunk_tokens: int | None = None  # chunked cross-entropy: no full [tokens x vocab] logits (ZeRO 0-2)
     compile: bool = False  # torch.compile the model (before DeepSpeed wraps it; engine.compile() under ZeRO-3)
     fused_adamw: bool | None = None  # fused AdamW kernel; None: on GPU only
+    # objective: "sft" (next-token loss on the corpus) or "dpo" (preference pairs, training/dpo.py)
+    objective: str = "sft"
+    dpo: dict[str, Any] | None = None  # {beta: 0.1, loss: sigmoid | ipo, label_smoothing: 0.0}
 
     @classmethod
     def load(cls, path: Path | None, overrides: list[str]) -> TrainConfig:
@@ -129,7 +133,9 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(raw) - known)
         if unknown:
-            raise TrainingError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+            hints = [f"{m[0]!r} for {k!r}" for k in unknown if (m := difflib.get_close_matches(k, known, 1, 0.6))]
+            hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
+            raise TrainingError(f"{where}: unknown key(s) {unknown}{hint}; known: {sorted(known)}")
         given = {k for item in overrides for k in [item.partition("=")[0].strip()]}
         origins = {k: "--set" if k in given else str(path) for k in raw}
         cfg = cls(**{k: _coerce(cls, k, v, origins[k]) for k, v in raw.items()})
@@ -147,6 +153,20 @@ class TrainConfig:
             check(at(f.name), f.name, getattr(self, f.name), RULES[f.name])
         if self.lora is not None:
             _check_mapping(at("lora"), "lora", self.lora, LORA_RULES)
+        if self.dpo is not None:
+            _check_mapping(at("dpo"), "dpo", self.dpo, DPO_RULES)
+            if self.dpo.get("loss") == "ipo" and self.dpo.get("label_smoothing"):
+                raise TrainingError(f"{at('dpo')}: dpo.label_smoothing applies to the sigmoid loss, not to ipo")
+        if self.objective == "dpo":
+            for key, value, why in (
+                ("mixture", self.mixture is not None, "preference pairs are drawn in a seeded order per pass"),
+                ("packed_attention", self.packed_attention != "mask", "pairs are padded per micro-batch, not packed"),
+                ("loss_chunk_tokens", self.loss_chunk_tokens is not None, "the DPO loss needs each answer's logits"),
+            ):
+                if value:
+                    raise TrainingError(f"{at(key, 'objective')}: {key} is not used with objective 'dpo' ({why})")
+        elif self.dpo is not None:
+            raise TrainingError(f"{at('dpo', 'objective')}: dpo settings need objective 'dpo' (objective is 'sft')")
         if self.from_scratch is not None:
             _check_from_scratch(at("from_scratch", "seq_len"), self.from_scratch, self.seq_len)
         if self.mixture is not None:
@@ -233,6 +253,8 @@ RULES: dict[str, Allowed] = {
     "loss_chunk_tokens": optional(integer(1)),
     "compile": BOOL,
     "fused_adamw": optional(BOOL),
+    "objective": one_of("sft", "dpo"),
+    "dpo": optional(MAPPING),
 }
 
 LORA_RULES: dict[str, Allowed] = {
@@ -240,6 +262,12 @@ LORA_RULES: dict[str, Allowed] = {
     "alpha": number(0, above=True),
     "dropout": number(0, below=1),
     "target_modules": NAMES,
+}
+
+DPO_RULES: dict[str, Allowed] = {
+    "beta": number(0, above=True),
+    "loss": one_of("sigmoid", "ipo"),
+    "label_smoothing": number(0, below=0.5),
 }
 
 # from_scratch keys that size the model: positive integers

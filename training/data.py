@@ -71,16 +71,35 @@ def select_shards(
 
 
 def instruction_parts(meta: str | None) -> tuple[str, str] | None:
-    """(prompt, response) when a synthesised instruction row carries them in ``meta``."""
+    """(prompt, response) when a synthesised instruction row carries them in ``meta``; a
+    preference row (``prompt``, ``chosen``, ``rejected``) is the instruction prompt -> chosen, so
+    supervised training on preference data learns the preferred answers (the usual SFT before DPO)."""
     if not meta:
         return None
     try:
         data: Any = json.loads(meta)
     except json.JSONDecodeError:
         return None
-    if isinstance(data, dict) and isinstance(data.get("prompt"), str) and isinstance(data.get("response"), str):
-        return data["prompt"], data["response"]
+    if not isinstance(data, dict) or not isinstance(data.get("prompt"), str):
+        return None
+    for answer in ("response", "chosen"):
+        if isinstance(data.get(answer), str):
+            return data["prompt"], data[answer]
     return None
+
+
+def chat_tokens(tok: Any, prompt: str, response: str) -> tuple[list[int], list[bool]]:
+    """The chat template of (user prompt, assistant response) as token ids, and a loss mask that
+    is true on the response only."""
+    messages = [{"role": "user", "content": prompt}]
+    prefix = _ids(tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
+    full = _ids(tok.apply_chat_template([*messages, {"role": "assistant", "content": response}], tokenize=True))
+    if full[: len(prefix)] != prefix:  # a template that rewrites the prompt: mask by length anyway
+        prefix = prefix[: len(full)]
+    return full, [False] * len(prefix) + [True] * (len(full) - len(prefix))
+
+
+ENCODING = 2  # bump when `DocumentTokenizer.encode` changes what it makes of a row (2: preference rows)
 
 
 @dataclass
@@ -92,11 +111,12 @@ class DocumentTokenizer:
 
     @property
     def key(self) -> str:
-        """Identity of the tokenisation, for the cache: vocabulary, template and EOS."""
+        """Identity of the tokenisation, for the cache: vocabulary, template, EOS and the rules
+        of `encode` (`ENCODING`)."""
         tok = self.tokenizer
         backend = getattr(tok, "backend_tokenizer", None)
         vocab = backend.to_str() if backend is not None else json.dumps(sorted(tok.get_vocab().items()))
-        extra = json.dumps([tok.eos_token, getattr(tok, "chat_template", None)], default=str)
+        extra = json.dumps([tok.eos_token, getattr(tok, "chat_template", None), ENCODING], default=str)
         return hashlib.sha256((vocab + extra).encode()).hexdigest()[:16]
 
     def encode(self, text: str, meta: str | None) -> tuple[list[int], list[bool]]:
@@ -105,17 +125,24 @@ class DocumentTokenizer:
         if parts is None:
             ids = tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
             return ids, [True] * len(ids)
-        prompt, response = parts
-        messages = [{"role": "user", "content": prompt}]
-        prefix = _ids(tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
-        full = _ids(tok.apply_chat_template([*messages, {"role": "assistant", "content": response}], tokenize=True))
-        if full[: len(prefix)] != prefix:  # a template that rewrites the prompt: mask by length anyway
-            prefix = prefix[: len(full)]
-        return full, [False] * len(prefix) + [True] * (len(full) - len(prefix))
+        return chat_tokens(tok, *parts)
 
 
 def _ids(encoded: Any) -> list[int]:
     return list(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)
+
+
+def check_shard(ref: ShardRef) -> None:
+    """The token caches are keyed by the catalog's checksum: check the file is that content before
+    caching tokens under it (a shard rewritten or damaged after the build would otherwise train
+    silently)."""
+    mismatch = file_mismatch(ref.path, ref.bytes, ref.checksum)
+    if mismatch is not None:
+        problem, expected, actual = mismatch
+        raise CorruptShardError(
+            f"{ref.path}: {problem} (catalog {expected}, file {actual or 'none'}): the shard "
+            "changed or was damaged after the build; rebuild the corpus (python -m pipelines.build)"
+        )
 
 
 def tokenized_shard(
@@ -129,15 +156,7 @@ def tokenized_shard(
     ids: list[int] = []
     mask: list[bool] = []
     offsets = [0]
-    # The cache is keyed by the catalog's checksum: check the file is that content before caching
-    # tokens under it (a shard rewritten or damaged after the build would otherwise train silently).
-    mismatch = file_mismatch(ref.path, ref.bytes, ref.checksum)
-    if mismatch is not None:
-        problem, expected, actual = mismatch
-        raise CorruptShardError(
-            f"{ref.path}: {problem} (catalog {expected}, file {actual or 'none'}): the shard "
-            "changed or was damaged after the build; rebuild the corpus (python -m pipelines.build)"
-        )
+    check_shard(ref)
     try:
         for batch in pq.ParquetFile(ref.path).iter_batches(columns=["text", "meta"]):
             for text, meta in zip(batch.column("text").to_pylist(), batch.column("meta").to_pylist(), strict=True):

@@ -1,8 +1,10 @@
 """Training report: loss, learning rate and eval perplexity curves as one self-contained HTML page.
 
 Reads ``<output_dir>/metrics.jsonl`` as the training stage writes it, one JSON object a line:
-``{"kind": "train", "step", "loss", "lr", "grad_norm", "tokens_per_s"}`` and
-``{"kind": "eval", "step", "bucket", "ppl", "loss"}``, and writes
+``{"kind": "train", "step", "loss", "lr", "grad_norm", "tokens_per_s"}`` (DPO runs add
+``reward_accuracy``, ``reward_chosen``, ``reward_rejected``, ``reward_margin``),
+``{"kind": "eval", "step", "bucket", "ppl", "loss"}`` (DPO: the loss and rewards on held-out pairs
+instead of ``ppl``) and ``{"kind": "eval_set", "step", "set", <metric>: value}`` (evaluators), and writes
 ``<output_dir>/training_report.html`` next to the TensorBoard logs, in the corpus report's style
 (same page and plot helpers, `corpus.html`). Long runs are thinned to a bounded number of
 points per curve so the page stays small.
@@ -23,7 +25,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
-from corpus.html import Section, new_figure, note, page, svg, table, thin
+from corpus.html import Section, esc, new_figure, note, page, svg, table, thin
 from training.logs import METRICS_FILE
 
 REPORT_FILE = "training_report.html"
@@ -35,6 +37,9 @@ TRAIN_CURVES = (
 )
 
 
+DPO_CURVES = ("reward_accuracy", "reward_chosen", "reward_rejected", "reward_margin")
+
+
 class MetricsError(ValueError):
     """metrics.jsonl is missing or malformed; the message names the file and line."""
 
@@ -44,6 +49,10 @@ class Metrics:
     train: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # metric -> (step, value)
     eval_ppl: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # bucket -> (step, ppl)
     eval_loss: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    eval_dpo: dict[str, dict[str, list[tuple[float, float]]]] = field(
+        default_factory=dict
+    )  # metric -> bucket -> points
+    eval_sets: dict[str, list[tuple[float, dict[str, float]]]] = field(default_factory=dict)  # set -> (step, metrics)
     lines: int = 0
 
 
@@ -70,7 +79,7 @@ def read_metrics(path: Path) -> Metrics:
             step = float(rec["step"])
             metrics.lines += 1
             if rec.get("kind") == "train":
-                for key, _, _ in TRAIN_CURVES:
+                for key in (*(k for k, _, _ in TRAIN_CURVES), *DPO_CURVES):
                     v = _number(rec.get(key))
                     if v is not None:
                         metrics.train.setdefault(key, []).append((step, v))
@@ -80,8 +89,17 @@ def read_metrics(path: Path) -> Metrics:
                     v = _number(rec.get(key))
                     if v is not None:
                         target.setdefault(bucket, []).append((step, v))
+                for key in DPO_CURVES:
+                    v = _number(rec.get(key))
+                    if v is not None:
+                        metrics.eval_dpo.setdefault(key, {}).setdefault(bucket, []).append((step, v))
+            elif rec.get("kind") == "eval_set":
+                values = {k: v for k, v in rec.items() if k not in ("kind", "step", "set") and _number(v) is not None}
+                metrics.eval_sets.setdefault(str(rec.get("set")), []).append((step, values))
             else:
-                raise MetricsError(f"{path}:{lineno}: unknown kind {rec.get('kind')!r} (expected 'train' or 'eval')")
+                raise MetricsError(
+                    f"{path}:{lineno}: unknown kind {rec.get('kind')!r} (expected 'train', 'eval' or 'eval_set')"
+                )
     return metrics
 
 
@@ -194,12 +212,82 @@ def _eval_section(m: Metrics) -> Section:
     return sec
 
 
+def preference_figure(m: Metrics) -> Figure | None:
+    """DPO runs: reward accuracy (train and held-out per bucket), the chosen and rejected rewards,
+    and their margin, per step."""
+    if not m.train.get("reward_accuracy"):
+        return None
+    fig, axes = new_figure(height=2.9, ncols=3)
+    panels = (
+        ("reward accuracy", ("reward_accuracy",), "reward_accuracy"),
+        ("rewards (beta x log-ratio to the reference)", ("reward_chosen", "reward_rejected"), None),
+        ("reward margin (chosen - rejected)", ("reward_margin",), "reward_margin"),
+    )
+    for ax, (title, keys, held_out) in zip(np.atleast_1d(axes).ravel(), panels, strict=True):
+        for key in keys:
+            steps, values = (np.array(v) for v in zip(*sorted(m.train.get(key, [])), strict=True))
+            x, y = thin(steps, values)
+            ax.plot(x, y, linewidth=1.4, label=f"train {key.removeprefix('reward_')}" if len(keys) > 1 else "train")
+        for bucket, points in sorted(m.eval_dpo.get(held_out, {}).items()) if held_out else []:
+            steps, values = (np.array(v) for v in zip(*sorted(points), strict=True))
+            ax.plot(steps, values, marker="o", markersize=3, linewidth=1.2, linestyle="--", label=f"held-out {bucket}")
+        if held_out == "reward_accuracy":
+            ax.set_ylim(-0.03, 1.03)
+            ax.axhline(0.5, color="#999", linewidth=0.8, linestyle=":")
+        ax.set_title(title, fontsize=9)
+        step_axis(ax)
+        ax.legend(fontsize=7, loc="best")
+    return fig
+
+
+def _preference_section(m: Metrics) -> Section | None:
+    fig = preference_figure(m)
+    if fig is None:
+        return None
+    sec = Section("Preference optimisation (DPO)").add(svg(fig, "preference rewards"))
+    rows = []
+    for key in DPO_CURVES:
+        vals = np.array([v for _, v in m.train.get(key, [])])
+        if len(vals):
+            rows.append(
+                (f"train {key}", len(vals), float(vals[0]), float(vals[-1]), float(vals.min()), float(vals.max()))
+            )
+    for key, buckets in m.eval_dpo.items():
+        for bucket, points in sorted(buckets.items()):
+            vals = np.array([v for _, v in sorted(points)])
+            rows.append((f"held-out {key} ({bucket})", len(vals), float(vals[0]), float(vals[-1]),
+                         float(vals.min()), float(vals.max())))  # fmt: skip
+    note_text = (
+        "Rewards are beta x (log p_policy - log p_reference) of each answer; accuracy is the share of pairs "
+        "whose chosen answer has the higher reward (0 at step 0, where policy and reference are the same model)."
+    )
+    return sec.add(table(["metric", "points", "first", "last", "min", "max"], rows)).add(note(note_text))
+
+
+def _eval_sets_section(m: Metrics) -> Section | None:
+    if not m.eval_sets:
+        return None
+    sec = Section("Evaluation sets")
+    for name, points in sorted(m.eval_sets.items()):
+        keys = sorted({k for _, values in points for k in values})
+        rows = [(int(step), *(values.get(k) for k in keys)) for step, values in sorted(points, key=lambda p: p[0])]
+        sec.add(f"<h3>{esc(name)}</h3>").add(table(["step", *keys], rows))
+    return sec
+
+
 def render_training_report(output_dir: Path) -> str:
     m = read_metrics(output_dir / METRICS_FILE)
     overview = Section("Run").add(
         table(
             ["output directory", "metrics lines", "train points", "eval buckets"],
-            [(str(output_dir), m.lines, len(m.train.get("loss", [])), ", ".join(sorted(m.eval_ppl)) or "-")],
+            [
+                (
+                    str(output_dir),
+                    m.lines,
+                    len(m.train.get("loss", [])),
+                    ", ".join(sorted({*m.eval_ppl, *m.eval_loss})) or "-",
+                )
+            ],
         )
     )
     tb = sorted(p.name for p in output_dir.glob("**/events.out.tfevents.*"))
@@ -207,7 +295,8 @@ def render_training_report(output_dir: Path) -> str:
         overview.add(
             note(f"TensorBoard logs next to this file: {len(tb)} event file(s); run tensorboard --logdir {output_dir}")
         )
-    return page("corpusforge training report", str(output_dir), [overview, _train_section(m), _eval_section(m)])
+    sections = [overview, _train_section(m), _preference_section(m), _eval_section(m), _eval_sets_section(m)]
+    return page("corpusforge training report", str(output_dir), [s for s in sections if s is not None])
 
 
 def write_training_report(output_dir: Path) -> Path:

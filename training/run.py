@@ -393,9 +393,18 @@ def announce_data(refs: list[ShardRef], eval_refs: list[ShardRef], cfg: TrainCon
         status(f"eval: bucket(s) {missing} have no validation shards in {cfg.root}; they are not evaluated")
 
 
+def recipe_class(cfg: TrainConfig) -> type[TrainRecipe]:
+    """`TrainRecipe` for the SFT objective, `training.dpo.DPORecipe` for ``objective: dpo``."""
+    if cfg.objective == "dpo":
+        from training.dpo import DPORecipe
+
+        return DPORecipe
+    return TrainRecipe
+
+
 def train(cfg: TrainConfig, evaluators: dict[str, Evaluator] | None = None) -> dict[str, Any]:
     """The whole run: the recipe's set-up, loop and clean-up; returns the summary."""
-    recipe = TrainRecipe(cfg, evaluators)
+    recipe = recipe_class(cfg)(cfg, evaluators)
     recipe.setup()
     recipe.train()
     return recipe.cleanup()
