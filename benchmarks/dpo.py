@@ -135,6 +135,17 @@ def smollm2(work: Path, sft_steps: int, dpo_steps: int) -> None:
     speed = {name: statistics.median([r["tokens_per_s"] for r in rows if r["kind"] == "train"][2:])
              for name, rows in (("sft", sft), ("dpo", dpo))}  # fmt: skip
     print(f"\ntokens/s (median): SFT {speed['sft']:,.0f}, DPO {speed['dpo']:,.0f} ({speed['dpo'] / speed['sft']:.2f}x)")
+    heldout = REPO / "samples" / "eval" / "legal_heldout.jsonl"
+    print(f"\n`python -m training.eval --ppl {heldout.relative_to(REPO)}` (80 held-out legal documents):\n")
+    print("| model | perplexity | bits per byte |\n|---|---|---|")
+    for name, model in (("SmolLM2-135M-Instruct", "default"), ("+ SFT", work / "smollm2-sft"),
+                        ("+ SFT + DPO", work / "smollm2-dpo")):  # fmt: skip
+        out = work / f"eval-{model if model == 'default' else Path(model).name}.json"
+        cmd = [sys.executable, "-m", "training.eval", "--model", str(model), "--ppl", f"heldout={heldout}",
+               "--no-overlap", "--quiet", "--out", str(out)]  # fmt: skip
+        subprocess.run(cmd, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True, capture_output=True)
+        result = json.loads(out.read_text())
+        print(f"| {name} | {result['perplexity']['heldout']:.3f} | {result['bits_per_byte']['heldout']:.4f} |")
 
 
 def main() -> int:

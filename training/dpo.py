@@ -140,9 +140,15 @@ class DPORecipe(TrainRecipe):
         super()._setup_model()
         self.settings = DPOSettings(**(self.cfg.dpo or {}))
         self.reference = None
-        if not self.cfg.lora:
+        if not self.cfg.lora:  # copied before DeepSpeed wraps (and, under ZeRO-3, partitions) the model
             self.reference = copy.deepcopy(self.model).eval().requires_grad_(False)
             status("model: frozen reference copy of the starting weights (full fine-tuning)")
+
+    def _setup_engine(self) -> Any:
+        engine = super()._setup_engine()
+        if self.reference is not None:  # where the engine put the policy, in its precision (bf16 on GPU)
+            self.reference.to(device=self.dist.device, dtype=self.dtype)
+        return engine
 
     def _setup_tokens(self) -> None:
         """Tokenise the pairs of every selected shard (split across ranks, into the shared cache),
@@ -197,15 +203,8 @@ class DPORecipe(TrainRecipe):
     def _pair_losses(self, inputs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         """Per-pair DPO losses and metrics: the policy through the engine, the reference without
         gradients (the adapter disabled, or the frozen copy)."""
-        import torch
-
         average = self.settings.loss == "ipo"
-        with torch.no_grad():
-            if self.reference is None:
-                with self.engine.module.disable_adapter():
-                    ref_c, ref_r = pair_logps(self.engine, inputs, average)
-            else:
-                ref_c, ref_r = pair_logps(self.reference, inputs, average)
+        ref_c, ref_r = reference_logps(self.engine, self.reference, inputs, average)
         pol_c, pol_r = pair_logps(self.engine, inputs, average)
         return dpo_loss(pol_c, pol_r, ref_c, ref_r, self.settings)
 
