@@ -42,6 +42,7 @@ _CUES = (
 )
 CUE = re.compile(rf"(?i:(?<![A-Za-z])(?:{_CUES}))\.?[:,]?[ \t]+(?={_WORD})")
 WORD = re.compile(_WORD)
+_GAP = re.compile(r"[ \t]+|[ \t]?[A-Z]\.[ \t]+")
 # words that end a name after a cue (and are never a name themselves here)
 STOP = set(
     """a an the and or but if of in on at to for from by with as is are was were be been am i me my you your he
@@ -83,9 +84,9 @@ def _capitalised(word: str) -> bool:
     return word[:1].isupper() and not word.isupper()
 
 
-def cue_names(text: str) -> list[Finding]:
+def cue_names(text: str, lower: bool | None = None) -> list[Finding]:
     given, family = name_lists()
-    lower_text = text == text.lower()
+    lower_text = text == text.lower() if lower is None else lower
     out = []
     for m in CUE.finditer(text):
         pos, end, words = m.end(), m.end(), 0
@@ -98,10 +99,10 @@ def cue_names(text: str) -> list[Finding]:
             if not ((_capitalised(word) and not lower_text) or (lower_text and known)):
                 break
             end, words = w.end(), words + 1
-            gap = re.match(r"[ \t]+|[ \t]?[A-Z]\.[ \t]+", text[end:])  # "Faina D. Yefremova"
+            gap = _GAP.match(text, end)  # "Faina D. Yefremova"
             if gap is None:
                 break
-            pos = end + gap.end()
+            pos = gap.end()
         if words:
             out.append(Finding("PERSON", m.end(), end, "en_names", CUE_SCORE))
     return out
@@ -110,9 +111,9 @@ def cue_names(text: str) -> list[Finding]:
 _PAIR = re.compile(rf"(?<![A-Za-z'’\-])({_WORD})[ \t]+(?:[A-Z]\.[ \t]+)?({_WORD})(?:[ \t]+({_WORD}))?")
 
 
-def list_names(text: str) -> list[Finding]:
+def list_names(text: str, lower: bool | None = None) -> list[Finding]:
     given, family = name_lists()
-    lower_text = text == text.lower()
+    lower_text = text == text.lower() if lower is None else lower
     out = []
     pos = 0
     while m := _PAIR.search(text, pos):
@@ -157,7 +158,7 @@ def _namelike(word: str, skip: frozenset[str]) -> bool:
     return _capitalised(word) and len(word) >= 2 and word.casefold() not in skip
 
 
-def role_names(text: str) -> list[Finding]:
+def role_names(text: str, lower: bool | None = None) -> list[Finding]:
     given, family = name_lists()
     skip = _skip_words()
     out = []
@@ -182,7 +183,7 @@ def _skip_words() -> frozenset[str]:
 _CAP_PAIR = re.compile(rf"(?<![{_LETTERS}'’\-])({_WORD})[ \t]+(?:[A-Z]\.[ \t]+)?({_WORD})(?![{_LETTERS}])")
 
 
-def pair_names(text: str) -> list[Finding]:
+def pair_names(text: str, lower: bool | None = None) -> list[Finding]:
     """Two capitalised words of which one is a listed name or has a surname's shape and neither
     is a frequent word or a place: "Pernille Nielsen", "Heiðbjört Örlygsdóttir"."""
     given, family = name_lists()
@@ -203,12 +204,12 @@ def pair_names(text: str) -> list[Finding]:
     return out
 
 
-def single_names(text: str) -> list[Finding]:
+def single_names(text: str, lower: bool | None = None) -> list[Finding]:
     """A capitalised word of the name lists on its own ("Sometimes people call me Siniša", "Ochi"),
     unless it is a frequent English word, a country/territory or language name, a street type or
     a month; in an all-lower-case text, a given name of the lists that is no English word."""
     given, family = name_lists()
-    lower_text = text == text.lower()
+    lower_text = text == text.lower() if lower is None else lower
     skip = _skip_words()
     out = []
     for m in WORD.finditer(text):
@@ -337,26 +338,32 @@ def propagate(text: str, findings: list[Finding]) -> list[Finding]:
                 words.add(w)
     if not words:
         return findings
-    taken = [(f.start, f.end) for f in findings]
+    covered = bytearray(len(text) + 1)
+    for f in findings:
+        covered[f.start : f.end] = b"\x01" * (f.end - f.start)
     alternation = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
     extra = []
     for m in re.finditer(rf"(?<![{_LETTERS}'’\-])(?:{alternation})(?![{_LETTERS}])", text):
-        if not any(a < m.end() and m.start() < b for a, b in taken):
+        if not any(covered[m.start() : m.end()]):
             extra.append(Finding("PERSON", m.start(), m.end(), "en_names", REPEAT_SCORE))
     return findings + extra
 
 
 def en_findings(
-    texts: Sequence[str], ents: Sequence[Sequence[tuple[str, int, int]]] | None = None
+    texts: Sequence[str],
+    ents: Sequence[Sequence[tuple[str, int, int]]] | None = None,
+    *,
+    lower: Sequence[bool] | None = None,
 ) -> list[list[Finding]]:
     """PERSON findings of the cue, name-list, speaker/subject and single-name recognizers per
-    text, less those that `drop_non_names` rejects given spaCy's entities ``ents``."""
-    return [
-        drop_non_names(
-            t, cue_names(t) + list_names(t) + role_names(t) + single_names(t) + pair_names(t), ents[i] if ents else ()
-        )
-        for i, t in enumerate(texts)
-    ]
+    text, less those that `drop_non_names` rejects given spaCy's entities ``ents``. ``lower[i]``:
+    whether the whole document is lower-case (``texts[i]`` may be a masked view of it)."""
+    out = []
+    for i, t in enumerate(texts):
+        low = lower[i] if lower is not None else None
+        found = cue_names(t, low) + list_names(t, low) + role_names(t, low) + single_names(t, low) + pair_names(t, low)
+        out.append(drop_non_names(t, found, ents[i] if ents else ()))
+    return out
 
 
 def merge_people(findings: list[Finding]) -> list[Finding]:

@@ -111,13 +111,14 @@ def _countries() -> str:
     return "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
 
 
-def address_findings(text: str) -> list[Finding]:
+def address_findings(text: str, lower: bool | None = None) -> list[Finding]:
     """ADDRESS findings (possibly overlapping each other; `recognizers.resolve_overlaps` keeps
-    the longest) in one English/European text."""
-    cased = any(c.isupper() for c in text)
+    the longest) in one English/European text. Every address has a number: only the stretches
+    around digits are searched."""
+    cased = not (text.lower() == text if lower is None else lower)
     spans: set[tuple[int, int]] = set()
     for pattern in _patterns(cased):
-        for m in pattern.finditer(text):
+        for m in _around_digits(pattern, text):
             end = m.end()
             while end > m.start() and text[end - 1] in " \t,":
                 end -= 1
@@ -125,8 +126,32 @@ def address_findings(text: str) -> list[Finding]:
     return [Finding("ADDRESS", s, e, "en_address", ADDRESS_SCORE) for s, e in sorted(spans)]
 
 
-def en_address_findings(texts: Sequence[str]) -> list[list[Finding]]:
-    return [address_findings(t) for t in texts]
+_DIGITS = re.compile(r"\d+")
+_REACH_BEFORE, _REACH_AFTER = 100, 160  # how far an address extends before/after a house number
+
+
+def _around_digits(pattern: re.Pattern[str], text: str) -> list[re.Match[str]]:
+    """Matches of ``pattern`` that start in a window around the digits of ``text``: windows of
+    nearby numbers are merged, look-behinds still see the text before a window."""
+    out: list[re.Match[str]] = []
+    window_end = -1
+    for d in _DIGITS.finditer(text):
+        start = max(d.start() - _REACH_BEFORE, window_end)
+        end = min(len(text), d.end() + _REACH_AFTER)
+        if start >= end:
+            continue
+        pos = start
+        while pos < d.end() and (m := pattern.search(text, pos, end)):
+            if m.start() >= d.end():
+                break
+            out.append(m)
+            pos = max(m.end(), m.start() + 1)
+        window_end = max(window_end, pos)
+    return out
+
+
+def en_address_findings(texts: Sequence[str], *, lower: Sequence[bool] | None = None) -> list[list[Finding]]:
+    return [address_findings(t, lower[i] if lower is not None else None) for i, t in enumerate(texts)]
 
 
 def yield_to_addresses(text: str, findings: list[Finding]) -> list[Finding]:

@@ -85,34 +85,52 @@ def _spacy_ents(model: str, batch_size: int) -> Callable[[list[str]], list[list[
     return run
 
 
+def candidate_spans(
+    texts: Sequence[str], *, gate: bool = True, chunk_chars: int = 10_000
+) -> list[list[tuple[int, int]]]:
+    """Per text, the sentences NER looks at: those `gate.en_candidate` accepts (all with ``gate``
+    off), cut at most ``chunk_chars`` (and 2,000) characters long."""
+    from pipelines.pii.gate import en_candidate, en_sentence_spans
+
+    out = []
+    for text in texts:
+        lower_text = text.lower() == text
+        spans = en_sentence_spans(text, max_chars=min(chunk_chars, 2000))
+        out.append([(s, e) for s, e in spans if not gate or en_candidate(text[s:e], lower_text)])
+    return out
+
+
 def spacy_entities(
     texts: Sequence[str],
+    spans: Sequence[Sequence[tuple[int, int]]],
     *,
     model: str = DEFAULT_MODEL,
     batch_size: int = 32,
-    chunk_chars: int = 10_000,
-    gate: bool = True,
 ) -> list[list[Ent]]:
     """spaCy's entities per text (PERSON/GPE/LOC/FAC and the non-personal labels the name
-    recognizers defer to), offsets in the text. Texts are cut into sentences; with ``gate`` only
-    sentences that `gate.en_candidate` accepts go to the model, each distinct sentence once per
-    process (`SentenceCache`), all of them through one ``nlp.pipe``."""
-    from pipelines.pii.gate import en_candidate, en_sentence_spans
-
-    pieces: list[tuple[int, int]] = []  # (text index, offset)
-    sentences: list[str] = []
-    for i, text in enumerate(texts):
-        lower_text = not any(c.isupper() for c in text)
-        for s, e in en_sentence_spans(text, max_chars=min(chunk_chars, 2000)):
-            sentence = text[s:e]
-            if not gate or en_candidate(sentence, lower_text):
-                pieces.append((i, s))
-                sentences.append(sentence)
+    recognizers defer to) in the sentences ``spans`` of each text, offsets in the text; each
+    distinct sentence once per process (`SentenceCache`), all of them through one ``nlp.pipe``."""
+    pieces = [(i, s) for i, sp in enumerate(spans) for s, _ in sp]
+    sentences = [texts[i][s:e] for i, sp in enumerate(spans) for s, e in sp]
     out: list[list[Ent]] = [[] for _ in texts]
     cache = _SPACY_CACHES.setdefault(model, SentenceCache())
     for (i, offset), ents in zip(pieces, cache.get_many(sentences, _spacy_ents(model, batch_size)), strict=True):
         out[i].extend((label, offset + s, offset + e) for label, s, e in ents)
     return out
+
+
+def masked(text: str, spans: Sequence[tuple[int, int]]) -> str:
+    """``text`` with everything outside ``spans`` blanked (same length, same offsets), so the
+    regex recognizers skip the sentences the gate rejected at the cost of scanning spaces."""
+    if len(spans) == 1 and spans[0] == (0, len(text)):
+        return text
+    parts, pos = [], 0
+    for s, e in spans:
+        parts.append(" " * (s - pos))
+        parts.append(text[s:e])
+        pos = e
+    parts.append(" " * (len(text) - pos))
+    return "".join(parts)
 
 
 def spacy_findings(ents: Sequence[Ent]) -> list[Finding]:
@@ -139,10 +157,14 @@ def ner_findings(
         from pipelines.pii.en import drop_non_names, en_findings, merge_people, propagate
         from pipelines.pii.en_address import en_address_findings, yield_to_addresses
 
-        ents = spacy_entities(texts, model=model, batch_size=batch_size, chunk_chars=chunk_chars, gate=gate)
+        spans = candidate_spans(texts, gate=gate, chunk_chars=chunk_chars)
+        ents = spacy_entities(texts, spans, model=model, batch_size=batch_size)
+        # the name and address regexes see only the candidate sentences (the rest blanked)
+        views = [masked(t, sp) for t, sp in zip(texts, spans, strict=True)]
+        lower = [t.lower() == t for t in texts]
         out = []
         for text, e, names, addresses in zip(
-            texts, ents, en_findings(texts, ents), en_address_findings(texts), strict=True
+            texts, ents, en_findings(views, ents, lower=lower), en_address_findings(views, lower=lower), strict=True
         ):
             people = drop_non_names(text, merge_people(spacy_findings(e) + names), e)
             out.append(propagate(text, yield_to_addresses(text, people + addresses)))
