@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pipelines.step import ConfigError, Step
+from pipelines.steps.content_filter import ContentFilter
 from pipelines.steps.curriculum import Curriculum
 from pipelines.steps.exact_dedup import ExactDedup
 from pipelines.steps.length_filter import LengthFilter
@@ -14,6 +15,7 @@ from pipelines.steps.split import Split
 
 __all__ = [
     "REGISTRY",
+    "ContentFilter",
     "Curriculum",
     "ExactDedup",
     "LengthFilter",
@@ -36,6 +38,7 @@ REGISTRY: dict[str, type[Step]] = {
         Split,
         Quality,
         Curriculum,
+        ContentFilter,
     )
 }
 

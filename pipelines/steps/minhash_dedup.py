@@ -31,6 +31,7 @@ import polars as pl
 import xxhash
 
 from corpus.store import write_table
+from pipelines.chinese_script import TARGETS, to_script
 from pipelines.dedup import lsh, sharded_merge, state
 from pipelines.dedup.minhash import optimal_bands, sign_documents
 from pipelines.dedup.sharded_merge import CLUSTERS_TABLE, edges_path, index_path
@@ -73,10 +74,13 @@ class MinHashDedup(GlobalStep):
     incremental: bool = True  # persist signatures and keepers under <root>/state/minhash
     seed: int = 1
     reduce_partitions: int = 1  # band grouping and merge rounds as that many executor tasks each
+    chinese_script: str = "keep"  # simplified/traditional: shingle that script's form (a HK/TW copy matches)
 
     def __post_init__(self) -> None:
         if not 1 <= self.reduce_partitions <= 1024:
             raise ValueError(f"reduce_partitions must be in 1..1024, got {self.reduce_partitions}")
+        if self.chinese_script not in TARGETS:
+            raise ValueError(f"chinese_script must be one of {', '.join(TARGETS)}, got {self.chinese_script!r}")
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
         if self.num_perm < 2:
@@ -107,7 +111,7 @@ class MinHashDedup(GlobalStep):
             self.cjk_ngram,
             self.seed,
             list(self.banding),
-        ]
+        ] + ([f"script:{self.chinese_script}"] if self.chinese_script != "keep" else [])
 
     def signature_key(self) -> str:
         return hashlib.sha256(json.dumps(self.signature_ident()).encode()).hexdigest()[:12]
@@ -129,8 +133,11 @@ class MinHashDedup(GlobalStep):
                 pos = np.minimum(np.searchsorted(known, keys), len(known) - 1)
                 new = known[pos] != keys
         todo = df.filter(pl.Series(new))
+        texts = todo.get_column("text")
+        if self.chinese_script != "keep":
+            texts, _ = to_script(texts, self.chinese_script)  # type: ignore[arg-type]
         sig_new, bh_new, _ = sign_documents(
-            todo.get_column("text"),
+            texts,
             todo.get_column("lang"),
             ngram=self.ngram,
             cjk_ngram=self.cjk_ngram,

@@ -3,17 +3,25 @@
 Unicode normalisation, control characters, line endings and whitespace are vectorised Polars
 expressions; mojibake repair (ftfy) runs only on the rows a cheap regex flags as suspicious,
 because ftfy is a per-document Python call.
+
+``chinese_script`` converts documents written in the other Chinese script with OpenCC
+(`pipelines.chinese_script`: only documents that are, never the Simplified text a mainland
+corpus is made of), so a Hong Kong or Taiwan copy of a mainland text compares equal downstream;
+a converted document records ``original_script`` and ``script_conversion`` in ``meta``.
 """
 
 from __future__ import annotations
 
+import json
 import unicodedata
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import ftfy
+import numpy as np
 import polars as pl
 
+from pipelines.chinese_script import DEFAULT_CONFIG, TARGETS, converter, to_script
 from pipelines.step import Step, StepContext, StepOutput, reject
 
 # C0/C1 controls except \t and \n, zero-width and bidi marks, BOM.
@@ -28,20 +36,51 @@ class Normalize(Step):
     rewrites_text: ClassVar[bool] = True
     form: Literal["NFC", "NFKC", "NFD", "NFKD"] = "NFKC"
     fix_mojibake: bool = True
+    chinese_script: Literal["keep", "simplified", "traditional"] = "keep"
+    opencc_config: str | None = None  # default: t2s to simplified, s2t to traditional (or tw2sp, hk2s ...)
 
     def __post_init__(self) -> None:
         if self.form not in ("NFC", "NFKC", "NFD", "NFKD"):
             raise ValueError(f"form must be one of NFC, NFKC, NFD, NFKD, got {self.form!r}")
+        if self.chinese_script not in TARGETS:
+            raise ValueError(f"chinese_script must be one of {', '.join(TARGETS)}, got {self.chinese_script!r}")
+        if self.opencc_config is not None:
+            if self.chinese_script == "keep":
+                raise ValueError("opencc_config needs chinese_script: simplified or traditional")
+            converter(self.opencc_config)  # an unknown configuration fails when the config is read
 
     def process(self, df: pl.DataFrame, ctx: StepContext) -> StepOutput:
         df = df.with_columns(
             self.normalize(df.get_column("text")), self.normalize(df.get_column("title"), repair=False)
         )
+        df = self.convert_script(df)
         empty = pl.col("text").str.len_bytes() == 0
         return StepOutput(df.filter(~empty), reject(df.filter(empty), self.name, "empty_after_normalize"))
 
     def rewrite_texts(self, texts: list[str], docs: pl.DataFrame) -> list[str]:
-        return self.normalize(pl.Series(texts, dtype=pl.String)).to_list()
+        """An instruction row's meta texts (prompt, response ...), cleaned like ``text``."""
+        out = self.normalize(pl.Series(texts, dtype=pl.String))
+        if self.chinese_script != "keep":
+            out, _ = to_script(out, self.chinese_script, self.opencc_config)
+        return out.to_list()
+
+    def convert_script(self, df: pl.DataFrame) -> pl.DataFrame:
+        """Text and title to ``chinese_script``; converted documents say so in ``meta``."""
+        if self.chinese_script == "keep" or df.height == 0:
+            return df
+        target = self.chinese_script
+        config = self.opencc_config or DEFAULT_CONFIG[target]
+        text, changed = to_script(df.get_column("text"), target, config)
+        title, _ = to_script(df.get_column("title"), target, config)
+        df = df.with_columns(text, title)
+        rows = np.flatnonzero(changed)
+        if not len(rows):
+            return df
+        metas = df.get_column("meta").to_list()
+        original = "traditional" if target == "simplified" else "simplified"
+        for i in rows.tolist():
+            metas[i] = _with_script(metas[i], original, config)
+        return df.with_columns(pl.Series("meta", metas, dtype=df.schema["meta"]))
 
     def normalize(self, texts: pl.Series, *, repair: bool = True) -> pl.Series:
         """Mojibake repair, Unicode normalisation and whitespace cleaning of one column."""
@@ -50,6 +89,19 @@ class Normalize(Step):
         name = texts.name
         texts = unicode_normalize(texts, self.form)
         return pl.DataFrame({"t": texts}).select(clean_text(pl.col("t")).alias(name)).to_series()
+
+
+def _with_script(meta: str | None, original: str, config: str) -> str:
+    """``meta`` (a JSON object, or empty) with ``original_script`` and ``script_conversion`` set."""
+    try:
+        data = json.loads(meta) if meta else {}
+    except json.JSONDecodeError:
+        data = {"meta": meta}  # ingest writes JSON objects; keep anything else rather than lose it
+    if not isinstance(data, dict):
+        data = {"meta": data}
+    data["original_script"] = original
+    data["script_conversion"] = config
+    return json.dumps(data, ensure_ascii=False, sort_keys=True)
 
 
 def repair_mojibake(texts: pl.Series) -> pl.Series:

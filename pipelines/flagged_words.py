@@ -1,0 +1,197 @@
+"""Flagged-word lists and their Aho-Corasick matcher, one pass over a whole shard.
+
+List files (UTF-8, one entry a line; ``#`` starts a comment line, blank lines are skipped)::
+
+    [gambling]                # a section: the category of the terms below it
+    网络赌场
+    百家乐<TAB>gambling<TAB>2  # term, category, weight (tab-separated; both optional)
+    !百家乐园                 # '!' = an allowed phrase: a term inside it is not a hit
+    casino
+
+Terms are matched case-insensitively on the NFKC text. How a hit is delimited depends on the
+script at each end of the term, on purpose:
+
+- a Latin (or digit) end must sit at a word boundary: ``ass`` is no hit in ``class``, and
+  ``casino`` is one in ``casino网站`` (a Han character is a boundary for a Latin word);
+- a Chinese end needs none: Chinese has no spaces, so a listed term is a hit wherever it stands
+  (``赌博`` in ``网络赌博网站``). A term that is also part of innocent longer words is made safe by
+  listing those words as allowed phrases (``!淫羊藿``: a herb). Matching is leftmost-longest,
+  so a hit inside a longer listed term or allowed phrase never counts twice or at all;
+- whitespace between two Han characters is removed first (``赌 博``), since Chinese text has
+  none: it is re-wrapped lines or an attempt to split a term.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from pipelines.dedup.shingle import nfkc
+
+DEFAULT_CATEGORY = "general"
+CATEGORY_RE = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
+_SECTION = re.compile(r"^\[([^\]]*)\]\s*(?:#.*)?$")
+_HAN = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_JOIN = re.compile(rf"([{_HAN}])\s+(?=[{_HAN}])")
+_SPACED = rf"[{_HAN}]\s+[{_HAN}]"  # the same, for Polars (no look-ahead there)
+SEP = "\x00"  # between documents in the shard string: in no term, a boundary for every term
+
+
+class ListError(ValueError):
+    """A list file cannot be used; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class Term:
+    text: str  # as matched: NFKC, lower case
+    category: str
+    weight: float
+    origin: str  # file:line, for error messages and details
+
+
+def is_latin(ch: str) -> bool:
+    """A character that needs a word boundary next to it (letters and digits outside CJK)."""
+    if not ch.isalnum():
+        return False
+    cp = ord(ch)
+    return not (0x3040 <= cp <= 0x30FF or 0x3400 <= cp <= 0x9FFF or 0xAC00 <= cp <= 0xD7AF or 0xF900 <= cp <= 0xFAFF)
+
+
+def fold(text: str) -> str:
+    """The form terms and texts are compared in."""
+    import unicodedata
+
+    return _JOIN.sub(r"\1", unicodedata.normalize("NFKC", text).lower())
+
+
+def check_category(name: str, where: str) -> str:
+    if not CATEGORY_RE.match(name):
+        raise ListError(f"{where}: category {name!r} must be lower-case letters, digits and _ (a column name)")
+    return name
+
+
+def parse_list(path: Path) -> tuple[list[Term], list[str]]:
+    """(terms, allowed phrases) of one list file; every error names the file and line."""
+    if not path.is_file():
+        raise ListError(f"{path}: word list not found")
+    terms: list[Term] = []
+    allowed: list[str] = []
+    category = DEFAULT_CATEGORY
+    for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        where = f"{path}:{lineno}"
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if section := _SECTION.match(line):
+            category = check_category(section.group(1).strip(), where)
+            continue
+        fields = [f.strip() for f in raw.split("\t")]
+        text = fold(fields[0].strip())
+        if text.startswith("!"):
+            if len(fields) > 1 or not text[1:].strip():
+                raise ListError(f"{where}: an allowed phrase is '!' and the phrase, nothing else")
+            allowed.append(text[1:].strip())
+            continue
+        if not text or SEP in text:
+            raise ListError(f"{where}: empty term")
+        if len(fields) > 3:
+            raise ListError(f"{where}: expected term[<TAB>category[<TAB>weight]], got {len(fields)} fields")
+        cat = check_category(fields[1], where) if len(fields) > 1 and fields[1] else category
+        weight = 1.0
+        if len(fields) > 2 and fields[2]:
+            try:
+                weight = float(fields[2])
+            except ValueError:
+                raise ListError(f"{where}: weight {fields[2]!r} is not a number") from None
+            if not weight > 0:
+                raise ListError(f"{where}: weight must be > 0, got {weight}")
+        terms.append(Term(text, cat, weight, where))
+    return terms, allowed
+
+
+class WordMatcher:
+    """All terms of all lists in one automaton; `count` gives weighted hits per category."""
+
+    def __init__(self, terms: Sequence[Term], allowed: Iterable[str] = ()) -> None:
+        import ahocorasick
+
+        seen: dict[str, Term] = {}
+        for t in terms:
+            if t.text in seen and seen[t.text].category != t.category:
+                raise ListError(
+                    f"{t.origin}: term {t.text!r} is already listed as {seen[t.text].category!r} "
+                    f"({seen[t.text].origin})"
+                )
+            seen.setdefault(t.text, t)
+        self.terms = list(seen.values())
+        self.categories = sorted({t.category for t in self.terms})
+        cat_index = {c: i for i, c in enumerate(self.categories)}
+        self.term_category = np.array([cat_index[t.category] for t in self.terms], np.int64)
+        self.term_weight = np.array([t.weight for t in self.terms], np.float64)
+        self._left = np.array([is_latin(t.text[0]) for t in self.terms], bool)
+        self._right = np.array([is_latin(t.text[-1]) for t in self.terms], bool)
+        self._lens = np.array([len(t.text) for t in self.terms], np.int64)
+        self.automaton = ahocorasick.Automaton()
+        for phrase in allowed:
+            if phrase not in seen:
+                self.automaton.add_word(phrase, -1)
+        for i, t in enumerate(self.terms):
+            self.automaton.add_word(t.text, i)
+        self.empty = not self.terms
+        if len(self.automaton):
+            self.automaton.make_automaton()
+
+    def hits(self, texts: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(document, term, start offset in the folded text) of every hit in ``texts``."""
+        n = len(texts)
+        if self.empty or n == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+        folded = nfkc(texts).str.to_lowercase()
+        if folded.str.contains(_SPACED).any():
+            folded = folded.str.replace_all(rf"([{_HAN}])\s+([{_HAN}])", "${1}${2}")
+            folded = folded.str.replace_all(rf"([{_HAN}])\s+([{_HAN}])", "${1}${2}")  # 赌 博 网: overlapping pairs
+        lengths = folded.str.len_chars().to_numpy().astype(np.int64)
+        starts = np.concatenate(([0], np.cumsum(lengths + 1)[:-1]))
+        big = SEP.join(folded.to_list())
+        found = [(end, value) for end, value in self.automaton.iter_long(big) if value >= 0]
+        if not found:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+        ends = np.fromiter((e for e, _ in found), np.int64, len(found))
+        term = np.fromiter((v for _, v in found), np.int64, len(found))
+        first = ends - self._lens[term] + 1
+        ok = np.ones(len(term), bool)
+        for k in np.flatnonzero(self._left[term] | self._right[term]).tolist():
+            s, e, t = int(first[k]), int(ends[k]), int(term[k])
+            if (self._left[t] and s > 0 and is_latin(big[s - 1])) or (
+                self._right[t] and e + 1 < len(big) and is_latin(big[e + 1])
+            ):
+                ok[k] = False
+        doc = np.searchsorted(starts, first[ok], side="right") - 1
+        return doc, term[ok], first[ok] - starts[doc]
+
+    def count(self, texts: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Weighted hits per document and category (float64 [docs, categories]), and the
+        (document, term) pairs of the hits, for details."""
+        doc, term, _ = self.hits(texts)
+        out = np.zeros((len(texts), len(self.categories)), np.float64)
+        if len(doc):
+            np.add.at(out, (doc, self.term_category[term]), self.term_weight[term])
+        return out, doc, term
+
+
+def load_lists(paths: Sequence[str | Path]) -> WordMatcher:
+    terms: list[Term] = []
+    allowed: list[str] = []
+    for p in paths:
+        t, a = parse_list(Path(p))
+        terms += t
+        allowed += a
+    return WordMatcher(terms, allowed)
+
+
+__all__ = ["DEFAULT_CATEGORY", "ListError", "Term", "WordMatcher", "fold", "is_latin", "load_lists", "parse_list"]
