@@ -71,9 +71,11 @@ def test_normalize_converts_text_title_and_instruction_parts_and_records_the_ori
     assert got["tw"]["title"] == "中华人民共和国民法典"
     assert json.loads(got["tw"]["meta"]) == {"court": "x", "original_script": "traditional", "script_conversion": "t2s"}
     assert got["cn"]["meta"] is None  # nothing converted, nothing recorded
-    meta = json.loads(got["synth"]["meta"])
-    assert meta["prompt"] == "什么是诚信原则?" and meta["response"] == "秉持诚实,恪守承诺。"
-    assert meta["original_script"] == "traditional"
+    assert json.loads(got["synth"]["meta"])["original_script"] == "traditional"
+    # the runner rewrites an instruction row's prompt/response with the step's rewrite_texts
+    step = Normalize(chinese_script="simplified")
+    parts = step.rewrite_texts([tw.convert("什么是诚信原则？"), tw.convert("秉持诚实，恪守承诺。")], out.kept)
+    assert parts == ["什么是诚信原则?", "秉持诚实,恪守承诺。"]
 
 
 def test_bad_script_options_are_config_errors() -> None:

@@ -28,7 +28,7 @@ import polars as pl
 import pyarrow as pa
 
 from pipelines.flagged_words import ListError, WordMatcher, load_lists
-from pipelines.step import ShardContext, Step, StepOutput, reject
+from pipelines.step import Step, StepContext, StepOutput, reject
 from pipelines.url_blocklist import UrlBlocklist, load_blocklists
 
 FLAGS_COLUMN = "content_flags"
@@ -120,7 +120,7 @@ class ContentFilter(Step):
         if self._blocklist is None:
             self._blocklist = load_blocklists(self._urls)
 
-    def process(self, df: pl.DataFrame, ctx: ShardContext) -> StepOutput:
+    def process(self, df: pl.DataFrame, ctx: StepContext) -> StepOutput:
         self.setup(ctx.root)
         assert self._matcher is not None and self._blocklist is not None
         n = df.height
