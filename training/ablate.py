@@ -251,15 +251,18 @@ def recipe_build_config(recipe: Recipe, cfg: AblationConfig, root: Path) -> Any:
         for name in recipe.drop:
             if name not in names:
                 raise AblationError(f"{where}: drop: no step {name!r} in {names}")
-        specs = []
-        for step in build.steps:
-            if step.name in recipe.drop:
-                continue
-            specs.append({step.name: {**step.params(), **recipe.set.get(step.name, {})}})
-        missing = sorted(set(recipe.set) - {s.name for s in build.steps})
+        missing = sorted(set(recipe.set) - set(names))
         if missing:
             raise AblationError(f"{where}: set: no step(s) {missing} in {names}")
-        build.steps = parse_steps(specs, where=where)
+        steps = []
+        for step in build.steps:  # only overridden steps are re-made from their parameters
+            if step.name in recipe.drop:
+                continue
+            if step.name in recipe.set:
+                spec = {step.name: {**step.params(), **recipe.set[step.name]}}
+                step = parse_steps([spec], where=where)[0]
+            steps.append(step)
+        build.steps = steps
     except ConfigError as exc:
         raise AblationError(f"{where}: {exc}") from None
     if "split" not in [s.name for s in build.steps]:
@@ -369,7 +372,9 @@ def train_tokens(root: Path, model_dir: Path) -> int:
 def train_proxy(cfg: AblationConfig, recipe: Recipe, root: Path, seed: int, log: Any) -> tuple[Path, dict[str, Any]]:
     out = cfg.output_dir / "recipes" / recipe.name / f"seed{seed}"
     train_cfg = cfg.proxy.train_config(root, out, seed)
-    digest = _digest({k: v for k, v in train_cfg.items() if k != "output_dir"})
+    # a proxy is made from its training spec and its recipe's build: a rebuilt recipe retrains
+    build = (_read_json(cfg.output_dir / "recipes" / recipe.name / "build.json") or {}).get("digest")
+    digest = _digest({"train": {k: v for k, v in train_cfg.items() if k != "output_dir"}, "build": build})
     summary = _read_json(out / "summary.json")
     marker = _read_json(out / "proxy.json")
     if summary and marker and marker.get("digest") == digest:
