@@ -251,6 +251,7 @@ def _not_a_person() -> frozenset[str]:
 
 
 _STREET = r"(?i:street|st|str|road|rd|avenue|ave|boulevard|blvd|lane|drive|bridge|square|highway)"
+_NOT_IN_NAME = re.compile(r"[0-9:;\"“”()\[\]{}|/\\@#=+*<>]")  # spaCy's 'Answer:"Tube Snake Boogie'
 _STREET_END = re.compile(rf"[ \t]{_STREET}\.?$")  # spaCy's "Janet Heights St." is a street
 _STREET_AFTER = re.compile(rf"[ \t]+{_STREET}(?![A-Za-z])")  # "lives on Donna Fork street"
 
@@ -300,7 +301,8 @@ def drop_non_names(text: str, findings: list[Finding], ents: Sequence[tuple[str,
     out = []
     for f in findings:
         if f.entity == "PERSON":
-            if text[f.start : f.end].casefold() in not_names or _STREET_AFTER.match(text, f.end):
+            value = text[f.start : f.end]
+            if value.casefold() in not_names or _STREET_AFTER.match(text, f.end) or _NOT_IN_NAME.search(value):
                 continue
             if _STREET_END.search(text, f.start, f.end):
                 continue
