@@ -32,22 +32,49 @@ LABEL_MAP = {"PERSON": "PERSON", "PER": "PERSON", "GPE": "LOCATION", "LOC": "LOC
 
 
 @cache
+def import_spacy() -> Any:
+    """spaCy, without what it would drag in for a CPU NER model: thinc imports torch when it is
+    installed (~6 CPU-s, ~200 MB per worker), so when torch is not loaded yet it is hidden for
+    the import (thinc then runs without its torch shims, which the small model never uses; torch
+    itself stays importable afterwards)."""
+    import sys
+
+    hide = "torch" not in sys.modules
+    if hide:
+        sys.modules["torch"] = None  # type: ignore[assignment]  # makes `import torch` fail
+    try:
+        import spacy
+    finally:
+        if hide:
+            del sys.modules["torch"]
+    return spacy
+
+
+@cache
 def spacy_ner(model: str = DEFAULT_MODEL) -> Any:
     """The spaCy model with only its NER component, loaded once per process (worker).
 
     ``exclude``, not ``disable``: excluded components are never deserialised. The small English
-    model's NER has its own embedding layer, so tok2vec/tagger/parser/lemmatizer are not needed."""
-    import spacy
+    model's NER has its own embedding layer, so tok2vec/tagger/parser/lemmatizer are not needed.
+    Building a pipeline makes spaCy load every package's ``spacy_factories`` entry point, and
+    presidio registers one that imports transformers and torch (~5 CPU-s, ~200 MB): the model
+    needs none of them, so entry points are off for this load."""
+    spacy = import_spacy()
 
     if not (spacy.util.is_package(model) or spacy.util.ensure_path(model).exists()):
         raise OSError(f"spaCy model {model!r} is not installed (pip install the wheel; nothing is downloaded)")
     meta = spacy.util.get_model_meta(spacy.util.get_package_path(model) / _model_subdir(model))
-    return spacy.load(model, exclude=[c for c in meta["pipeline"] if c != "ner"])
+    factories = spacy.util.registry._entry_point_factories
+    factories.entry_points = False
+    try:
+        return spacy.load(model, exclude=[c for c in meta["pipeline"] if c != "ner"])
+    finally:
+        factories.entry_points = True
 
 
 def _model_subdir(name: str) -> str:
     """Packaged models keep their data in ``<package>/<name>-<version>/``."""
-    import spacy
+    spacy = import_spacy()
 
     root = spacy.util.get_package_path(name)
     subdirs = [p.name for p in root.iterdir() if p.is_dir() and (p / "meta.json").exists()]

@@ -103,9 +103,12 @@ def _add(text: str, start: int, end: int, max_chars: int, spans: list[tuple[int,
 def common_words() -> frozenset[str]:
     """Case-folded frequent English words: never the reason to run NER on a sentence."""
     from faker.providers.lorem.en_US import Provider
-    from spacy.lang.en.stop_words import STOP_WORDS
 
     from pipelines.pii.en import STOP
+    from pipelines.pii.engine import import_spacy
+
+    import_spacy()  # first, so that spaCy comes in without torch
+    from spacy.lang.en.stop_words import STOP_WORDS
 
     return frozenset({w.casefold() for w in Provider.word_list} | set(STOP_WORDS) | STOP | MONTHS_DAYS)
 
