@@ -15,6 +15,7 @@ Exit status: 0 when every selected check passed (or was skipped), 1 when one fai
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -218,6 +219,29 @@ def mask(value: str) -> str:
     return value[:2] + "*" * (len(value) - 4) + value[-2:]
 
 
+def check_eval_contamination(ctx: AuditContext) -> Violations:
+    """Rescan the final shards against the evaluation sets of the latest build's
+    ``decontaminate`` steps, with their n-gram size and overlap rule."""
+    try:
+        from pipelines.steps.decontaminate import AUDIT_COLUMNS, published_contamination  # the step owns the rule
+    except ImportError as exc:
+        raise AuditError(f"eval_contamination needs pipelines.steps.decontaminate: {exc}") from exc
+    row = ctx.conn.execute("SELECT config FROM runs WHERE run_id = ?", [ctx.latest_build()]).fetchone()
+    steps = (json.loads(row[0]) if row and row[0] else {}).get("steps", [])
+    configured = [params for entry in steps for name, params in entry.items() if name == "decontaminate"]
+    shards = [
+        ctx.layout.root / p
+        for (p,) in ctx.conn.execute("SELECT path FROM shards WHERE stage = 'final' ORDER BY path").fetchall()
+    ]
+    rows: list[tuple[Any, ...]] = []
+    for params in configured:
+        try:
+            rows += published_contamination(params, shards)
+        except ValueError as exc:  # an evaluation file moved or broke since the build
+            raise AuditError(f"the latest build's decontaminate step: {exc}") from None
+    return Violations(AUDIT_COLUMNS, rows[:1000], len(rows))  # all counted, the first 1000 kept
+
+
 def _pii_applies(ctx: AuditContext) -> str | None:
     if ctx.has_table("pii_findings") or ctx.ran_step("pii_redact"):
         return None
@@ -239,6 +263,15 @@ PYTHON_CHECKS: tuple[Check, ...] = (
         "corpus/audit.py:check_pii_left",
         requires=("pii",),
         func=check_pii_left,
+    ),
+    Check(
+        "eval_contamination",
+        "No published document holds an item of an evaluation set that the latest build's decontaminate\n"
+        "step was given (at least its min_overlap of the item's n-grams): the final shards are scanned\n"
+        "again, so a set extended after the build, or a step that missed, is caught.",
+        "corpus/audit.py:check_eval_contamination",
+        requires=("step decontaminate",),
+        func=check_eval_contamination,
     ),
 )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pipelines.step import ConfigError, Step
 from pipelines.steps.content_filter import ContentFilter
 from pipelines.steps.curriculum import Curriculum
+from pipelines.steps.decontaminate import Decontaminate
 from pipelines.steps.exact_dedup import ExactDedup
 from pipelines.steps.length_filter import LengthFilter
 from pipelines.steps.minhash_dedup import MinHashDedup
@@ -17,6 +18,7 @@ __all__ = [
     "REGISTRY",
     "ContentFilter",
     "Curriculum",
+    "Decontaminate",
     "ExactDedup",
     "LengthFilter",
     "MinHashDedup",
@@ -39,6 +41,7 @@ REGISTRY: dict[str, type[Step]] = {
         Quality,
         Curriculum,
         ContentFilter,
+        Decontaminate,
     )
 }
 
