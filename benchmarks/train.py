@@ -103,7 +103,7 @@ def prepare(work: Path) -> None:
     98 MB GGUF); the shapes are random-init, so no weights are needed. A few MB, for `carry`."""
     from transformers import AutoConfig, AutoTokenizer
 
-    from training.base_model import default_model_dir
+    from common.models import default_model_dir
 
     if not (work / "data" / "catalog.duckdb").exists():
         build_corpus(work / "data")
@@ -171,7 +171,7 @@ def hf_worker(job: dict[str, Any]) -> None:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, Trainer, TrainerCallback, TrainingArguments
 
-    from training.base_model import resolve_model_path
+    from common.models import resolve_model_path
     from training.data import DocumentTokenizer, select_shards
     from training.distributed import init_distributed
     from training.stream import packed_stream
@@ -337,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from transformers import AutoTokenizer
 
-    from training.base_model import resolve_model_path
+    from common.models import resolve_model_path
 
     model = work / "model" if (work / "model" / "config.json").exists() else "default"  # from --prepare
     vocab = len(AutoTokenizer.from_pretrained(resolve_model_path(model)))

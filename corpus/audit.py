@@ -1,8 +1,10 @@
 """`python -m corpus.audit`: data tests over a built corpus, each a named check in the catalog.
 
 A check is a query that returns the rows that violate it: zero rows is a pass. Built-in checks
-are the ``.sql`` files in ``corpus/audits/`` plus two that need Python (file checksums and a
-second-pass PII scan); users add their own ``.sql`` files in a folder given with
+are the ``.sql`` files in ``corpus/audits/``, one that needs Python (file checksums), and those
+other packages register as entry points (`PLUGIN_GROUP`: the PII rescan and the evaluation-contamination
+rescan, from `pipelines.audits`), so this module imports nothing above `corpus`; users add their own
+``.sql`` files in a folder given with
 ``--checks-dir`` or ``audit_checks:`` in the build config. A check file starts with ``--``
 comment lines: the first paragraph documents it, ``-- requires: ...`` lines say when it applies
 (``table NAME``, ``column VIEW.COLUMN``, ``step NAME`` or ``buckets``); a check whose
@@ -15,22 +17,22 @@ Exit status: 0 when every selected check passed (or was skipped), 1 when one fai
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
+from common.config import ConfigError, read_yaml_mapping
+from corpus.remote import default_mirror, is_remote
 from corpus.store import CorpusLayout, file_mismatch
 
 BUILTIN_DIR = Path(__file__).with_name("audits")
 MAX_SHOWN_ROWS = 20
 MAX_CELL_CHARS = 60
-PII_BATCH_ROWS = 512
-MAX_PII_ROWS = 1000
 
 
 class AuditError(ValueError):
@@ -45,6 +47,7 @@ class Check:
     requires: tuple[str, ...] = ()
     sql: str | None = None
     func: Callable[[AuditContext], Violations] | None = None
+    applies: Callable[[AuditContext], str | None] | None = None  # why it does not apply, or None
 
     @property
     def summary(self) -> str:
@@ -158,7 +161,7 @@ def load_sql_checks(directory: Path) -> list[Check]:
 def all_checks(extra_dirs: Sequence[Path] = ()) -> dict[str, Check]:
     """Built-in SQL and Python checks, then user folders; a user check may not reuse a name."""
     checks: dict[str, Check] = {}
-    for check in [*load_sql_checks(BUILTIN_DIR), *PYTHON_CHECKS]:
+    for check in [*load_sql_checks(BUILTIN_DIR), *PYTHON_CHECKS, *plugin_checks()]:
         checks[check.name] = check
     for directory in extra_dirs:
         for check in load_sql_checks(directory):
@@ -182,72 +185,6 @@ def check_shard_files(ctx: AuditContext) -> Violations:
     return Violations(["path", "stage", "problem", "expected", "actual"], rows)
 
 
-def check_pii_left(ctx: AuditContext) -> Violations:
-    """Rescan final texts and reject texts with the structured-PII patterns ``pii_redact`` uses;
-    found values are shown masked (relation, doc_id and offsets locate them)."""
-    try:
-        from pipelines.pii.scan import scan_structured  # the PII stage owns the patterns
-    except ImportError as exc:
-        raise AuditError(f"pii_left needs pipelines.pii.scan (the PII stage): {exc}") from exc
-
-    rows: list[tuple[Any, ...]] = []
-    total = 0
-    queries = (
-        ("documents", "SELECT doc_id, bucket::VARCHAR, split::VARCHAR, NULL, text FROM documents ORDER BY doc_id"),
-        ("rejects", "SELECT doc_id, NULL, NULL, step, text FROM rejects WHERE text IS NOT NULL ORDER BY step, doc_id"),
-    )
-    for relation, sql in queries:
-        cursor = ctx.conn.cursor()  # a streaming result needs a connection of its own
-        for batch in cursor.sql(sql).to_arrow_reader(PII_BATCH_ROWS):
-            doc_ids, buckets, splits, steps, texts = (c.to_pylist() for c in batch.columns)
-            texts = [t or "" for t in texts]
-            for i, findings in enumerate(scan_structured(texts)):
-                for entity, start, end in findings:
-                    total += 1
-                    if len(rows) < MAX_PII_ROWS:
-                        found = mask(texts[i][start:end])
-                        rows.append((relation, doc_ids[i], buckets[i], splits[i], steps[i], entity, start, end, found))
-        cursor.close()
-    columns = ["relation", "doc_id", "bucket", "split", "step", "entity_type", "start", "end", "found_masked"]
-    return Violations(columns, rows, total)
-
-
-def mask(value: str) -> str:
-    """Enough of a found value to recognise it, not enough to copy PII into a CI log."""
-    if len(value) <= 6:
-        return "*" * len(value)
-    return value[:2] + "*" * (len(value) - 4) + value[-2:]
-
-
-def check_eval_contamination(ctx: AuditContext) -> Violations:
-    """Rescan the final shards against the evaluation sets of the latest build's
-    ``decontaminate`` steps, with their n-gram size and overlap rule."""
-    try:
-        from pipelines.steps.decontaminate import AUDIT_COLUMNS, published_contamination  # the step owns the rule
-    except ImportError as exc:
-        raise AuditError(f"eval_contamination needs pipelines.steps.decontaminate: {exc}") from exc
-    row = ctx.conn.execute("SELECT config FROM runs WHERE run_id = ?", [ctx.latest_build()]).fetchone()
-    steps = (json.loads(row[0]) if row and row[0] else {}).get("steps", [])
-    configured = [params for entry in steps for name, params in entry.items() if name == "decontaminate"]
-    shards = [
-        ctx.layout.root / p
-        for (p,) in ctx.conn.execute("SELECT path FROM shards WHERE stage = 'final' ORDER BY path").fetchall()
-    ]
-    rows: list[tuple[Any, ...]] = []
-    for params in configured:
-        try:
-            rows += published_contamination(params, shards)
-        except ValueError as exc:  # an evaluation file moved or broke since the build
-            raise AuditError(f"the latest build's decontaminate step: {exc}") from None
-    return Violations(AUDIT_COLUMNS, rows[:1000], len(rows))  # all counted, the first 1000 kept
-
-
-def _pii_applies(ctx: AuditContext) -> str | None:
-    if ctx.has_table("pii_findings") or ctx.ran_step("pii_redact"):
-        return None
-    return "pii_redact did not run (no pii_findings table, no pii_redact step in the latest build)"
-
-
 PYTHON_CHECKS: tuple[Check, ...] = (
     Check(
         "shard_files",
@@ -256,31 +193,34 @@ PYTHON_CHECKS: tuple[Check, ...] = (
         "corpus/audit.py:check_shard_files",
         func=check_shard_files,
     ),
-    Check(
-        "pii_left",
-        "No structured PII (e-mails, phone numbers, ids, cards, IPs) is left in the final shards or in\n"
-        "the rejects: a second-pass scan with the PII stage's patterns. Applies when pii_redact ran.",
-        "corpus/audit.py:check_pii_left",
-        requires=("pii",),
-        func=check_pii_left,
-    ),
-    Check(
-        "eval_contamination",
-        "No published document holds an item of an evaluation set that the latest build's decontaminate\n"
-        "step was given (at least its min_overlap of the item's n-grams): the final shards are scanned\n"
-        "again, so a set extended after the build, or a step that missed, is caught.",
-        "corpus/audit.py:check_eval_contamination",
-        requires=("step decontaminate",),
-        func=check_eval_contamination,
-    ),
 )
+PLUGIN_GROUP = "corpusforge.audit_checks"  # entry points: checks the layers above add (pipelines.audits)
+
+
+def plugin_checks() -> list[Check]:
+    """Python checks registered by other packages under the `PLUGIN_GROUP` entry point group
+    (each names a `Check`), so the audit runs them without importing their packages itself."""
+    return [ep.load() for ep in sorted(entry_points(group=PLUGIN_GROUP), key=lambda ep: ep.name)]
+
+
+def audit_check_dirs(value: Any, *, where: str) -> list[Path]:
+    """A config's ``audit_checks``: a folder of ``.sql`` checks or a list of them (the build
+    config and the audit read the key the same way)."""
+    checks = [value] if isinstance(value, str) else (value or [])
+    if not isinstance(checks, list) or not all(isinstance(c, str) for c in checks):
+        raise ConfigError(f"{where}: 'audit_checks' must be a folder path or a list of folder paths")
+    return [Path(c) for c in checks]
+
+
+def config_root(root: str) -> Path:
+    """The local corpus root a config's ``root`` names (an object-store URL's local mirror)."""
+    return default_mirror(root) if is_remote(root) else Path(root)
 
 
 # -- running ------------------------------------------------------------------------------------
 def run_check(ctx: AuditContext, check: Check) -> CheckResult:
     try:
-        for requirement in check.requires:
-            reason = _pii_applies(ctx) if requirement == "pii" else ctx.unmet(requirement)
+        for reason in [ctx.unmet(r) for r in check.requires] + [check.applies(ctx) if check.applies else None]:
             if reason:
                 return CheckResult(check, "skip", message=reason)
         if check.func is not None:
@@ -423,15 +363,12 @@ def main(argv: list[str] | None = None) -> int:
     extra: list[Path] = list(args.checks_dir)
     try:
         if args.config is not None:
-            from pipelines.config import load_config  # only the CLI needs the build config
-            from pipelines.step import ConfigError
-
             try:
-                cfg = load_config(args.config)
+                config = read_yaml_mapping(args.config)
+                root = root or config_root(str(config.get("root", "data")))
+                extra.extend(audit_check_dirs(config.get("audit_checks"), where=str(args.config)))
             except ConfigError as exc:
                 raise AuditError(str(exc)) from None
-            root = root or cfg.root
-            extra.extend(cfg.audit_checks)
         root = root or Path("data")
         if args.list:
             for check in all_checks(extra).values():

@@ -69,6 +69,15 @@ CREATE TABLE IF NOT EXISTS step_stats (
     drops MAP(VARCHAR, BIGINT),
     PRIMARY KEY (run_id, step_index)
 );
+CREATE TABLE IF NOT EXISTS step_settings (
+    run_id VARCHAR NOT NULL,
+    step_index INTEGER NOT NULL,
+    step VARCHAR NOT NULL,
+    params JSON NOT NULL,
+    changed JSON NOT NULL,
+    thresholds JSON NOT NULL,
+    PRIMARY KEY (run_id, step_index)
+);
 ALTER TABLE step_stats ADD COLUMN IF NOT EXISTS wall_seconds DOUBLE;
 ALTER TABLE step_stats ADD COLUMN IF NOT EXISTS tasks INTEGER;
 ALTER TABLE step_stats ADD COLUMN IF NOT EXISTS reused_tasks INTEGER;
@@ -132,6 +141,18 @@ class RunInfo:
     command: str
     config: dict[str, Any] | None = None
     config_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class StepSettings:
+    """A step of a build as it ran: every parameter, those the config changed from the defaults,
+    and the thresholds it applied (``(measure, label, value)``), for reports to read back."""
+
+    step_index: int
+    step: str
+    params: dict[str, Any]
+    changed: dict[str, Any]
+    thresholds: list[tuple[str, str, float]]
 
 
 @dataclass(frozen=True)
@@ -410,6 +431,31 @@ class Catalog:
                     r.reused_tasks,
                 ],
             )
+
+    def record_step_settings(self, run_id: str, rows: Iterable[StepSettings]) -> None:
+        for r in rows:
+            self.conn.execute(
+                "INSERT OR REPLACE INTO step_settings VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    run_id,
+                    r.step_index,
+                    r.step,
+                    json.dumps(r.params, default=str),
+                    json.dumps(r.changed, default=str),
+                    json.dumps([list(t) for t in r.thresholds]),
+                ],
+            )
+
+    def step_settings(self, run_id: str) -> list[StepSettings]:
+        rows = self.conn.execute(
+            "SELECT step_index, step, params, changed, thresholds FROM step_settings WHERE run_id = ? "
+            "ORDER BY step_index",
+            [run_id],
+        ).fetchall()
+        return [
+            StepSettings(i, step, json.loads(p), json.loads(c), [tuple(t) for t in json.loads(t)])
+            for i, step, p, c, t in rows
+        ]
 
     # -- tables of steps and jobs ------------------------------------------------------------
     def register_table(self, table: str, paths: Sequence[Path]) -> None:

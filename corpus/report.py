@@ -14,7 +14,7 @@ import json
 import math
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ import duckdb
 import numpy as np
 
 from corpus.audit import AuditContext, AuditError, open_catalog
+from corpus.catalog import Catalog, StepSettings
 from corpus.html import Raw, Section, bar_labels, esc, heading, new_figure, note, page, para, svg, table
 from corpus.quality_report import section_quality_decisions
 from corpus.store import CorpusLayout
@@ -53,6 +54,7 @@ class ReportContext:
     db: AuditContext
     run: dict[str, Any]
     config: dict[str, Any]
+    settings: list[StepSettings] = field(default_factory=list)  # the build's steps as they ran
 
     @property
     def conn(self) -> duckdb.DuckDBPyConnection:
@@ -65,50 +67,12 @@ class ReportContext:
         """Column name -> DuckDB type of a view or table."""
         return {r[0]: r[1] for r in self.rows(f"DESCRIBE {relation}")}
 
-    def step_params(self) -> list[tuple[str, dict[str, Any]]]:
-        out = []
-        for item in self.config.get("steps", []):
-            if isinstance(item, dict):
-                for name, params in item.items():
-                    out.append((name, params or {}))
-            else:
-                out.append((str(item), {}))
-        return out
-
-    def thresholds(self, signal: str) -> list[tuple[str, float]]:
-        """The thresholds this build applied to ``signal``: the `quality` step's rules on it (its
-        defaults plus the config's overrides, per script). Only the step that applies a rule
-        contributes: ``minhash_dedup.threshold`` or ``pii_redact.min_score`` bound their own
-        measures (Jaccard similarity, NER confidence), not a quality signal or the quality score."""
-        found: list[tuple[str, float]] = []
-        for step, params in self.step_params():
-            if step == "quality":
-                found += _quality_rule_thresholds(params, signal)
-        return found
-
-
-def _quality_rule_thresholds(params: dict[str, Any], signal: str) -> list[tuple[str, float]]:
-    """The quality step's effective rule thresholds on ``signal`` (defaults plus overrides), per script."""
-    from quality.rules import DEFAULT_FAMILIES, configure_rules
-
-    try:
-        rules = configure_rules(
-            params.get("families", DEFAULT_FAMILIES), params.get("thresholds") or {}, params.get("disable") or ()
-        )
-    except ValueError:
-        return []
-    found: list[tuple[str, float]] = []
-    for rule in rules:
-        if rule.signal != signal or rule.kind == "flag":
-            continue
-        values = {"latin": rule.latin, "cjk": rule.cjk}
-        if values["latin"] == values["cjk"]:
-            values = {"": rule.latin}
-        annotate = " [not applied: filter false]" if params.get("filter") is False else ""
-        found += [
-            (f"{rule.name}{f' ({k})' if k else ''}{annotate}", float(v)) for k, v in values.items() if _is_number(v)
-        ]
-    return found
+    def thresholds(self, measure: str) -> list[tuple[str, float]]:
+        """The thresholds this build applied to ``measure`` (a quality signal, ``quality_score``,
+        ``characters``), as its steps recorded them (``step_settings``): only the step that applies
+        a rule contributes, so ``minhash_dedup.threshold`` (a Jaccard similarity) or
+        ``pii_redact.min_score`` (an NER confidence) are never drawn on a quality signal."""
+        return [(label, value) for s in self.settings for m, label, value in s.thresholds if m == measure]
 
 
 def _is_number(value: Any) -> bool:
@@ -187,7 +151,7 @@ def section_overview(ctx: ReportContext) -> Section:
         else f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>"
         for k, v in kv
     )
-    steps = [(i + 1, name, _changed_params(name, params)) for i, (name, params) in enumerate(ctx.step_params())]
+    steps = [(st.step_index, st.step, _changed_params(st.changed)) for st in ctx.settings]
     return Section("Build").add(
         f'<table class="kv">{rows}</table>',
         heading("Steps"),
@@ -195,16 +159,9 @@ def section_overview(ctx: ReportContext) -> Section:
     )
 
 
-def _changed_params(step: str, params: dict[str, Any]) -> str:
-    """``key=value`` for the parameters that differ from the step's defaults (all of them for a
-    step this code does not know), so the table shows what the config chose, not a wall of JSON."""
-    try:
-        from pipelines.steps import REGISTRY
-
-        defaults = REGISTRY[step]().params()
-    except Exception:  # an unknown or since-changed step: show what was recorded
-        defaults = {}
-    changed = {k: v for k, v in params.items() if k not in defaults or defaults[k] != v}
+def _changed_params(changed: dict[str, Any]) -> str:
+    """``key=value`` for the parameters the config set to other than the defaults, so the table
+    shows what the config chose, not a wall of JSON."""
     return ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in sorted(changed.items())) or "(defaults)"
 
 
@@ -300,12 +257,7 @@ def section_lengths(ctx: ReportContext) -> Section:
     total = ctx.rows("SELECT count(*) FROM documents")[0][0]
     if not total:
         return sec.add(note("The final shards hold no documents."))
-    limits = [
-        (f"{s}.{k}", float(v))
-        for s, p in ctx.step_params()
-        for k, v in p.items()
-        if s == "length_filter" and k in ("min_chars", "max_chars") and _is_number(v)
-    ]
+    limits = ctx.thresholds("characters")
     lo, hi = (float(v) for v in ctx.rows("SELECT min(length(text)), max(length(text)) FROM documents")[0])
     fig, axes = new_figure(height=3.0, ncols=2)
     for ax, group in zip(axes, ("source", "lang"), strict=True):
@@ -753,6 +705,13 @@ def latest_build(db: AuditContext) -> tuple[dict[str, Any], dict[str, Any]]:
     return run, (json.loads(config) if isinstance(config, str) else config or {})
 
 
+def step_settings(db: AuditContext, run_id: str) -> list[StepSettings]:
+    """What the build recorded of its steps (none for a catalog older than ``step_settings``)."""
+    if not db.has_table("step_settings"):
+        return []
+    return Catalog(db.conn, db.layout).step_settings(run_id)
+
+
 def render_report(root: Path) -> str:
     """The report page for the corpus under ``root`` (latest successful build)."""
     try:
@@ -762,7 +721,7 @@ def render_report(root: Path) -> str:
     try:
         db = AuditContext(conn, CorpusLayout.at(root))
         run, config = latest_build(db)
-        ctx = ReportContext(db, run, config)
+        ctx = ReportContext(db, run, config, step_settings(db, run["run_id"]))
         sections = [_safe(fn, ctx) for fn in SECTIONS]
     finally:
         conn.close()

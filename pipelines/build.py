@@ -10,10 +10,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from common.config import ConfigError
 from corpus.remote import RemoteRoot
 from pipelines.config import SourceSpec, load_config
 from pipelines.runner import run_build
-from pipelines.step import ConfigError
 from pipelines.summary import format_summary
 
 

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from common.config import ConfigError, read_yaml_mapping
+from corpus.audit import audit_check_dirs
 from corpus.remote import default_mirror, is_remote
 from pipelines.pii.scrub import DEFAULT_REJECTS_TEXT, check_rejects_text
-from pipelines.step import ConfigError, Step
+from pipelines.step import Step
 from pipelines.steps import step_class
 
 DEFAULT_CONFIG = Path("configs/default.yaml")
@@ -106,20 +106,6 @@ def parse_steps(items: Any, *, where: str) -> list[Step]:
     return steps
 
 
-def read_yaml_mapping(path: Path) -> dict[str, Any]:
-    """A YAML config file's top-level mapping; errors name the file."""
-    where = str(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{where}: config file not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{where}: invalid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: top level must be a mapping")
-    return raw
-
-
 def load_config(path: Path | None) -> BuildConfig:
     """Read a YAML build config; ``None`` means the default config if it exists."""
     if path is None:
@@ -156,12 +142,7 @@ def load_config(path: Path | None) -> BuildConfig:
             cfg.sources.append(SourceSpec(Path(src["path"]), src.get("source")))
         else:
             raise ConfigError(f"{where}: sources[{i}] must be a path or a mapping with 'path' (and optional 'source')")
-    checks = raw.get("audit_checks") or []
-    if isinstance(checks, str):
-        checks = [checks]
-    if not isinstance(checks, list) or not all(isinstance(c, str) for c in checks):
-        raise ConfigError(f"{where}: 'audit_checks' must be a folder path or a list of folder paths")
-    cfg.audit_checks = [Path(c) for c in checks]
+    cfg.audit_checks = audit_check_dirs(raw.get("audit_checks"), where=where)
     if "rejects_text" in raw:
         try:
             cfg.rejects_text = check_rejects_text(str(raw["rejects_text"]))

@@ -26,7 +26,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from corpus import catalog
-from corpus.catalog import Catalog, ShardRecord, StepStatRow
+from corpus.catalog import Catalog, ShardRecord, StepSettings, StepStatRow
 from corpus.schema import document_schema
 from corpus.stage import StageDir
 from corpus.store import CorpusLayout, replace_dir
@@ -35,6 +35,7 @@ from pipelines.executor import Executor, make_executor
 from pipelines.imports import import_file
 from pipelines.ingest import ingest_phases
 from pipelines.publish import PARTITION_COLUMNS, Staging, publish_phases, written_files
+from pipelines.step import Step
 from pipelines.tasks import Phase, run_task, step_phases
 
 MB = 1024 * 1024
@@ -221,6 +222,7 @@ class Build:
             cat.replace_stage("rejects", self.run_id, rejected)
             cat.record_inputs(self.run_id, raw)
             cat.record_step_stats(self.run_id, [s.stats for s in stages])
+            cat.record_step_settings(self.run_id, _settings(self.cfg.steps))
             for table, paths in _side_tables(stages).items():
                 cat.register_table(table, paths)
             cat.refresh_views()
@@ -244,6 +246,13 @@ class Build:
         for d in self.layout.work.iterdir() if self.layout.work.exists() else []:
             if d not in keep:
                 shutil.rmtree(d, ignore_errors=True)
+
+
+def _settings(steps: list[Step]) -> list[StepSettings]:
+    return [
+        StepSettings(i, s.name, s.params(), s.changed_params(), s.applied_thresholds())
+        for i, s in enumerate(steps, start=1)
+    ]
 
 
 def _side_tables(stages: list[StageResult]) -> dict[str, list[Path]]:

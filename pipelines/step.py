@@ -25,14 +25,10 @@ from typing import Any, ClassVar, Literal, NamedTuple
 import polars as pl
 import pyarrow as pa
 
+from common.config import ConfigError
 from corpus.schema import REJECT_SCHEMA
 from corpus.stage import StageDir
 from corpus.store import write_table
-
-
-class ConfigError(ValueError):
-    """A configuration is wrong; the message names the key and the file."""
-
 
 _NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
 
@@ -200,6 +196,17 @@ class Step:
     def params(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def changed_params(self) -> dict[str, Any]:
+        """The parameters that differ from the step's defaults: what a config chose."""
+        defaults = type(self)().params()
+        return {k: v for k, v in self.params().items() if k not in defaults or defaults[k] != v}
+
+    def applied_thresholds(self) -> list[tuple[str, str, float]]:
+        """The thresholds the step applies, as ``(measure, label, value)`` (the measure: a
+        ``quality_signals`` field, ``quality_score``, or ``characters`` of the text). Recorded in
+        the catalog at build time (``step_settings``), so a report draws what the build applied."""
+        return []
+
     def setup(self, root: Path) -> None:
         """Load heavy resources once per worker process (models, recognizers)."""
 
@@ -322,7 +329,6 @@ def split_by_mask(df: pl.DataFrame, drop: pl.Expr, step: str, reason: str | pl.E
 
 
 __all__ = [
-    "ConfigError",
     "GlobalStep",
     "Resources",
     "ShardContext",

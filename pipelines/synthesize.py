@@ -10,8 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from common.config import ConfigError
 from corpus.remote import is_remote, mirrored
-from pipelines.step import ConfigError
 from pipelines.synth.client import SynthError
 from pipelines.synth.config import load_config
 from pipelines.synth.job import format_result, run_job

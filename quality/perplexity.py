@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from common.models import resolve_model_path
 from corpus.store import write_table
-from training.base_model import resolve_model_path
 
 TEXT_HASH_SEED = 0x51A7
 

@@ -16,9 +16,9 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import REPO, query, run_cli, write_config, write_jsonl
 
+from common.config import ConfigError
 from pipelines.config import load_config
 from pipelines.runner import run_build
-from pipelines.step import ConfigError
 
 STEPS = ["normalize", {"length_filter": {"min_chars": 20}}, "exact_dedup", {"split": {"validation_ratio": 0.1}}]
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLE, query, run_cli, write_config, write_jsonl
 
+from common.config import ConfigError
 from pipelines.config import load_config
-from pipelines.step import ConfigError
 
 STEPS = ["normalize", {"length_filter": {"min_chars": 20}}]
 

@@ -12,12 +12,12 @@ import numpy as np
 import polars as pl
 import pytest
 
+from common.config import ConfigError
 from pipelines.config import BuildConfig, SourceSpec
 from pipelines.dedup import state
 from pipelines.dedup.gen import Vocabulary, document, join, noise
 from pipelines.dedup.shingle import shingle_texts
 from pipelines.runner import run_build
-from pipelines.step import ConfigError
 from pipelines.steps import step_class
 from pipelines.steps.minhash_dedup import MinHashDedup
 from pipelines.steps.normalize import Normalize

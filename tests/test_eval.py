@@ -40,7 +40,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     """A saved tiny Llama with the bundled model's tokenizer: a real HF model directory."""
     from transformers import AutoTokenizer
 
-    from training.base_model import default_model_dir
+    from common.models import default_model_dir
 
     tok = AutoTokenizer.from_pretrained(default_model_dir())
     model = tiny_llama(vocab_size=len(tok), max_position_embeddings=256)

@@ -9,11 +9,11 @@ import polars as pl
 import pytest
 from conftest import write_config, write_jsonl
 
+from common.config import ConfigError
 from corpus.audit import run_audit
 from pipelines.config import load_config
 from pipelines.pii.scrub import apply_rejects_text, scrub_structured
 from pipelines.runner import run_build
-from pipelines.step import ConfigError
 
 ID = "11010519491231002X"
 EMAIL = "wang.fang@163.com"

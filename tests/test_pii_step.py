@@ -9,12 +9,12 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
+from common.config import ConfigError
 from pipelines.config import load_config
 from pipelines.pii.entities import ALL_ENTITIES
 from pipelines.pii.recognizers import SPECS
 from pipelines.pii.scan import scan_structured
 from pipelines.runner import run_build
-from pipelines.step import ConfigError
 from pipelines.steps.pii_redact import COUNTS_COLUMN, PiiRedact
 
 ROOT = Path(__file__).resolve().parents[1]

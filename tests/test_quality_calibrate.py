@@ -15,8 +15,9 @@ import polars as pl
 import pytest
 import yaml
 
+from common.config import ConfigError
 from corpus.schema import make_doc_id
-from pipelines.step import ConfigError, ShardContext
+from pipelines.step import ShardContext
 from pipelines.steps.quality import Quality
 from quality.calibrate import calibrate_rule, main
 from quality.rules import DEFAULT_RULES, LangThresholds, configure_rules, evaluate

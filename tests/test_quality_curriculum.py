@@ -10,10 +10,11 @@ import polars as pl
 import pytest
 from conftest import query, write_config, write_jsonl
 
+from common.config import ConfigError
 from corpus.stage import StageDir
 from pipelines.config import load_config
 from pipelines.runner import run_build
-from pipelines.step import ConfigError, StepContext
+from pipelines.step import StepContext
 from pipelines.steps.curriculum import TABLE, Curriculum, CurriculumError
 from quality.rules import RULE_NAMES
 

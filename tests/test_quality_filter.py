@@ -7,8 +7,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from common.config import ConfigError
 from corpus.schema import make_doc_id
-from pipelines.step import ConfigError, ShardContext
+from pipelines.step import ShardContext
 from pipelines.steps.quality import ALL_SIGNALS, Quality
 from quality.rules import RULE_NAMES, configure_rules, evaluate
 from quality.signals import SignalConfig, compute_signals

@@ -186,16 +186,21 @@ def test_report_and_audit_on_a_build_that_kept_nothing(tmp_path: Path) -> None:
 
 
 def test_thresholds_are_those_of_the_rule_on_the_signal() -> None:
-    """Regression (#16.14): any step's `threshold`/`min_score` used to be drawn as a quality threshold."""
-    config = {
-        "steps": [
-            {"minhash_dedup": {"threshold": 0.8}},
-            {"pii_redact": {"min_score": 0.5}},
-            {"length_filter": {"min_chars": 50}},
-            {"quality": {"thresholds": {"gopher_short_doc": {"latin": 60}}, "disable": ["gopher_few_stop_words"]}},
-        ]
-    }
-    ctx = ReportContext(None, {}, config)  # type: ignore[arg-type]
+    """Regression (#16.14): any step's `threshold`/`min_score` used to be drawn as a quality threshold.
+    The steps record the thresholds they apply (`Step.applied_thresholds`, catalog `step_settings`)."""
+    from corpus.catalog import StepSettings
+    from pipelines.steps import LengthFilter, MinHashDedup, PiiRedact, Quality
+
+    steps = [
+        MinHashDedup(threshold=0.8),
+        PiiRedact(min_score=0.5),
+        LengthFilter(min_chars=50),
+        Quality(thresholds={"gopher_short_doc": {"latin": 60}}, disable=["gopher_few_stop_words"]),
+    ]
+    settings = [
+        StepSettings(i, s.name, s.params(), s.changed_params(), s.applied_thresholds()) for i, s in enumerate(steps)
+    ]
+    ctx = ReportContext(None, {}, {}, settings)  # type: ignore[arg-type]
     assert ctx.thresholds("quality_score") == []  # the score ranks; no step thresholds it
     words = dict(ctx.thresholds("n_words"))
     assert words["gopher_short_doc (latin)"] == 60 and words["gopher_short_doc (cjk)"] == 80  # override, default
@@ -203,8 +208,14 @@ def test_thresholds_are_those_of_the_rule_on_the_signal() -> None:
     assert ctx.thresholds("stop_words") == []  # the rule is disabled
     assert ctx.thresholds("alpha_frac") == [("gopher_below_alpha_threshold", 0.8)]
     assert not [k for k in words if k.startswith(("minhash", "pii", "length"))]
-    off = ReportContext(None, {}, {"steps": [{"quality": {"filter": False}}]})  # type: ignore[arg-type]
-    assert all("[not applied: filter false]" in k for k, _ in off.thresholds("n_words"))
+    assert ctx.thresholds("characters") == [("length_filter.min_chars", 50.0), ("length_filter.max_chars", 1e6)]
+    assert settings[3].changed == {
+        "thresholds": {"gopher_short_doc": {"latin": 60}},
+        "disable": ["gopher_few_stop_words"],
+    }
+    off = Quality(filter=False)
+    off_ctx = ReportContext(None, {}, {}, [StepSettings(1, "quality", {}, {}, off.applied_thresholds())])  # type: ignore[arg-type]
+    assert all("[not applied: filter false]" in k for k, _ in off_ctx.thresholds("n_words"))
 
 
 def test_a_far_threshold_does_not_stretch_the_axis() -> None:

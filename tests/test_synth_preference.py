@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.step import ConfigError
+from common.config import ConfigError
 from pipelines.synth.config import load_config
 from pipelines.synth.job import run_job
 from pipelines.synth.preference import parse_ratings

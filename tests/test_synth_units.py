@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.step import ConfigError
+from common.config import ConfigError
 from pipelines.synth.chunking import chunk_text
 from pipelines.synth.config import SeedsConfig, load_config
 from pipelines.synth.limits import RateLimiter

@@ -10,11 +10,11 @@ import pytest
 from conftest import SAMPLE, write_jsonl
 from transformers import AutoTokenizer
 
+from common.models import default_model_dir
 from corpus.store import file_checksum
 from pipelines.config import BuildConfig, SourceSpec
 from pipelines.runner import run_build
 from pipelines.steps import Curriculum, ExactDedup, Normalize, Split
-from training.base_model import default_model_dir
 from training.data import DocumentTokenizer, NoShardsError, iter_documents, select_shards, tokenized_shard
 from training.packing import IGNORE_INDEX, Packer
 

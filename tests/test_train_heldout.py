@@ -27,7 +27,7 @@ CPU = Dist(0, 1, torch.device("cpu"))
 def tokenizer():
     from transformers import AutoTokenizer
 
-    from training.base_model import default_model_dir
+    from common.models import default_model_dir
 
     return AutoTokenizer.from_pretrained(default_model_dir())
 

@@ -239,7 +239,7 @@ def test_a_nonfinite_loss_stops_the_run_naming_the_step_and_batch_and_keeps_the_
     whose rows contain a document end produces a NaN loss."""
     from transformers import AutoTokenizer
 
-    from training.base_model import default_model_dir
+    from common.models import default_model_dir
 
     eos = AutoTokenizer.from_pretrained(default_model_dir()).eos_token_id
     model = TINY[:-1] + f", rms_norm_eps: 0.0, pad_token_id: {eos}}}"

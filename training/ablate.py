@@ -239,8 +239,8 @@ def _read_json(path: Path) -> Any:
 # -- building ----------------------------------------------------------------------------------
 def recipe_build_config(recipe: Recipe, cfg: AblationConfig, root: Path) -> Any:
     """The recipe's `BuildConfig`, rooted at its own directory."""
+    from common.config import ConfigError
     from pipelines.config import load_config, parse_steps
-    from pipelines.step import ConfigError
 
     where = f"recipe {recipe.name}"
     try:

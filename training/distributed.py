@@ -44,7 +44,7 @@ def extensions_dir() -> Path:
     default (``~/.cache/torch_extensions``) is shared by every environment of a user, and an op
     built by another venv (other include paths) is rebuilt, minutes on a small CPU, each time
     the other environment runs; a per-environment directory builds once and is reused."""
-    from training.base_model import cache_dir
+    from common.models import cache_dir
 
     key = hashlib.sha256(sys.prefix.encode()).hexdigest()[:12]
     return cache_dir() / "torch_extensions" / key

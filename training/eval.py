@@ -93,7 +93,7 @@ class LoadedModel:
 # -- model -----------------------------------------------------------------------------------
 def resolve_eval_model(path: str | None) -> Path:
     """An HF directory, a training.run output (its ``export/``) or the default model."""
-    from training.base_model import ModelNotFoundError, resolve_model_path
+    from common.models import ModelNotFoundError, resolve_model_path
 
     if path is None or path == "default":
         try:

@@ -138,7 +138,7 @@ class ExportReport:
 
 def source_model_dir(run: Path | None, model: str | None) -> Path:
     """The model to export: a run's merged ``export/`` or a HF directory (``default``: SmolLM2)."""
-    from training.base_model import ModelNotFoundError, resolve_model_path
+    from common.models import ModelNotFoundError, resolve_model_path
 
     if run is not None:
         export = run / "export"

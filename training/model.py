@@ -18,7 +18,7 @@ def build_model(cfg: TrainConfig, announce: bool = True) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from training.base_model import ModelNotFoundError, resolve_model_path
+    from common.models import ModelNotFoundError, resolve_model_path
 
     try:
         base = resolve_model_path(None if cfg.model == "default" else cfg.model)

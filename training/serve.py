@@ -36,7 +36,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from training.base_model import ModelNotFoundError, resolve_model_path
+from common.models import ModelNotFoundError, resolve_model_path
 from training.generation import QUANTIZE, Engine, EngineClosedError, GenRequest, GenResult, Job, QueueFullError
 from training.json_guide import FlatSchema
 from training.serve_guard import LOG_KEY, Guard, api_error, is_loopback, setup_access_log

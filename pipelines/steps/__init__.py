@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pipelines.step import ConfigError, Step
+from common.config import ConfigError
+from pipelines.step import Step
 from pipelines.steps.content_filter import ContentFilter
 from pipelines.steps.curriculum import Curriculum
 from pipelines.steps.decontaminate import Decontaminate

@@ -44,6 +44,12 @@ class LengthFilter(Step):
             expr = pl.when(pl.col("source") == source).then(pl.lit(limits[which])).otherwise(expr)
         return expr
 
+    def applied_thresholds(self) -> list[tuple[str, str, float]]:
+        return [
+            ("characters", f"{self.name}.min_chars", float(self.min_chars)),
+            ("characters", f"{self.name}.max_chars", float(self.max_chars)),
+        ]
+
     def process(self, df: pl.DataFrame, ctx: StepContext) -> StepOutput:
         n = pl.col("text").str.len_chars()
         lo, hi = self._limit(0, self.min_chars), self._limit(1, self.max_chars)

@@ -127,6 +127,22 @@ class Quality(Step):
         missing = [pl.lit(None, dtype=t).alias(n) for n, t in EXTRA_SIGNALS.items() if n not in sig.columns]
         return sig.with_columns(missing).select(list(ALL_SIGNALS))
 
+    def applied_thresholds(self) -> list[tuple[str, str, float]]:
+        """Every rule's effective threshold on its signal (defaults plus overrides), per script."""
+        found: list[tuple[str, str, float]] = []
+        annotate = "" if self.filter else " [not applied: filter false]"
+        for rule in self._rules:
+            if rule.kind == "flag":
+                continue
+            values = {"latin": rule.latin, "cjk": rule.cjk}
+            if values["latin"] == values["cjk"]:
+                values = {"": rule.latin}
+            for script, value in values.items():
+                if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+                    label = f"{rule.name}{f' ({script})' if script else ''}{annotate}"
+                    found.append((rule.signal, label, float(value)))
+        return found
+
     def quality_score(self, sig: pl.DataFrame, rule_score: pl.Series) -> pl.Series:
         """Mean rule margin, blended with a log-scaled perplexity score when there is one."""
         lo, hi = math.log(self.ppl_good), math.log(self.ppl_bad)

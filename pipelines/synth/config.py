@@ -17,8 +17,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-from pipelines.config import read_yaml_mapping
-from pipelines.step import ConfigError
+from common.config import ConfigError, read_yaml_mapping
 
 STRUCTURED_MODES = ("json_schema", "json_object", "none")
 SEED_TABLES = ("documents", "raw_documents")

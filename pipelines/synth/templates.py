@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from pipelines.step import ConfigError
+from common.config import ConfigError
 
 REQUIRED_KEYS = {"id", "task", "lang", "system", "user", "schema", "row"}
 DEFAULT_LANG = "en"
