@@ -10,10 +10,11 @@ import duckdb
 import polars as pl
 import pytest
 
+from common.config import ConfigError
 from pipelines.config import BuildConfig, SourceSpec
 from pipelines.flagged_words import WordMatcher, parse_list
 from pipelines.runner import run_build
-from pipelines.step import ConfigError, ShardContext
+from pipelines.step import ShardContext
 from pipelines.steps.content_filter import ContentFilter
 from pipelines.steps.normalize import Normalize
 from pipelines.url_blocklist import load_blocklists
