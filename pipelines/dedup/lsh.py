@@ -1,8 +1,9 @@
-"""LSH candidate pairs and clustering for the reduce phase, one band (or band partition) at a time.
+"""LSH band partitions, and an in-memory clustering used as the reference for the merge rounds.
 
-Every function here takes only what one unit of work needs, so a distributed executor can run
-`band_edges` for each (band, partition) as a separate task and hand the small edge lists to
-`clusters` (cf. NeMo Curator's bucket -> edges -> connected components stages).
+The build uses `partition_mask` only (which reduce partition a band hash belongs to); its
+clustering is `pipelines.dedup.sharded_merge` / `propagate`. `band_edges`, `merge_edges`,
+`components` and `nearest_keeper` do the same job in one process with scipy, for the tests that
+check the message passing against them and for `benchmarks/dedup_accuracy.py`.
 
 Documents are dense integer ids (``idx``, 0..n-1, in the build's stable order); edges are pairs
 ``(src, dst)`` with ``src`` the lowest idx in the bucket, so a bucket of m documents yields m-1
