@@ -2,9 +2,9 @@
 
 A check is a query that returns the rows that violate it: zero rows is a pass. Built-in checks
 are the ``.sql`` files in ``corpus/audits/``, one that needs Python (file checksums), and those
-other packages register as entry points (`PLUGIN_GROUP`: the PII rescan and the evaluation-contamination
-rescan, from `pipelines.audits`), so this module imports nothing above `corpus`; users add their own
-``.sql`` files in a folder given with
+other packages register as entry points (`PLUGIN_GROUP`: the PII and evaluation-contamination
+rescans of `pipelines.audits`), so this module imports nothing above `corpus`. Users add their
+own ``.sql`` files in a folder given with
 ``--checks-dir`` or ``audit_checks:`` in the build config. A check file starts with ``--``
 comment lines: the first paragraph documents it, ``-- requires: ...`` lines say when it applies
 (``table NAME``, ``column VIEW.COLUMN``, ``step NAME`` or ``buckets``); a check whose
