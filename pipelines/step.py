@@ -197,8 +197,13 @@ class Step:
         return dataclasses.asdict(self)
 
     def changed_params(self) -> dict[str, Any]:
-        """The parameters that differ from the step's defaults: what a config chose."""
-        defaults = type(self)().params()
+        """The parameters that differ from the step's defaults (or have none): what a config chose."""
+        defaults: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.default is not dataclasses.MISSING:
+                defaults[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                defaults[f.name] = f.default_factory()
         return {k: v for k, v in self.params().items() if k not in defaults or defaults[k] != v}
 
     def applied_thresholds(self) -> list[tuple[str, str, float]]:
