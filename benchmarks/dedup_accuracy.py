@@ -7,13 +7,21 @@ boilerplate header/footer, whitespace/punctuation/case noise). The true Jaccard 
 exactly on the pair's shingle sets. All documents go through the same functions the step runs
 (shingle -> signature -> bands -> per-band candidate edges -> verification -> components); a
 pair counts as detected when both documents land in one cluster.
+
+A second table measures Traditional/Simplified copies (``--script-pairs``): real mainland court
+text (``../shared/data/zh_legal_dev.jsonl``, case facts and judgment passages) against its Hong
+Kong, Taiwan and Taiwan-with-phrases renderings by OpenCC (s2hk, s2tw, s2twp), plus a light edit;
+recall with the text shingled as it is and with the step's ``chinese_script: simplified``
+(`pipelines.chinese_script.to_script`), and the cross-pair merges (unrelated texts put together).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import time
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -22,6 +30,8 @@ from pipelines.dedup import lsh
 from pipelines.dedup.gen import Vocabulary, document, edit, join
 from pipelines.dedup.minhash import band_hashes, jaccard_estimate, optimal_bands, signatures
 from pipelines.dedup.shingle import shingle_texts
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def make_pairs(n: int, seed: int) -> tuple[list[str], list[str], np.ndarray]:
@@ -67,6 +77,7 @@ def main() -> None:
     ap.add_argument("--ngram", type=int, default=5)
     ap.add_argument("--cjk-ngram", type=int, default=5)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--script-pairs", type=int, default=1000, help="Traditional copies of real texts (0: skip)")
     args = ap.parse_args()
     started = time.perf_counter()
     texts, langs, pair_lang = make_pairs(args.pairs, args.seed)
@@ -100,6 +111,57 @@ def main() -> None:
                 f" {cross if lang == 'all' else '':>18}"
             )
     print(f"({time.perf_counter() - started:.1f} s)")
+    if args.script_pairs:
+        script_pairs(args)
+
+
+def script_pairs(args: argparse.Namespace) -> None:
+    """Recall on Simplified texts paired with their Traditional renderings (see the docstring)."""
+    from pipelines.chinese_script import converter, to_script
+
+    path = SHARED / "zh_legal_dev.jsonl"
+    if not path.exists():
+        print(f"script pairs: skipped ({path} not found)")
+        return
+    rows = [json.loads(line) for line in path.open(encoding="utf-8")]
+    bases = [r["text"] for r in rows if r["kind"] != "exam_question" and len(r["text"]) >= 100][: args.script_pairs]
+    rng = random.Random(args.seed)
+    texts, kinds = [], []
+    for i, base in enumerate(bases):
+        config = ("s2hk", "s2tw", "s2twp")[i % 3]
+        copy = converter(config).convert(base)
+        if i % 2:  # half of them also lightly edited: a sentence dropped, a header added
+            sentences = copy.split("。")
+            if len(sentences) > 3:
+                del sentences[rng.randrange(len(sentences) - 1)]
+            copy = "轉載自法律資料庫。" + "。".join(sentences)
+        texts += [base, copy]
+        kinds.append(config)
+    kinds_arr = np.array(kinds)
+    bands, rows_ = optimal_bands(args.threshold, args.num_perm)
+    print(f"\nTraditional copies of {len(bases)} real court texts, threshold {args.threshold}")
+    converted = to_script(pl.Series(texts), "simplified")[0]
+    langs = pl.Series(["zh"] * len(texts))
+    jac = true_jaccard(shingle_texts(converted, langs, ngram=args.ngram, cjk_ngram=args.cjk_ngram), len(bases))
+    print(
+        f"true Jaccard once converted >= 0.9: {(jac >= 0.9).sum()} pairs, 0.6-0.9: {((jac >= 0.6) & (jac < 0.9)).sum()}"
+    )
+    print(
+        f"{'shingled as':>26} {'s2hk':>7} {'s2tw':>7} {'s2twp':>7} {'J>=0.9':>7} {'0.6-0.9':>8} {'all':>7}"
+        f" {'cross-pair merges':>18}"
+    )
+    for label, series in (("text as it is", pl.Series(texts)), ("chinese_script=simplified", converted)):
+        sh = shingle_texts(series, langs, ngram=args.ngram, cjk_ngram=args.cjk_ngram)
+        labels = detect(signatures(sh, args.num_perm), bands, rows_, args.threshold, True)
+        same = labels[0::2] == labels[1::2]
+        sizes = np.bincount(labels)
+        cross = int(((sizes[labels] > 2) | ((sizes[labels] == 2) & ~np.repeat(same, 2))).sum())
+        hi = jac >= 0.9
+        cells = " ".join(f"{same[hi & (kinds_arr == k)].mean():>7.3f}" for k in ("s2hk", "s2tw", "s2twp"))
+        mid = (jac >= 0.6) & (jac < 0.9)
+        print(f"{label:>26} {cells} {same[hi].mean():>7.3f} {same[mid].mean():>8.3f} {same.mean():>7.3f} {cross:>18}")
+    print("(s2hk/s2tw/s2twp columns: pairs with J >= 0.9 once converted; cross-pair merges: real court texts")
+    print(" that are near duplicates of each other, found with or without conversion)")
 
 
 if __name__ == "__main__":
