@@ -1,5 +1,11 @@
 """Flagged-word lists and their Aho-Corasick matcher, one pass over a whole shard.
 
+The automaton is ``ahocorasick_rs`` (the Rust aho-corasick crate, leftmost-longest matching).
+pyahocorasick, the usual choice, ran at 1.5 MB/s on a shard of Chinese court text with 5,000
+terms here, against 34 MB/s for ahocorasick_rs on the same string (and Polars' own
+``str.extract_many`` reports only the shortest match at a position, which would let a term
+inside an allowed phrase count).
+
 List files (UTF-8, one entry a line; ``#`` starts a comment line, blank lines are skipped)::
 
     [gambling]                # a section: the category of the terms below it
@@ -26,6 +32,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +67,21 @@ def is_latin(ch: str) -> bool:
         return False
     cp = ord(ch)
     return not (0x3040 <= cp <= 0x30FF or 0x3400 <= cp <= 0x9FFF or 0xAC00 <= cp <= 0xD7AF or 0xF900 <= cp <= 0xFAFF)
+
+
+@lru_cache(maxsize=1)
+def _latin_bmp() -> np.ndarray:
+    return np.array([is_latin(chr(c)) for c in range(0x10000)], bool)
+
+
+def latin_table(cps: np.ndarray) -> np.ndarray:
+    """`is_latin` of many code points (a table for the BMP, one call each above it)."""
+    out = np.zeros(len(cps), bool)
+    bmp = cps < 0x10000
+    out[bmp] = _latin_bmp()[cps[bmp]]
+    for k in np.flatnonzero(~bmp).tolist():
+        out[k] = is_latin(chr(int(cps[k])))
+    return out
 
 
 def fold(text: str) -> str:
@@ -118,7 +140,7 @@ class WordMatcher:
     """All terms of all lists in one automaton; `count` gives weighted hits per category."""
 
     def __init__(self, terms: Sequence[Term], allowed: Iterable[str] = ()) -> None:
-        import ahocorasick
+        import ahocorasick_rs
 
         seen: dict[str, Term] = {}
         for t in terms:
@@ -135,16 +157,16 @@ class WordMatcher:
         self.term_weight = np.array([t.weight for t in self.terms], np.float64)
         self._left = np.array([is_latin(t.text[0]) for t in self.terms], bool)
         self._right = np.array([is_latin(t.text[-1]) for t in self.terms], bool)
-        self._lens = np.array([len(t.text) for t in self.terms], np.int64)
-        self.automaton = ahocorasick.Automaton()
-        for phrase in allowed:
-            if phrase not in seen:
-                self.automaton.add_word(phrase, -1)
-        for i, t in enumerate(self.terms):
-            self.automaton.add_word(t.text, i)
+        phrases = sorted(set(allowed) - set(seen))
+        # pattern k is term k; the allowed phrases come after the terms (value -1)
+        self._values = np.array([*range(len(self.terms)), *([-1] * len(phrases))], np.int64)
+        patterns = [t.text for t in self.terms] + phrases
         self.empty = not self.terms
-        if len(self.automaton):
-            self.automaton.make_automaton()
+        self.automaton = (
+            ahocorasick_rs.AhoCorasick(patterns, matchkind=ahocorasick_rs.MATCHKIND_LEFTMOST_LONGEST)
+            if patterns
+            else None
+        )
 
     def hits(self, texts: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(document, term, start offset in the folded text) of every hit in ``texts``."""
@@ -158,19 +180,23 @@ class WordMatcher:
         lengths = folded.str.len_chars().to_numpy().astype(np.int64)
         starts = np.concatenate(([0], np.cumsum(lengths + 1)[:-1]))
         big = SEP.join(folded.to_list())
-        found = [(end, value) for end, value in self.automaton.iter_long(big) if value >= 0]
+        assert self.automaton is not None
+        found = self.automaton.find_matches_as_indexes(big)
         if not found:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
-        ends = np.fromiter((e for e, _ in found), np.int64, len(found))
-        term = np.fromiter((v for _, v in found), np.int64, len(found))
-        first = ends - self._lens[term] + 1
+        arr = np.array(found, np.int64).reshape(-1, 3)
+        term = self._values[arr[:, 0]]
+        first, ends = arr[term >= 0, 1], arr[term >= 0, 2] - 1  # an allowed phrase is no hit
+        term = term[term >= 0]
         ok = np.ones(len(term), bool)
-        for k in np.flatnonzero(self._left[term] | self._right[term]).tolist():
-            s, e, t = int(first[k]), int(ends[k]), int(term[k])
-            if (self._left[t] and s > 0 and is_latin(big[s - 1])) or (
-                self._right[t] and e + 1 < len(big) and is_latin(big[e + 1])
-            ):
-                ok[k] = False
+        check = np.flatnonzero(self._left[term] | self._right[term])
+        if len(check):  # a Latin end next to a Latin letter or digit is inside a word: no hit
+            cps = np.frombuffer(big.encode("utf-32-le"), np.uint32)
+            before = np.where(first[check] > 0, cps[np.maximum(first[check] - 1, 0)], 0)
+            after = np.where(ends[check] + 1 < len(cps), cps[np.minimum(ends[check] + 1, len(cps) - 1)], 0)
+            t = term[check]
+            inside = (self._left[t] & latin_table(before)) | (self._right[t] & latin_table(after))
+            ok[check[inside]] = False
         doc = np.searchsorted(starts, first[ok], side="right") - 1
         return doc, term[ok], first[ok] - starts[doc]
 

@@ -226,33 +226,42 @@ NGRAM_FIELDS = ("hashes", "doc", "start", "length")
 
 def _block(tok: np.ndarray, bounds: np.ndarray, first_doc: int, lengths: list[int]) -> Iterator[Ngrams]:
     """n-grams of one block of whole documents (token hashes ``tok``, document bounds ``bounds``)."""
-    for n, h, remaining, doc_of in _raw_block(tok, bounds, lengths):
-        starts = np.flatnonzero(remaining[: len(h)] >= n)  # the n-gram ends inside its document
-        d = doc_of[starts]
+    block = _Block(tok, bounds)
+    for n in lengths:
+        h = block.all(n)
+        starts = np.flatnonzero(block.remaining[: len(h)] >= n)  # the n-gram ends inside its document
+        d = block.doc_of[starts]
         yield Ngrams(h[starts], d + first_doc, starts - bounds[d], np.full(len(starts), n, np.int64))
 
 
-def _raw_block(
-    tok: np.ndarray, bounds: np.ndarray, lengths: list[int]
-) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
-    """Per length n: the hash of the n tokens starting at *every* position of the block (those
-    crossing a document end are garbage), the tokens left in each position's document, and its
-    document. Contiguous slices only: (Q[i+n] - Q[i]) * P^(i+n-1), Q the prefix sums of t * P^-i."""
-    m = len(tok)
-    pw, inv = _powers(m + 1)
-    with np.errstate(over="ignore"):
-        prefix = np.zeros(m + 1, np.uint64)
-        np.cumsum(tok * inv[:m], out=prefix[1:])
-    doc_of = np.repeat(np.arange(len(bounds) - 1, dtype=np.int64), np.diff(bounds))
-    remaining = bounds[1:][doc_of] - np.arange(m, dtype=np.int64)
-    for n in lengths:
-        if m < n:
-            continue
+class _Block:
+    """Prefix sums of one block of whole documents, from which the hash of any n tokens is two
+    subtractions and a product: (Q[i+n] - Q[i]) * P^(i+n-1), Q the prefix sums of t * P^-i."""
+
+    def __init__(self, tok: np.ndarray, bounds: np.ndarray) -> None:
+        m = self.m = len(tok)
+        self.pw, inv = _powers(m + 1)
         with np.errstate(over="ignore"):
-            h = prefix[n:] - prefix[: m - n + 1]
-            h *= pw[n - 1 : m]
+            self.prefix = np.zeros(m + 1, np.uint64)
+            np.cumsum(tok * inv[:m], out=self.prefix[1:])
+        self.doc_of = np.repeat(np.arange(len(bounds) - 1, dtype=np.int64), np.diff(bounds))
+        self.remaining = bounds[1:][self.doc_of] - np.arange(m, dtype=np.int64)  # tokens left in the document
+
+    def all(self, n: int) -> np.ndarray:
+        """The hash of the n tokens at every start (those crossing a document end are garbage)."""
+        if self.m < n:
+            return np.zeros(0, np.uint64)
+        with np.errstate(over="ignore"):
+            h = self.prefix[n:] - self.prefix[: self.m - n + 1]
+            h *= self.pw[n - 1 : self.m]
             h ^= np.uint64((n * _NGRAM_SEED) & _M64)
-        yield n, h, remaining, doc_of
+        return h
+
+    def at(self, starts: np.ndarray, n: int) -> np.ndarray:
+        with np.errstate(over="ignore"):
+            h = (self.prefix[starts + n] - self.prefix[starts]) * self.pw[starts + n - 1]
+            h ^= np.uint64((n * _NGRAM_SEED) & _M64)
+        return h
 
 
 def token_spans(text: str) -> list[tuple[int, int]]:
@@ -261,8 +270,7 @@ def token_spans(text: str) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     run_start = run_end = -1
     for i, ch in enumerate(text):
-        for c in _norm(ch):
-            cls = char_info(ord(c)) & 3
+        for cls in _classes(ch):
             if cls == SEP or cls == CJK:
                 if run_start >= 0:
                     spans.append((run_start, run_end))
@@ -279,8 +287,9 @@ def token_spans(text: str) -> list[tuple[int, int]]:
 
 
 @lru_cache(maxsize=1 << 16)
-def _norm(ch: str) -> str:
-    return unicodedata.normalize("NFKC", ch).lower()
+def _classes(ch: str) -> tuple[int, ...]:
+    """The shingler's class of each character ``ch`` becomes under NFKC and lower case."""
+    return tuple(char_info(ord(c)) & 3 for c in unicodedata.normalize("NFKC", ch).lower())
 
 
 # -- the index -----------------------------------------------------------------------------------
@@ -310,13 +319,24 @@ class NgramIndex:
         item_ngrams: np.ndarray,
         n: int,
         lengths: Sequence[int] = (),
+        anchors: np.ndarray | None = None,
+        min_ngram: int | None = None,
     ) -> None:
         """``hashes`` sorted and distinct; the items of ``hashes[k]`` are ``items[ptr[k]:ptr[k+1]]``;
-        ``item_ngrams[i]`` is item i's number of distinct n-grams; ``lengths`` the n-gram sizes
-        indexed besides ``n`` (whole short fields)."""
+        ``item_ngrams[i]`` is item i's number of distinct n-grams; ``lengths`` the sizes of the
+        whole short fields indexed besides ``n``, and ``anchors`` (sorted) the hashes of their
+        first ``min_ngram`` tokens: the corpus is hashed at ``n`` and at ``min_ngram`` only, and a
+        longer short field is hashed where its anchor matched."""
         self.hashes, self.ptr, self.items, self.item_ngrams, self.n = hashes, ptr, items, item_ngrams, n
         self.lengths = sorted({n, *lengths})
-        bits = int(min(30, max(16, np.ceil(np.log2(max(len(hashes), 1) * 16)))))
+        self.short_lengths = [x for x in self.lengths if x != n]
+        self.anchors = anchors if anchors is not None else np.zeros(0, np.uint64)
+        self.min_ngram = min_ngram
+        if self.short_lengths and (min_ngram is None or not len(self.anchors)):
+            raise ValueError("an index with short fields needs their anchors and min_ngram")
+        # a direct-address table over the hashes' top bits, ~32 slots per n-gram (3% false hits, at
+        # most 64 MB): a corpus n-gram costs one lookup, and a binary search only when it hits
+        bits = int(min(26, max(16, np.ceil(np.log2(max(len(hashes), 1) * 32)))))
         self._shift = np.uint64(64 - bits)
         self._table = np.zeros(1 << bits, bool)
         self._table[hashes >> self._shift] = True
@@ -356,7 +376,15 @@ class NgramIndex:
         uniq, first = np.unique(h, return_index=True)
         ptr = np.append(first, len(h)).astype(np.int64)
         item_ngrams = np.bincount(it, minlength=len(fields)).astype(np.int64)
-        return cls(uniq, ptr, it, item_ngrams, n, sorted(set(grams.length[keep & ~full].tolist())))
+        short = keep & ~full
+        anchors = np.zeros(0, np.uint64)
+        if short.any():
+            assert min_ngram is not None
+            fields_with_short = np.unique(grams.doc[short])
+            is_anchor = (grams.start == 0) & (grams.length == min_ngram) & np.isin(grams.doc, fields_with_short)
+            anchors = np.unique(grams.hashes[is_anchor])
+        lengths = sorted(set(grams.length[short].tolist()))
+        return cls(uniq, ptr, it, item_ngrams, n, lengths, anchors, min_ngram if short.any() else None)
 
     def save(self, path: Path) -> None:
         """One ``.npz`` file, written atomically."""
@@ -371,6 +399,8 @@ class NgramIndex:
             item_ngrams=self.item_ngrams,
             n=np.int64(self.n),
             lengths=np.array(self.lengths, np.int64),
+            anchors=self.anchors,
+            min_ngram=np.int64(self.min_ngram or 0),
         )
         write_bytes(buf.getvalue(), path)
 
@@ -378,7 +408,10 @@ class NgramIndex:
     def load(cls, path: Path) -> NgramIndex:
         with np.load(path) as z:
             lengths = [int(x) for x in z["lengths"]]
-            return cls(z["hashes"], z["ptr"], z["items"], z["item_ngrams"], int(z["n"]), lengths)
+            min_ngram = int(z["min_ngram"]) or None
+            return cls(
+                z["hashes"], z["ptr"], z["items"], z["item_ngrams"], int(z["n"]), lengths, z["anchors"], min_ngram
+            )
 
     def lookup(self, hashes: np.ndarray) -> np.ndarray:
         """Position in ``self.hashes`` of every hash, -1 where absent: one table lookup each, a
@@ -402,13 +435,12 @@ class NgramIndex:
             )
             t0, t1 = int(doc_start[lo]), int(doc_start[hi])
             bounds = doc_start[lo : hi + 1] - t0
-            for n, h, remaining, doc_of in _raw_block(tok[t0:t1], bounds, self.lengths):
-                maybe = np.flatnonzero(self._table[h >> self._shift])  # one lookup per n-gram
-                maybe = maybe[remaining[maybe] >= n]
-                pos = self._confirm(h[maybe])
-                at = maybe[pos >= 0]
+            block = _Block(tok[t0:t1], bounds)
+            for n, at, h in self._candidates(block):
+                pos = self._confirm(h)
+                at = at[pos >= 0]
                 if len(at):
-                    d = doc_of[at]
+                    d = block.doc_of[at]
                     found.append((pos[pos >= 0], d + lo, at - bounds[d], np.full(len(at), n, np.int64)))
             lo = hi
         e = np.zeros(0, np.int64)
@@ -440,6 +472,23 @@ class NgramIndex:
             hit_len[occ],
             counts.astype(np.int64),
         )
+
+    def _candidates(self, block: _Block) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """(n, starts, hashes) of the block's n-grams that pass the direct-address table: every
+        ``n``-gram, and the whole short fields where their ``min_ngram`` anchor occurs."""
+        h = block.all(self.n)
+        maybe = np.flatnonzero(self._table[h >> self._shift])  # one lookup per n-gram
+        maybe = maybe[block.remaining[maybe] >= self.n]
+        yield self.n, maybe, h[maybe]
+        if not self.short_lengths:
+            return
+        assert self.min_ngram is not None
+        a = block.all(self.min_ngram)
+        pos = np.minimum(np.searchsorted(self.anchors, a), len(self.anchors) - 1)
+        at = np.flatnonzero(self.anchors[pos] == a)
+        for n in self.short_lengths:
+            starts = at[block.remaining[at] >= n]
+            yield n, starts, block.at(starts, n)
 
     def _confirm(self, hashes: np.ndarray) -> np.ndarray:
         """Position in ``self.hashes`` of each hash, or -1 (a binary search per hash)."""
