@@ -27,6 +27,14 @@ LIGHT_STEPS = [
 ]
 
 
+def _params(name: str, tmp_path) -> dict:
+    """The step's parameters for the test: a required evaluation set for ``decontaminate``."""
+    if name == "decontaminate":
+        item = {"question": "Which court hears appeals from the district courts of the ninth circuit in the west?"}
+        return {"eval_sets": [str(write_jsonl(tmp_path / "eval.jsonl", [item]))]}
+    return PARTITIONED.get(name, {})
+
+
 def _short_docs(n: int) -> list[dict]:
     return [{"text": f"too short {i}", "url": f"s{i}"} for i in range(n)]
 
@@ -39,7 +47,7 @@ def test_every_step_handles_emptied_shards_and_empty_partitions(tmp_path, name, 
     sources = [write_jsonl(tmp_path / "short.jsonl", _short_docs(12))]
     if scenario == "some_shards_emptied":
         sources.append(write_jsonl(tmp_path / "good.jsonl", [{"text": t, "url": f"g{i}"} for i, t in enumerate(GOOD)]))
-    step = REGISTRY[name].from_params(PARTITIONED.get(name, {}), where="test")
+    step = REGISTRY[name].from_params(_params(name, tmp_path), where="test")
     cfg = BuildConfig(
         root=tmp_path / "data",
         workers=1,
