@@ -81,6 +81,8 @@ CREATE TABLE IF NOT EXISTS step_settings (
 ALTER TABLE step_stats ADD COLUMN IF NOT EXISTS wall_seconds DOUBLE;
 ALTER TABLE step_stats ADD COLUMN IF NOT EXISTS tasks INTEGER;
 ALTER TABLE step_stats ADD COLUMN IF NOT EXISTS reused_tasks INTEGER;
+ALTER TABLE step_stats ADD COLUMN IF NOT EXISTS cpu_seconds DOUBLE;
+ALTER TABLE step_stats ADD COLUMN IF NOT EXISTS peak_rss_mb DOUBLE;
 """
 
 STAGES = ("raw", "final", "rejects")
@@ -159,7 +161,9 @@ class StepSettings:
 class StepStatRow:
     """One stage of a build. ``seconds`` is task time summed over workers (including tasks an
     earlier, interrupted run of the same plan finished: ``reused_tasks`` of ``tasks``);
-    ``wall_seconds`` is the time this run spent on the stage."""
+    ``wall_seconds`` is the time this run spent on the stage; ``cpu_seconds`` is the CPU time of
+    the processes that ran its tasks, over the tasks (a pool worker's start-up included), summed,
+    and ``peak_rss_mb`` the largest of its tasks' peak RSS (the whole worker process's)."""
 
     step_index: int
     step: str
@@ -172,6 +176,8 @@ class StepStatRow:
     wall_seconds: float = 0.0
     tasks: int = 0
     reused_tasks: int = 0
+    cpu_seconds: float = 0.0
+    peak_rss_mb: float = 0.0
 
 
 def _arrow_to_duckdb(type_str: str) -> str:
@@ -413,8 +419,8 @@ class Catalog:
         for r in rows:
             self.conn.execute(
                 "INSERT OR REPLACE INTO step_stats (run_id, step_index, step, docs_in, docs_out, bytes_in, bytes_out, "
-                "seconds, drops, wall_seconds, tasks, reused_tasks) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, MAP(?::VARCHAR[], ?::BIGINT[]), ?, ?, ?)",
+                "seconds, drops, wall_seconds, tasks, reused_tasks, cpu_seconds, peak_rss_mb) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, MAP(?::VARCHAR[], ?::BIGINT[]), ?, ?, ?, ?, ?)",
                 [
                     run_id,
                     r.step_index,
@@ -429,6 +435,8 @@ class Catalog:
                     r.wall_seconds,
                     r.tasks,
                     r.reused_tasks,
+                    r.cpu_seconds,
+                    r.peak_rss_mb,
                 ],
             )
 

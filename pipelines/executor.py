@@ -15,6 +15,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from typing import Any, Protocol, TypeVar
 
 from pipelines.lifeline import Lifeline, die_with_parent
+from pipelines.usage import mark_worker_start
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -39,9 +40,11 @@ def limit_threads(threads: int) -> None:
 
 
 def init_worker(driver: int, threads: int) -> None:
-    """A pool worker exits with the driver (even a SIGKILLed one) and gets its share of the cores."""
+    """A pool worker exits with the driver (even a SIGKILLed one) and gets its share of the cores;
+    its start-up CPU is counted in its first task's stats."""
     die_with_parent(driver)
     limit_threads(threads)
+    mark_worker_start()
 
 
 def ray_thread_env(workers: int) -> dict[str, Any]:

@@ -168,7 +168,7 @@ class Build:
         for phase in phases:
             self.run_phase(stage, phase)
         done = stage.all_stats()
-        row = _stat_row(index, name, stage.stats(stats_phase), sum(s["seconds"] for s in done))
+        row = _stat_row(index, name, stage.stats(stats_phase), done)
         row = dataclasses.replace(row, wall_seconds=time.perf_counter() - started, tasks=len(done), reused_tasks=reused)
         return StageResult(index, name, stage, row)
 
@@ -263,7 +263,9 @@ def _side_tables(stages: list[StageResult]) -> dict[str, list[Path]]:
     return tables
 
 
-def _stat_row(index: int, name: str, stats: list[dict], seconds: float) -> StepStatRow:
+def _stat_row(index: int, name: str, stats: list[dict], done: list[dict]) -> StepStatRow:
+    """The stage's row: docs and bytes from ``stats`` (its output phase's tasks), time and memory
+    from ``done`` (every task of the stage; markers from before CPU was measured count 0)."""
     drops: dict[str, int] = {}
     for s in stats:
         for reason, n in s["drops"].items():
@@ -275,8 +277,10 @@ def _stat_row(index: int, name: str, stats: list[dict], seconds: float) -> StepS
         docs_out=sum(s["docs_out"] for s in stats),
         bytes_in=sum(s["bytes_in"] for s in stats),
         bytes_out=sum(s["bytes_out"] for s in stats),
-        seconds=seconds,
+        seconds=sum(s["seconds"] for s in done),
         drops=dict(sorted(drops.items())),
+        cpu_seconds=sum(s.get("cpu_seconds", 0.0) for s in done),
+        peak_rss_mb=max((s.get("peak_rss_mb", 0.0) for s in done), default=0.0),
     )
 
 

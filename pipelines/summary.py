@@ -6,13 +6,28 @@ from corpus.catalog import StepStatRow
 
 LEGEND = (
     "task s: seconds of the stage's tasks summed over workers (parallel work counts once per worker, "
-    "and resumed tasks count what they took in the earlier run); wall s: time this run spent on it; "
+    "and resumed tasks count what they took in the earlier run); CPU s: CPU seconds of the processes "
+    "running them, over the tasks (a worker's start-up in its first task); MB/CPU-s: MB in per CPU "
+    "second; peak MB: the largest peak RSS of one task's worker; wall s: time this run spent on it; "
     "resumed: tasks an earlier, interrupted run had finished"
 )
 
 
 def format_summary(rows: list[StepStatRow]) -> str:
-    header = ("step", "docs in", "docs out", "MB in", "MB out", "task s", "wall s", "resumed", "dropped (by reason)")
+    header = (
+        "step",
+        "docs in",
+        "docs out",
+        "MB in",
+        "MB out",
+        "CPU s",
+        "MB/CPU-s",
+        "peak MB",
+        "task s",
+        "wall s",
+        "resumed",
+        "dropped (by reason)",
+    )
     lines = [header]
     for r in rows:
         drops = ", ".join(f"{k}={v}" for k, v in r.drops.items()) or "-"
@@ -23,6 +38,9 @@ def format_summary(rows: list[StepStatRow]) -> str:
                 str(r.docs_out),
                 f"{r.bytes_in / 1e6:.2f}",
                 f"{r.bytes_out / 1e6:.2f}",
+                f"{r.cpu_seconds:.1f}",
+                f"{r.bytes_in / 1e6 / r.cpu_seconds:.2f}" if r.cpu_seconds > 0 else "-",
+                f"{r.peak_rss_mb:.0f}",
                 f"{r.seconds:.1f}",
                 f"{r.wall_seconds:.1f}",
                 f"{r.reused_tasks}/{r.tasks}" if r.reused_tasks else "-",
@@ -40,4 +58,7 @@ def format_summary(rows: list[StepStatRow]) -> str:
         )
         if n == 0:
             out.append("  ".join("-" * w for w in widths))
-    return "\n".join([*out, "", LEGEND])
+    total = sum(r.cpu_seconds for r in rows)
+    peak = max((r.peak_rss_mb for r in rows), default=0.0)
+    totals = f"total: {total:.1f} CPU s, the largest task's peak RSS {peak:.0f} MB"
+    return "\n".join([*out, "", totals, "", LEGEND])

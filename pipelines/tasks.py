@@ -32,6 +32,7 @@ from corpus.store import WORK_COMPRESSION, ShardWriter, write_bytes, write_table
 from pipelines.pii.scrub import DEFAULT_REJECTS_TEXT, apply_rejects_text
 from pipelines.step import GlobalStep, MergeRound, Resources, Step, StepContext, merge_phase
 from pipelines.steps.instruction_meta import has_meta_text, rewrite_parts
+from pipelines.usage import measure
 
 Stats = dict[str, Any]
 
@@ -96,11 +97,15 @@ class Task:
 
 
 def run_task(task: Task) -> Stats:
-    """Run ``task``, write what it produced and its marker (last); its stats."""
+    """Run ``task``, write what it produced and its marker (last); its stats, with the wall
+    seconds, the CPU seconds and the peak RSS (MB) of the worker process over the task."""
     started = time.perf_counter()
-    result = task.run(TaskContext(task.stage, task.root))
-    stats = write_shard(task, result) if isinstance(result, ShardOutput) else dict(result)
+    with measure() as usage:
+        result = task.run(TaskContext(task.stage, task.root))
+        stats = write_shard(task, result) if isinstance(result, ShardOutput) else dict(result)
     stats["seconds"] = time.perf_counter() - started
+    stats["cpu_seconds"] = usage.cpu_seconds
+    stats["peak_rss_mb"] = usage.peak_rss_mb
     write_bytes(json.dumps(stats).encode(), task.stage.marker(task.phase, task.index))
     return stats
 

@@ -103,3 +103,15 @@ def test_step_parameters_are_type_checked_by_key(tmp_path, params, message):
     with pytest.raises(ConfigError, match=message):
         load_config(path)
     _one_line_error(run_cli("-m", "pipelines.build", "--config", str(path)), message.split(": step ")[-1])
+
+
+def test_every_stage_records_cpu_seconds_and_peak_rss(built):
+    first = "(SELECT run_id FROM runs WHERE kind = 'build' ORDER BY started_at LIMIT 1)"
+    rows = query(
+        built / "data",
+        f"SELECT step, cpu_seconds, peak_rss_mb, seconds FROM step_stats WHERE run_id = {first} ORDER BY step_index",
+    )
+    assert [r[0] for r in rows] == ["ingest", "normalize", "length_filter"]
+    for step, cpu, peak, seconds in rows:
+        assert 0 < cpu < seconds + 60, (step, cpu, seconds)  # a worker's start-up may exceed its task time
+        assert 30 < peak < 8000, (step, peak)  # a Python process with Polars loaded: tens of MB at least
