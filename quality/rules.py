@@ -258,9 +258,10 @@ def evaluate(signals: pl.DataFrame, rules: Sequence[Rule]) -> pl.DataFrame:
         signals = signals.with_columns(pl.lit(None, dtype=pl.String).alias("lang"))
     active = [r for r in rules if r.signal in signals.columns]
     if not active:
-        return signals.select(
-            *(pl.lit(None, dtype=t).alias(n) for n, t in VERDICT_SCHEMA.items() if n != "rule_score"),
-            pl.lit(1.0).alias("rule_score"),
+        h = signals.height  # (literals alone would make one row)
+        return pl.DataFrame(
+            [pl.Series(n, [None] * h, dtype=t) for n, t in VERDICT_SCHEMA.items() if n != "rule_score"]
+            + [pl.Series("rule_score", [1.0] * h, dtype=pl.Float64)]
         )
     band = band_expr().replace_strict(BAND_LABELS, return_dtype=pl.String)
     frame = signals.with_columns(

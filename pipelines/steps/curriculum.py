@@ -9,8 +9,10 @@ final shards as ``shards/bucket=<k>/split=<s>/``. A per-bucket summary (docs, to
 mean quality score, difficulty range) becomes the catalog table ``curriculum_buckets``.
 
 Difficulty: ``length`` (estimated tokens), ``perplexity`` (needs ``quality: {perplexity: true}``),
-or ``mix``: a weighted mean of percentile ranks of ``weights`` components (length, perplexity,
-quality, where low quality counts as hard).
+``classifier`` (1 - the learned ``classifier_score``: needs ``quality: {classifier: model.npz}``;
+documents the classifier likes most come first), or ``mix``: a weighted mean of percentile ranks
+of ``weights`` components (length, perplexity, quality and classifier, where low quality or a
+low classifier score counts as hard).
 """
 
 from __future__ import annotations
@@ -25,8 +27,15 @@ from corpus.store import write_table
 from pipelines.step import GlobalStep, StepContext
 
 TABLE = "curriculum_buckets"
-COMPONENTS = ("length", "perplexity", "quality")
-SCAN_SCHEMA = {"doc_id": pl.String, "tokens": pl.Int64, "perplexity": pl.Float64, "quality_score": pl.Float64}
+COMPONENTS = ("length", "perplexity", "quality", "classifier")
+DIFFICULTIES = ("length", "perplexity", "classifier", "mix")
+SCAN_SCHEMA = {
+    "doc_id": pl.String,
+    "tokens": pl.Int64,
+    "perplexity": pl.Float64,
+    "quality_score": pl.Float64,
+    "classifier_score": pl.Float64,
+}
 
 
 class CurriculumError(ValueError):
@@ -37,13 +46,14 @@ class CurriculumError(ValueError):
 class Curriculum(GlobalStep):
     name: ClassVar[str] = "curriculum"
     adds: ClassVar[tuple[pa.Field, ...]] = (pa.field("bucket", pa.string()),)
-    difficulty: Literal["length", "perplexity", "mix"] = "length"
+    version: ClassVar[str] = "2"  # 2: classifier_score in the scans and the bucket summary
+    difficulty: Literal["length", "perplexity", "classifier", "mix"] = "length"
     buckets: int = 4
     weights: dict[str, float] = field(default_factory=lambda: {"perplexity": 0.5, "length": 0.5})
 
     def __post_init__(self) -> None:
-        if self.difficulty not in ("length", "perplexity", "mix"):
-            raise ValueError(f"difficulty must be length, perplexity or mix, got {self.difficulty!r}")
+        if self.difficulty not in DIFFICULTIES:
+            raise ValueError(f"difficulty must be one of {', '.join(DIFFICULTIES)}, got {self.difficulty!r}")
         if not 1 <= self.buckets <= 1000:
             raise ValueError(f"buckets must be in [1, 1000], got {self.buckets}")
         unknown = sorted(set(self.weights) - set(COMPONENTS))
@@ -62,16 +72,24 @@ class Curriculum(GlobalStep):
             sig = pl.col("quality_signals").struct
             tokens, ppl = sig.field("tokens_est"), sig.field("perplexity")
             score = pl.col("quality_score")
+            fields = {f.name for f in df.schema["quality_signals"].fields}  # type: ignore[attr-defined]
+            cls = sig.field("classifier_score") if "classifier_score" in fields else pl.lit(None)
         else:  # no quality step: length only, from the text
             tokens = (pl.col("text").str.len_chars() / 4).ceil()
-            ppl = score = pl.lit(None)
-        return df.select("doc_id", tokens.alias("tokens"), ppl.alias("perplexity"), score.alias("quality_score")).cast(
-            SCAN_SCHEMA
-        )  # type: ignore[arg-type]
+            ppl = score = cls = pl.lit(None)
+        return df.select(
+            "doc_id",
+            tokens.alias("tokens"),
+            ppl.alias("perplexity"),
+            score.alias("quality_score"),
+            cls.alias("classifier_score"),
+        ).cast(SCAN_SCHEMA)  # type: ignore[arg-type]
 
     def reduce(self, ctx: StepContext) -> dict[str, int]:
         scans = ctx.scans()
         docs = pl.concat([pl.read_parquet(p) for p in scans]) if scans else pl.DataFrame(schema=SCAN_SCHEMA)
+        missing = [pl.lit(None, dtype=t).alias(c) for c, t in SCAN_SCHEMA.items() if c not in docs.columns]
+        docs = docs.with_columns(missing)  # scans written before a column existed
         docs = docs.with_columns(self.difficulty_expr(docs).alias("difficulty"))
         n = docs.height
         ranked = docs.sort(["difficulty", "doc_id"]).with_row_index("rank")
@@ -86,6 +104,7 @@ class Curriculum(GlobalStep):
                 pl.col("tokens").sum().alias("tokens_est"),
                 pl.col("quality_score").mean().alias("mean_quality_score"),
                 pl.col("perplexity").mean().alias("mean_perplexity"),
+                pl.col("classifier_score").mean().alias("mean_classifier_score"),
                 pl.col("difficulty").min().alias("difficulty_min"),
                 pl.col("difficulty").max().alias("difficulty_max"),
             )
@@ -105,9 +124,19 @@ class Curriculum(GlobalStep):
             )
         if "quality" in comps and docs.height and docs.get_column("quality_score").null_count() == docs.height:
             raise CurriculumError("curriculum weight 'quality' needs the quality step before it")
+        if "classifier" in comps and docs.height and docs.get_column("classifier_score").null_count() == docs.height:
+            raise CurriculumError(
+                "curriculum difficulty 'classifier' needs classifier scores: run the quality step with "
+                "'classifier: <model.npz>' (python -m quality.train_classifier) before it"
+            )
         # documents too short to score get the median perplexity: neither easy nor hard
         ppl = pl.col("perplexity").log().fill_null(pl.col("perplexity").log().median())
-        raw = {"length": pl.col("tokens").cast(pl.Float64), "perplexity": ppl, "quality": -pl.col("quality_score")}
+        raw = {
+            "length": pl.col("tokens").cast(pl.Float64),
+            "perplexity": ppl,
+            "quality": -pl.col("quality_score"),
+            "classifier": 1.0 - pl.col("classifier_score"),
+        }
         if len(comps) == 1:
             return raw[next(iter(comps))].fill_null(0.0)
         total = sum(comps.values())

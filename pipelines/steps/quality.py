@@ -7,6 +7,12 @@ written to the catalog table ``quality_signals`` so thresholds can be tuned with
 (``filter: false`` scores without removing anything), with the failing rule's value, threshold
 and where the threshold came from. Rules and thresholds: `quality.rules`; per-language thresholds
 calibrated on reference text: ``thresholds_from: configs/quality`` (`quality.thresholds`).
+
+``classifier: model.npz`` (`python -m quality.train_classifier`) adds the signal
+``classifier_score`` (P(good) of the learned classifier, null without one); with
+``min_classifier_score`` a document that passes the rules but scores below it is rejected as
+``classifier_score``. The file's sha256 is part of the step's parameters (a retrained model
+recomputes the stage) and a file of another classifier version stops the build at config time.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import pyarrow as pa
 
 from corpus.store import write_table
 from pipelines.step import ShardContext, Step, StepOutput, split_by_mask
+from quality.classifier import cached_classifier, file_sha256, read_header
 from quality.language import DEFAULT_LANGUAGES, LanguageIdentifier
 from quality.perplexity import PerplexityConfig, PerplexityScorer, score_with_cache
 from quality.rules import DEFAULT_FAMILIES, configure_rules, evaluate
@@ -33,6 +40,7 @@ EXTRA_SIGNALS: dict[str, pl.DataType] = {
     "lang_confidence": pl.Float64(),
     "perplexity": pl.Float64(),
     "ppl_tokens": pl.Int64(),
+    "classifier_score": pl.Float64(),
 }
 ALL_SIGNALS: dict[str, pl.DataType] = {**SIGNAL_SCHEMA, **EXTRA_SIGNALS}
 _ARROW = {pl.String(): pa.string(), pl.Int64(): pa.int64(), pl.Float64(): pa.float64(), pl.Boolean(): pa.bool_()}
@@ -46,6 +54,7 @@ class Quality(Step):
         pa.field("quality_signals", SIGNALS_TYPE),
         pa.field("quality_score", pa.float64()),
     )
+    version: ClassVar[str] = "2"  # 2: classifier_score in the signals
     families: list[str] = field(default_factory=lambda: list(DEFAULT_FAMILIES))
     thresholds: dict[str, Any] = field(default_factory=dict)  # rule -> number | null | {latin:, cjk:, <lang>:}
     thresholds_from: str | None = None  # folder of <lang>.yaml calibrated thresholds (quality.calibrate)
@@ -71,12 +80,23 @@ class Quality(Step):
     cjk_ngram_scale: int = 2
     short_line_chars: int = 30
     short_line_chars_cjk: int = 12
+    classifier: str | None = None  # model file of python -m quality.train_classifier
+    min_classifier_score: float | None = None  # reject as "classifier_score" below this (needs classifier)
     # the loaded threshold files: part of params(), so editing a file recomputes the stage
     calibrated: dict[str, Any] = field(default_factory=dict, init=False)
+    classifier_sha: str = field(default="", init=False)  # the model file's content, likewise
 
     def __post_init__(self) -> None:
         if self.thresholds_from is not None:
             self.calibrated = as_plain(load_dir(self.thresholds_from))
+        if self.classifier is not None:
+            read_header(Path(self.classifier))  # another version / not a model: one clear line, now
+            self.classifier_sha = file_sha256(Path(self.classifier))
+        if self.min_classifier_score is not None:
+            if self.classifier is None:
+                raise ValueError("min_classifier_score needs a classifier (a model file)")
+            if not 0.0 <= self.min_classifier_score <= 1.0:
+                raise ValueError(f"min_classifier_score must be in [0, 1], got {self.min_classifier_score}")
         self._rules = configure_rules(
             self.families, self.thresholds, self.disable, calibrated=from_plain(self.calibrated), where=self.name
         )
@@ -107,6 +127,8 @@ class Quality(Step):
             )
         if self.perplexity and self._scorer is None:
             self._scorer = PerplexityScorer(self._ppl_cfg)
+        if self.classifier is not None:
+            cached_classifier(self.classifier, self.classifier_sha)  # once per worker process
 
     def score(self, df: pl.DataFrame, state_dir: Path | None = None) -> pl.DataFrame:
         """The signals frame for ``df`` (one row per document, `ALL_SIGNALS` columns)."""
@@ -124,6 +146,9 @@ class Quality(Step):
             assert self._scorer is not None and state_dir is not None
             ppl, _ = score_with_cache(self._scorer, df.get_column("doc_id"), texts, state_dir)
             sig = sig.with_columns(ppl.get_column("perplexity"), ppl.get_column("ppl_tokens"))
+        if self.classifier is not None:
+            model = cached_classifier(self.classifier, self.classifier_sha)
+            sig = sig.with_columns(pl.Series("classifier_score", model.score(texts.to_list()), dtype=pl.Float64))
         missing = [pl.lit(None, dtype=t).alias(n) for n, t in EXTRA_SIGNALS.items() if n not in sig.columns]
         return sig.with_columns(missing).select(list(ALL_SIGNALS))
 
@@ -141,6 +166,8 @@ class Quality(Step):
                 if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
                     label = f"{rule.name}{f' ({script})' if script else ''}{annotate}"
                     found.append((rule.signal, label, float(value)))
+        if self.min_classifier_score is not None:
+            found.append(("classifier_score", f"min_classifier_score{annotate}", float(self.min_classifier_score)))
         return found
 
     def quality_score(self, sig: pl.DataFrame, rule_score: pl.Series) -> pl.Series:
@@ -166,6 +193,15 @@ class Quality(Step):
             detail = pl.select(
                 pl.when(bad)
                 .then(pl.format("lang={}", with_lang.get_column("lang").fill_null("unknown")))
+                .otherwise(detail)
+            ).to_series()
+        if self.min_classifier_score is not None:
+            cls = sig.get_column("classifier_score")
+            low = (cls < self.min_classifier_score) & reason.is_null()
+            reason = pl.select(pl.when(low).then(pl.lit("classifier_score")).otherwise(reason)).to_series()
+            detail = pl.select(
+                pl.when(low)
+                .then(pl.format("classifier_score={} < {}", cls.round(4), pl.lit(self.min_classifier_score)))
                 .otherwise(detail)
             ).to_series()
         score = self.quality_score(sig, verdict.get_column("rule_score"))

@@ -240,10 +240,14 @@ def parse_config(raw: Any, where: str) -> SynthConfig:
     return cfg
 
 
-def load_config(path: Path, overrides: list[str] | None = None) -> SynthConfig:
-    """Read a YAML job config; ``overrides`` are ``dotted.key=yaml-value`` strings from the CLI."""
-    where = str(path)
-    raw = read_yaml_mapping(path)
+def parse_section(raw: Any, cls: type, where: str) -> Any:
+    """A YAML mapping as dataclass ``cls``, every key checked against its type (other jobs that
+    talk to an endpoint, e.g. ``quality.annotate``, reuse the endpoint/limits/generation sections)."""
+    return _section(raw, cls, where)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    """``dotted.key=yaml-value`` strings from the CLI, applied to a raw config mapping."""
     for item in overrides or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
@@ -255,6 +259,13 @@ def load_config(path: Path, overrides: list[str] | None = None) -> SynthConfig:
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {p!r} is not a section")
         node[leaf] = yaml.safe_load(value)
+    return raw
+
+
+def load_config(path: Path, overrides: list[str] | None = None) -> SynthConfig:
+    """Read a YAML job config; ``overrides`` are ``dotted.key=yaml-value`` strings from the CLI."""
+    where = str(path)
+    raw = apply_overrides(read_yaml_mapping(path), overrides)
     try:
         return parse_config(raw, where)
     except ConfigError as exc:
