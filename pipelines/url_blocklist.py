@@ -107,13 +107,19 @@ class UrlBlocklist:
             frame = pl.DataFrame({"url": urls}).with_columns(
                 host=pl.col("url").str.extract(HOST_RE, 1), path=pl.col("url").str.extract(PATH_RE, 1)
             )
-            cache: dict[tuple[str, str], Rule | None] = {}
+            # per host, once: its normal form when a rule names one of its suffixes, else None
+            # (most hosts are named by no rule: their URLs' paths are never looked at)
+            listed: dict[str, str | None] = {}
             for i, (host, path) in enumerate(frame.select("host", "path").iter_rows()):
-                if host:
-                    key = (host, (path or "") if self.prefixes else "")
-                    if key not in cache:
-                        cache[key] = self.match_host(normalize_host(host), key[1])
-                    out[i] = cache[key]
+                if not host:
+                    continue
+                if host not in listed:
+                    norm = normalize_host(host)
+                    labels = norm.split(".")
+                    suffixes = (".".join(labels[k:]) for k in range(len(labels)))
+                    listed[host] = norm if any(x in self.domains or x in self.prefixes for x in suffixes) else None
+                if (norm := listed[host]) is not None:
+                    out[i] = self.match_host(norm, path or "")
         for pattern, rule in self.patterns:
             hit = urls.str.contains(pattern).fill_null(False).to_numpy()
             for i in hit.nonzero()[0].tolist():

@@ -82,6 +82,10 @@ def test_latin_terms_need_word_boundaries_and_ignore_case_and_width(tmp_path: Pa
     # "Free  Spins": the term has one space; the text two -> whitespace is not collapsed for Latin
     got = hit_terms(m, ["Free Spins today"])
     assert got == [["free spins"]]
+    # the boundary check reads UTF-8 bytes: multi-byte letters around a term are inside a word,
+    # multi-byte non-letters (Han, CJK punctuation, emoji) are boundaries
+    got = hit_terms(m, ["écasino", "casinoß", "。casino，", "赌casino赌", "😀casino😀", "ŝcasino", "casino"])
+    assert got == [[], [], ["casino"], ["casino"], ["casino"], [], ["casino"]]
 
 
 def test_density_and_min_hits_keep_a_gambling_judgment_and_drop_a_gambling_page(tmp_path: Path) -> None:

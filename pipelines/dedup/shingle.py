@@ -136,13 +136,16 @@ def normalize_for_shingles(text: pl.Expr) -> pl.Expr:
 
 
 def nfkc(texts: pl.Series) -> pl.Series:
-    """NFKC only where a text is not pure ASCII (ASCII is already NFKC)."""
+    """NFKC only where a text is not already NFKC: ASCII is, and CPython's quick check answers
+    for the rest at several times the speed of normalising (most text, Chinese too, already is)."""
     texts = texts.cast(pl.String).fill_null("")
     rows = texts.str.contains(r"[^\x00-\x7F]").to_numpy().nonzero()[0]
     if len(rows) == 0:
         return texts
-    if len(rows) == len(texts):
-        return texts.str.normalize("NFKC")
+    candidates = texts.gather(rows).to_list()
+    rows = rows[np.array([not unicodedata.is_normalized("NFKC", t) for t in candidates], bool)]
+    if len(rows) == 0:
+        return texts
     return texts.scatter(rows, texts.gather(rows).str.normalize("NFKC"))
 
 
