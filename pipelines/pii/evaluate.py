@@ -54,6 +54,7 @@ class Report:
     correct: Counter[tuple[str, str]] = field(default_factory=Counter)  # findings overlapping gold of their type
     predicted: Counter[tuple[str, str]] = field(default_factory=Counter)
     leaked_values: int = 0
+    leaked: Counter[str] = field(default_factory=Counter)  # entity -> labelled values left in the output
     rescan_findings: int = 0
 
     def recall(self, group: str, entity: str) -> float:
@@ -85,6 +86,7 @@ def score(docs: Sequence[LabelledDoc], found: Sequence[list[Finding]], redacted:
             rep.tp[(doc.lang, entity)] += any(f.entity == entity and _overlaps((s, e), (f.start, f.end)) for f in fs)
             if entity not in NOT_LEAK_CHECKED and entity in FINDABLE and _leaked(doc.text[s:e], out):
                 rep.leaked_values += 1
+                rep.leaked[entity] += 1
         for f in fs:
             rep.predicted[(doc.lang, f.entity)] += 1
             rep.correct[(doc.lang, f.entity)] += any(
@@ -190,7 +192,7 @@ def _in_context(text: str, start: int, end: int, width: int = 40) -> str:
 
 
 def _regroup(rep: Report, group: str) -> Report:
-    out = Report(leaked_values=rep.leaked_values, rescan_findings=rep.rescan_findings)
+    out = Report(leaked_values=rep.leaked_values, leaked=rep.leaked.copy(), rescan_findings=rep.rescan_findings)
     pairs = ((rep.tp, out.tp), (rep.gold, out.gold), (rep.correct, out.correct), (rep.predicted, out.predicted))
     for src, dst in pairs:
         for (_, e), n in src.items():
@@ -275,7 +277,12 @@ def format_report(report: Report) -> str:
     lines = [f"{'set':9}  {'entity':15} {'gold':>5} {'found':>6} {'precision':>9} {'recall':>7}"]
     for grp, e, g, p, prec, rec in report.rows():
         lines.append(f"{grp:9}  {e:15} {g:5d} {p:6d} {prec:9.3f} {rec:7.3f}")
-    lines.append(f"labelled values (structured, PERSON, ADDRESS) left after redaction: {report.leaked_values}")
+    by_type = ", ".join(f"{e} {n}" for e, n in sorted(report.leaked.items())) or "none"
+    structured = sum(n for e, n in report.leaked.items() if e not in ("PERSON", "ADDRESS"))
+    lines.append(
+        f"labelled values (structured, PERSON, ADDRESS) left after redaction: {report.leaked_values}"
+        f" ({by_type}; structured {structured})"
+    )
     lines.append(f"structured findings when re-scanning redacted texts: {report.rescan_findings}")
     return "\n".join(lines)
 
