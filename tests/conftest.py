@@ -11,9 +11,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import duckdb
-import httpx
-import pytest
+# One BLAS/OpenMP thread per process before torch is imported: the suite runs servers, workers and
+# trainers beside the test process on 2 cores, and spinning OpenMP threads made a 135M scoring call
+# 10x slower whenever another process was busy (13 s vs 1.4 s measured).
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import duckdb  # noqa: E402
+import httpx  # noqa: E402
+import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "samples" / "legal_sample.jsonl"
