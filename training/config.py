@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from training.curriculum import CurriculumError, parse_mixture
+from training.eval_sets import CATALOG_PREFIX, EvalSetError, SetSpec
 
 
 class TrainingError(RuntimeError):
@@ -111,6 +112,9 @@ class TrainConfig:
     # objective: "sft" (next-token loss on the corpus) or "dpo" (preference pairs, training/dpo.py)
     objective: str = "sft"
     dpo: dict[str, Any] | None = None  # {beta: 0.1, loss: sigmoid | ipo, label_smoothing: 0.0}
+    # task metrics at every eval (eval_at_start, eval_every, the end), scored by training.eval:
+    # [{kind: ppl | mcq | qa, path: FILE.jsonl | "catalog:<where>", name?, limit?, group_by?, optional?}]
+    eval_sets: list[dict[str, Any]] | None = None
 
     @classmethod
     def load(cls, path: Path | None, overrides: list[str]) -> TrainConfig:
@@ -179,6 +183,8 @@ class TrainConfig:
                 f"{at('loss_chunk_tokens', 'zero_stage')}: loss_chunk_tokens needs zero_stage <= 2 (it calls the "
                 "LM head outside the engine's forward, where ZeRO-3 has not gathered its weight)"
             )
+        if self.eval_sets is not None:
+            eval_set_specs(self.eval_sets, at("eval_sets"))
         if self.model != "default" and self.from_scratch is None:
             _check_model_dir(at("model", "seq_len"), Path(self.model), self.seq_len)
 
@@ -255,6 +261,9 @@ RULES: dict[str, Allowed] = {
     "fused_adamw": optional(BOOL),
     "objective": one_of("sft", "dpo"),
     "dpo": optional(MAPPING),
+    "eval_sets": optional(
+        Allowed("a non-empty list of {kind, path, ...} mappings", lambda v: isinstance(v, list) and bool(v))
+    ),
 }
 
 LORA_RULES: dict[str, Allowed] = {
@@ -326,9 +335,27 @@ def _check_model_dir(where: str, path: Path, seq_len: int) -> None:
     _check_positions(where, limit, seq_len)
 
 
+def eval_set_specs(entries: list[Any], where: str = "config") -> list[SetSpec]:
+    """``eval_sets`` entries as `SetSpec`s: each entry's keys, unique names, and its file present
+    (unless ``optional``), so a typo stops the run before the model loads; the rows themselves are
+    read and checked when the run sets up its evaluators (`training.eval.training_evaluators`)."""
+    specs = []
+    for i, entry in enumerate(entries):
+        try:
+            spec = SetSpec.from_config(entry, f"eval_sets[{i}]")
+        except EvalSetError as exc:
+            raise TrainingError(f"{where}: {exc}") from None
+        if not spec.spec.startswith(CATALOG_PREFIX) and not spec.optional and not Path(spec.spec).is_file():
+            raise TrainingError(f"{where}: eval_sets[{i}]: {spec.spec}: evaluation file not found")
+        if spec.name in {s.name for s in specs}:
+            raise TrainingError(f"{where}: eval_sets[{i}]: the name {spec.name!r} is used twice; give each a 'name'")
+        specs.append(spec)
+    return specs
+
+
 def _check_positions(where: str, limit: Any, seq_len: int) -> None:
     if _is_int(limit) and seq_len > limit:
         raise TrainingError(f"{where}: seq_len={seq_len} is above the model's maximum of {limit} positions")
 
 
-__all__ = ["RULES", "Allowed", "TrainConfig", "TrainingError", "check"]
+__all__ = ["RULES", "Allowed", "TrainConfig", "TrainingError", "check", "eval_set_specs"]

@@ -3,8 +3,9 @@
 `torchrun --nproc_per_node N` and `deepspeed --num_gpus N` set RANK / WORLD_SIZE / LOCAL_RANK /
 MASTER_ADDR / MASTER_PORT; a plain `python -m training.run` is rank 0 of 1 on a free local port
 (so concurrent single-process runs on one machine never collide). CPU runs use gloo and
-DeepSpeed's CPU accelerator (whose shared-memory communication op DeepSpeed builds on first use,
-into a per-environment `extensions_dir`); GPU runs NCCL, one device per local rank.
+DeepSpeed's CPU accelerator, without its shared-memory communication op (only DeepSpeed
+inference uses it, and building it took minutes per fresh environment; any op that is still
+JIT-built goes into a per-environment `extensions_dir`); GPU runs NCCL, one device per local rank.
 """
 
 from __future__ import annotations
@@ -59,6 +60,11 @@ def init_distributed() -> Dist:
     os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(extensions_dir()))
     import deepspeed
 
+    if not torch.cuda.is_available():
+        # DeepSpeed builds its shared-memory CPU op (minutes of C++ on a small CPU, once per
+        # environment) when the process group starts, but only `inference_all_reduce` (DeepSpeed
+        # inference's tensor parallelism) uses it; training all-reduces through gloo.
+        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
     if "WORLD_SIZE" not in os.environ:
         os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1")
         os.environ.setdefault("MASTER_PORT", _free_port())

@@ -12,6 +12,9 @@ builds every part the loop needs and keeps it on ``self`` (`_setup_model`, `_set
 ``save_checkpoint`` and ``evaluate`` when they are due, and ``recipe.cleanup()`` exports, writes
 the report and returns the summary. Evaluators beyond the held-out loss per bucket plug in as
 callables (`Evaluator`) passed to the recipe; they run at every eval (``eval_every`` and the end).
+The config's ``eval_sets`` (perplexity, multiple choice, QA files) become such evaluators through
+`training.eval.training_evaluators`, so task metrics sit beside the loss in ``metrics.jsonl``,
+TensorBoard and the training report.
 """
 
 from __future__ import annotations
@@ -81,6 +84,7 @@ class TrainRecipe:
         self.start_step = 0
         self.losses: list[float] = []
         self.evals: dict[int, dict[str, float]] = {}  # step -> bucket -> perplexity
+        self.set_evals: dict[int, dict[str, dict[str, float]]] = {}  # step -> evaluator -> metrics
 
     # -- setup ------------------------------------------------------------------------------
 
@@ -90,8 +94,9 @@ class TrainRecipe:
         cfg = self.cfg
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.refs, self.eval_refs = self._select_shards()
+        self._setup_eval_sets()
         self._setup_model()
-        status("engine: starting the process group (the first run in an environment builds DeepSpeed's C++ ops)")
+        status("engine: starting the process group")
         self.dist = init_distributed()
         torch.manual_seed(cfg.seed + self.dist.rank)  # per-rank dropout streams from here on
         self.on_gpu = torch.cuda.is_available()
@@ -117,6 +122,23 @@ class TrainRecipe:
             eval_refs = []
         announce_data(refs, eval_refs, cfg)
         return refs, eval_refs
+
+    def _setup_eval_sets(self) -> None:
+        """``eval_sets`` as evaluators: read, checked and run through the overlap guard against the
+        train split now, so a bad row stops the run before the model loads."""
+        if not self.cfg.eval_sets:
+            return
+        from training.eval import training_evaluators
+        from training.eval_sets import EvalSetError
+
+        try:
+            found = training_evaluators(self.cfg.eval_sets, Path(self.cfg.root), log=status)
+        except EvalSetError as exc:
+            raise TrainingError(f"eval_sets: {exc}") from None
+        clash = sorted(set(found) & set(self.evaluators))
+        if clash:
+            raise TrainingError(f"eval_sets: name(s) {clash} are already used by the run's own evaluators")
+        self.evaluators.update(found)
 
     def _setup_model(self) -> None:
         self.model, self.tokenizer = build_model(self.cfg)  # identical on every rank: seeded init / same weights
@@ -302,6 +324,7 @@ class TrainRecipe:
             values = evaluator(ctx)
             status(f"eval at step {step}: {name}: " + ", ".join(f"{k} {v:.4g}" for k, v in values.items()))
             scalars = {f"eval/{name}/{k}": v for k, v in values.items()}
+            self.set_evals.setdefault(step, {})[name] = values
             self.metrics.log({"kind": "eval_set", "step": step, "set": name, **values}, scalars)
         self.engine.train()
 
@@ -348,6 +371,9 @@ class TrainRecipe:
             "seconds": time.perf_counter() - self.started,
             **self._summary_evals(),
         }
+        if self.set_evals:  # the evaluators' numbers before (fresh runs) and after training
+            summary["eval_sets_start"] = self.set_evals.get(0)
+            summary["eval_sets_end"] = self.set_evals.get(cfg.max_steps)
         if dist.main and state is not None:
             summary.update(self._export(state))
         if dist.main:
