@@ -24,6 +24,7 @@ import numpy as np
 
 from corpus.audit import AuditContext, AuditError, open_catalog
 from corpus.catalog import Catalog, StepSettings
+from corpus.classifier_report import section_classifier
 from corpus.html import Raw, Section, bar_labels, esc, heading, new_figure, note, page, para, svg, table
 from corpus.quality_report import section_quality_decisions
 from corpus.store import CorpusLayout
@@ -675,6 +676,7 @@ SECTIONS: tuple[Callable[[ReportContext], Section], ...] = (
     section_languages,
     section_quality,
     section_quality_decisions,
+    section_classifier,
     section_near_duplicates,
     section_pii,
     section_buckets,

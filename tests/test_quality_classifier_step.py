@@ -13,11 +13,16 @@ from conftest import query, write_config, write_jsonl
 
 import quality.classifier as qc
 from common.config import ConfigError
+from corpus.catalog import Catalog
+from corpus.report import render_report
 from corpus.sample import SampleGenerator
+from corpus.store import CorpusLayout
 from pipelines.config import load_config
 from pipelines.runner import run_build
 from pipelines.steps.curriculum import Curriculum, CurriculumError
 from pipelines.steps.quality import Quality
+from quality.annotate import ANNOTATIONS_SCHEMA
+from quality.annotate import TABLE as ANNOTATIONS
 from quality.classifier import load_classifier
 from quality.train_classifier import main as train_main
 
@@ -72,6 +77,20 @@ def test_build_adds_classifier_score_filters_and_buckets(corpus: tuple[Path, lis
     assert [r[0] for r in summary] == ["classifier", "classifier"] and summary[0][1] > summary[1][1]
     applied = json.loads(query(root, "SELECT thresholds FROM step_settings WHERE step = 'quality'")[0][0])
     assert ["classifier_score", "min_classifier_score", 0.5] in applied
+
+    # the report: scores per source, and agreement with annotations written through the catalog API
+    ids = query(root, "SELECT doc_id, source, classifier_score FROM quality_signals ORDER BY doc_id")
+    rows = [("t", "r", d, s, "en", 5 if c >= 0.5 else 1, "why", "m", "annotate.en.v1", "sha", 1, 100)
+            for d, s, c in ids]  # fmt: skip
+    rows[0] = (*rows[0][:5], 1 if rows[0][5] == 5 else 5, *rows[0][6:])  # one disagreement
+    with Catalog.open(CorpusLayout.at(root)) as cat:
+        cat.ensure_table(ANNOTATIONS, ANNOTATIONS_SCHEMA)
+        cat.append_rows(ANNOTATIONS, rows)
+    html = render_report(root)
+    section = html[html.index("Learned quality score") :]
+    assert "import:in" in section and "removed by it" in section and "section-error" not in html
+    n = len(ids)
+    assert f"{n} annotated documents (m (annotate.en.v1)): agreement {(n - 1) / n:.1%}" in section
 
 
 def test_step_scores_without_filtering_and_loads_once(corpus: tuple[Path, list[dict], Path]) -> None:
