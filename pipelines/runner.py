@@ -35,8 +35,8 @@ from pipelines.executor import Executor, make_executor
 from pipelines.imports import import_file
 from pipelines.ingest import ingest_phases
 from pipelines.publish import PARTITION_COLUMNS, Staging, publish_phases, written_files
-from pipelines.step import Step
-from pipelines.tasks import Phase, run_task, step_phases
+from pipelines.step import Step, is_light
+from pipelines.tasks import FusedStep, Phase, fused_phase, run_task, step_phases
 
 MB = 1024 * 1024
 
@@ -124,6 +124,7 @@ class Build:
         phases = ingest_phases(stage, [root / r.path for r in raw], root, work_bytes, self.cfg.rejects_text)
         stages = [self.run_stage(0, "ingest", stage, phases, stats_phase="write")]
         added: list[pa.Field] = []
+        planned: list[PlannedStep] = []
         for i, step in enumerate(self.cfg.steps, start=1):
             added.extend(step.adds)
             # library versions are part of a stage's identity: a resumed build never mixes outputs
@@ -131,11 +132,17 @@ class Build:
                 identity, step.name, step.version, step.params(), self.cfg.rejects_text, pl.__version__, pa.__version__
             )
             stage = self.stage_dir(f"{i:02d}-{step.name}-{identity}")
-            label = f"{i}/{len(self.cfg.steps)} {step.name}"
+            planned.append(PlannedStep(i, step, stage, document_schema(added)))
+        for group in fuse_light_steps(planned):
+            if len(group) > 1:
+                stages.extend(self.run_fused(group, stages[-1].stage.parts()))
+                continue
+            [p] = group
+            label = f"{p.index}/{len(self.cfg.steps)} {p.step.name}"
             phases = step_phases(
-                step, stage, stages[-1].stage.parts(), document_schema(added), root, self.cfg.rejects_text, label
+                p.step, p.stage, stages[-1].stage.parts(), p.schema, root, self.cfg.rejects_text, label
             )
-            stages.append(self.run_stage(i, step.name, stage, phases, stats_phase="process"))
+            stages.append(self.run_stage(p.index, p.step.name, p.stage, phases, stats_phase="process"))
         return self.publish(raw, stages, document_schema(added))
 
     # -- sources ---------------------------------------------------------------------------
@@ -171,6 +178,30 @@ class Build:
         row = _stat_row(index, name, stage.stats(stats_phase), done)
         row = dataclasses.replace(row, wall_seconds=time.perf_counter() - started, tasks=len(done), reused_tasks=reused)
         return StageResult(index, name, stage, row)
+
+    def run_fused(self, group: list[PlannedStep], inputs: list[Path]) -> list[StageResult]:
+        """A run of light map steps as one phase of fused tasks; a stats row per step, this run's
+        wall time shared out by the steps' task seconds."""
+        for p in group:
+            p.stage.path.mkdir(parents=True, exist_ok=True)
+        last = group[-1].stage
+        started, reused = time.perf_counter(), len(last.stats("process"))  # a task is done when its last step is
+        names = "+".join(p.step.name for p in group)
+        label = f"{group[0].index}-{group[-1].index}/{len(self.cfg.steps)} {names}"
+        members = [FusedStep(p.step, p.stage, p.schema) for p in group]
+        self.run_phase(last, fused_phase(members, inputs, self.layout.root, self.cfg.rejects_text, label))
+        wall = time.perf_counter() - started
+        rows = [_stat_row(p.index, p.step.name, p.stage.stats("process"), p.stage.all_stats()) for p in group]
+        total = sum(r.seconds for r in rows) or 1.0
+        return [
+            StageResult(
+                p.index,
+                p.step.name,
+                p.stage,
+                dataclasses.replace(r, wall_seconds=wall * r.seconds / total, tasks=len(inputs), reused_tasks=reused),
+            )
+            for p, r in zip(group, rows, strict=True)
+        ]
 
     def run_phase(self, stage: StageDir, phase: Phase) -> None:
         """The phase's tasks that have no done marker, on the executor, with a progress bar."""
@@ -246,6 +277,28 @@ class Build:
         for d in self.layout.work.iterdir() if self.layout.work.exists() else []:
             if d not in keep:
                 shutil.rmtree(d, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """A configured step with its place in the plan: index, stage directory, output schema."""
+
+    index: int
+    step: Step
+    stage: StageDir
+    schema: pa.Schema
+
+
+def fuse_light_steps(planned: list[PlannedStep]) -> list[list[PlannedStep]]:
+    """The plan's steps in order, consecutive light map steps (`pipelines.step.is_light`) grouped
+    to run fused; every other step alone."""
+    groups: list[list[PlannedStep]] = []
+    for p in planned:
+        if groups and is_light(p.step) and is_light(groups[-1][-1].step):
+            groups[-1].append(p)
+        else:
+            groups.append([p])
+    return groups
 
 
 def _settings(steps: list[Step]) -> list[StepSettings]:

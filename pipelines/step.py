@@ -169,6 +169,11 @@ class Step:
     # True when ``process`` rewrites ``text``: the runner then rewrites every instruction row's
     # parts (`pipelines.steps.instruction_meta`) with `rewrite_texts`, so none is left uncleaned
     rewrites_text: ClassVar[bool] = False
+    # CPU seconds one MB of text costs this step, roughly (from its benchmark): what the runner
+    # sizes tasks by. A map step at or above `HEAVY_COST_PER_MB` has its shards re-split into
+    # smaller tasks, so that every worker stays busy; a cheaper one runs fused with its cheap
+    # neighbours (one read and one write for the run of them). See `cost`.
+    cost_per_mb: ClassVar[float] = 0.0
 
     @classmethod
     def from_params(cls, params: dict[str, Any] | None, *, where: str) -> Step:
@@ -206,6 +211,10 @@ class Step:
                 defaults[f.name] = f.default_factory()
         return {k: v for k, v in self.params().items() if k not in defaults or defaults[k] != v}
 
+    def cost(self) -> float:
+        """CPU seconds per MB of text with these parameters (``cost_per_mb`` unless overridden)."""
+        return self.cost_per_mb
+
     def applied_thresholds(self) -> list[tuple[str, str, float]]:
         """The thresholds the step applies, as ``(measure, label, value)`` (the measure: a
         ``quality_signals`` field, ``quality_score``, or ``characters`` of the text). Recorded in
@@ -222,6 +231,20 @@ class Step:
         """``texts`` rewritten the way ``process`` rewrites a document's text (``rewrites_text``
         steps); ``docs`` holds, per text, the input row of the document it belongs to."""
         raise NotImplementedError(f"step {self.name!r} declares rewrites_text but has no rewrite_texts")
+
+
+HEAVY_COST_PER_MB = 0.1  # CPU s/MB from which a map step's shards are re-split (light steps fuse)
+
+
+def is_heavy(step: Step) -> bool:
+    """A map step whose shards are worth re-splitting into several tasks."""
+    return not step.is_global and step.cost() >= HEAVY_COST_PER_MB
+
+
+def is_light(step: Step) -> bool:
+    """A map step cheap enough that reading and writing its shard would dominate: it runs fused
+    with the light map steps next to it."""
+    return not step.is_global and step.cost() < HEAVY_COST_PER_MB
 
 
 @dataclass
@@ -334,6 +357,7 @@ def split_by_mask(df: pl.DataFrame, drop: pl.Expr, step: str, reason: str | pl.E
 
 
 __all__ = [
+    "HEAVY_COST_PER_MB",
     "GlobalStep",
     "Resources",
     "ShardContext",
@@ -342,6 +366,8 @@ __all__ = [
     "StepOutput",
     "apply_decisions",
     "empty_rejects",
+    "is_heavy",
+    "is_light",
     "reject",
     "split_by_mask",
 ]

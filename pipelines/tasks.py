@@ -16,7 +16,9 @@ instruction fields of every row (`pipelines.steps.instruction_meta`).
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,14 +27,15 @@ from typing import Any, ClassVar
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from corpus.schema import REJECT_SCHEMA, conform
 from corpus.stage import StageDir
 from corpus.store import WORK_COMPRESSION, ShardWriter, write_bytes, write_table
 from pipelines.pii.scrub import DEFAULT_REJECTS_TEXT, apply_rejects_text
-from pipelines.step import GlobalStep, MergeRound, Resources, Step, StepContext, merge_phase
+from pipelines.step import GlobalStep, MergeRound, Resources, Step, StepContext, is_heavy, merge_phase
 from pipelines.steps.instruction_meta import has_meta_text, rewrite_parts
-from pipelines.usage import measure
+from pipelines.usage import Usage, measure
 
 Stats = dict[str, Any]
 
@@ -99,33 +102,48 @@ class Task:
 def run_task(task: Task) -> Stats:
     """Run ``task``, write what it produced and its marker (last); its stats, with the wall
     seconds, the CPU seconds and the peak RSS (MB) of the worker process over the task."""
+    if isinstance(task, FusedTask):
+        return task.run_fused()
     started = time.perf_counter()
     with measure() as usage:
         result = task.run(TaskContext(task.stage, task.root))
         stats = write_shard(task, result) if isinstance(result, ShardOutput) else dict(result)
-    stats["seconds"] = time.perf_counter() - started
-    stats["cpu_seconds"] = usage.cpu_seconds
-    stats["peak_rss_mb"] = usage.peak_rss_mb
-    write_bytes(json.dumps(stats).encode(), task.stage.marker(task.phase, task.index))
+    _finish(task.stage, task.phase, task.index, stats, started, usage)
     return stats
 
 
+def _finish(stage: StageDir, phase: str, index: int, stats: Stats, started: float, usage: Usage) -> None:
+    """Time and memory into ``stats``, then the done marker (the last thing a task writes)."""
+    stats["seconds"] = time.perf_counter() - started
+    stats["cpu_seconds"] = usage.cpu_seconds
+    stats["peak_rss_mb"] = usage.peak_rss_mb
+    write_bytes(json.dumps(stats).encode(), stage.marker(phase, index))
+
+
 def write_shard(task: Task, out: ShardOutput) -> Stats:
+    return write_outputs(task.stage, task.index, out)[0]
+
+
+def write_outputs(stage: StageDir, index: int, out: ShardOutput, *, write_kept: bool = True) -> tuple[Stats, pa.Table]:
+    """Check, conform and write one work unit's rows (the kept ones only with ``write_kept``: a
+    fused step's kept rows go on to the next step in memory); its stats and the conformed kept rows."""
     check_accounting(out.before, out.kept, out.rejected, out.origin)
     kept = conform(out.kept.to_arrow(), out.schema, origin=out.origin)
     rejected = apply_rejects_text(out.rejected, out.rejects_text)
     rejects = conform(rejected.to_arrow(), REJECT_SCHEMA, origin=out.origin + " (rejects)")
-    write_table(rejects, task.stage.rejects(task.index), compression=WORK_COMPRESSION)
-    if out.split_bytes is None:
-        write_table(kept, task.stage.part(task.index), compression=WORK_COMPRESSION)
+    write_table(rejects, stage.rejects(index), compression=WORK_COMPRESSION)
+    if not write_kept:
+        pass
+    elif out.split_bytes is None:
+        write_table(kept, stage.part(index), compression=WORK_COMPRESSION)
     else:
         writer = ShardWriter(
-            task.stage.path,
+            stage.path,
             out.schema,
             target_bytes=out.split_bytes,
             compression=WORK_COMPRESSION,
             size_basis="memory",
-            prefix=task.stage.part_prefix(task.index),
+            prefix=stage.part_prefix(index),
         )
         writer.write(kept)
         writer.close()
@@ -136,7 +154,7 @@ def write_shard(task: Task, out: ShardOutput) -> Stats:
         "bytes_in": text_bytes(out.before),
         "bytes_out": text_bytes(out.kept),
         "drops": {r: int(c) for r, c in drops.iter_rows()} if drops is not None else {},
-    }
+    }, kept
 
 
 def text_bytes(df: pl.DataFrame) -> int:
@@ -218,22 +236,145 @@ class MergeTask(StepTask):
 
 @dataclass(frozen=True)
 class ProcessTask(StepTask):
-    """The step over shard ``index`` (kept rows -> ``part-<index>``, removed -> ``rejects-<index>``)."""
+    """The step over work unit ``index`` (kept rows -> ``part-<index>``, removed ->
+    ``rejects-<index>``): a whole input shard, or rows ``rows`` (start, stop) of it when a heavy
+    step's shards are re-split (`plan_pieces`)."""
 
     input_path: Path = field(kw_only=True)
     schema: pa.Schema = field(kw_only=True)
     rejects_text: str = field(default=DEFAULT_REJECTS_TEXT, kw_only=True)
+    rows: tuple[int, int] | None = field(default=None, kw_only=True)
     phase: ClassVar[str] = "process"
 
     def run(self, ctx: TaskContext) -> ShardOutput:
         step = ctx.ready(self.step)
-        df = pl.read_parquet(self.input_path)
-        out = step.process(df, self.context())
-        origin = f"step {step.name!r} on shard {self.input_path.name}"
-        kept = _rewrite_instructions(step, df, out.kept) if step.rewrites_text else out.kept
-        if not step.rewrites_text:
-            _check_text_kept(step, df, kept, origin)
-        return ShardOutput(df, kept, out.rejected, self.schema, origin, self.rejects_text)
+        df = read_rows(self.input_path, self.rows)
+        where = f" rows {self.rows[0]}-{self.rows[1] - 1}" if self.rows else ""
+        origin = f"step {step.name!r} on shard {self.input_path.name}{where}"
+        kept, rejected = apply_step(step, df, self.context(), origin)
+        return ShardOutput(df, kept, rejected, self.schema, origin, self.rejects_text)
+
+
+def read_rows(path: Path, rows: tuple[int, int] | None) -> pl.DataFrame:
+    """A work shard, or rows [start, stop) of it (only the row groups that hold them are read)."""
+    if rows is None:
+        return pl.read_parquet(path)
+    return pl.scan_parquet(path).slice(rows[0], rows[1] - rows[0]).collect()
+
+
+def apply_step(step: Step, df: pl.DataFrame, ctx: StepContext, origin: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """A map step (or a global step's ``process``) over ``df``: kept and rejected rows, the kept
+    ones' instruction fields rewritten like their text (``rewrites_text``), or checked unchanged."""
+    out = step.process(df, ctx)
+    kept = _rewrite_instructions(step, df, out.kept) if step.rewrites_text else out.kept
+    if not step.rewrites_text:
+        _check_text_kept(step, df, kept, origin)
+    return kept, out.rejected
+
+
+@dataclass(frozen=True)
+class FusedStep:
+    """One step of a fused task, with the stage it writes (its rejects and done markers) and the
+    schema its kept rows conform to."""
+
+    step: Step
+    stage: StageDir
+    schema: pa.Schema
+
+
+@dataclass(frozen=True)
+class FusedTask(Task):
+    """Consecutive light map steps over shard ``index`` in one task (as datatrove runs a pipeline
+    per task): one read, the steps in memory, one write of the kept rows (the last step's
+    ``part-<index>``); every step still writes its own ``rejects-<index>`` and done marker in its
+    own stage, with its own stats, so accounting, rejects and resume are the same as unfused.
+    ``stage`` is the last step's: its marker, written last, says the whole task is done."""
+
+    members: tuple[FusedStep, ...] = field(kw_only=True)
+    input_path: Path = field(kw_only=True)
+    rejects_text: str = field(default=DEFAULT_REJECTS_TEXT, kw_only=True)
+    phase: ClassVar[str] = "process"
+
+    @property
+    def resources(self) -> Resources:
+        res = [m.step.resources for m in self.members]
+        return Resources(max(r.cpus for r in res), max(r.gpus for r in res), max(r.memory_mb for r in res))
+
+    def run_fused(self) -> Stats:
+        """Each step timed and measured on its own (the read in the first's figures, the write of
+        the kept rows in the last's); the last step's stats."""
+        df: pl.DataFrame | None = None
+        stats: Stats = {}
+        for i, member in enumerate(self.members):
+            started = time.perf_counter()
+            with measure() as usage:
+                if df is None:
+                    df = pl.read_parquet(self.input_path)
+                step = TaskContext(member.stage, self.root).ready(member.step)
+                origin = f"step {step.name!r} on shard {self.input_path.name}"
+                ctx = StepContext(self.index, member.stage.path, self.root)
+                kept, rejected = apply_step(step, df, ctx, origin)
+                out = ShardOutput(df, kept, rejected, member.schema, origin, self.rejects_text)
+                last = i == len(self.members) - 1
+                stats, table = write_outputs(member.stage, self.index, out, write_kept=last)
+                if not last:
+                    df = pl.from_arrow(table)  # type: ignore[assignment]  # as the next step would read it
+            _finish(member.stage, self.phase, self.index, stats, started, usage)
+        return stats
+
+    def run(self, ctx: TaskContext) -> Stats:
+        return self.run_fused()
+
+
+def fused_phase(members: list[FusedStep], inputs: list[Path], root: Path, rejects_text: str, label: str) -> Phase:
+    """One fused task per input shard for a run of light map steps."""
+    last = members[-1].stage
+    tasks: list[Task] = [
+        FusedTask(last, k, root, members=tuple(members), input_path=p, rejects_text=rejects_text)
+        for k, p in enumerate(inputs)
+    ]
+    return Phase(label, tasks)
+
+
+# -- re-splitting a heavy step's shards -------------------------------------------------------
+HEAVY_TASK_SECONDS = 10.0  # about this many CPU seconds per task of a heavy step ...
+HEAVY_MIN_TASKS = 8  # ... but at least this many tasks over the stage's input ...
+HEAVY_MIN_PIECE_MB = 1.0  # ... of at least this many MB each (a task's own fixed cost)
+
+
+def text_mb(path: Path) -> float:
+    """MB of ``text`` in a work shard, from its Parquet footer (the column's uncompressed size;
+    with dictionary encoding, of the distinct texts: after dedup, about all of them)."""
+    meta = pq.ParquetFile(path).metadata
+    names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+    if "text" not in names:
+        return 0.0
+    col = names.index("text")
+    return sum(meta.row_group(g).column(col).total_uncompressed_size for g in range(meta.num_row_groups)) / 1e6
+
+
+def piece_mb(cost_per_mb: float, total_mb: float) -> float:
+    """The MB of text per task of a heavy step: ``HEAVY_TASK_SECONDS`` of work, and small enough
+    for ``HEAVY_MIN_TASKS`` tasks over ``total_mb`` (so two or more workers share any input over
+    a few MB evenly), but not under ``HEAVY_MIN_PIECE_MB``."""
+    return max(HEAVY_MIN_PIECE_MB, min(HEAVY_TASK_SECONDS / max(cost_per_mb, 1e-9), total_mb / HEAVY_MIN_TASKS))
+
+
+def plan_pieces(inputs: list[Path], cost_per_mb: float) -> list[tuple[Path, tuple[int, int] | None]]:
+    """Each input shard as consecutive row ranges of about `piece_mb` MB (``None``: the whole
+    shard), in input order: the next stage reads the pieces' outputs in that order, so the rows
+    keep their order. Depends only on the shards, so a resumed build makes the same plan."""
+    sizes = [(p, text_mb(p), pq.ParquetFile(p).metadata.num_rows) for p in inputs]
+    target = piece_mb(cost_per_mb, sum(mb for _, mb, _ in sizes))
+    plan: list[tuple[Path, tuple[int, int] | None]] = []
+    for path, mb, rows in sizes:
+        n = min(rows, math.ceil(mb / target)) if mb > target else 1
+        if n <= 1:
+            plan.append((path, None))
+            continue
+        bounds = [rows * j // n for j in range(n + 1)]
+        plan.extend((path, (a, b)) for a, b in itertools.pairwise(bounds))
+    return plan
 
 
 def _rewrite_instructions(step: Step, before: pl.DataFrame, kept: pl.DataFrame) -> pl.DataFrame:
@@ -282,11 +423,12 @@ def step_phases(
             ]
             yield Phase(f"{label} (merge {r}: {plan.phase})", tasks, unit="task")
             r += 1
+    pieces = plan_pieces(inputs, step.cost()) if is_heavy(step) else [(p, None) for p in inputs]
     yield Phase(
         label,
         [
-            ProcessTask(stage, k, root, step=step, input_path=p, schema=schema, rejects_text=rejects_text)
-            for k, p in enumerate(inputs)
+            ProcessTask(stage, k, root, step=step, input_path=p, schema=schema, rejects_text=rejects_text, rows=rows)
+            for k, (p, rows) in enumerate(pieces)
         ],
     )
 
@@ -304,6 +446,8 @@ class Phase:
 
 __all__ = [
     "AccountingError",
+    "FusedStep",
+    "FusedTask",
     "MergeRound",
     "MergeTask",
     "Phase",
@@ -314,6 +458,8 @@ __all__ = [
     "Stats",
     "Task",
     "TaskContext",
+    "fused_phase",
+    "plan_pieces",
     "run_task",
     "step_phases",
 ]

@@ -86,7 +86,7 @@ def test_builds_are_deterministic_and_resume_after_sigkill(tmp_path, sample_json
         return write_config(tmp_path / f"{name}.yaml", tmp_path / name, [sample_jsonl], STEPS, work_shard_mb=0.03)
 
     reference = run_build(load_config(config("ref")), progress=False)
-    assert len(list(reference.stages[1].directory.glob("part-*.parquet"))) >= 10
+    assert len(list(reference.stages[1].directory.glob("done/process-*.json"))) >= 10  # fused: no parts
 
     # Kill a build with SIGKILL once the second step has finished a few shards, then rerun.
     cfg = config("killed")

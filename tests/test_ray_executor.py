@@ -47,7 +47,7 @@ def _config(root: Path, sample: Path, executor: str, *extra_steps) -> BuildConfi
 def test_ray_build_equals_local_build_byte_for_byte(tmp_path, sample_jsonl, ray_cluster):
     local = run_build(_config(tmp_path / "local", sample_jsonl, "local"), progress=False)
     on_ray = run_build(_config(tmp_path / "ray", sample_jsonl, "ray"), progress=False)
-    assert len(list(local.stages[1].directory.glob("part-*.parquet"))) >= 5
+    assert len(list(local.stages[1].directory.glob("done/process-*.json"))) >= 5  # fused: no parts
     assert len(list(on_ray.stages[3].directory.glob("scan/part-*-p002.parquet"))) >= 5  # the shuffle ran
     assert len(list(on_ray.stages[4].directory.glob("edges/part-*.parquet"))) == 2  # MinHash bands as 2 tasks
     assert _published(tmp_path / "ray") == _published(tmp_path / "local")

@@ -50,6 +50,7 @@ class PiiRedact(Step):
     adds: ClassVar[tuple[pa.Field, ...]] = (pa.field(COUNTS_COLUMN, COUNTS_TYPE),)
     resources: ClassVar[Resources] = Resources(cpus=1.0, memory_mb=1500)
     version: ClassVar[str] = "2"  # Chinese NER, ADDRESS, national phones, name lists
+    cost_per_mb: ClassVar[float] = 5.0  # with English + Chinese NER (benchmarks/pii_build.py)
 
     mode: str = "placeholder"  # or "pseudonym"
     entities: list[str] = field(default_factory=lambda: list(ALL_ENTITIES))
@@ -61,6 +62,9 @@ class PiiRedact(Step):
     ner_batch_size: int = 128
     ner_chunk_chars: int = 10_000
     ner_gate: bool = True  # NER only on sentences a cheap filter says may hold a name or place
+
+    def cost(self) -> float:
+        return self.cost_per_mb if self.ner_languages else 0.7  # structured patterns only
 
     def __post_init__(self) -> None:
         if self.mode not in ("placeholder", "pseudonym"):

@@ -55,6 +55,7 @@ class Quality(Step):
         pa.field("quality_score", pa.float64()),
     )
     version: ClassVar[str] = "2"  # 2: classifier_score in the signals
+    cost_per_mb: ClassVar[float] = 0.35  # heuristics + script-first language id, no perplexity
     families: list[str] = field(default_factory=lambda: list(DEFAULT_FAMILIES))
     thresholds: dict[str, Any] = field(default_factory=dict)  # rule -> number | null | {latin:, cjk:, <lang>:}
     thresholds_from: str | None = None  # folder of <lang>.yaml calibrated thresholds (quality.calibrate)
@@ -151,6 +152,9 @@ class Quality(Step):
             sig = sig.with_columns(pl.Series("classifier_score", model.score(texts.to_list()), dtype=pl.Float64))
         missing = [pl.lit(None, dtype=t).alias(n) for n, t in EXTRA_SIGNALS.items() if n not in sig.columns]
         return sig.with_columns(missing).select(list(ALL_SIGNALS))
+
+    def cost(self) -> float:
+        return 2000.0 if self.perplexity else self.cost_per_mb  # SmolLM2 on a CPU: ~128 tokens per CPU-s
 
     def applied_thresholds(self) -> list[tuple[str, str, float]]:
         """Every rule's effective threshold on its signal (defaults plus overrides), per script."""

@@ -1,0 +1,92 @@
+"""Work sized by cost: light map steps fused into one task per shard, heavy steps' shards re-split
+into row ranges; either way the published bytes, rejects and per-step stats are those of the plain
+plan (one task per step and shard), and a resumed build makes the same plan."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+from conftest import SAMPLE, query
+
+from pipelines import runner, tasks
+from pipelines.config import BuildConfig, SourceSpec
+from pipelines.runner import run_build
+from pipelines.steps import ExactDedup, LengthFilter, Normalize, Split
+from pipelines.steps.pii_redact import PiiRedact
+
+STEPS = [Normalize(), LengthFilter(min_chars=50), ExactDedup(), PiiRedact(ner_languages=[]), Split()]
+
+
+def _build(root: Path) -> runner.BuildResult:
+    cfg = BuildConfig(root=root, workers=1, work_shard_mb=0.1, sources=[SourceSpec(SAMPLE)], steps=list(STEPS))
+    return run_build(cfg, progress=False)
+
+
+def _published(root: Path) -> list[tuple]:
+    return query(root, "SELECT path, rows, checksum FROM shards WHERE stage IN ('final', 'rejects') ORDER BY 1")
+
+
+def _stats(root: Path) -> list[tuple]:
+    return query(root, "SELECT step, docs_in, docs_out, bytes_in, bytes_out, drops FROM step_stats ORDER BY 1, 2")
+
+
+@pytest.fixture
+def small_pieces(monkeypatch):
+    """Pieces of ~20 KB, so the sample's 0.1 MB shards of a heavy step split in several tasks."""
+    monkeypatch.setattr(tasks, "HEAVY_MIN_PIECE_MB", 0.02)
+
+
+def test_fused_and_split_plan_publishes_what_the_plain_plan_does(tmp_path, monkeypatch, small_pieces):
+    sized = _build(tmp_path / "sized")
+    normalize, length, _, pii, _ = sized.stages[1:]
+    shards = len(list(normalize.directory.glob("done/process-*.json")))
+    assert shards >= 4
+    assert not list(normalize.directory.glob("part-*.parquet")), "normalize ran fused with length_filter"
+    assert len(list(length.directory.glob("part-*.parquet"))) == shards
+    assert len(list(normalize.directory.glob("rejects-*.parquet"))) == shards  # each step keeps its rejects
+    pieces = pii.stats.tasks
+    assert pieces > len(list(sized.stages[3].directory.glob("part-*.parquet")))  # re-split
+    assert all(s.stats.cpu_seconds > 0 and s.stats.peak_rss_mb > 0 for s in sized.stages)
+
+    monkeypatch.setattr(runner, "fuse_light_steps", lambda planned: [[p] for p in planned])
+    monkeypatch.setattr(tasks, "is_heavy", lambda step: False)
+    plain = _build(tmp_path / "plain")
+    assert plain.stages[4].stats.tasks < pieces
+    assert _published(tmp_path / "sized") == _published(tmp_path / "plain")
+    assert _stats(tmp_path / "sized") == _stats(tmp_path / "plain")
+
+
+def test_a_resumed_build_redoes_only_unfinished_pieces_and_fused_tasks(tmp_path, small_pieces):
+    root = tmp_path / "data"
+    first = _build(root)
+    reference = _published(root)
+    length, pii = first.stages[2].stage, first.stages[4].stage
+    # as if killed: two fused tasks lost their last step's marker (normalize's are there), and
+    # half of the heavy step's pieces never finished
+    for k in (0, 2):
+        length.marker("process", k).unlink()
+    pii_markers = sorted((pii.path / "done").glob("process-*.json"))
+    for marker in pii_markers[::2]:
+        marker.unlink()
+    again = _build(root)
+    assert _published(root) == reference
+    assert again.stages[4].stats.tasks == len(pii_markers)
+    assert again.stages[4].stats.reused_tasks == len(pii_markers) - len(pii_markers[::2])
+    assert again.stages[1].stats.reused_tasks == again.stages[1].stats.tasks - 2
+
+
+def test_pieces_cover_every_row_once_in_order(tmp_path, small_pieces):
+    import polars as pl
+
+    path = tmp_path / "part.parquet"
+    texts = [f"{i:04d}" + "x" * 96 for i in range(1000)]  # distinct: the footer's size is the text's
+    pl.DataFrame({"doc_id": [str(i) for i in range(1000)], "text": texts}).write_parquet(path)
+    plan = tasks.plan_pieces([path, path], cost_per_mb=5.0)
+    # 0.1 MB of text each, 0.2 MB in all: HEAVY_MIN_TASKS (8) pieces of 25 KB, 4 per file
+    assert len(plan) == 8 and all(p == path for p, _ in plan)
+    ranges = [r for _, r in plan[:4]]
+    assert ranges[0][0] == 0 and ranges[-1][1] == 1000
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
+    assert tasks.piece_mb(5.0, 400.0) == 2.0 and tasks.piece_mb(0.35, 40.0) == 5.0 and tasks.piece_mb(5.0, 2.0) == 0.25
