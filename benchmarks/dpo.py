@@ -12,14 +12,19 @@ split): rows with ``meta.prompt`` / ``meta.chosen`` / ``meta.rejected``.
 Llama, rows and batch shape (SFT trains on prompt -> chosen as instruction rows), median over the
 steps after two warm-up steps, best of ``--repeats`` interleaved runs. A DPO step runs, per pair,
 the policy forward + backward on both answers and a reference forward on both.
+``--speed-smollm2``: the same comparison on SmolLM2-135M-Instruct with LoRA r=8. Besides tokens/s
+the table gives examples/s (SFT: prompt + chosen; DPO: a pair, whose prompt is run twice).
 
 ``--smollm2``: SmolLM2-135M-Instruct, LoRA r=8: SFT on the legal sample's default build, then
 DPO from the SFT export (``model: <sft>/export``) on the pairs; held-out reward accuracy and
 margin before (step 0: 0 by definition, policy == reference) and after, and the SFT run's
-held-out perplexity before/after.
+held-out perplexity before/after; then ``training.eval`` of the base, SFT and SFT + DPO models
+(held-out legal documents, and with ../shared/data Chinese court text ppl and legal exam MCQ,
+``--eval-limit`` items each).
 
-    nice python benchmarks/dpo.py --tiny --work /tmp/bench-dpo
-    flock /work/heavy.lock nice python benchmarks/dpo.py --smollm2 --work /tmp/bench-dpo
+    flock /work/heavy.lock python benchmarks/dpo.py --tiny --work /tmp/bench-dpo            # speed
+    flock /work/heavy.lock python benchmarks/dpo.py --speed-smollm2 --steps 6 --repeats 1   # speed
+    nice python benchmarks/dpo.py --smollm2 --work /tmp/bench-dpo                         # quality
 """
 
 from __future__ import annotations
@@ -78,32 +83,57 @@ def train(out: Path, sets: dict[str, Any]) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-def tiny(work: Path, repeats: int, steps: int) -> None:
+def answer_tokens(source: Path) -> tuple[float, float]:
+    """Mean tokens per SFT example (prompt + chosen) and per DPO pair (prompt + chosen, prompt +
+    rejected), by the bundled tokenizer on the raw strings (the chat template adds the same few
+    tokens to both): what turns the tokens/s ratio into an examples/s ratio."""
+    from transformers import AutoTokenizer
+
+    from common.models import default_model_dir
+
+    tok = AutoTokenizer.from_pretrained(default_model_dir())
+    rows = [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines()]
+    n = [(len(tok(r["prompt"]).input_ids), len(tok(r["chosen"]).input_ids), len(tok(r["rejected"]).input_ids))
+         for r in rows]  # fmt: skip
+    return statistics.mean(p + c for p, c, _ in n), statistics.mean(2 * p + c + r for p, c, r in n)
+
+
+def speed(work: Path, model: str, repeats: int, steps: int) -> None:
+    """DPO vs SFT tokens/s on the same model, rows and batch shape (``model``: tiny or smollm2)."""
     root = work / "pairs-data"
     source = work / "pairs.jsonl"
     if not source.exists():
         continuation_pairs(source)
     build(root, source, "[normalize, exact_dedup, {split: {validation_ratio: 0.1}}]")
     common = {
-        "root": root, "from_scratch": TINY, "lora": "null", "seq_len": 256, "micro_batch": 4, "grad_accum": 1,
-        "lr": "1.0e-3", "warmup_steps": 2, "max_steps": steps, "eval_batches": 0, "export": "false",
-        "save_every": 1000,
+        "root": root, "seq_len": 256, "micro_batch": 4, "grad_accum": 1, "lr": "1.0e-3", "warmup_steps": 2,
+        "max_steps": steps, "eval_batches": 0, "export": "false", "save_every": 1000,
     }  # fmt: skip
+    if model == "tiny":
+        common |= {"from_scratch": TINY, "lora": "null"}
+        shape = "tiny Llama (d=128, 4 layers), full FT"
+    else:
+        common |= {"lora": "{r: 8, alpha: 16}"}
+        shape = "SmolLM2-135M-Instruct, LoRA r=8"
     best: dict[str, float] = {}
     for r in range(repeats):
         for objective in ("sft", "dpo"):
-            rows = train(work / f"tiny-{objective}-{r}", {**common, "objective": objective})
+            rows = train(work / f"{model}-{objective}-{r}", {**common, "objective": objective})
             speeds = [x["tokens_per_s"] for x in rows if x["kind"] == "train"][2:]
             best[objective] = max(best.get(objective, 0.0), statistics.median(speeds))
-    print("| objective | model | seq | micro-batch | tokens/s (median, best of runs) | vs SFT |")
-    print("|---|---|---|---|---|---|")
+    per_example, per_pair = answer_tokens(source)
+    print(f"\n{shape}: median tokens/s over steps 3-{steps}, best of {repeats} interleaved runs; "
+          f"{per_example:.0f} tokens per SFT example, {per_pair:.0f} per DPO pair")  # fmt: skip
+    print("| objective | model | seq | micro-batch | tokens/s | vs SFT | examples (pairs)/s | vs SFT |")
+    print("|---|---|---|---|---|---|---|---|")
     for objective in ("sft", "dpo"):
-        ratio = best[objective] / best["sft"]
-        shape = "tiny Llama (d=128, 4 layers) | 256 | 4 rows / 4 pairs"
-        print(f"| {objective} | {shape} | {best[objective]:,.0f} | {ratio:.2f}x |")
+        per = per_example if objective == "sft" else per_pair
+        ex, ex_sft = best[objective] / per, best["sft"] / per_example
+        print(f"| {objective} | {shape} | 256 | 4 packed rows / 4 pairs | {best[objective]:,.0f} | "
+              f"{best[objective] / best['sft']:.2f}x | {ex:.2f} | {ex / ex_sft:.2f}x |")  # fmt: skip
 
 
-def smollm2(work: Path, sft_steps: int, dpo_steps: int) -> None:
+def smollm2(work: Path, sft_steps: int, dpo_steps: int, eval_limit: int) -> None:
     legal = work / "legal-data"
     build(legal, SAMPLE, "[normalize, exact_dedup, {split: {validation_ratio: 0.1}}, {curriculum: {buckets: 2}}]")
     pairs_root = work / "pairs-data"
@@ -134,24 +164,54 @@ def smollm2(work: Path, sft_steps: int, dpo_steps: int) -> None:
               f"{held[dpo_steps][key]:.4f} |")  # fmt: skip
     speed = {name: statistics.median([r["tokens_per_s"] for r in rows if r["kind"] == "train"][2:])
              for name, rows in (("sft", sft), ("dpo", dpo))}  # fmt: skip
-    print(f"\ntokens/s (median): SFT {speed['sft']:,.0f}, DPO {speed['dpo']:,.0f} ({speed['dpo'] / speed['sft']:.2f}x)")
+    print(f"\ntokens/s (median; these runs differ in data and batch shape, for the ratio see --speed-smollm2): "
+          f"SFT {speed['sft']:,.0f}, DPO {speed['dpo']:,.0f}")  # fmt: skip
+    evaluate(work, eval_limit)
+
+
+def evaluate(work: Path, limit: int) -> None:
+    """`training.eval` of the base, SFT and SFT + DPO models on the held-out legal documents and,
+    where ../shared/data is present, real Chinese court text (ppl) and legal exam questions (MCQ):
+    sets no run here trained or was tuned on."""
     heldout = REPO / "samples" / "eval" / "legal_heldout.jsonl"
-    print(f"\n`python -m training.eval --ppl {heldout.relative_to(REPO)}` (80 held-out legal documents):\n")
-    print("| model | perplexity | bits per byte |\n|---|---|---|")
-    for name, model in (("SmolLM2-135M-Instruct", "default"), ("+ SFT", work / "smollm2-sft"),
-                        ("+ SFT + DPO", work / "smollm2-dpo")):  # fmt: skip
-        out = work / f"eval-{model if model == 'default' else Path(model).name}.json"
-        cmd = [sys.executable, "-m", "training.eval", "--model", str(model), "--ppl", f"heldout={heldout}",
+    shared = REPO.parent / "shared" / "data"
+    sets = ["--ppl", f"heldout={heldout}"]
+    if (shared / "zh_legal_dev.jsonl").exists():
+        sets += [
+            "--ppl",
+            f"zh_legal={shared / 'zh_legal_dev.jsonl'}",
+            "--mcq",
+            f"zh_exam={shared / 'zh_legal_exam_dev.jsonl'}",
+        ]
+    models = (("SmolLM2-135M-Instruct", "default"), ("+ SFT", str(work / "smollm2-sft")),
+              ("+ SFT + DPO", str(work / "smollm2-dpo")))  # fmt: skip
+    results = {}
+    for name, model in models:
+        out = work / f"eval-{Path(model).name}.json"
+        cmd = [sys.executable, "-m", "training.eval", "--model", model, *sets, "--limit", str(limit),
                "--no-overlap", "--quiet", "--out", str(out)]  # fmt: skip
         subprocess.run(cmd, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True, capture_output=True)
-        result = json.loads(out.read_text())
-        print(f"| {name} | {result['perplexity']['heldout']:.3f} | {result['bits_per_byte']['heldout']:.4f} |")
+        results[name] = json.loads(out.read_text())
+    first = next(iter(results.values()))
+    ppl_sets, mcq_sets = list(first["perplexity"]), list(first.get("mcq", {}))
+    print(f"\n`python -m training.eval {' '.join(str(a) for a in sets)} --limit {limit}` (80 held-out legal "
+          "documents; zh sets: ../shared/data, first --limit items spread evenly):\n")  # fmt: skip
+    head = (
+        [f"ppl {s}" for s in ppl_sets] + [f"bits/byte {s}" for s in ppl_sets] + [f"MCQ acc_norm {s}" for s in mcq_sets]
+    )
+    print("| model | " + " | ".join(head) + " |\n|---|" + "---|" * len(head))
+    for name, r in results.items():
+        cells = [f"{r['perplexity'][s]:.3f}" for s in ppl_sets] + [f"{r['bits_per_byte'][s]:.4f}" for s in ppl_sets]
+        cells += [f"{r['mcq'][s]['acc_norm']:.3f} (n={r['mcq'][s]['n']})" for s in mcq_sets]
+        print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tiny", action="store_true", help="DPO vs SFT tokens/s on a tiny model (CPU)")
+    p.add_argument("--speed-smollm2", action="store_true", help="DPO vs SFT tokens/s on SmolLM2-135M LoRA")
     p.add_argument("--smollm2", action="store_true", help="SmolLM2-135M LoRA: SFT, then DPO from its export")
+    p.add_argument("--eval-limit", type=int, default=100, help="items per shared-data eval set (--smollm2)")
     p.add_argument("--work", type=Path, default=Path("/tmp/bench-dpo"))
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--steps", type=int, default=12, help="steps per --tiny run")
@@ -159,10 +219,12 @@ def main() -> int:
     p.add_argument("--dpo-steps", type=int, default=30)
     args = p.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    if args.tiny or not args.smollm2:
-        tiny(args.work, args.repeats, args.steps)
+    if args.tiny or not (args.smollm2 or args.speed_smollm2):
+        speed(args.work, "tiny", args.repeats, args.steps)
+    if args.speed_smollm2:
+        speed(args.work, "smollm2", args.repeats, args.steps)
     if args.smollm2:
-        smollm2(args.work, args.sft_steps, args.dpo_steps)
+        smollm2(args.work, args.sft_steps, args.dpo_steps, args.eval_limit)
     return 0
 
 

@@ -74,9 +74,13 @@ def start(threads: int, quantize: str | None) -> tuple[subprocess.Popen[bytes], 
     cmd = [sys.executable, "-m", "training.serve", "--port", str(port), "--threads", str(threads), "--device", "cpu"]
     if quantize:
         cmd += ["--quantize", quantize]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.DEVNULL)
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=log)
     base = f"http://127.0.0.1:{port}"
     for _ in range(1200):
+        if proc.poll() is not None:  # died while loading: say why now, not after ten minutes of polling
+            log.seek(0)
+            raise RuntimeError(f"training.serve exited {proc.returncode}:\n{log.read().decode()[-3000:]}")
         try:
             if httpx.get(f"{base}/health", timeout=1).status_code == 200:
                 return proc, base
@@ -136,30 +140,41 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-tokens", type=int, default=64)
-    args = p.parse_args()
-    source = default_model_dir()
-    fp32_bytes = sum(f.stat().st_size for f in source.glob("*.safetensors"))
-    with tempfile.TemporaryDirectory() as tmp:
-        print("exporting SmolLM2-135M-Instruct to GGUF ...", flush=True)
-        rows = exports(source, Path(tmp))
-    int8_rel, int8_top1 = int8_agreement(source)
-    print("serving fp32, then int8 ...", flush=True)
-    fp32 = endpoint(args.threads, None, args.max_tokens)
-    int8 = endpoint(args.threads, "int8", args.max_tokens)
-
-    print(f"\nGGUF export of SmolLM2-135M-Instruct (fp32 safetensors {fp32_bytes / 2**20:.0f} MiB)")
-    print(f"{'format':<14}{'MiB':>8}{'vs fp32':>9}{'rel rms':>10}{'top-1':>8}")
-    for quant, size, rel, top1 in rows:
-        print(f"{'gguf ' + quant:<14}{size / 2**20:>8.1f}{size / fp32_bytes:>9.2f}{rel:>10.2e}{top1:>8.3f}")
-    print(f"{'int8 (serve)':<14}{'-':>8}{'-':>9}{int8_rel:>10.2e}{int8_top1:>8.3f}")
-    print(f"\nendpoint, {args.threads} threads, greedy, max_tokens {args.max_tokens}, {len(PROMPTS)} prompts")
-    print(f"{'':<8}{'RSS MiB':>9}{'peak MiB':>10}{'tok/s 1 req':>13}{'tok/s 4 conc':>14}")
-    for name, m in (("fp32", fp32), ("int8", int8)):
-        print(f"{name:<8}{m['rss'] / 2**20:>9.0f}{m['peak'] / 2**20:>10.0f}{m['single']:>13.1f}{m['batched']:>14.1f}")
-    ratio = {k: int8[k] / fp32[k] for k in fp32}
-    print(
-        f"{'int8/fp32':<8}{ratio['rss']:>9.2f}{ratio['peak']:>10.2f}{ratio['single']:>13.2f}{ratio['batched']:>14.2f}"
+    p.add_argument(
+        "--sections",
+        default="export,endpoint",
+        help="export (GGUF sizes and logit agreement, int8 agreement), endpoint (fp32 vs int8 serving); "
+        "each table is printed as soon as its section is done",
     )
+    args = p.parse_args()
+    sections = set(args.sections.split(","))
+    source = default_model_dir()
+    if "export" in sections:
+        fp32_bytes = sum(f.stat().st_size for f in source.glob("*.safetensors"))
+        with tempfile.TemporaryDirectory() as tmp:
+            print("exporting SmolLM2-135M-Instruct to GGUF ...", flush=True)
+            rows = exports(source, Path(tmp))
+        int8_rel, int8_top1 = int8_agreement(source)
+        print(f"\nGGUF export of SmolLM2-135M-Instruct (fp32 safetensors {fp32_bytes / 2**20:.0f} MiB)")
+        print(f"{'format':<14}{'MiB':>8}{'vs fp32':>9}{'rel rms':>10}{'top-1':>8}")
+        for quant, size, rel, top1 in rows:
+            print(f"{'gguf ' + quant:<14}{size / 2**20:>8.1f}{size / fp32_bytes:>9.2f}{rel:>10.2e}{top1:>8.3f}")
+        print(f"{'int8 (serve)':<14}{'-':>8}{'-':>9}{int8_rel:>10.2e}{int8_top1:>8.3f}", flush=True)
+    if "endpoint" in sections:
+        print("\nserving fp32, then int8 ...", flush=True)
+        fp32 = endpoint(args.threads, None, args.max_tokens)
+        int8 = endpoint(args.threads, "int8", args.max_tokens)
+        print(f"\nendpoint, {args.threads} threads, greedy, max_tokens {args.max_tokens}, {len(PROMPTS)} prompts")
+        print(f"{'':<10}{'RSS MiB':>9}{'peak MiB':>10}{'tok/s 1 req':>13}{'tok/s 4 conc':>14}")
+        for name, m in (("fp32", fp32), ("int8", int8)):
+            print(
+                f"{name:<10}{m['rss'] / 2**20:>9.0f}{m['peak'] / 2**20:>10.0f}{m['single']:>13.1f}{m['batched']:>14.1f}"
+            )
+        ratio = {k: int8[k] / fp32[k] for k in fp32}
+        print(
+            f"{'int8/fp32':<10}{ratio['rss']:>9.2f}{ratio['peak']:>10.2f}{ratio['single']:>13.2f}"
+            f"{ratio['batched']:>14.2f}"
+        )
     return 0
 
 
