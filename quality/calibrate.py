@@ -7,9 +7,13 @@ For each rule, the signal is computed over the reference (known-good text of the
 the threshold is set at a stated quantile of its distribution, separately per length band
 (< 300, 300-3,000, > 3,000 characters; a band with fewer than ``--min-band-docs`` reference
 documents is filled up with the documents nearest to it in length): a max rule at the (1 - q)
-quantile, a min rule at the q quantile, so each rule alone removes about q of the reference in
-every band (a band filled up from its neighbours cannot show its q quantile: its extreme is
-widened by its spread, see `_quantile`). A threshold is never made
+quantile, a min rule at the q quantile, taken as the split-conformal order statistic (rank
+ceil((n + 1)(1 - q)) of n), so each rule alone removes at most q of *new* good text of the band,
+not only of the sample it was fitted on (the plain sample quantile of a few hundred references
+is their maximum or next to it, which about 1 to 2 in n + 1 new documents exceed; over ~25
+rules that removed 2% of a band where the sample showed 1%). A band too small for q (rank > n)
+or filled up from its neighbours cannot show its q quantile: its extreme is widened by its
+spread, see `_quantile`. A threshold is never made
 stricter than the rule's published default for the language's script, a rule that default
 leaves off (mean word length for CJK) is turned on only where it catches junk (the quantile of a clean
 reference can be 0: one '#' would then reject a document), and the rules on length alone are off
@@ -92,18 +96,27 @@ def read_texts(path: Path, what: str) -> pl.DataFrame:
 
 
 def _quantile(values: np.ndarray, q: float, kind: str, widen: bool = False) -> float | None:
-    """The q (min rule) or 1 - q (max rule) quantile. ``widen``: the band had too few references of
-    its own (filled with the nearest in length), so its q quantile lies beyond the sample and the
-    sample's extreme is widened by its spread on that side (q90 - q50 above the maximum, q50 - q10
-    below the minimum): a handful of long references must not make their own maximum the limit
-    for every long text."""
+    """The threshold a rule with (exceedance) share ``q`` gets from a reference sample: the split-
+    conformal order statistic, so that a *new* good document of the band breaks the rule with
+    probability at most q (exchangeability), not merely q of the sample itself. For a max rule that
+    is the ceil((n + 1)(1 - q))-th smallest value, for a min rule the floor((n + 1) q)-th. When the
+    sample is too small for q (that rank falls outside it), or ``widen`` (the band was filled up
+    with its length neighbours), the sample's extreme is widened by its spread on that side
+    (q90 - q50 above the maximum, q50 - q10 below the minimum): the threshold then lies beyond
+    every reference, by as much as the reference varies."""
     if values.size == 0:
         return None
+    v = np.sort(values)
+    n = v.size
     if kind == "min":
-        t = float(np.quantile(values, q, method="lower"))
-        return t - float(np.quantile(values, 0.5) - np.quantile(values, 0.1)) if widen else t
-    t = float(np.quantile(values, 1.0 - q, method="higher"))
-    return t + float(np.quantile(values, 0.9) - np.quantile(values, 0.5)) if widen else t
+        k = math.floor((n + 1) * q)  # 1-based rank
+        if k < 1 or widen:
+            return float(v[0] - (np.quantile(v, 0.5) - np.quantile(v, 0.1)))
+        return float(v[k - 1])
+    k = math.ceil((n + 1) * (1.0 - q) - 1e-9)
+    if k > n or widen:
+        return float(v[-1] + (np.quantile(v, 0.9) - np.quantile(v, 0.5)))
+    return float(v[k - 1])
 
 
 def _round_safe(value: float, kind: str) -> float:

@@ -19,7 +19,7 @@ from common.config import ConfigError
 from corpus.schema import make_doc_id
 from pipelines.step import ShardContext
 from pipelines.steps.quality import Quality
-from quality.calibrate import calibrate_rule, main
+from quality.calibrate import _quantile, calibrate_rule, main
 from quality.rules import DEFAULT_RULES, LangThresholds, configure_rules, evaluate
 from quality.signals import compute_signals
 from quality.thresholds import load_dir
@@ -111,7 +111,8 @@ def test_thresholds_at_the_stated_quantiles() -> None:
     sig = pl.concat([medium, band_signals([0.0] * 50, 100, "dup_5gram_frac")])
     lt, raw = calibrate_rule(RULE["gopher_dup_5gram"], sig, "zh", 0.01, 20)
     assert lt is not None
-    assert raw["medium"] == pytest.approx(np.quantile(np.array(values) / 1000, 0.99, method="higher"))  # 0.99
+    # the split-conformal rank ceil((n + 1)(1 - q)) = ceil(990.99) = 991st smallest of 1,000
+    assert raw["medium"] == pytest.approx(sorted(values)[991 - 1] / 1000)  # 0.990
     assert lt.medium == pytest.approx(0.99)
     # a clean short band (quantile 0) never becomes stricter than the published default (0.15)
     assert raw["short"] == 0.0 and lt.short == RULE["gopher_dup_5gram"].cjk
@@ -122,9 +123,31 @@ def test_thresholds_at_the_stated_quantiles() -> None:
     # a min rule sits at the q quantile (rounded down, away from the reference)
     sents = band_signals([float(v % 50) for v in range(1000)], 1000, "sentences")
     lt, raw = calibrate_rule(RULE["c4_too_few_sentences"], sents, "zh", 0.05, 20)
-    assert raw["medium"] == float(np.quantile([v % 50 for v in range(1000)], 0.05, method="lower"))  # 2
+    # floor((n + 1) q) = floor(50.05) = 50th smallest: each of 0..49 is there 20 times, so 2
+    assert raw["medium"] == float(sorted(v % 50 for v in range(1000))[50 - 1]) == 2.0
     assert lt is not None and lt.medium == 2.0  # below the cjk default of 3: the reference needs it
     assert lt.good == 24.5  # the reference median: the soft score's full margin
+
+
+def test_threshold_holds_for_new_documents_not_only_the_sample() -> None:
+    """The point of the conformal rank: a good document the calibration never saw breaks a rule with
+    probability <= q. The plain sample quantile falls short of that when the sample is small for q
+    (300 references, q = 0.002: its 0.998 quantile is the maximum, which 1 in 301 new ones exceed)."""
+    rng = np.random.default_rng(0)
+    q, n, trials = 0.002, 300, 400
+    conformal, plain = [], []
+    for _ in range(trials):
+        ref, new = rng.random(n), rng.random(2000)
+        t = _quantile(ref, q, "max")
+        assert t is not None and t > ref.max()  # rank ceil(301 * 0.998) = 301 > n: widened beyond the sample
+        conformal.append(float((new > t).mean()))
+        plain.append(float((new > np.quantile(ref, 1 - q, method="higher")).mean()))
+    assert np.mean(plain) > q  # ~1/301
+    assert np.mean(conformal) <= q
+    # a sample large enough for q: exactly the conformal rank, no widening
+    big = np.arange(1, 1001, dtype=float)  # 1..1000, q = 0.01: rank ceil(1001 * 0.99) = 991
+    assert _quantile(big, 0.01, "max") == 991.0
+    assert _quantile(big, 0.01, "min") == 10.0  # rank floor(1001 * 0.01) = 10
 
 
 def fixture_files(tmp_path: Path) -> tuple[Path, Path]:
