@@ -17,7 +17,9 @@ spread, see `_quantile`. A threshold is never made
 stricter than the rule's published default for the language's script, a rule that default
 leaves off (mean word length for CJK) is turned on only where it catches junk (the quantile of a clean
 reference can be 0: one '#' would then reject a document), and the rules on length alone are off
-(length limits belong to ``length_filter``, per source). The junk set is run through the
+(length limits belong to ``length_filter``, per source). A repetition rule applies only from
+its script's word floor up (`quality.rules.REPETITION_FLOOR`), so its distribution is taken over
+the references of at least that many words. The junk set is run through the
 calibrated rules as the step would (its documents of this language) to print, per rule, the
 share of the reference it removes and the share of junk it catches, and then all rules together
 per band. Texts are normalised first as the ``normalize`` step does (NFKC turns ；into ;, for
@@ -46,6 +48,7 @@ from quality.rules import (
     LENGTH_RULES,
     LangThresholds,
     Rule,
+    applies_expr,
     band_expr,
     evaluate,
 )
@@ -147,7 +150,9 @@ def calibrate_rule(
 ) -> tuple[LangThresholds | None, dict[str, float | None]]:
     """The rule's thresholds for ``lang`` from the reference ``signals`` (with a ``band`` column)."""
     default = rule.cjk if lang in CJK_LANGS else rule.latin
-    col = signals.select(pl.col(rule.signal).cast(pl.Float64).alias("v"), "band", "n_chars").drop_nulls("v")
+    gate = rule.gated and {"n_words", "script"} <= set(signals.columns)
+    sig = signals.filter(applies_expr()) if gate else signals  # the documents the rule applies to
+    col = sig.select(pl.col(rule.signal).cast(pl.Float64).alias("v"), "band", "n_chars").drop_nulls("v")
     if col.height == 0:
         return None, dict.fromkeys(BANDS)
     raw: dict[str, float | None] = {}

@@ -28,6 +28,19 @@ BANDS = ("short", "medium", "long")
 BAND_LABELS = {"short": "<300 chars", "medium": "300-3000 chars", "long": ">3000 chars"}
 # Rules about length alone: off in calibrated languages (length limits belong to `length_filter`).
 LENGTH_RULES = ("gopher_short_doc", "gopher_long_doc")
+# Gopher's repetition statistics were defined on documents its length rule had let through
+# (MassiveText filters quality, 50 - 100,000 words, before it removes repetitious text): in a text
+# of a few dozen words one repeated phrase ("the State", an exam option repeating its stem) decides
+# the fraction. So a repetition rule applies from that floor up, the script default of
+# `gopher_short_doc` (words; a CJK "word" is a character), also where the length rules are off.
+REPETITION_FAMILY = "gopher_repetition"
+REPETITION_FLOOR = {"latin": 50, "cjk": 80}
+
+
+def applies_expr() -> pl.Expr:
+    """True where a repetition rule applies: at least the script's word floor (see REPETITION_FLOOR)."""
+    floor = pl.when(pl.col("script") == "cjk").then(REPETITION_FLOOR["cjk"]).otherwise(REPETITION_FLOOR["latin"])
+    return pl.col("n_words") >= floor
 
 
 def band_expr(n_chars: pl.Expr | None = None) -> pl.Expr:
@@ -100,6 +113,11 @@ class Rule:
         band = band_expr().replace_strict(BAND_LABELS, return_dtype=pl.String)
         return self._by_lang(lambda lt: pl.concat_str(pl.lit(f"{lt.lang}, "), band), pl.col("script"))
 
+    @property
+    def gated(self) -> bool:
+        """Applies only from the script's word floor up (repetition rules, see REPETITION_FLOOR)."""
+        return self.family == REPETITION_FAMILY
+
     def fails(self) -> pl.Expr:
         """True where the document breaks the rule; a null signal or threshold never fails."""
         v = pl.col(self.signal)
@@ -107,7 +125,8 @@ class Rule:
             on = self.threshold().is_not_null()
             return (v.cast(pl.Boolean) & on).fill_null(False)
         t = self.threshold()
-        return (v < t if self.kind == "min" else v > t).fill_null(False)
+        out = v < t if self.kind == "min" else v > t
+        return (out & applies_expr() if self.gated else out).fill_null(False)
 
     def soft(self) -> pl.Expr:
         """Margin in [0, 1]: 1 well inside the threshold, 0 at or beyond it (null when not applicable).
@@ -257,6 +276,7 @@ def evaluate(signals: pl.DataFrame, rules: Sequence[Rule]) -> pl.DataFrame:
     if "lang" not in signals.columns:
         signals = signals.with_columns(pl.lit(None, dtype=pl.String).alias("lang"))
     active = [r for r in rules if r.signal in signals.columns]
+    gate = "n_words" in signals.columns and "script" in signals.columns
     if not active:
         h = signals.height  # (literals alone would make one row)
         return pl.DataFrame(
@@ -267,10 +287,13 @@ def evaluate(signals: pl.DataFrame, rules: Sequence[Rule]) -> pl.DataFrame:
     frame = signals.with_columns(
         *(r.threshold().alias(f"__t{i}") for i, r in enumerate(active)),
         pl.concat_str(pl.col("lang"), pl.lit(", "), band).alias("__lang_band"),  # (pl.format panics on views)
+        (applies_expr() if gate else pl.lit(True)).alias("__applies"),
     )
     fails, origins, softs = [], [], []
     for i, r in enumerate(active):
         v, t = pl.col(r.signal), pl.col(f"__t{i}")
+        if r.gated:  # below the word floor the rule does not apply: no failure, no margin
+            t = pl.when(pl.col("__applies")).then(t)
         if r.kind == "flag":
             fails.append((v.cast(pl.Boolean) & t.is_not_null()).fill_null(False))
         else:

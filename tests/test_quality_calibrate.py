@@ -248,3 +248,22 @@ def test_shipped_thresholds_keep_real_chinese_legal_text() -> None:
     sig = compute_signals(rows["text"]).with_columns(pl.lit("zh").alias("lang"))
     kept = evaluate(sig, configure_rules(calibrated=load_dir(SHIPPED)))["reason"].null_count() / rows.height
     assert kept >= 0.97  # half of these were calibration data; the held-out figures are in docs/QUALITY.md
+
+
+def test_repetition_rules_apply_from_the_word_floor() -> None:
+    """Below Gopher's 50-word floor one repeated phrase decides a repetition fraction: the rule does
+    not apply there (no failure, no margin); from the floor up it does, as before."""
+    section = (
+        "The State shall not deny to any person equality before the law. "
+        "The State shall not deny to any person the equal protection of the laws."
+    )  # 27 words, 'The State shall not deny to any person' twice
+    spam = " ".join(["Buy cheap legal forms online today, best prices guaranteed."] * 8)  # 72 words
+    sig = compute_signals(pl.Series([section, spam]))
+    assert sig["n_words"].to_list()[0] < 50 <= sig["n_words"].to_list()[1]
+    assert sig["dup_5gram_frac"][0] > RULE["gopher_dup_5gram"].latin  # the signal alone would reject it
+    rules = configure_rules(disable=["gopher_short_doc", "c4_too_few_sentences", "gopher_few_stop_words"])
+    verdict = evaluate(sig, rules)
+    assert verdict["reason"][0] is None
+    assert verdict["reason"][1] is not None and verdict["reason"][1].startswith(("gopher_dup", "gopher_top"))
+    rep = next(r for r in rules if r.name == "gopher_dup_5gram")
+    assert sig.select(rep.fails()).to_series().to_list() == [False, True]  # Rule.fails agrees with evaluate
