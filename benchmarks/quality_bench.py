@@ -33,6 +33,7 @@ from typing import Any
 os.environ.setdefault("POLARS_MAX_THREADS", "1")  # per-core numbers: must precede the polars import
 
 import polars as pl
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -129,6 +130,23 @@ def load_baseline(ref: str) -> tuple[Any, Any]:
     return importlib.import_module("quality_baseline.signals"), importlib.import_module("quality_baseline.rules")
 
 
+def load_baseline_thresholds(ref: str, base_rules: Any) -> dict[str, dict[str, Any]]:
+    """The per-language threshold files as they are at git ``ref``, as ``base_rules`` thresholds."""
+    from quality.thresholds import parse
+
+    names = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-tree", "--name-only", f"{ref}:configs/quality"], capture_output=True, text=True
+    ).stdout.split()
+    out: dict[str, dict[str, Any]] = {}
+    for name in (n for n in names if n.endswith(".yaml")):
+        where = f"{ref}:configs/quality/{name}"
+        text = subprocess.run(["git", "-C", str(ROOT), "show", where], check=True, capture_output=True, text=True)
+        lang, rules = parse(yaml.safe_load(text.stdout), where)
+        new = base_rules.LangThresholds
+        out[lang] = {k: new(lang, lt.short, lt.medium, lt.long, lt.good) for k, lt in rules.items()}
+    return out
+
+
 def band_table(df: pl.DataFrame, columns: list[str]) -> None:
     good = df.filter(pl.col("label") == "good").with_columns(band_expr(pl.col("text").str.len_chars()).alias("band"))
     print(f"{'good text kept (held-out)':<34}{'docs':>6}" + "".join(f"{c:>14}" for c in columns))
@@ -191,6 +209,13 @@ def main(argv: list[str] | None = None) -> int:
             base_rules.evaluate(base_signals.compute_signals(big_texts), base_rules.configure_rules())
         df = df.with_columns(base_verdict.get_column("reason").is_null().alias(args.baseline))
         columns.insert(0, args.baseline)
+        base_cal = load_baseline_thresholds(args.baseline, base_rules)
+        if base_cal:  # the baseline's own calibrated files: the figures before this change
+            base_sig = base_signals.compute_signals(texts).with_columns(langs.alias("lang"))
+            cal_verdict_base = base_rules.evaluate(base_sig, base_rules.configure_rules(calibrated=base_cal))
+            name = f"{args.baseline}_calibrated"
+            df = df.with_columns(cal_verdict_base.get_column("reason").is_null().alias(name))
+            columns.insert(1, name)
     df = df.with_columns(
         default_verdict.get_column("reason").is_null().alias("ours_defaults"),
         cal_verdict.get_column("reason").is_null().alias("ours_calibrated"),

@@ -273,9 +273,10 @@ def junk_project() -> Iterator[dict[str, object]]:
     for seed in range(3):
         for d in SampleGenerator(seed).generate():
             if str(d["meta"]["kind"]).startswith("junk") and d["text"].strip():
+                # a digest, not hash(): str hashes are salted per process, and the split must not be
+                key = d["doc_id"] if "doc_id" in d else hashlib.sha256(d["text"].encode()).hexdigest()[:16]
                 yield doc(
-                    # a digest, not hash(): str hashes are salted per process, the split must not be
-                    f"sample-{seed}-{d['doc_id'] if 'doc_id' in d else hashlib.sha256(d['text'].encode()).hexdigest()[:16]}",
+                    f"sample-{seed}-{key}",
                     d["text"],
                     d["lang"],
                     str(d["meta"]["kind"]),
