@@ -39,7 +39,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -369,6 +369,21 @@ def train_tokens(root: Path, model_dir: Path) -> int:
 
 
 # -- training and evaluation -------------------------------------------------------------------
+def check_proxy(cfg: AblationConfig) -> None:
+    """The proxies' training config checked as `training.run` checks it, before the first build
+    (a bad model directory or ``proxy.train`` key would otherwise surface after building)."""
+    from training.config import TrainConfig, TrainingError
+
+    raw = cfg.proxy.train_config(Path("data"), cfg.output_dir / "recipes", cfg.proxy.seeds[0])
+    unknown = sorted(set(raw) - {f.name for f in fields(TrainConfig)})
+    if unknown:
+        raise AblationError(f"proxy.train: unknown training.run key(s) {unknown}")
+    try:
+        TrainConfig(**raw).validate(dict.fromkeys(raw, "proxy"))
+    except TrainingError as exc:
+        raise AblationError(str(exc)) from None
+
+
 def train_proxy(cfg: AblationConfig, recipe: Recipe, root: Path, seed: int, log: Any) -> tuple[Path, dict[str, Any]]:
     out = cfg.output_dir / "recipes" / recipe.name / f"seed{seed}"
     train_cfg = cfg.proxy.train_config(root, out, seed)
@@ -472,6 +487,7 @@ def run_ablation(cfg: AblationConfig, log: Any = print) -> dict[str, Any]:
         raise AblationError("no evaluation set is available (all optional sets are missing)")
     for recipe in cfg.recipes:  # every config error before the first build
         recipe_build_config(recipe, cfg, cfg.output_dir / "recipes" / recipe.name / "data")
+    check_proxy(cfg)
     rows, earlier = [], []
     for recipe in cfg.recipes:
         root = cfg.output_dir / "recipes" / recipe.name / "data"
