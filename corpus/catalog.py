@@ -8,6 +8,7 @@ operation so a crawl and a build can take turns; a build writes once, at its end
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 import time
@@ -17,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import duckdb
 import pyarrow as pa
@@ -83,6 +84,8 @@ ALTER TABLE step_stats ADD COLUMN IF NOT EXISTS tasks INTEGER;
 ALTER TABLE step_stats ADD COLUMN IF NOT EXISTS reused_tasks INTEGER;
 ALTER TABLE step_stats ADD COLUMN IF NOT EXISTS cpu_seconds DOUBLE;
 ALTER TABLE step_stats ADD COLUMN IF NOT EXISTS peak_rss_mb DOUBLE;
+ALTER TABLE step_stats ADD COLUMN IF NOT EXISTS rss_base_mb DOUBLE;
+ALTER TABLE step_stats ADD COLUMN IF NOT EXISTS rss_mb_per_mb DOUBLE;
 """
 
 STAGES = ("raw", "final", "rejects")
@@ -163,7 +166,10 @@ class StepStatRow:
     earlier, interrupted run of the same plan finished: ``reused_tasks`` of ``tasks``);
     ``wall_seconds`` is the time this run spent on the stage; ``cpu_seconds`` is the CPU time of
     the processes that ran its tasks, over the tasks (a pool worker's start-up included), summed,
-    and ``peak_rss_mb`` the largest of its tasks' peak RSS (the whole worker process's)."""
+    and ``peak_rss_mb`` the largest of its tasks' peak RSS (the whole worker process's).
+    ``rss_base_mb`` + ``rss_mb_per_mb`` x (MB of text in a shard) is the memory model the next
+    build requests per task from an executor (`MemoryModel`): the smallest task's peak, and the
+    largest growth over it per MB of input of any task."""
 
     step_index: int
     step: str
@@ -178,6 +184,26 @@ class StepStatRow:
     reused_tasks: int = 0
     cpu_seconds: float = 0.0
     peak_rss_mb: float = 0.0
+    rss_base_mb: float = 0.0
+    rss_mb_per_mb: float = 0.0
+
+
+@dataclass(frozen=True)
+class MemoryModel:
+    """Peak RSS of one task of a step, as measured by an earlier build: ``base_mb`` (the worker
+    with the step set up) + ``per_mb`` x MB of text of the task's input, with a margin."""
+
+    base_mb: float
+    per_mb: float
+    peak_mb: float
+
+    MARGIN: ClassVar[float] = 1.25
+
+    def request_mb(self, input_mb: float | None) -> int:
+        """What to ask an executor for: the model at ``input_mb``, or the measured peak when the
+        input size is not known."""
+        need = self.peak_mb if input_mb is None else self.base_mb + self.per_mb * input_mb
+        return math.ceil(self.MARGIN * max(need, 1.0))
 
 
 def _arrow_to_duckdb(type_str: str) -> str:
@@ -419,8 +445,9 @@ class Catalog:
         for r in rows:
             self.conn.execute(
                 "INSERT OR REPLACE INTO step_stats (run_id, step_index, step, docs_in, docs_out, bytes_in, bytes_out, "
-                "seconds, drops, wall_seconds, tasks, reused_tasks, cpu_seconds, peak_rss_mb) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, MAP(?::VARCHAR[], ?::BIGINT[]), ?, ?, ?, ?, ?)",
+                "seconds, drops, wall_seconds, tasks, reused_tasks, cpu_seconds, peak_rss_mb, rss_base_mb, "
+                "rss_mb_per_mb) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, MAP(?::VARCHAR[], ?::BIGINT[]), ?, ?, ?, ?, ?, ?, ?)",
                 [
                     run_id,
                     r.step_index,
@@ -437,8 +464,20 @@ class Catalog:
                     r.reused_tasks,
                     r.cpu_seconds,
                     r.peak_rss_mb,
+                    r.rss_base_mb,
+                    r.rss_mb_per_mb,
                 ],
             )
+
+    def memory_models(self) -> dict[str, MemoryModel]:
+        """Per step name, the memory model measured by the latest succeeded build that ran it
+        (what the next build's tasks request from the executor)."""
+        rows = self.conn.execute(
+            "SELECT s.step, s.rss_base_mb, s.rss_mb_per_mb, s.peak_rss_mb FROM step_stats s "
+            "JOIN runs r USING (run_id) WHERE r.status = 'succeeded' AND s.peak_rss_mb > 0 "
+            "QUALIFY row_number() OVER (PARTITION BY s.step ORDER BY r.started_at DESC, s.step_index DESC) = 1"
+        ).fetchall()
+        return {step: MemoryModel(base or 0.0, per_mb or 0.0, peak) for step, base, per_mb, peak in rows}
 
     def record_step_settings(self, run_id: str, rows: Iterable[StepSettings]) -> None:
         for r in rows:

@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeVar
 from pipelines.lifeline import Lifeline, die_with_parent
 from pipelines.usage import mark_worker_start
 
+MIB = 1024 * 1024
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -117,6 +118,7 @@ class RayExecutor:
         self.max_retries = max_retries
         self._owns_cluster = False
         self._lifeline: Lifeline | None = None
+        self._largest_node: int | None = None
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
             if address:
@@ -143,12 +145,23 @@ class RayExecutor:
                 res = getattr(task, "resources", None)
                 options = {"max_retries": self.max_retries, "retry_exceptions": False}
                 if res is not None:
-                    options.update(num_cpus=res.cpus, num_gpus=res.gpus)
+                    # never more than the largest node has, or the task would wait forever
+                    memory = min(res.memory_mb * MIB, self._node_memory())
+                    options.update(num_cpus=res.cpus, num_gpus=res.gpus, memory=memory)
                 pending.append(remote.options(**options).remote(task))
             if not pending:
                 return
             done, pending = ray.wait(pending, num_returns=1)
             yield ray.get(done[0])
+
+    def _node_memory(self) -> int:
+        """Bytes of Ray's ``memory`` resource on the largest alive node (cached)."""
+        if self._largest_node is None:
+            import ray
+
+            sizes = [n["Resources"].get("memory", 0) for n in ray.nodes() if n.get("Alive")]
+            self._largest_node = int(max(sizes, default=0)) or 2**62
+        return self._largest_node
 
     def close(self) -> None:
         import ray

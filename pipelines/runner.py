@@ -26,7 +26,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from corpus import catalog
-from corpus.catalog import Catalog, ShardRecord, StepSettings, StepStatRow
+from corpus.catalog import Catalog, MemoryModel, ShardRecord, StepSettings, StepStatRow
 from corpus.schema import document_schema
 from corpus.stage import StageDir
 from corpus.store import CorpusLayout, replace_dir
@@ -112,6 +112,7 @@ class Build:
         self.executor = executor
         self.progress = progress
         self.imported: list[ShardRecord] = []
+        self.memory: dict[str, MemoryModel] = {}  # per step: measured by the last build, requested per task
 
     def stage_dir(self, name: str) -> StageDir:
         return StageDir(self.layout.work / name, self.layout.state)
@@ -140,7 +141,14 @@ class Build:
             [p] = group
             label = f"{p.index}/{len(self.cfg.steps)} {p.step.name}"
             phases = step_phases(
-                p.step, p.stage, stages[-1].stage.parts(), p.schema, root, self.cfg.rejects_text, label
+                p.step,
+                p.stage,
+                stages[-1].stage.parts(),
+                p.schema,
+                root,
+                self.cfg.rejects_text,
+                label,
+                memory=self.memory.get(p.step.name),
             )
             stages.append(self.run_stage(p.index, p.step.name, p.stage, phases, stats_phase="process"))
         return self.publish(raw, stages, document_schema(added))
@@ -157,6 +165,7 @@ class Build:
         if self.layout.catalog.exists():
             with Catalog.open(self.layout, read_only=True) as cat:
                 listed = cat.shard_records("raw")
+                self.memory = cat.memory_models()
         records = sorted({r.path: r for r in [*listed, *self.imported]}.values(), key=lambda r: r.path)
         missing = [r.path for r in records if not (self.layout.root / r.path).exists()]
         if missing:
@@ -188,7 +197,7 @@ class Build:
         started, reused = time.perf_counter(), len(last.stats("process"))  # a task is done when its last step is
         names = "+".join(p.step.name for p in group)
         label = f"{group[0].index}-{group[-1].index}/{len(self.cfg.steps)} {names}"
-        members = [FusedStep(p.step, p.stage, p.schema) for p in group]
+        members = [FusedStep(p.step, p.stage, p.schema, self.memory.get(p.step.name)) for p in group]
         self.run_phase(last, fused_phase(members, inputs, self.layout.root, self.cfg.rejects_text, label))
         wall = time.perf_counter() - started
         rows = [_stat_row(p.index, p.step.name, p.stage.stats("process"), p.stage.all_stats()) for p in group]
@@ -334,7 +343,19 @@ def _stat_row(index: int, name: str, stats: list[dict], done: list[dict]) -> Ste
         drops=dict(sorted(drops.items())),
         cpu_seconds=sum(s.get("cpu_seconds", 0.0) for s in done),
         peak_rss_mb=max((s.get("peak_rss_mb", 0.0) for s in done), default=0.0),
+        **_memory_model(stats),
     )
+
+
+def _memory_model(stats: list[dict]) -> dict[str, float]:
+    """Base and per-MB peak RSS of the output phase's tasks (see `StepStatRow`): the smallest
+    peak, and the largest growth over it per MB of a task's input (tasks of 0.1 MB or more)."""
+    peaks = [(s["peak_rss_mb"], s.get("bytes_in", 0) / 1e6) for s in stats if s.get("peak_rss_mb")]
+    if not peaks:
+        return {"rss_base_mb": 0.0, "rss_mb_per_mb": 0.0}
+    base = min(p for p, _ in peaks)
+    per_mb = max(((p - base) / mb for p, mb in peaks if mb >= 0.1), default=0.0)
+    return {"rss_base_mb": base, "rss_mb_per_mb": per_mb}
 
 
 __all__ = ["BuildError", "BuildResult", "run_build"]

@@ -16,6 +16,7 @@ instruction fields of every row (`pipelines.steps.instruction_meta`).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -29,6 +30,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from corpus.catalog import MemoryModel
 from corpus.schema import REJECT_SCHEMA, conform
 from corpus.stage import StageDir
 from corpus.store import WORK_COMPRESSION, ShardWriter, write_bytes, write_table
@@ -177,10 +179,12 @@ def check_accounting(before: pl.DataFrame, kept: pl.DataFrame, rejected: pl.Data
 @dataclass(frozen=True)
 class StepTask(Task):
     step: Step = field(kw_only=True)
+    memory_mb: int | None = field(default=None, kw_only=True)  # measured (`MemoryModel`), else declared
 
     @property
     def resources(self) -> Resources:
-        return self.step.resources
+        declared = self.step.resources
+        return dataclasses.replace(declared, memory_mb=self.memory_mb) if self.memory_mb else declared
 
     def context(self, **where: Any) -> StepContext:
         """The step's view of this task: a shard's (scan, process) unless ``where`` says otherwise."""
@@ -280,6 +284,7 @@ class FusedStep:
     step: Step
     stage: StageDir
     schema: pa.Schema
+    memory: MemoryModel | None = None  # measured by an earlier build
 
 
 @dataclass(frozen=True)
@@ -293,12 +298,14 @@ class FusedTask(Task):
     members: tuple[FusedStep, ...] = field(kw_only=True)
     input_path: Path = field(kw_only=True)
     rejects_text: str = field(default=DEFAULT_REJECTS_TEXT, kw_only=True)
+    memory_mb: int | None = field(default=None, kw_only=True)
     phase: ClassVar[str] = "process"
 
     @property
     def resources(self) -> Resources:
         res = [m.step.resources for m in self.members]
-        return Resources(max(r.cpus for r in res), max(r.gpus for r in res), max(r.memory_mb for r in res))
+        memory = self.memory_mb or max(r.memory_mb for r in res)
+        return Resources(max(r.cpus for r in res), max(r.gpus for r in res), memory)
 
     def run_fused(self) -> Stats:
         """Each step timed and measured on its own (the read in the first's figures, the write of
@@ -329,8 +336,13 @@ class FusedTask(Task):
 def fused_phase(members: list[FusedStep], inputs: list[Path], root: Path, rejects_text: str, label: str) -> Phase:
     """One fused task per input shard for a run of light map steps."""
     last = members[-1].stage
+    models = [m.memory for m in members if m.memory is not None]
+
+    def memory(path: Path) -> int | None:
+        return max(m.request_mb(text_mb(path)) for m in models) if models else None
+
     tasks: list[Task] = [
-        FusedTask(last, k, root, members=tuple(members), input_path=p, rejects_text=rejects_text)
+        FusedTask(last, k, root, members=tuple(members), input_path=p, rejects_text=rejects_text, memory_mb=memory(p))
         for k, p in enumerate(inputs)
     ]
     return Phase(label, tasks)
@@ -360,20 +372,28 @@ def piece_mb(cost_per_mb: float, total_mb: float) -> float:
     return max(HEAVY_MIN_PIECE_MB, min(HEAVY_TASK_SECONDS / max(cost_per_mb, 1e-9), total_mb / HEAVY_MIN_TASKS))
 
 
-def plan_pieces(inputs: list[Path], cost_per_mb: float) -> list[tuple[Path, tuple[int, int] | None]]:
+Piece = tuple[Path, tuple[int, int] | None, float]  # shard, row range (None: all of it), MB of text
+
+
+def whole_shards(inputs: list[Path], sized: bool) -> list[Piece]:
+    """One piece per shard; its MB of text from the footer when ``sized`` (else 0)."""
+    return [(p, None, text_mb(p) if sized else 0.0) for p in inputs]
+
+
+def plan_pieces(inputs: list[Path], cost_per_mb: float) -> list[Piece]:
     """Each input shard as consecutive row ranges of about `piece_mb` MB (``None``: the whole
     shard), in input order: the next stage reads the pieces' outputs in that order, so the rows
     keep their order. Depends only on the shards, so a resumed build makes the same plan."""
     sizes = [(p, text_mb(p), pq.ParquetFile(p).metadata.num_rows) for p in inputs]
     target = piece_mb(cost_per_mb, sum(mb for _, mb, _ in sizes))
-    plan: list[tuple[Path, tuple[int, int] | None]] = []
+    plan: list[Piece] = []
     for path, mb, rows in sizes:
         n = min(rows, math.ceil(mb / target)) if mb > target else 1
         if n <= 1:
-            plan.append((path, None))
+            plan.append((path, None, mb))
             continue
         bounds = [rows * j // n for j in range(n + 1)]
-        plan.extend((path, (a, b)) for a, b in itertools.pairwise(bounds))
+        plan.extend((path, (a, b), mb * (b - a) / rows) for a, b in itertools.pairwise(bounds))
     return plan
 
 
@@ -406,29 +426,58 @@ def _check_text_kept(step: Step, before: pl.DataFrame, kept: pl.DataFrame, origi
 
 
 def step_phases(
-    step: Step, stage: StageDir, inputs: list[Path], schema: pa.Schema, root: Path, rejects_text: str, label: str
+    step: Step,
+    stage: StageDir,
+    inputs: list[Path],
+    schema: pa.Schema,
+    root: Path,
+    rejects_text: str,
+    label: str,
+    *,
+    memory: MemoryModel | None = None,
 ) -> Iterator[Phase]:
     """The phases of one step over the ``inputs`` work shards; merge rounds are planned one at a
-    time, after the previous round finished."""
+    time, after the previous round finished. With ``memory`` (measured by an earlier build) each
+    task requests its modelled peak RSS from the executor instead of the step's declared one."""
+
+    def need(mb: float | None) -> int | None:
+        return memory.request_mb(mb) if memory is not None else None
+
     if isinstance(step, GlobalStep):
+        scans = whole_shards(inputs, memory is not None)
         yield Phase(
-            f"{label} (scan)", [ScanTask(stage, k, root, step=step, input_path=p) for k, p in enumerate(inputs)]
+            f"{label} (scan)",
+            [
+                ScanTask(stage, k, root, step=step, input_path=p, memory_mb=need(mb))
+                for k, (p, _, mb) in enumerate(scans)
+            ],
         )
-        reduces = [ReduceTask(stage, p, root, step=step) for p in range(step.partitions())]
+        reduces = [ReduceTask(stage, p, root, step=step, memory_mb=need(None)) for p in range(step.partitions())]
         yield Phase(f"{label} (reduce)", reduces, unit="partition")
         r = 0
         while (plan := step.merge_plan(StepContext(-1, stage.path, root, round_index=r))) is not None:
             tasks = [
-                MergeTask(stage, i, root, step=step, round_index=r, round_phase=plan.phase) for i in range(plan.tasks)
+                MergeTask(stage, i, root, step=step, round_index=r, round_phase=plan.phase, memory_mb=need(None))
+                for i in range(plan.tasks)
             ]
             yield Phase(f"{label} (merge {r}: {plan.phase})", tasks, unit="task")
             r += 1
-    pieces = plan_pieces(inputs, step.cost()) if is_heavy(step) else [(p, None) for p in inputs]
+    pieces = plan_pieces(inputs, step.cost()) if is_heavy(step) else whole_shards(inputs, memory is not None)
     yield Phase(
         label,
         [
-            ProcessTask(stage, k, root, step=step, input_path=p, schema=schema, rejects_text=rejects_text, rows=rows)
-            for k, (p, rows) in enumerate(pieces)
+            ProcessTask(
+                stage,
+                k,
+                root,
+                step=step,
+                input_path=p,
+                schema=schema,
+                rejects_text=rejects_text,
+                rows=rows,
+                memory_mb=need(mb),
+            )
+            for k, (p, rows, mb) in enumerate(pieces)
         ],
     )
 

@@ -85,8 +85,35 @@ def test_pieces_cover_every_row_once_in_order(tmp_path, small_pieces):
     pl.DataFrame({"doc_id": [str(i) for i in range(1000)], "text": texts}).write_parquet(path)
     plan = tasks.plan_pieces([path, path], cost_per_mb=5.0)
     # 0.1 MB of text each, 0.2 MB in all: HEAVY_MIN_TASKS (8) pieces of 25 KB, 4 per file
-    assert len(plan) == 8 and all(p == path for p, _ in plan)
-    ranges = [r for _, r in plan[:4]]
+    assert len(plan) == 8 and all(p == path for p, _, _ in plan)
+    ranges = [r for _, r, _ in plan[:4]]
+    assert abs(sum(mb for _, _, mb in plan) - 2 * tasks.text_mb(path)) < 1e-9
     assert ranges[0][0] == 0 and ranges[-1][1] == 1000
     assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
     assert tasks.piece_mb(5.0, 400.0) == 2.0 and tasks.piece_mb(0.35, 40.0) == 5.0 and tasks.piece_mb(5.0, 2.0) == 0.25
+
+
+def test_tasks_request_the_memory_the_last_build_measured(tmp_path):
+    from corpus.catalog import Catalog
+    from corpus.schema import document_schema
+    from corpus.store import CorpusLayout
+
+    root = tmp_path / "data"
+    first = _build(root)
+    with Catalog.open(CorpusLayout.at(root), read_only=True) as cat:
+        models = cat.memory_models()
+    assert {"ingest", "normalize", "length_filter", "exact_dedup", "pii_redact", "split"} <= set(models)
+    pii = models["pii_redact"]
+    assert 30 < pii.base_mb <= pii.peak_mb and pii.per_mb >= 0
+    [(base, per_mb)] = query(root, "SELECT rss_base_mb, rss_mb_per_mb FROM step_stats WHERE step = 'pii_redact'")
+    assert (base, per_mb) == (pii.base_mb, pii.per_mb)
+
+    step = PiiRedact(ner_languages=[])
+    inputs = first.stages[3].stage.parts()
+    schema = document_schema(step.adds)
+    [phase] = tasks.step_phases(step, first.stages[4].stage, inputs, schema, root, "keep", "pii", memory=pii)
+    for task in phase.tasks:
+        mb = tasks.text_mb(task.input_path)
+        assert task.resources.memory_mb == pii.request_mb(mb) >= 1.25 * pii.base_mb
+    [declared] = tasks.step_phases(step, first.stages[4].stage, inputs, schema, root, "keep", "pii")
+    assert {t.resources.memory_mb for t in declared.tasks} == {step.resources.memory_mb}
