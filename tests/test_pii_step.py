@@ -19,7 +19,7 @@ from pipelines.steps.pii_redact import COUNTS_COLUMN, PiiRedact
 
 ROOT = Path(__file__).resolve().parents[1]
 RECOGNIZER_NAMES = {s.name for s in SPECS} | {
-    "spacy_ner", "en_names", "en_address", "lac", "zh_role", "zh_bio", "zh_address", "zh_postcode",
+    "spacy_ner", "en_names", "en_address", "lac", "zh_role", "zh_bio", "zh_address", "zh_postcode", "zh_repeat",
 }  # fmt: skip
 CONTACTS = "\n".join(
     f"张{i} 13{i}1234567{i} zhang{i}@163.com 11010519491231002X" for i in range(8)

@@ -83,7 +83,7 @@ MAX_SENTENCE = 128  # characters per LAC input; longer sentences are cut at a co
 HAS_HAN = re.compile(f"[{HAN}]")
 ALL_HAN = re.compile(f"[{HAN}]+")
 
-ROLE_SCORE, BIO_SCORE, LAC_PERSON_SCORE = 0.9, 0.9, 0.85
+ROLE_SCORE, BIO_SCORE, LAC_PERSON_SCORE, REPEAT_SCORE = 0.9, 0.9, 0.85, 0.6
 ADDRESS_CUE_SCORE, LAC_ADDRESS_SCORE, LAC_LOCATION_SCORE = 0.9, 0.8, 0.7
 CACHE_SENTENCES = 200_000
 
@@ -201,6 +201,25 @@ def zh_findings(texts: Sequence[str], *, gate: bool = True) -> list[list[Finding
         out[i].extend(_lac_findings(sentence, s, toks))
     anon = [[m.span() for m in ANONYMISED.finditer(t)] for t in texts]
     return [
-        [f for f in fs if f.entity != "PERSON" or not any(a < f.end and f.start < b for a, b in spans)]
-        for fs, spans in zip(out, anon, strict=True)
+        propagate(t, [f for f in fs if f.entity != "PERSON" or not any(a < f.end and f.start < b for a, b in spans)])
+        for t, fs, spans in zip(texts, out, anon, strict=True)
     ]
+
+
+def propagate(text: str, findings: list[Finding]) -> list[Finding]:
+    """Every other occurrence in the document of a name found in it is that person too: a party
+    named once after 原告 is written bare later (……向甘晶借款), where neither the role patterns nor
+    LAC (which reads the sentence alone) may see a name."""
+    names = {text[f.start : f.end] for f in findings if f.entity == "PERSON"}
+    names = {n for n in names if plausible_name(n)}
+    if not names:
+        return findings
+    covered = bytearray(len(text) + 1)
+    for f in findings:
+        if f.entity == "PERSON":
+            covered[f.start : f.end] = b"\x01" * (f.end - f.start)
+    extra = []
+    for m in re.finditer("|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)), text):
+        if not any(covered[m.start() : m.end()]):
+            extra.append(Finding("PERSON", m.start(), m.end(), "zh_repeat", REPEAT_SCORE))
+    return findings + extra
