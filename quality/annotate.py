@@ -247,24 +247,27 @@ def run_job(cfg: AnnotateConfig, *, command: str = "") -> AnnotateResult:
                 body = (res.response.content or "")[:2000] if res.response else None
                 rejects.append((cfg.job, run.run_id, d.doc_id, model, r.id, res.tries, res.verdict.reason,
                                 res.verdict.detail, body))  # fmt: skip
-        if not rows:
-            reasons = Counter(r[6] for r in rejects)
-            raise SynthError(
-                f"no annotation: all {len(docs)} answers were rejected ({dict(reasons)}); "
-                f"first: {rejects[0][7]}; is {cfg.endpoint.base_url} up?"
-            )
-        output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = output.with_name(f".{output.name}.tmp")
-        tmp.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), encoding="utf-8")
-        tmp.replace(output)
+        if rows:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            tmp = output.with_name(f".{output.name}.tmp")
+            tmp.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), encoding="utf-8")
+            tmp.replace(output)
         with run.catalog() as cat:
             cat.ensure_table(TABLE, ANNOTATIONS_SCHEMA)
             cat.ensure_table(REJECTS, REJECTS_SCHEMA)
-            cat.delete_rows(TABLE, job=cfg.job)  # a rerun replaces the job's labels
-            cat.delete_rows(REJECTS, job=cfg.job)
-            cat.append_rows(TABLE, rows)
+            cat.delete_rows(REJECTS, job=cfg.job)  # the rejects of this run are kept even when none passed
             cat.append_rows(REJECTS, rejects)
-            run.finish(docs_in=len(docs), docs_out=len(rows), docs_rejected=len(rejects), cat=cat)
+            if rows:  # a job without one valid answer keeps its earlier labels
+                cat.delete_rows(TABLE, job=cfg.job)  # a rerun replaces the job's labels
+                cat.append_rows(TABLE, rows)
+                run.finish(docs_in=len(docs), docs_out=len(rows), docs_rejected=len(rejects), cat=cat)
+        if not rows:
+            reasons = Counter(r[6] for r in rejects)
+            raise SynthError(
+                f"no annotation: all {len(docs)} answers were rejected ({dict(reasons)}); first: {rejects[0][7]} "
+                f"(the answers are in {REJECTS}); is {cfg.endpoint.base_url} up, and is its model able to follow "
+                "the rubric?"
+            )
         return AnnotateResult(
             run.run_id, len(docs), len(rows), Counter(r[6] for r in rejects), Counter(r[5] for r in rows), stats, output
         )

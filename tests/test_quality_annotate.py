@@ -124,3 +124,21 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
 def test_score_must_be_a_digit_from_0_to_5() -> None:
     assert parse_score({"score": " 4 "}) == (4, None)
     assert parse_score({"score": "7"})[0] is None and parse_score({"score": "x"})[0] is None
+
+
+def test_no_valid_answer_fails_the_run_and_keeps_the_rejects(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setenv("ANNOTATE_TEST_KEY", KEY)
+    root = tmp_path / "corpus"
+    make_raw_corpus(root, [doc("x", 3, extra="ALWAYS=garbage"), doc("y", 3, extra="ALWAYS=schema")])
+    with RubricServer(KEY) as server:
+        assert main(["--config", str(write_config(tmp_path / "a.yaml", root, server.base_url))]) == 2
+    err = capsys.readouterr().err
+    assert "no annotation: all 2 answers were rejected" in err and "quality_annotation_rejects" in err
+    assert sorted(r for (r,) in query(root, "SELECT reason FROM quality_annotation_rejects")) == [
+        "invalid_json",
+        "schema_violation",
+    ]
+    assert query(root, "SELECT status FROM runs WHERE run_id LIKE 'annotate%'") == [("failed",)]
+    assert query(root, "SELECT count(*) FROM quality_annotations")[0][0] == 0
