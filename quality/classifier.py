@@ -41,6 +41,7 @@ _P_INV = np.uint64(pow(0x100000001B3, -1, 2**64))
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: the high bits of h * _MIX are well mixed
 _SALT_WORD = np.uint64(0xD6E8FEB86659FD93)
 _SALT_BIGRAM = np.uint64(0xA0761D6478BD642F)
+BATCH_CHARS = 1 << 17  # characters hashed at once when scoring (8 MB: 4.9 MB/s whole, 16 MB/s in batches)
 _SEP = "\x01"  # between documents: not a word character, and n-grams across it are masked out
 
 
@@ -159,11 +160,21 @@ class QualityClassifier:
     meta: dict[str, Any] = field(default_factory=dict)  # training data hash, labels, metrics, seed
 
     def logits(self, texts: list[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros(0)
-        doc_idx, bucket, counts = hashed_ngrams(texts, self.features)
-        sums = np.bincount(doc_idx, weights=self.weights[bucket], minlength=len(texts))
-        return self.bias + sums / counts
+        """In batches of about `BATCH_CHARS` characters: the hash arrays (~80 bytes per character)
+        stay small enough to be reused rather than faulted in fresh for a whole shard."""
+        out = np.zeros(len(texts))
+        start = 0
+        while start < len(texts):
+            end, chars = start, 0
+            while end < len(texts) and (end == start or chars < BATCH_CHARS):
+                chars += min(len(texts[end] or ""), self.features.max_chars)
+                end += 1
+            batch = texts[start:end]
+            doc_idx, bucket, counts = hashed_ngrams(batch, self.features)
+            sums = np.bincount(doc_idx, weights=self.weights[bucket], minlength=len(batch))
+            out[start:end] = self.bias + sums / counts
+            start = end
+        return out
 
     def score(self, texts: list[str]) -> np.ndarray:
         z = np.clip(self.logits(texts), -60, 60)

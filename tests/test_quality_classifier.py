@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import quality.classifier as qc
 from common.config import ConfigError
 from corpus.sample import SampleGenerator
 from quality.classifier import ClassifierError, Features, file_sha256, load_classifier, read_header
@@ -64,6 +65,11 @@ def test_scores_do_not_depend_on_the_batch(labelled: tuple[Path, Path], tmp_path
     together = model.score(texts)
     alone = np.array([model.score([t])[0] for t in texts])
     assert np.allclose(together, alone)
+    qc.BATCH_CHARS, real = 60, qc.BATCH_CHARS  # many small batches: the same scores
+    try:
+        assert np.allclose(model.score(texts), together)
+    finally:
+        qc.BATCH_CHARS = real
     assert together[:5].min() > 0.5  # training documents of the good class
 
 
@@ -74,8 +80,6 @@ def test_other_version_and_bad_files_are_refused(labelled: tuple[Path, Path], tm
     model = load_classifier(path)
     model.meta["x"] = 1
     old = tmp_path / "old.npz"
-    import quality.classifier as qc
-
     real = qc.CLASSIFIER_VERSION
     try:
         qc.CLASSIFIER_VERSION = real + 1  # a file written by another corpusforge version
