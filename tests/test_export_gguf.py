@@ -14,6 +14,7 @@ from serve_support import save_tiny_model, tiny_tokenizer
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from training.export import EXPORT_TOLERANCE, ExportError, export_model, source_model_dir
+from training.export import main as export_main
 
 TEXTS = ["The lessee shall pay rent monthly, 1,250.00 EUR.", "第三条 当事人应当遵循诚信原则。", "emoji 🙂 ok"]
 
@@ -132,7 +133,7 @@ def test_hf_f16_export_is_verified_too(tiny_dir, tmp_path):
     assert next(model.parameters()).dtype == torch.float16
 
 
-def test_a_lora_run_exports_as_gguf_through_the_cli(train_corpus, tiny_dir, tmp_path):
+def test_a_lora_run_exports_as_gguf_through_the_cli(train_corpus, tiny_dir, tmp_path, capsys):
     out = tmp_path / "run"
     sets = {
         "root": str(train_corpus),
@@ -174,5 +175,8 @@ def test_a_lora_run_exports_as_gguf_through_the_cli(train_corpus, tiny_dir, tmp_
     assert float((got - want).pow(2).mean().sqrt() / want.std()) <= EXPORT_TOLERANCE["q8_0"]
     assert AutoTokenizer.from_pretrained(tmp_path, gguf_file=gguf_path.name).chat_template == tokenizer.chat_template
 
-    bad = run_cli("-m", "training.export", "--run", str(tmp_path), "--out", str(tmp_path / "x.gguf"))
-    assert bad.returncode == 1 and "no merged model" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    # the CLI's refusal, in process (a second interpreter start costs more than the check)
+    capsys.readouterr()
+    assert export_main(["--run", str(tmp_path), "--out", str(tmp_path / "x.gguf")]) == 1
+    err = capsys.readouterr().err
+    assert "no merged model" in err and len(err.strip().splitlines()) == 1
