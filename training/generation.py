@@ -16,6 +16,7 @@ into a stop string.
 
 from __future__ import annotations
 
+import gc
 import inspect
 import threading
 import warnings
@@ -112,7 +113,7 @@ def quantize_int8(model: Any) -> Any:
     The fp32 weights that ``from_pretrained`` loads are views into the memory-mapped safetensors
     file; quantising reads (so maps in) all of it, and the embedding and norms that stay fp32 keep
     the whole mapping alive. They are copied out of it so the file is unmapped: without that the
-    int8 server was resident at 1.19x the fp32 one (the full fp32 file plus the int8 copies)."""
+    int8 server was resident at 1.27x the fp32 one (the full fp32 file plus the int8 copies)."""
     from torch.ao.quantization import quantize_dynamic
 
     with warnings.catch_warnings():  # torch marks the eager API as moving to torchao; it is what ships
@@ -122,6 +123,7 @@ def quantize_int8(model: Any) -> Any:
     with torch.no_grad():
         for tensor in [*model.parameters(), *model.buffers()]:
             tensor.data = tensor.data.clone()  # off the checkpoint's file mapping
+    gc.collect()  # the replaced fp32 modules sit in reference cycles: until collected they keep the file mapped
     return model
 
 
