@@ -10,7 +10,14 @@ import pytest
 from serve_support import save_tiny_model, tiny_tokenizer
 
 from training.detokenize import IncrementalDecoder, stop_holdback
-from training.generation import Engine, EngineClosedError, GenRequest, QueueFullError, RequestCancelledError
+from training.generation import (
+    Engine,
+    EngineClosedError,
+    GenRequest,
+    QueueFullError,
+    RequestCancelledError,
+    SamplingError,
+)
 
 PROMPTS = ["The lease ends.", "合同法 第三条 规定了什么？", "List three colours, please, in order.", "Hi"]
 
@@ -96,3 +103,21 @@ def test_stop_strings_cancellation_queue_limit_and_close(model_dir):
         waiting.future.result(30)
     with pytest.raises(EngineClosedError):
         engine.submit(requests(engine, [5, 1, 1, 1])[0])
+
+
+def test_a_row_that_cannot_be_sampled_fails_alone_and_the_engine_keeps_serving(model_dir):
+    """NaN logits (here from a NaN penalty; in the field a guide with no allowed token) once crashed
+    every row of the batch; now only that row fails, with a clear error."""
+    engine = Engine(model_dir, max_batch=4, device="cpu")
+    try:
+        long = engine.submit(requests(engine, [60, 1, 1, 1], temperature=0)[0])
+        while engine.running == 0:
+            time.sleep(0.01)
+        bad = engine.submit(requests(engine, [5, 5, 1, 1], temperature=0.7, frequency_penalty=float("nan"))[1])
+        with pytest.raises(SamplingError, match="no finite logit"):
+            bad.future.result(60)
+        assert long.future.result(60).completion_tokens == 60  # the running row was not touched
+        after = engine.submit(requests(engine, [5, 1, 1, 1], temperature=0.7, seed=3)[0]).future.result(60)
+        assert after.completion_tokens == 5 and engine.stats.failed == 1
+    finally:
+        engine.close()

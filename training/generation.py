@@ -44,6 +44,10 @@ class EngineClosedError(RuntimeError):
     """The engine is shutting down; nothing more is generated."""
 
 
+class SamplingError(RuntimeError):
+    """A row's next-token distribution is empty or not finite (a guide that allows no token, NaN logits)."""
+
+
 class RequestCancelledError(RuntimeError):
     """The row was dropped before it finished (its client went away, or its time ran out)."""
 
@@ -78,6 +82,7 @@ class EngineStats:
     row_steps: int = 0  # sum of the batch size over decode steps
     max_batch: int = 0
     generated_tokens: int = 0
+    failed: int = 0  # rows whose next-token distribution was empty or not finite (SamplingError)
 
 
 class Job:
@@ -273,7 +278,8 @@ class Engine:
         req = job.request
         logits, cache = self._forward(torch.tensor([req.prompt_ids], device=self.device), DynamicCache())
         row = self._new_row(job)
-        if self._accept(row, self._sample(row, logits[0], req.prompt_ids[-1])):
+        token = self._sample_or_fail(row, logits[0], req.prompt_ids[-1])
+        if token is None or self._accept(row, token):
             return
         length = len(req.prompt_ids)
         layers = [(layer.keys, layer.values) for layer in cache.layers]
@@ -318,7 +324,11 @@ class Engine:
         self.stats.steps += 1
         self.stats.row_steps += len(rows)
         self.stats.max_batch = max(self.stats.max_batch, len(rows))
-        done = [b for b, row in enumerate(rows) if self._accept(row, self._sample(row, logits[b], row.generated[-1]))]
+        done = []
+        for b, row in enumerate(rows):
+            token = self._sample_or_fail(row, logits[b], row.generated[-1])
+            if token is None or self._accept(row, token):
+                done.append(b)
         self._drop(done)
 
     def _drop(self, indices: list[int], *, cancelled: bool = False) -> None:
@@ -348,12 +358,24 @@ class Engine:
         self._fail(job, RequestCancelledError("the request was cancelled"))
 
     # -- one row ---------------------------------------------------------------------------
+    def _sample_or_fail(self, row: _Row, logits: torch.Tensor, previous: int) -> int | None:
+        """The next token, or None when the row cannot be sampled: that row fails, the batch goes on."""
+        try:
+            return self._sample(row, logits, previous)
+        except SamplingError as exc:
+            self.stats.failed += 1
+            self._fail(row.job, exc)
+            return None
+
     def _sample(self, row: _Row, logits: torch.Tensor, previous: int) -> int:
         req = row.job.request
         if row.counts is not None:
             logits = logits - row.counts * req.frequency_penalty - (row.counts > 0).to(logits) * req.presence_penalty
         if row.guide is not None:
             logits = row.guide(torch.tensor([[previous]]), logits[None].clone())[0]
+        if not bool(torch.isfinite(logits).any()) or bool(torch.isnan(logits).any()):
+            allowed = "no token" if row.guide is not None else "no finite logit"
+            raise SamplingError(f"generation stopped after {len(row.generated)} tokens: {allowed} to sample from")
         if req.temperature <= 0:
             return int(logits.argmax())
         probs = torch.softmax(logits / req.temperature, dim=-1)
