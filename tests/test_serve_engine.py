@@ -73,6 +73,9 @@ def test_batched_rows_match_solo_rows_and_join_between_steps(model_dir):
         ]
         assert seeded.text == seeded_solo.text  # a seed reproduces its row whatever it is batched with
         assert engine.stats.max_batch >= 4 and engine.stats.row_steps > engine.stats.steps
+        deadline = time.monotonic() + 10  # a row's future is set just before the engine thread drops it
+        while (engine.running or engine._mask is not None) and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert engine.running == 0 and engine._mask is None  # every row left, the batch is empty
     finally:
         engine.close()
