@@ -36,7 +36,7 @@ from pipelines.imports import import_file
 from pipelines.ingest import ingest_phases
 from pipelines.publish import PARTITION_COLUMNS, Staging, publish_phases, written_files
 from pipelines.step import Step, is_light
-from pipelines.tasks import FusedStep, Phase, fused_phase, run_task, step_phases
+from pipelines.tasks import INTERMEDIATE_PHASE, FusedStep, Phase, fused_phase, run_task, step_phases
 
 MB = 1024 * 1024
 
@@ -200,7 +200,11 @@ class Build:
         members = [FusedStep(p.step, p.stage, p.schema, self.memory.get(p.step.name)) for p in group]
         self.run_phase(last, fused_phase(members, inputs, self.layout.root, self.cfg.rejects_text, label))
         wall = time.perf_counter() - started
-        rows = [_stat_row(p.index, p.step.name, p.stage.stats("process"), p.stage.all_stats()) for p in group]
+        phases = [INTERMEDIATE_PHASE] * (len(group) - 1) + ["process"]
+        rows = [
+            _stat_row(p.index, p.step.name, p.stage.stats(phase), p.stage.all_stats())
+            for p, phase in zip(group, phases, strict=True)
+        ]
         total = sum(r.seconds for r in rows) or 1.0
         return [
             StageResult(

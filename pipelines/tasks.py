@@ -276,6 +276,13 @@ def apply_step(step: Step, df: pl.DataFrame, ctx: StepContext, origin: str) -> t
     return kept, out.rejected
 
 
+# The marker phase of a fused step that is not its group's last: its rejects and stats are written
+# but not its kept rows, so its shards are not "process"-done for a later build that reads its parts
+# (a changed plan that runs it alone, or last of another group, recomputes it instead of reading
+# nothing). `done/process-fused-<i>.json`: listed with the stage's process markers, never taken for one.
+INTERMEDIATE_PHASE = "process-fused"
+
+
 @dataclass(frozen=True)
 class FusedStep:
     """One step of a fused task, with the stage it writes (its rejects and done markers) and the
@@ -326,7 +333,7 @@ class FusedTask(Task):
                 stats, table = write_outputs(member.stage, self.index, out, write_kept=last)
                 if not last:
                     df = pl.from_arrow(table)  # type: ignore[assignment]  # as the next step would read it
-            _finish(member.stage, self.phase, self.index, stats, started, usage)
+            _finish(member.stage, self.phase if last else INTERMEDIATE_PHASE, self.index, stats, started, usage)
         return stats
 
     def run(self, ctx: TaskContext) -> Stats:
@@ -494,6 +501,7 @@ class Phase:
 
 
 __all__ = [
+    "INTERMEDIATE_PHASE",
     "AccountingError",
     "FusedStep",
     "FusedTask",

@@ -117,3 +117,29 @@ def test_tasks_request_the_memory_the_last_build_measured(tmp_path):
         assert task.resources.memory_mb == pii.request_mb(mb) >= 1.25 * pii.base_mb
     [declared] = tasks.step_phases(step, first.stages[4].stage, inputs, schema, root, "keep", "pii")
     assert {t.resources.memory_mb for t in declared.tasks} == {step.resources.memory_mb}
+
+
+def test_a_stage_that_ran_fused_is_recomputed_when_a_changed_plan_reads_its_parts(tmp_path):
+    """``normalize`` ran fused before ``length_filter`` (no parts of its own); a second build on the
+    same root puts a global step right after it, which reads normalize's parts: they are made, not
+    taken as an empty stage (the ablation's `+dedup` recipe once failed accounting with 0 out)."""
+    root = tmp_path / "data"
+
+    def build(steps: list) -> runner.BuildResult:
+        cfg = BuildConfig(root=root, workers=1, work_shard_mb=0.1, sources=[SourceSpec(SAMPLE)], steps=steps)
+        return run_build(cfg, progress=False)
+
+    first = build([Normalize(), LengthFilter(min_chars=50)])
+    second = build([Normalize(), ExactDedup()])
+    fresh = run_build(
+        BuildConfig(
+            root=tmp_path / "fresh",
+            workers=1,
+            work_shard_mb=0.1,
+            sources=[SourceSpec(SAMPLE)],
+            steps=[Normalize(), ExactDedup()],
+        ),
+        progress=False,
+    )
+    assert first.docs_out > 0 and second.docs_out == fresh.docs_out > 0
+    assert second.docs_out + second.docs_rejected == second.docs_in
