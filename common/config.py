@@ -3,6 +3,7 @@ YAML file's top-level mapping (build, synthesis, training and ablation configs a
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -27,4 +28,22 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
     return raw
 
 
-__all__ = ["ConfigError", "read_yaml_mapping"]
+def read_template(path: Path, keys: set[str], what: str, *, exact: bool = True) -> tuple[dict[str, Any], str]:
+    """A versioned prompt file's mapping (synthesis prompts, judge prompts, annotation rubrics) and
+    its version: the sha256 of the file's bytes, 12 hex digits, recorded with every answer made
+    from it. With ``exact`` the file has exactly ``keys``, else at least them."""
+    where = str(path)
+    try:
+        data = path.read_bytes()
+        raw = yaml.safe_load(data)
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{where}: cannot read the {what}: {exc}") from None
+    if not isinstance(raw, dict) or (exact and set(raw) != keys):
+        raise ConfigError(f"{where}: a {what} has {'exactly ' if exact else ''}the keys {', '.join(sorted(keys))}")
+    missing = sorted(keys - set(raw))
+    if missing:
+        raise ConfigError(f"{where}: missing key(s) {', '.join(missing)}")
+    return raw, hashlib.sha256(data).hexdigest()[:12]
+
+
+__all__ = ["ConfigError", "read_template", "read_yaml_mapping"]

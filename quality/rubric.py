@@ -10,15 +10,12 @@ string fields only; reasons first, so a model states them before it commits to a
 
 from __future__ import annotations
 
-import hashlib
 import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from common.config import ConfigError
+from common.config import ConfigError, read_template
 
 KEYS = {"id", "task", "lang", "system", "user", "schema"}
 MAX_SCORE = 5
@@ -43,13 +40,7 @@ class Rubric:
 
 def load_rubric(path: Path) -> Rubric:
     where = str(path)
-    try:
-        data = path.read_bytes()
-        raw = yaml.safe_load(data)
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{where}: cannot read the rubric: {exc}") from None
-    if not isinstance(raw, dict) or set(raw) != KEYS:
-        raise ConfigError(f"{where}: a rubric has exactly the keys {', '.join(sorted(KEYS))}")
+    raw, sha = read_template(path, KEYS, "rubric")
     if raw["task"] != "annotate":
         raise ConfigError(f"{where}: task must be 'annotate', got {raw['task']!r}")
     slots = {name for _, name, _, _ in string.Formatter().parse(str(raw["user"])) if name}
@@ -65,7 +56,7 @@ def load_rubric(path: Path) -> Rubric:
         system=str(raw["system"]),
         user=str(raw["user"]),
         schema=schema,
-        sha=hashlib.sha256(data).hexdigest()[:12],
+        sha=sha,
         path=path,
     )
 

@@ -12,15 +12,12 @@ message the candidates answer that prompt under; its judge is a `JudgeTemplate`
 
 from __future__ import annotations
 
-import hashlib
 import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from common.config import ConfigError
+from common.config import ConfigError, read_template
 
 REQUIRED_KEYS = {"id", "task", "lang", "system", "user", "schema", "row"}
 DEFAULT_LANG = "en"
@@ -58,16 +55,7 @@ def _fields(fmt: str) -> set[str]:
 
 def load_template(path: Path) -> PromptTemplate:
     where = str(path)
-    try:
-        data = path.read_bytes()
-        raw = yaml.safe_load(data)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{where}: invalid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: a template is a mapping with keys {', '.join(sorted(REQUIRED_KEYS))}")
-    missing = sorted(REQUIRED_KEYS - set(raw))
-    if missing:
-        raise ConfigError(f"{where}: missing key(s) {', '.join(missing)}")
+    raw, sha = read_template(path, REQUIRED_KEYS, "template", exact=False)
     row = raw["row"]
     preference = raw.get("task") == "preference"
     if preference and (set(row or {}) != {"prompt"} or not isinstance(raw.get("answer_system"), str)):
@@ -94,7 +82,7 @@ def load_template(path: Path) -> PromptTemplate:
         schema=schema,
         row_prompt=str(row["prompt"]),
         row_response=str(row["response"]),
-        sha=hashlib.sha256(data).hexdigest()[:12],
+        sha=sha,
         path=path,
         answer_system=str(raw["answer_system"]).strip() if preference else None,
     )
@@ -132,13 +120,7 @@ class JudgeTemplate:
 
 def load_judge(path: Path) -> JudgeTemplate:
     where = str(path)
-    try:
-        data = path.read_bytes()
-        raw = yaml.safe_load(data)
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{where}: cannot read the judge template: {exc}") from exc
-    if not isinstance(raw, dict) or set(raw) != JUDGE_KEYS:
-        raise ConfigError(f"{where}: a judge template has exactly the keys {', '.join(sorted(JUDGE_KEYS))}")
+    raw, sha = read_template(path, JUDGE_KEYS, "judge template")
     if _fields(str(raw["user"])) != JUDGE_SLOTS:
         raise ConfigError(f"{where}: 'user' must contain the slots {{chunk}}, {{prompt}} and {{answers}}, no other")
     if _fields(str(raw["answer_label"])) != {"n"}:
@@ -152,7 +134,7 @@ def load_judge(path: Path) -> JudgeTemplate:
         user=str(raw["user"]),
         answer_label=str(raw["answer_label"]),
         rationale_max_chars=raw["rationale_max_chars"],
-        sha=hashlib.sha256(data).hexdigest()[:12],
+        sha=sha,
         path=path,
     )
 
