@@ -31,7 +31,7 @@ script at each end of the term, on purpose:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -138,12 +138,11 @@ def check_category(name: str, where: str) -> str:
     return name
 
 
-def parse_list(path: Path) -> tuple[list[Term], list[str]]:
-    """(terms, allowed phrases) of one list file; every error names the file and line."""
+def list_entries(path: Path, what: str) -> Iterator[tuple[str, str, str]]:
+    """(where, raw line, the current ``[category]`` section) of every entry of a list file (word
+    lists and URL blocklists share the format: ``#`` comments, blank lines, ``[category]`` headers)."""
     if not path.is_file():
-        raise ListError(f"{path}: word list not found")
-    terms: list[Term] = []
-    allowed: list[str] = []
+        raise ListError(f"{path}: {what} not found")
     category = DEFAULT_CATEGORY
     for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         where = f"{path}:{lineno}"
@@ -153,6 +152,14 @@ def parse_list(path: Path) -> tuple[list[Term], list[str]]:
         if section := _SECTION.match(line):
             category = check_category(section.group(1).strip(), where)
             continue
+        yield where, raw, category
+
+
+def parse_list(path: Path) -> tuple[list[Term], list[str]]:
+    """(terms, allowed phrases) of one list file; every error names the file and line."""
+    terms: list[Term] = []
+    allowed: list[str] = []
+    for where, raw, category in list_entries(path, "word list"):
         fields = [f.strip() for f in raw.split("\t")]
         text = fold(fields[0].strip())
         if text.startswith("!"):

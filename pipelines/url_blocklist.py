@@ -24,9 +24,8 @@ from pathlib import Path
 
 import polars as pl
 
-from pipelines.flagged_words import DEFAULT_CATEGORY, ListError, check_category
+from pipelines.flagged_words import ListError, check_category, list_entries
 
-_SECTION = re.compile(r"^\[([^\]]*)\]\s*(?:#.*)?$")
 HOST_RE = r"^(?:[A-Za-z][A-Za-z0-9+.\-]*:)?//(?:[^@/?#]*@)?(\[[^\]]*\]|[^:/?#]*)"
 PATH_RE = r"^(?:[A-Za-z][A-Za-z0-9+.\-]*:)?//[^/?#]*(.*)$"
 
@@ -130,18 +129,7 @@ class UrlBlocklist:
 def load_blocklists(paths: Sequence[str | Path]) -> UrlBlocklist:
     out = UrlBlocklist()
     for p in paths:
-        path = Path(p)
-        if not path.is_file():
-            raise ListError(f"{path}: URL blocklist not found")
-        category = DEFAULT_CATEGORY
-        for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            where = f"{path}:{lineno}"
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            if section := _SECTION.match(line):
-                category = check_category(section.group(1).strip(), where)
-                continue
+        for where, raw, category in list_entries(Path(p), "URL blocklist"):
             rule, _, cat = raw.partition("\t")
             rule = rule.strip()
             if not rule.startswith("re:"):
