@@ -30,7 +30,7 @@ import pyarrow as pa
 from corpus.schema import BASE_SCHEMA, conform, occurrence_id
 from corpus.stage import StageDir
 from corpus.store import read_table, write_table
-from pipelines.pii.scrub import DEFAULT_REJECTS_TEXT
+from pipelines.pii.scrub import RejectsPolicy
 from pipelines.step import reject
 from pipelines.tasks import Phase, ShardOutput, Stats, Task, TaskContext
 
@@ -102,7 +102,7 @@ class IngestWrite(Task):
     path: Path = field(kw_only=True)
     partitions: int = field(kw_only=True)
     work_shard_bytes: int = field(kw_only=True)
-    rejects_text: str = field(default=DEFAULT_REJECTS_TEXT, kw_only=True)
+    rejects_text: RejectsPolicy = field(default=RejectsPolicy(), kw_only=True)
     phase: ClassVar[str] = "write"
 
     def run(self, ctx: TaskContext) -> ShardOutput:
@@ -129,7 +129,7 @@ class IngestWrite(Task):
 
 
 def ingest_phases(
-    stage: StageDir, raw: list[Path], root: Path, work_shard_bytes: int, rejects_text: str
+    stage: StageDir, raw: list[Path], root: Path, work_shard_bytes: int, rejects_text: RejectsPolicy
 ) -> Iterator[Phase]:
     parts = partitions_for(len(raw))
     yield Phase("ingest (ids)", [IngestIds(stage, k, root, path=p, partitions=parts) for k, p in enumerate(raw)])

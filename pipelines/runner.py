@@ -34,6 +34,7 @@ from pipelines.config import BuildConfig, SourceSpec
 from pipelines.executor import Executor, make_executor
 from pipelines.imports import import_file
 from pipelines.ingest import ingest_phases
+from pipelines.pii.scrub import RejectsPolicy, rejects_policies
 from pipelines.publish import PARTITION_COLUMNS, Staging, publish_phases, written_files
 from pipelines.step import Step, is_light
 from pipelines.tasks import INTERMEDIATE_PHASE, FusedStep, Phase, fused_phase, run_task, step_phases
@@ -122,18 +123,20 @@ class Build:
         root, work_bytes = self.layout.root, int(self.cfg.work_shard_mb * MB)
         identity = f"00-ingest-{_hash([(r.path, r.checksum) for r in raw], self.cfg.work_shard_mb)}"
         stage = self.stage_dir(identity)
-        phases = ingest_phases(stage, [root / r.path for r in raw], root, work_bytes, self.cfg.rejects_text)
+        ingest_rejects = RejectsPolicy(self.cfg.rejects_text)
+        phases = ingest_phases(stage, [root / r.path for r in raw], root, work_bytes, ingest_rejects)
         stages = [self.run_stage(0, "ingest", stage, phases, stats_phase="write")]
         added: list[pa.Field] = []
         planned: list[PlannedStep] = []
-        for i, step in enumerate(self.cfg.steps, start=1):
+        policies = rejects_policies(self.cfg.steps, self.cfg.rejects_text)
+        for i, (step, policy) in enumerate(zip(self.cfg.steps, policies, strict=True), start=1):
             added.extend(step.adds)
             # library versions are part of a stage's identity: a resumed build never mixes outputs
             identity = _hash(
-                identity, step.name, step.version, step.params(), self.cfg.rejects_text, pl.__version__, pa.__version__
+                identity, step.name, step.version, step.params(), policy.identity(), pl.__version__, pa.__version__
             )
             stage = self.stage_dir(f"{i:02d}-{step.name}-{identity}")
-            planned.append(PlannedStep(i, step, stage, document_schema(added)))
+            planned.append(PlannedStep(i, step, stage, document_schema(added), policy))
         for group in fuse_light_steps(planned):
             if len(group) > 1:
                 stages.extend(self.run_fused(group, stages[-1].stage.parts()))
@@ -146,7 +149,7 @@ class Build:
                 stages[-1].stage.parts(),
                 p.schema,
                 root,
-                self.cfg.rejects_text,
+                p.rejects,
                 label,
                 memory=self.memory.get(p.step.name),
             )
@@ -198,7 +201,7 @@ class Build:
         names = "+".join(p.step.name for p in group)
         label = f"{group[0].index}-{group[-1].index}/{len(self.cfg.steps)} {names}"
         members = [FusedStep(p.step, p.stage, p.schema, self.memory.get(p.step.name)) for p in group]
-        self.run_phase(last, fused_phase(members, inputs, self.layout.root, self.cfg.rejects_text, label))
+        self.run_phase(last, fused_phase(members, inputs, self.layout.root, group[0].rejects, label))
         wall = time.perf_counter() - started
         phases = [INTERMEDIATE_PHASE] * (len(group) - 1) + ["process"]
         rows = [
@@ -300,6 +303,7 @@ class PlannedStep:
     step: Step
     stage: StageDir
     schema: pa.Schema
+    rejects: RejectsPolicy  # what its reject rows keep of their text
 
 
 def fuse_light_steps(planned: list[PlannedStep]) -> list[list[PlannedStep]]:

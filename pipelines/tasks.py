@@ -34,7 +34,7 @@ from corpus.catalog import MemoryModel
 from corpus.schema import REJECT_SCHEMA, conform
 from corpus.stage import StageDir
 from corpus.store import WORK_COMPRESSION, ShardWriter, write_bytes, write_table
-from pipelines.pii.scrub import DEFAULT_REJECTS_TEXT, apply_rejects_text
+from pipelines.pii.scrub import RejectsPolicy, apply_rejects_text
 from pipelines.step import GlobalStep, MergeRound, Resources, Step, StepContext, is_heavy, merge_phase
 from pipelines.steps.instruction_meta import has_meta_text, rewrite_parts
 from pipelines.usage import Usage, measure
@@ -76,7 +76,7 @@ class ShardOutput:
     rejected: pl.DataFrame
     schema: pa.Schema
     origin: str  # what to name in an error: "step 'x' on shard part-00003.parquet"
-    rejects_text: str = DEFAULT_REJECTS_TEXT
+    rejects_text: RejectsPolicy = field(default_factory=RejectsPolicy)
     split_bytes: int | None = None
 
 
@@ -131,7 +131,7 @@ def write_outputs(stage: StageDir, index: int, out: ShardOutput, *, write_kept: 
     fused step's kept rows go on to the next step in memory); its stats and the conformed kept rows."""
     check_accounting(out.before, out.kept, out.rejected, out.origin)
     kept = conform(out.kept.to_arrow(), out.schema, origin=out.origin)
-    rejected = apply_rejects_text(out.rejected, out.rejects_text)
+    rejected = apply_rejects_text(out.rejected, out.rejects_text, out.before)
     rejects = conform(rejected.to_arrow(), REJECT_SCHEMA, origin=out.origin + " (rejects)")
     write_table(rejects, stage.rejects(index), compression=WORK_COMPRESSION)
     if not write_kept:
@@ -246,7 +246,7 @@ class ProcessTask(StepTask):
 
     input_path: Path = field(kw_only=True)
     schema: pa.Schema = field(kw_only=True)
-    rejects_text: str = field(default=DEFAULT_REJECTS_TEXT, kw_only=True)
+    rejects_text: RejectsPolicy = field(default=RejectsPolicy(), kw_only=True)
     rows: tuple[int, int] | None = field(default=None, kw_only=True)
     phase: ClassVar[str] = "process"
 
@@ -304,7 +304,7 @@ class FusedTask(Task):
 
     members: tuple[FusedStep, ...] = field(kw_only=True)
     input_path: Path = field(kw_only=True)
-    rejects_text: str = field(default=DEFAULT_REJECTS_TEXT, kw_only=True)
+    rejects_text: RejectsPolicy = field(default=RejectsPolicy(), kw_only=True)
     memory_mb: int | None = field(default=None, kw_only=True)
     phase: ClassVar[str] = "process"
 
@@ -340,7 +340,9 @@ class FusedTask(Task):
         return self.run_fused()
 
 
-def fused_phase(members: list[FusedStep], inputs: list[Path], root: Path, rejects_text: str, label: str) -> Phase:
+def fused_phase(
+    members: list[FusedStep], inputs: list[Path], root: Path, rejects_text: RejectsPolicy, label: str
+) -> Phase:
     """One fused task per input shard for a run of light map steps."""
     last = members[-1].stage
     models = [m.memory for m in members if m.memory is not None]
@@ -438,7 +440,7 @@ def step_phases(
     inputs: list[Path],
     schema: pa.Schema,
     root: Path,
-    rejects_text: str,
+    rejects_text: RejectsPolicy,
     label: str,
     *,
     memory: MemoryModel | None = None,

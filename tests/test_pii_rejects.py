@@ -1,4 +1,5 @@
-"""`rejects_text`: a document rejected before `pii_redact` keeps no raw structured PII in rejects."""
+"""`rejects_text`: a document rejected before `pii_redact` keeps no raw PII in rejects (names and
+addresses included under the default, structured values only under ``structured``)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from conftest import write_config, write_jsonl
 from common.config import ConfigError
 from corpus.audit import run_audit
 from pipelines.config import load_config
-from pipelines.pii.scrub import apply_rejects_text, scrub_structured
+from pipelines.pii.scrub import RejectsPolicy, apply_rejects_text, rejects_policies, scrub_structured
 from pipelines.runner import run_build
+from pipelines.steps import ExactDedup, LengthFilter, Normalize
+from pipelines.steps.pii_redact import PiiRedact
 
 ID = "11010519491231002X"
 EMAIL = "wang.fang@163.com"
@@ -35,8 +38,21 @@ def test_policies_on_reject_rows() -> None:
     assert apply_rejects_text(df, "none").get_column("text").to_list() == [None, None]
     red = apply_rejects_text(df, "redacted").get_column("text").to_list()
     assert ID not in red[0] and EMAIL not in red[0] and "<PRC_ID>" in red[0] and red[1] is None
+    assert apply_rejects_text(df, "structured").equals(apply_rejects_text(df, "redacted"))  # no redactor: the same
     with pytest.raises(ValueError, match="rejects_text must be one of"):
         apply_rejects_text(df, "hidden")
+
+
+def test_policies_of_a_plan() -> None:
+    steps = [Normalize(), ExactDedup(), PiiRedact(), LengthFilter()]
+    policies = rejects_policies(steps, "redacted")
+    assert [p.redactor for p in policies] == [steps[2], steps[2], None, None]
+    assert policies[0].identity() != RejectsPolicy("redacted").identity()  # the redactor's settings count
+    assert (
+        policies[0].identity() != rejects_policies([Normalize(), PiiRedact(ner_languages=[])], "redacted")[0].identity()
+    )
+    assert all(p.redactor is None for p in rejects_policies(steps, "structured"))
+    assert all(p.redactor is None for p in rejects_policies(steps[:2], "redacted"))
 
 
 def _build(tmp: Path, rejects_text: str | None) -> Path:
@@ -70,7 +86,7 @@ def test_duplicate_rejected_before_pii_redact(tmp_path: Path, mode: str | None) 
 
 def test_bad_policy_names_the_key(tmp_path: Path) -> None:
     cfg = write_config(tmp_path / "b.yaml", tmp_path / "c", [], ["normalize"], rejects_text="secret")
-    with pytest.raises(ConfigError, match="rejects_text must be one of redacted, none, raw"):
+    with pytest.raises(ConfigError, match="rejects_text must be one of redacted, structured, none, raw"):
         load_config(cfg)
 
 
@@ -83,10 +99,12 @@ COURT_DOC = (
 )
 
 
-def test_court_document_names_and_addresses_replaced_and_rejects_hold_no_id(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["redacted", "structured"])
+def test_court_document_names_and_addresses_replaced_in_documents_and_rejects(tmp_path: Path, mode: str) -> None:
     src = write_jsonl(tmp_path / "in.jsonl", [{"text": COURT_DOC, "lang": "zh"}, {"text": COURT_DOC + " "}])
     steps = ["normalize", "exact_dedup", "pii_redact"]
-    run_build(load_config(write_config(tmp_path / "b.yaml", tmp_path / "c", [src], steps)), progress=False)
+    cfg = write_config(tmp_path / "b.yaml", tmp_path / "c", [src], steps, rejects_text=mode)
+    run_build(load_config(cfg), progress=False)
     con = duckdb.connect(str(tmp_path / "c" / "catalog.duckdb"), read_only=True)
     ((text,),) = con.sql("SELECT text FROM documents").fetchall()
     ((reject,),) = con.sql("SELECT text FROM rejects").fetchall()
@@ -96,3 +114,7 @@ def test_court_document_names_and_addresses_replaced_and_rejects_hold_no_id(tmp_
     assert text.count("<PERSON>") == 7 and text.count("<ADDRESS>") == 2
     assert "张某某" in text and "人民法院" in text and "本院认为" in text  # pseudonyms and the rest stay
     assert ID not in reject and "13912345678" not in reject and "<PRC_ID>" in reject
+    if mode == "redacted":  # the duplicate, rejected before pii_redact, is redacted by it: as the document
+        assert reject.strip() == text.strip()
+    else:  # structured only: the names stay in the reject row
+        assert "陈静" in reject and "<PERSON>" not in reject

@@ -12,6 +12,7 @@ from conftest import SAMPLE, query
 
 from pipelines import runner, tasks
 from pipelines.config import BuildConfig, SourceSpec
+from pipelines.pii.scrub import RejectsPolicy
 from pipelines.runner import run_build
 from pipelines.steps import ExactDedup, LengthFilter, Normalize, Split
 from pipelines.steps.pii_redact import PiiRedact
@@ -111,11 +112,11 @@ def test_tasks_request_the_memory_the_last_build_measured(tmp_path):
     step = PiiRedact(ner_languages=[])
     inputs = first.stages[3].stage.parts()
     schema = document_schema(step.adds)
-    [phase] = tasks.step_phases(step, first.stages[4].stage, inputs, schema, root, "keep", "pii", memory=pii)
+    [phase] = tasks.step_phases(step, first.stages[4].stage, inputs, schema, root, RejectsPolicy(), "pii", memory=pii)
     for task in phase.tasks:
         mb = tasks.text_mb(task.input_path)
         assert task.resources.memory_mb == pii.request_mb(mb) >= 1.25 * pii.base_mb
-    [declared] = tasks.step_phases(step, first.stages[4].stage, inputs, schema, root, "keep", "pii")
+    [declared] = tasks.step_phases(step, first.stages[4].stage, inputs, schema, root, RejectsPolicy(), "pii")
     assert {t.resources.memory_mb for t in declared.tasks} == {step.resources.memory_mb}
 
 
