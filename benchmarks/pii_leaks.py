@@ -8,9 +8,10 @@ English varied set's holdout part), a tenth of them repeated so that `exact_dedu
 (a document rejected *before* `pii_redact`), are imported and built with the steps of
 ``configs/default.yaml`` into a fresh root. Then, per labelled value (structured types, PERSON,
 ADDRESS; 2+ characters) and per place its document ended up (final shards, rejects), whether the
-value is still in that document's text. Rejects keep the text the rejecting step saw with
-structured PII scrubbed (``rejects_text: redacted``, no NER), so names and addresses of a
-document rejected before ``pii_redact`` are expected there; ``rejects_text: none`` stores none.
+value is still in that document's text. Under the default ``rejects_text: redacted`` a document
+rejected before ``pii_redact`` is redacted by that step (NER included) before its reject row is
+written; ``--rejects-text structured`` shows the cheaper structured-only scrub, which leaves
+names and addresses there; ``none`` stores no text.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def main() -> int:
     p.add_argument("--dup", type=float, default=0.1, help="share of documents imported twice")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", type=Path, help="where the root goes (default: a temporary directory)")
-    p.add_argument("--rejects-text", default="redacted", choices=["redacted", "none", "raw"])
+    p.add_argument("--rejects-text", default="redacted", choices=["redacted", "structured", "none", "raw"])
     args = p.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="pii-leaks-"))
     work.mkdir(parents=True, exist_ok=True)
