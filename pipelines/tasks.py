@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from corpus.catalog import MemoryModel
 from corpus.schema import REJECT_SCHEMA, conform
 from corpus.stage import StageDir
-from corpus.store import WORK_COMPRESSION, ShardWriter, write_bytes, write_table
+from corpus.store import WORK_COMPRESSION, balanced_slices, write_bytes, write_table
 from pipelines.pii.scrub import RejectsPolicy, apply_rejects_text
 from pipelines.step import GlobalStep, MergeRound, Resources, Step, StepContext, is_heavy, merge_phase
 from pipelines.steps.instruction_meta import has_meta_text, rewrite_parts
@@ -68,7 +68,7 @@ _READY: dict[str, Step] = {}
 @dataclass(frozen=True)
 class ShardOutput:
     """The rows of one work unit: written by `run_task` as ``part-<key>`` (or, with
-    ``split_bytes``, ``part-<key>-NNNNN`` files of about that many in-memory bytes) and
+    ``split_bytes``, ``part-<key>-NNNNN`` files of equal size, none over that many in-memory bytes) and
     ``rejects-<key>``, after the accounting check."""
 
     before: pl.DataFrame
@@ -138,17 +138,9 @@ def write_outputs(stage: StageDir, index: int, out: ShardOutput, *, write_kept: 
         pass
     elif out.split_bytes is None:
         write_table(kept, stage.part(index), compression=WORK_COMPRESSION)
-    else:
-        writer = ShardWriter(
-            stage.path,
-            out.schema,
-            target_bytes=out.split_bytes,
-            compression=WORK_COMPRESSION,
-            size_basis="memory",
-            prefix=stage.part_prefix(index),
-        )
-        writer.write(kept)
-        writer.close()
+    else:  # work shards of about equal size, none over split_bytes (of Arrow memory)
+        for k, piece in enumerate(balanced_slices(kept, out.split_bytes)):
+            write_table(piece, stage.path / f"{stage.part_prefix(index)}-{k:05d}.parquet", compression=WORK_COMPRESSION)
     drops = out.rejected.get_column("reason").value_counts(sort=True) if out.rejected.height else None
     return {
         "docs_in": out.before.height,

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from corpus.schema import BASE_SCHEMA, SchemaError, conform, document_schema, make_doc_id
-from corpus.store import ShardWriter, write_table
+from corpus.store import ShardWriter, balanced_slices, write_table
 
 
 def test_doc_id_is_content_derived_and_stable():
@@ -65,3 +65,14 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         write_table(pa.table({"a": [1]}), target)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("limit", "pieces"), [(10**9, 1), (420_000, 2), (260_000, 3)])
+def test_balanced_slices_are_few_equal_and_in_order(limit: int, pieces: int) -> None:
+    texts = [("x" * (50 + (i * 37) % 400)) for i in range(2_000)]  # ~500 KB of uneven rows
+    table = pa.table({"doc_id": [str(i) for i in range(2_000)], "text": texts})
+    out = balanced_slices(table, limit)
+    assert len(out) == pieces
+    assert pa.concat_tables(out).equals(table)  # every row once, in order
+    sizes = [t.nbytes for t in out]
+    assert max(sizes) <= limit and max(sizes) - min(sizes) < 0.02 * table.nbytes
