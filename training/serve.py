@@ -13,7 +13,7 @@ from that variable (comma-separated for several); the body size, prompt length, 
 (requests above the cap are refused; within it, the answer is clamped to the context left),
 ``n``, concurrent requests and queued rows are limited with 400/413/429 answers the ``openai``
 client raises as its own error types (`training.serve_guard`); SIGTERM answers what is in flight
-with 503 and exits within seconds. ``--quantize int8`` serves dynamic int8 linear layers on CPU.
+with 503 and exits within seconds. ``--quantize int8`` serves int8 linear layers on CPU (`training.int8`).
 """
 
 from __future__ import annotations
@@ -410,7 +410,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--allow-remote", action="store_true", help="allow binding a non-loopback address")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--api-key-env", metavar="NAME", help="require 'Authorization: Bearer <key>', keys in $NAME")
-    p.add_argument("--quantize", choices=QUANTIZE, help="dynamic int8 linear layers (CPU)")
+    p.add_argument("--quantize", choices=QUANTIZE, help="int8 weights, GPTQ-rounded at load (CPU, training.int8)")
     p.add_argument("--max-batch", type=int, default=8, help="most rows decoded together")
     p.add_argument("--max-queue", type=int, default=64, help="most rows waiting for a batch slot (429 beyond)")
     p.add_argument("--max-concurrent", type=int, default=lim.max_concurrent, help="chat requests in flight (429)")
