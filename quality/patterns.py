@@ -25,8 +25,15 @@ ELLIPSIS_END = r"(?:\.\.\.|…)\s*$"
 TERMINAL_END = r"[.!?\"'。！？；：”」』）)…]\s*$"
 # C4: the marks a kept line must end with (". ? ! \" '") plus their CJK forms; "..." does not count.
 C4_END = r"[.!?\"'。！？”」』]\s*$"
-# A sentence end inside a kept line (C4 counts sentences, not lines).
-SENTENCE_END = r"[.!?]+(?:\s|$)|[。！？]+"
+# A sentence end inside a kept line (C4 counts sentences, not lines), closing quotes and brackets
+# after the mark included: `(... says Ramsey.)`, `... of competition."`.
+SENTENCE_END = r"[.!?]+[\"'”’)\]]*(?:\s|$)|[。！？]+"
+# A line that ends in a colon introduces a list or a quotation: one sentence of prose ("Important
+# aspects of the plan are these:", "For the government of the United States of America:"); lines
+# of code that end so are not: the code patterns, a block keyword in lower case ("if x is None:",
+# "for k in keys:"), the 3-word floor ("else:").
+COLON_QUOTES = "\"“' "  # stripped from the end of a (stripped) line before looking for the colon
+CODE_BLOCK_START = r"^(?:if|elif|else|for|while|try|except|finally|with|async|def|class|match|case|switch)\b"
 # Chinese sentence ends: full-width 。！？ and the semicolon that separates a statute's clauses; the
 # half-width ?!; that Chinese text writes without a following space (exam options "...?A:...;B:").
 SENTENCE_END_CJK = r"[。！？；?!;]+"

@@ -222,7 +222,11 @@ def _line_stats(frame: pl.DataFrame, cfg: SignalConfig) -> pl.DataFrame:
     latin_sentences = pl.when(c4_kept).then(line.str.count_matches(P.SENTENCE_END).clip(lower_bound=1)).otherwise(0)
     # Latin sentences wherever they end: C4 counts only lines that end in a mark, so hard-wrapped
     # text (licences, plain-text statutes) has almost none
-    any_sentences = pl.when(~words3 | js | policy).then(0).otherwise(line.str.count_matches(P.SENTENCE_END))
+    code = line.str.contains(P.CODE_LINE_START) | pl.any_horizontal(line.str.ends_with(e) for e in P.CODE_LINE_ENDS)
+    # (an end-anchored regex scans every line: strip the quotes and test the last character instead)
+    colon_end = line.str.strip_chars_end(P.COLON_QUOTES).str.ends_with(":")
+    colon = (colon_end & ~code & ~line.str.contains(P.CODE_BLOCK_START)).cast(pl.UInt32)
+    any_sentences = pl.when(~words3 | js | policy).then(0).otherwise(line.str.count_matches(P.SENTENCE_END) + colon)
     length = line.str.len_chars()
     repeat = ~pl.struct("doc", "line").is_first_distinct()
     return lines.group_by("doc").agg(
@@ -230,9 +234,7 @@ def _line_stats(frame: pl.DataFrame, cfg: SignalConfig) -> pl.DataFrame:
         line.str.contains(P.BULLET_START).sum().alias("_bullet_lines"),
         ellipsis_end.sum().alias("_ellipsis_lines"),
         line.str.contains(P.TERMINAL_END).sum().alias("_term_lines"),
-        (line.str.contains(P.CODE_LINE_START) | pl.any_horizontal(line.str.ends_with(e) for e in P.CODE_LINE_ENDS))
-        .sum()
-        .alias("_code_lines"),
+        code.sum().alias("_code_lines"),
         (length <= short_len).sum().alias("_short_lines"),
         pl.when(pl.col("is_cjk"))
         .then(cjk_sentences)

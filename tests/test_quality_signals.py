@@ -109,6 +109,19 @@ def test_wrapped_english_sentences() -> None:
     assert s["c4_sentences"] == 0 and s["sentences"] == 2
 
 
+def test_english_sentence_ends_in_brackets_quotes_and_colons() -> None:
+    """A mark before a closing bracket or quote ends a sentence; a prose line ending in a colon (it
+    introduces a list or a quotation) is one sentence; code lines ending in a colon are not."""
+    assert row("(Leave off the ham and you call it Chicken Pontiac, says Ramsey.)")["sentences"] == 1
+    assert row('He said it was "final." The court agreed.')["sentences"] == 2
+    assert row("Important aspects of the Kennedy textile plans are these:")["sentences"] == 1
+    assert row("The purpose of this provision was thus explained in the Court's opinion: \"")["sentences"] == 1
+    assert row("Important aspects of the plan:")["c4_sentences"] == 0  # C4's own count is unchanged
+    code = "if x is None:\nfor key in sorted(keys):\nclass Reader(Base):\nelse:"
+    assert row(code)["sentences"] == 0
+    assert row("Menu: Home")["sentences"] == 0  # a colon inside a line is no sentence end
+
+
 def test_code_lines() -> None:
     code = "import os\nx = 1\ndef f():\n    return x\nThis is prose."
     assert row(code)["code_lines_frac"] == pytest.approx(3 / 5)  # import, assignment, def; not "return x"
