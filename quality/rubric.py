@@ -3,8 +3,9 @@ synthesis prompts (an ``id`` such as ``annotate.en.v1``, bumped when the wording
 file's sha256 recorded with every label, so an edited-but-not-rebumped rubric stays traceable).
 
 A rubric has a system message (the 0-5 scale), a user message with one ``{document}`` slot and
-the JSON schema of the answer: ``reasons`` then ``score`` as strings (``training.serve`` guides
-string fields only; reasons first, so a model states them before it commits to a number).
+the JSON schema of the answer: ``reasons`` (a string of at least ``minLength`` characters) then
+``score`` (an integer 0-5; ``training.serve`` guides both, so even a tiny model's answer is a
+valid score; reasons first, so a model states them before it commits to a number).
 `parse_score` turns a schema-valid answer into the integer score or says why it cannot.
 """
 
@@ -76,7 +77,8 @@ class Rubrics:
 
 def parse_score(answer: dict[str, Any]) -> tuple[int | None, str | None]:
     """(score, None) or (None, why): the score must be a whole number from 0 to `MAX_SCORE`."""
-    value = str(answer.get("score", "")).strip()
+    raw = answer.get("score", "")
+    value = "" if isinstance(raw, bool) else str(raw).strip()  # an integer, or a digit string (v1 rubrics)
     if not value.isdigit() or not 0 <= int(value) <= MAX_SCORE:
         return None, f"score {value!r} is not a whole number from 0 to {MAX_SCORE}"
     return int(value), None

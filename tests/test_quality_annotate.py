@@ -29,7 +29,7 @@ class RubricServer(FaultServer):
         if action in ("garbage", "schema"):
             return super().content(body, user, tag, action, n)
         score = re.search(r"SCORE=(\d)", user).group(1)  # type: ignore[union-attr]
-        return json.dumps({"reasons": f"Document {tag} is a court text.", "score": score})
+        return json.dumps({"reasons": f"Document {tag} is a court text.", "score": int(score)})
 
 
 def doc(tag: str, score: int, lang: str = "en", extra: str = "") -> dict[str, Any]:
@@ -75,7 +75,7 @@ def test_annotations_retries_rejects_and_cache(tmp_path: Path, monkeypatch: pyte
         rows = query(root, "SELECT doc_id, lang, score, rationale, model, prompt_id, attempts FROM quality_annotations")
         by_tag = {re.search(r"Document (\w+)", r[3]).group(1): r for r in rows}  # type: ignore[union-attr]
         assert {t: r[2] for t, r in by_tag.items()} == {"a": 5, "b": 1, "c": 4, "d": 0, "retry": 3}
-        assert by_tag["c"][5] == "annotate.zh.v1" and by_tag["a"][5] == "annotate.en.v1"  # rubric by language
+        assert by_tag["c"][5] == "annotate.zh.v2" and by_tag["a"][5] == "annotate.en.v2"  # rubric by language
         assert by_tag["retry"][6] == 3 and by_tag["a"][6] == 1
         assert {r[4] for r in rows} == {"scripted"}
         rejects = dict(query(root, "SELECT reason, tries FROM quality_annotation_rejects"))
@@ -122,7 +122,8 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
 
 
 def test_score_must_be_a_digit_from_0_to_5() -> None:
-    assert parse_score({"score": " 4 "}) == (4, None)
+    assert parse_score({"score": 4}) == (4, None) and parse_score({"score": " 4 "}) == (4, None)
+    assert parse_score({"score": True})[0] is None and parse_score({"score": -1})[0] is None
     assert parse_score({"score": "7"})[0] is None and parse_score({"score": "x"})[0] is None
 
 
