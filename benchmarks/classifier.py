@@ -10,6 +10,14 @@ half and measured on the ``heldout`` half, never tuned on it.
 thread), the quality step's ``process`` over the same real text with and without
 ``classifier:``, and the classifier's ``score`` alone; MB of UTF-8 text per CPU second.
 Run it under the heavy lock (docs/QUALITY.md).
+
+`python benchmarks/classifier.py build --mb 8 --model clf.npz`: the same, measured the way a real
+build sees it: two full builds (``python -m pipelines.build``, 1 worker, ``normalize`` then
+``quality``) of one generated JSONL input (real text only: zh_legal_dev, the bundled sample,
+zh_legal_ner_dev; repeated with a counter line to reach ``--mb``), one without and one with
+``quality: {classifier: ...}``; reads the quality step's MB in and CPU seconds from each build's
+``step_stats`` in the catalog, and prints both, the difference (the classifier's share) and its
+marginal MB/s. The task's CPU includes the model load (once per worker).
 """
 
 from __future__ import annotations
@@ -153,6 +161,64 @@ def cmd_throughput(args: argparse.Namespace) -> None:
     print(f"  classifier's share of the step: {extra:.2f} CPU s ({nbytes / 1e6 / max(extra, 1e-9):.1f} MB/s marginal)")
 
 
+def build_input(mb: float, path: Path) -> int:
+    base = [r["text"] for r in _rows(SHARED / "zh_legal_dev.jsonl")]
+    base += [r["text"] for r in _rows(ROOT / "samples" / "legal_sample.jsonl") if (r.get("text") or "").strip()]
+    if (SHARED / "zh_legal_ner_dev.jsonl").exists():
+        base += [r["text"] for r in _rows(SHARED / "zh_legal_ner_dev.jsonl")]
+    size, k = 0, 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        while size < mb * 1e6:
+            t = base[k % len(base)] + ("" if k < len(base) else f"\n{k}")
+            f.write(json.dumps({"text": t}, ensure_ascii=False) + "\n")
+            size += len(t.encode())
+            k += 1
+    return k
+
+
+def cmd_build(args: argparse.Namespace) -> None:
+    import subprocess
+
+    import duckdb
+
+    work = ROOT / "bench-data" / "classifier-build"
+    data = work / "input.jsonl"
+    docs = build_input(args.mb, data)
+    quality = {"perplexity": False, "thresholds_from": str(ROOT / "configs" / "quality")}
+    out = {}
+    for name, extra in (("without", {}), ("with classifier", {"classifier": str(Path(args.model).resolve())})):
+        root = work / name.replace(" ", "-")
+        cfg = {
+            "root": str(root),
+            "workers": 1,
+            "sources": [{"path": str(data), "source": "bench"}],
+            "steps": ["normalize", {"quality": {**quality, **extra}}],
+        }
+        config = work / f"{root.name}.yaml"
+        config.write_text(json.dumps(cfg), encoding="utf-8")  # JSON is YAML
+        env = {**os.environ, "POLARS_MAX_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+        cmd = [sys.executable, "-m", "pipelines.build", "--config", str(config), "--force"]
+        subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+        con = duckdb.connect(str(root / "catalog.duckdb"), read_only=True)
+        rows = con.execute(
+            "SELECT step, bytes_in, cpu_seconds, wall_seconds, tasks FROM step_stats WHERE run_id = "
+            "(SELECT run_id FROM runs WHERE kind = 'build' ORDER BY started_at DESC LIMIT 1) ORDER BY step_index"
+        ).fetchall()
+        con.close()
+        out[name] = {r[0]: r[1:] for r in rows}
+    print(f"{docs} documents, {args.mb:g} MB asked (zh_legal_dev, legal sample, zh_legal_ner_dev), 1 worker:")
+    for name, steps in out.items():
+        for step, (nbytes, cpu, wall, tasks) in steps.items():
+            if step in ("normalize", "quality"):
+                print(f"  {name:16s} {step:10s} {nbytes / 1e6:6.2f} MB in  {cpu:6.2f} CPU s  "
+                      f"{nbytes / 1e6 / cpu:6.2f} MB/CPU-s  (wall {wall:.2f} s, {tasks} tasks)")  # fmt: skip
+    (_, c0, *_), (b1, c1, *_) = out["without"]["quality"], out["with classifier"]["quality"]
+    extra = c1 - c0
+    print(f"  classifier's share of the quality step: {extra:.2f} CPU s of {c1:.2f} "
+          f"({b1 / 1e6 / max(extra, 1e-9):.1f} MB/CPU-s marginal)")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -161,8 +227,11 @@ def main() -> None:
     tp = sub.add_parser("throughput")
     tp.add_argument("--mb", type=float, default=16)
     tp.add_argument("--model", required=True, help="a model file (e.g. from f1 --save)")
+    bd = sub.add_parser("build")
+    bd.add_argument("--mb", type=float, default=8)
+    bd.add_argument("--model", required=True, help="a model file (python -m quality.train_classifier --out)")
     args = ap.parse_args()
-    {"f1": cmd_f1, "throughput": cmd_throughput}[args.cmd](args)
+    {"f1": cmd_f1, "throughput": cmd_throughput, "build": cmd_build}[args.cmd](args)
 
 
 if __name__ == "__main__":
