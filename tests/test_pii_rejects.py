@@ -34,13 +34,15 @@ def test_scrub_replaces_structured_values_only() -> None:
 
 def test_policies_on_reject_rows() -> None:
     df = pl.DataFrame({"doc_id": ["a", "b"], "text": [DOC, None]})
-    assert apply_rejects_text(df, "raw").equals(df)
-    assert apply_rejects_text(df, "none").get_column("text").to_list() == [None, None]
-    red = apply_rejects_text(df, "redacted").get_column("text").to_list()
+    assert apply_rejects_text(df, RejectsPolicy("raw")).equals(df)
+    assert apply_rejects_text(df, RejectsPolicy("none")).get_column("text").to_list() == [None, None]
+    red = apply_rejects_text(df, RejectsPolicy("redacted")).get_column("text").to_list()
     assert ID not in red[0] and EMAIL not in red[0] and "<PRC_ID>" in red[0] and red[1] is None
-    assert apply_rejects_text(df, "structured").equals(apply_rejects_text(df, "redacted"))  # no redactor: the same
+    assert apply_rejects_text(df, RejectsPolicy("structured")).equals(
+        apply_rejects_text(df, RejectsPolicy("redacted"))
+    )  # no redactor: the same
     with pytest.raises(ValueError, match="rejects_text must be one of"):
-        apply_rejects_text(df, "hidden")
+        apply_rejects_text(df, RejectsPolicy("hidden"))
 
 
 def test_policies_of_a_plan() -> None:

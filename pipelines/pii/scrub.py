@@ -88,12 +88,10 @@ def check_rejects_text(mode: str) -> str:
 
 
 def apply_rejects_text(
-    rejects: pl.DataFrame, policy: RejectsPolicy | str, before: pl.DataFrame | None = None
+    rejects: pl.DataFrame, policy: RejectsPolicy, before: pl.DataFrame | None = None
 ) -> pl.DataFrame:
     """Reject rows with their ``text`` column as the policy says (other columns untouched);
     ``before`` (the step's input rows) gives the redactor each document's language."""
-    if isinstance(policy, str):
-        policy = RejectsPolicy(policy)
     if policy.mode == "raw" or rejects.height == 0:
         return rejects
     if policy.mode == "none":
