@@ -1,6 +1,6 @@
 """Labelled values left after a whole build, in the final documents and in the rejects.
 
-    nice python benchmarks/pii_leaks.py [--docs 1000] [--dup 0.1] [--work /tmp/pii-leaks]
+    nice python benchmarks/pii_leaks.py [--docs 1000] [--dup 0.1] [--work /tmp/pii-leaks] [--show N]
 
 `pipelines.pii.evaluate` checks the analyzer on one text at a time; this checks the build: the
 labelled documents of `pipelines.pii.evaluate` (the Faker templates, English and Chinese, and the
@@ -44,6 +44,7 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", type=Path, help="where the root goes (default: a temporary directory)")
     p.add_argument("--rejects-text", default="redacted", choices=["redacted", "structured", "none", "raw"])
+    p.add_argument("--show", type=int, default=0, help="print up to N values left per (documents, where, type)")
     args = p.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="pii-leaks-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -81,6 +82,7 @@ def main() -> int:
     for url, step, text in rejected:
         texts.setdefault(url, []).append((f"rejects ({step})", text))
     values, left = Counter(), Counter()
+    shown: dict[tuple[str, str, str], list[str]] = {}
     for i, (group, d) in enumerate(docs):
         for where, out in texts.get(f"https://labelled.example/{i}", []):
             for entity, s, e in d.spans:
@@ -90,13 +92,25 @@ def main() -> int:
                 kind = "structured" if entity not in ("PERSON", "ADDRESS") else entity
                 values[(group, where, kind)] += 1
                 left[(group, where, kind)] += value in out
+                if value in out:
+                    shown.setdefault((group, where, kind), []).append(f"{value!r} in {_context(d.text, s, e)!r}")
     print(f"{len(docs)} labelled documents ({args.docs} Faker, {len(docs) - args.docs} varied holdout), "
           f"{sum(1 for _ in source.open())} imported; {len(final)} in final shards, {len(rejected)} rejects; "
           f"rejects_text: {args.rejects_text}")  # fmt: skip
     print(f"{'documents':<10} {'where':<32} {'values':<11} {'checked':>8} {'left':>6}")
     for key in sorted(values):
         print(f"{key[0]:<10} {key[1]:<32} {key[2]:<11} {values[key]:>8} {left[key]:>6}")
+    for key, lines in sorted(shown.items()) if args.show else ():
+        print(f"-- left in {key[0]} {key[1]} {key[2]}: {len(lines)}")
+        for line in lines[: args.show]:
+            print(f"   {line}")
     return 0
+
+
+def _context(text: str, start: int, end: int, width: int = 50) -> str:
+    return (text[max(0, start - width) : start] + "[[" + text[start:end] + "]]" + text[end : end + width]).replace(
+        "\n", " | "
+    )
 
 
 if __name__ == "__main__":
