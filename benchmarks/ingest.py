@@ -39,9 +39,7 @@ def single_process(paths: list[Path], out: Path, work_shard_bytes: int) -> pl.Da
     """The previous ingest: sequential, a set of all ids in one process, one work-shard writer."""
     seen: set[str] = set()
     kept = []
-    writer = ShardWriter(
-        out, BASE_SCHEMA, target_bytes=work_shard_bytes, compression=WORK_COMPRESSION, size_basis="memory"
-    )
+    writer = ShardWriter(out, BASE_SCHEMA, target_bytes=work_shard_bytes, compression=WORK_COMPRESSION)
     for path in paths:
         df = pl.from_arrow(conform(read_table(path), BASE_SCHEMA, origin=str(path)))
         ids = []

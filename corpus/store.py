@@ -14,7 +14,6 @@ import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pyarrow as pa
@@ -196,7 +195,7 @@ def file_mismatch(path: Path, size: int | None, checksum: str) -> tuple[str, str
 
 class ShardWriter:
     """Streams tables into ``<prefix>-NNNNN.parquet`` files of about ``target_bytes`` on disk
-    (``size_basis="memory"``: of Arrow data, for work shards, where the unit is work, not bytes).
+    (work shards are cut by `balanced_slices` instead, where the unit is work, not bytes).
 
     Rows are buffered up to one row group (``row_group_bytes`` in memory), so memory stays
     bounded whatever the input size; a file is renamed into place only when complete. Output
@@ -212,11 +211,9 @@ class ShardWriter:
         row_group_bytes: int = DEFAULT_ROW_GROUP_BYTES,
         prefix: str = "part",
         compression: str = COMPRESSION,
-        size_basis: Literal["disk", "memory"] = "disk",
     ) -> None:
         self.directory = directory
         self.compression = compression
-        self.size_basis = size_basis
         self.schema = schema
         self.target_bytes = target_bytes
         self.row_group_bytes = min(row_group_bytes, max(1, target_bytes // 2))
@@ -228,7 +225,6 @@ class ShardWriter:
         self._writer: pq.ParquetWriter | None = None
         self._tmp: Path | None = None
         self._file_rows = 0
-        self._file_mem_bytes = 0
 
     def write(self, table: pa.Table) -> None:
         if table.num_rows == 0:
@@ -257,11 +253,9 @@ class ShardWriter:
                 return
             self._open().write_table(group, row_group_size=group.num_rows)
             self._file_rows += group.num_rows
-            self._file_mem_bytes += group.nbytes
             start += group.num_rows
             assert self._tmp is not None
-            size = self._tmp.stat().st_size if self.size_basis == "disk" else self._file_mem_bytes
-            if size >= self.target_bytes:
+            if self._tmp.stat().st_size >= self.target_bytes:
                 self._finish_file()
 
     def _open(self) -> pq.ParquetWriter:
@@ -286,7 +280,7 @@ class ShardWriter:
         os.replace(self._tmp, path)
         self.paths.append(path)
         self.rows.append(self._file_rows)
-        self._writer, self._tmp, self._file_rows, self._file_mem_bytes = None, None, 0, 0
+        self._writer, self._tmp, self._file_rows = None, None, 0
 
 
 def replace_dir(staging: Path, target: Path) -> None:
