@@ -11,6 +11,10 @@ templates and its people) was seen while tuning on the ``tune`` half:
     pip download --no-deps presidio-evaluator==0.3.2 -d /tmp/pe
     python benchmarks/make_en_pii_set.py /tmp/pe/presidio_evaluator-0.3.2-py3-none-any.whl
 
+``--seed`` (default 18, the committed set) draws other identities and values for the same
+templates and splits, e.g. a fresh holdout no one has read: ``--seed 2027 --out /tmp/fresh.jsonl``
+then ``python -m pipelines.pii.evaluate --varied /tmp/fresh.jsonl``.
+
 Phones are the identity's own national number (no country code) or a Faker number of one of
 twelve locales (national formats); 5% of sentences are lower-cased, as in presidio's generator.
 """
@@ -122,14 +126,15 @@ def main() -> None:
     p.add_argument("wheel", type=Path, help="presidio_evaluator-*.whl")
     p.add_argument("--per-template", type=int, default=10, help="sentences per template (holdout: twice)")
     p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--seed", type=int, default=18, help="18: the committed set; another: fresh values")
     args = p.parse_args()
     with zipfile.ZipFile(args.wheel) as z:
         lines = z.read(RAW + "templates.txt").decode("utf-8").splitlines()
         templates = [t.strip().replace("\\n", "\n") for t in lines if t.strip()]  # "\n" written out in the file
         people = list(csv.DictReader(io.StringIO(z.read(RAW + "FakeNameGenerator.com_3000.csv").decode("utf-8-sig"))))
-    r = random.Random(18)
+    r = random.Random(args.seed)
     fk = Faker("en_US")
-    fk.seed_instance(18)
+    fk.seed_instance(args.seed)
     n = len(people)
     parts = {"tune": people[: n // 2], "dev": people[n // 2 : 3 * n // 4], "holdout": people[3 * n // 4 :]}
     rows = []

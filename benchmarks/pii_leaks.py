@@ -31,7 +31,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipelines.pii.evalset import generate
-from pipelines.pii.evaluate import varied_docs
+from pipelines.pii.evaluate import EN_VARIED, varied_docs
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKED = {"EMAIL", "PHONE", "PRC_ID", "CREDIT_CARD", "IBAN", "IP_ADDRESS", "PERSON", "ADDRESS"}
@@ -44,12 +44,13 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", type=Path, help="where the root goes (default: a temporary directory)")
     p.add_argument("--rejects-text", default="redacted", choices=["redacted", "structured", "none", "raw"])
+    p.add_argument("--varied", type=Path, default=EN_VARIED, help="the varied set (make_en_pii_set.py --seed)")
     p.add_argument("--show", type=int, default=0, help="print up to N values left per (documents, where, type)")
     args = p.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="pii-leaks-"))
     work.mkdir(parents=True, exist_ok=True)
     docs = [(f"faker-{d.lang}", d) for d in generate(args.docs, args.seed)] + [
-        ("en-varied", d) for d in varied_docs("holdout")
+        ("en-varied", d) for d in varied_docs("holdout", args.varied)
     ]
     rng = random.Random(args.seed)
     source = work / "labelled.jsonl"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pipelines.pii.en import company_spans, pair_names, propagate
-from pipelines.pii.en_address import address_findings
+from pipelines.pii.en_address import address_findings, street_name_findings
 from pipelines.pii.engine import _SPACY_CACHES, analyze_texts
 from pipelines.pii.gate import SentenceCache, en_candidate, en_sentence_spans, zh_candidate
 from pipelines.pii.recognizers import Finding
@@ -74,6 +74,38 @@ def test_english_addresses() -> None:
     text = "Mrs. Katrine Knudsen Suite 159 667 Williams Shoals"
     people = [text[f.start : f.end] for f in analyze_texts([text], ["en"])[0] if f.entity == "PERSON"]
     assert people == ["Katrine Knudsen"]
+
+
+def test_street_names_without_a_number() -> None:
+    def found(text: str) -> list[tuple[str, int, int]]:
+        return [(text[f.start : f.end], f.start, f.end) for f in street_name_findings(text)]
+
+    text = "Ask the driver to stop at the corner of Elm St. and 3rd Ave. please."
+    assert found(text) == [("Elm St.", 40, 47), ("3rd Ave.", 52, 60)]
+    text = "The bus station is on Kathryn Pines"  # a USPS type that is also a word: after "on"
+    assert found(text) == [("Kathryn Pines", 22, 35)]
+    assert [v for v, _, _ in found("Turn onto Main Street. Then take Route 66 west.")] == ["Main Street", "Route 66"]
+    assert [v for v, _, _ in found("Søren lives on Moore Road street.")] == ["Moore Road", "Moore Road street"]
+    assert [v for v, _, _ in found("Pedestrians must enter on Antonio Springs St. the first months")] == [
+        "Antonio Springs St."
+    ]
+    for text in (
+        "He read the Wall Street Journal, then walked down Wall Street.",  # a newspaper, a market
+        "We flew to St. Louis and saw St. Mary's church.",  # saints
+        "Dr. Smith and Dr. Jones agreed.",  # doctors
+        "The Supreme Court and the High Court disagreed on Central Park.",  # courts, a park
+        "Support lead: Sandra Lane (debbie40@hotmail.com)",  # a person named like a street
+        "Charleston Road Registry Inc. runs the zone.",  # a company
+        "Upload it to Google Drive; the Milky Way is far.",
+        "a london street, all lower case: the corner of elm st. and 3rd ave.",  # lower-case: no bare streets
+        "A London street festival",
+    ):
+        assert found(text) == [], text
+    # in a whole analysis a street is an ADDRESS, also in sentences the NER gate skips, and
+    # "Sandra Lane" stays a person
+    text = "Turn onto Main Street. Support lead: Sandra Lane."
+    got = {(f.entity, text[f.start : f.end]) for f in analyze_texts([text], ["en"])[0]}
+    assert ("ADDRESS", "Main Street") in got and ("PERSON", "Sandra Lane") in got
 
 
 def test_name_rules() -> None:

@@ -24,13 +24,19 @@ RECOGNIZER_NAMES = {s.name for s in SPECS} | {
 CONTACTS = "\n".join(
     f"张{i} 13{i}1234567{i} zhang{i}@163.com 11010519491231002X" for i in range(8)
 )  # a leaked contact list: mostly PII
+STREETS = (
+    "The note on the kitchen table said to meet at the corner of Elm St. and 3rd Ave. at noon, "
+    "and to bring the blue folder from the office."
+)  # street names without a house number
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("pii_build")
     extra = tmp / "extra.jsonl"
-    extra.write_text(json.dumps({"text": CONTACTS, "lang": "zh", "url": "https://leak.example/list"}) + "\n")
+    rows = [{"text": CONTACTS, "lang": "zh", "url": "https://leak.example/list"}]
+    rows += [{"text": STREETS, "lang": "en", "url": f"https://streets.example/{i}"} for i in range(2)]  # 2nd: a dup
+    extra.write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg_path = tmp / "build.yaml"
     cfg_path.write_text(
         f"""
@@ -91,6 +97,16 @@ def test_counts_column_findings_table_and_no_leak(built: Path) -> None:
     texts = [r[0] for r in con.sql("SELECT text FROM documents").fetchall()]
     assert scan_structured(texts) == [[] for _ in texts]
     assert sum("<EMAIL>" in t for t in texts) >= 10 and not any("@gmail.com" in t for t in texts)
+
+
+def test_street_names_without_a_number_redacted_in_documents_and_rejects(built: Path) -> None:
+    con = duckdb.connect(str(built / "catalog.duckdb"), read_only=True)
+    kept = con.sql("SELECT text FROM documents WHERE text LIKE '%kitchen table%'").fetchall()
+    rejected = con.sql("SELECT step, text FROM rejects WHERE text LIKE '%kitchen table%'").fetchall()
+    assert len(kept) == 1 and [r[0] for r in rejected] == ["exact_dedup"]  # the copy: rejected before pii_redact
+    for text in (kept[0][0], rejected[0][1]):
+        assert "the corner of <ADDRESS> and <ADDRESS> at noon" in text, text
+        assert "Elm" not in text and "3rd" not in text
 
 
 def test_dense_document_rejected_with_reason(built: Path) -> None:

@@ -287,6 +287,7 @@ def drop_non_names(text: str, findings: list[Finding], ents: Sequence[tuple[str,
     """PERSON findings that are a country or language name go; a name-list finding (not spaCy's,
     not after a cue) inside what spaCy tagged an organisation, nationality, product or work
     ("from Jacobs", "Robinson Furniture") goes too."""
+    from pipelines.pii.en_address import person_named_like_street
     from pipelines.pii.engine import OTHER_LABELS
 
     others = [(s, e) for label, s, e in ents if label in OTHER_LABELS]
@@ -304,7 +305,7 @@ def drop_non_names(text: str, findings: list[Finding], ents: Sequence[tuple[str,
             value = text[f.start : f.end]
             if value.casefold() in not_names or _STREET_AFTER.match(text, f.end) or _NOT_IN_NAME.search(value):
                 continue
-            if _STREET_END.search(text, f.start, f.end):
+            if _STREET_END.search(text, f.start, f.end) and not person_named_like_street(text, f.start, f.end):
                 continue
             if any(s <= f.start and f.end <= e for s, e in companies):
                 continue

@@ -123,7 +123,31 @@ def address_findings(text: str, lower: bool | None = None) -> list[Finding]:
             while end > m.start() and text[end - 1] in " \t,":
                 end -= 1
             spans.add((m.start(), end))
+    spans |= _block_postcodes(text, spans)
     return [Finding("ADDRESS", s, e, "en_address", ADDRESS_SCORE) for s, e in sorted(spans)]
+
+
+# the last line of a multi-line address: "Estonia 92984", "Hvammstangi KY 98405", "03727"
+_LINE_POSTCODE = re.compile(rf"(?m)^[ \t>]*(?:[^\n\d]{{0,40}}?[ \t,])?({_POSTCODE})[ \t]*$")
+_BLOCK_REACH, _BLOCK_LINE = 200, 50  # how far after an address, how long the lines in between
+
+
+def _block_postcodes(text: str, spans: set[tuple[int, int]]) -> set[tuple[int, int]]:
+    """Postcodes ending a short line that follows an address found above it within a few short
+    lines (a multi-line address block): the street line is found, then the town, the country and
+    the postcode are separate lines that no street pattern reaches."""
+    if not spans:
+        return set()
+    ends = sorted(e for _, e in spans)
+    out = set()
+    for m in _LINE_POSTCODE.finditer(text, ends[0]):
+        before = [e for e in ends if e <= m.start(1) and m.start(1) - e <= _BLOCK_REACH]
+        if not before or any(a <= m.start(1) and m.end(1) <= b for a, b in spans):
+            continue
+        lines = text[before[-1] : m.start(1)].split("\n")
+        if 1 < len(lines) <= 6 and all(len(line) <= _BLOCK_LINE for line in lines):
+            out.add(m.span(1))
+    return out
 
 
 _DIGITS = re.compile(r"\d+")
@@ -150,8 +174,20 @@ def _around_digits(pattern: re.Pattern[str], text: str) -> list[re.Match[str]]:
     return out
 
 
-def en_address_findings(texts: Sequence[str], *, lower: Sequence[bool] | None = None) -> list[list[Finding]]:
-    return [address_findings(t, lower[i] if lower is not None else None) for i, t in enumerate(texts)]
+def en_address_findings(
+    texts: Sequence[str], *, lower: Sequence[bool] | None = None, full: Sequence[str] | None = None
+) -> list[list[Finding]]:
+    """Per text, numbered addresses (`address_findings`) and street names without a number
+    (`street_name_findings`). ``texts`` may be views in which the sentences the NER gate rejected
+    are blanked; addresses are then looked for in ``full[i]``, the whole text: they need no model,
+    and "Turn onto Main Street." or a lower-case "suite 600" line has no word the gate would send
+    to NER."""
+    out = []
+    for i, t in enumerate(texts):
+        low = lower[i] if lower is not None else None
+        whole = full[i] if full is not None else t
+        out.append(address_findings(whole, low) + street_name_findings(whole, low))
+    return out
 
 
 def yield_to_addresses(text: str, findings: list[Finding]) -> list[Finding]:
@@ -182,3 +218,139 @@ def yield_to_addresses(text: str, findings: list[Finding]) -> list[Finding]:
         if any(c.isalpha() for c in text[start:end]):
             out.append(f._replace(start=start, end=end))
     return out
+
+
+# -- street names without a house number ("at the corner of Elm St. and 3rd Ave.", "lives on Moore Road")
+# A street type that names a street on its own after one to four capitalised words (or an ordinal,
+# "5th Ave."); the other USPS types ("Pines", "Ford", "Park", "Court", "Square") are ordinary words
+# and surnames too, so they count only right after a street context ("on", "corner of").
+BARE_TYPES = "Street Avenue Road Boulevard Lane Drive Terrace Parkway Highway Expressway Freeway Turnpike".split()
+BARE_ABBREVIATIONS = "St Ave Av Rd Blvd Ln Dr Ter Terr Tce Pkwy Hwy Expy Fwy".split()  # with or without "."
+_BARE_LOWER = "street|road|avenue|lane|boulevard|drive"  # "lives on Moore Road street" (cased text)
+# a street context just before the name: raises the score; the weak types need one of the first kind
+_STREET_CONTEXT = re.compile(
+    r"(?i:(?:corner|intersection|junction|crossing) of|(?:on|at) the corner of|lives? on|lived on|living on"
+    r"|located on|situated on|on|onto|off|along|down|up|via|between)[ \t]+(?:the[ \t]+)?$"
+)
+_NEAR_CONTEXT = re.compile(r"(?i:at|near|from|to|and|in|into|cross|past|by)[ \t]+(?:the[ \t]+)?$")
+BARE_SCORE, BARE_CONTEXT_SCORE = 0.7, ADDRESS_SCORE
+_SURNAME_TYPES = frozenset([*BARE_TYPES, "Court", "Way", "Place", "Ford", "Hill", "Park"])  # also surnames
+# well-known non-addresses: a market, a show, a government, a galaxy, a song, a storage service
+NOT_STREETS = frozenset(
+    """wall street|sesame street|downing street|fleet street|easy street|milky way|abbey road|penny lane
+    |memory lane|lovers lane|lover's lane|google drive|test drive|hard drive|flash drive|disk drive|silk road
+    |yellow brick road|information superhighway|one way|no way""".replace("\n", "").split("|")
+)
+# USPS types that after "on" name an organisation or a building far more often than a street
+# ("the Treaty on European Union", "on Penn Station"): with a house number only
+NOT_WEAK_TYPES = frozenset("Union Unions Club Center Centers Station Mall Lodge Camp Fort Port Ports".split())
+NUMBERED_ROAD = re.compile(
+    r"(?<![A-Za-z])(?:Route|Highway|Hwy\.?|Interstate|State Route|County Road|US Route|U\.S\. Route)[ \t]+"
+    r"\d{1,4}[A-Z]?(?![0-9A-Za-z])"
+)
+
+
+@cache
+def _bare_regexes() -> tuple[re.Pattern[str], re.Pattern[str]]:
+    strong = "|".join(sorted(BARE_TYPES, key=len, reverse=True))
+    abbreviated = "|".join(sorted(BARE_ABBREVIATIONS, key=len, reverse=True))
+    weak_types = set(STREET_TYPES) - set(BARE_TYPES) - set(BARE_ABBREVIATIONS) - NOT_WEAK_TYPES
+    weak = "|".join(sorted(weak_types, key=len, reverse=True))
+    suffix = re.compile(
+        rf"(?<![{_L}'’\-])(?:(?P<strong>{strong}|(?:{abbreviated})(?P<dot>\.)?)|(?P<lower>{_BARE_LOWER})"
+        rf"|(?P<weak>{weak}))(?![{_L}'’\-])"
+    )
+    word = rf"(?:[A-Z][{_L}'’\-]*|\d{{1,3}}(?:st|nd|rd|th))"
+    name = re.compile(rf"(?<![{_L}0-9'’\-.])((?:{word}[ \t]+){{1,4}})$")
+    return suffix, name
+
+
+@cache
+def _function_words() -> frozenset[str]:
+    from pipelines.pii.engine import import_spacy
+
+    import_spacy()
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    return frozenset(STOP_WORDS)
+
+
+def street_name_findings(text: str, lower: bool | None = None) -> list[Finding]:
+    """ADDRESS findings for street names without a house number in cased English text: one to four
+    capitalised words (or an ordinal) and a street type ("Elm St.", "5th Ave.", "Moore Road street"),
+    numbered roads ("Route 66"). Not a street: a known non-address ("Wall Street", "Milky Way"), a
+    name that goes on into a longer proper name ("Wall Street Journal", "Charleston Road Registry"),
+    "St."/"Dr." before a name (a saint, a doctor), a given name + a surname that is also a street type
+    without street context ("Sandra Lane": a person). Lower-case texts: none (any word may be a name)."""
+    if (text.lower() == text) if lower is None else lower:
+        return []
+    suffix, name = _bare_regexes()
+    function = _function_words()
+    out = []
+    for m in suffix.finditer(text):
+        kind = "strong" if m.group("strong") else "lower" if m.group("lower") else "weak"
+        before = name.search(text, max(0, m.start() - 80), m.start())
+        if before is None:
+            continue
+        words = before.group(1).split()
+        while words and words[0].casefold() in function:
+            words.pop(0)
+        if len(words) > 1 and _sentence_initial(
+            text, m.start() - len(before.group(1)) + before.group(1).index(words[0])
+        ):
+            if words[0].casefold() in _common():
+                words.pop(0)  # "Cross Elm St.": a capitalised verb opening the sentence
+        if not words:
+            continue
+        start = m.start() - len(before.group(1)) + before.group(1).index(words[0])
+        end = m.end()
+        value = text[start:end]
+        context = text[max(0, start - 40) : start]
+        strong_context = _STREET_CONTEXT.search(context) is not None
+        near = strong_context or _NEAR_CONTEXT.search(context) is not None
+        follower = re.match(rf"[ \t]+([A-Z][{_L}'’\-]*)", text[end : end + 40])
+        if follower and follower.group(1).casefold() not in function:
+            continue  # "Wall Street Journal", "St. Louis", "Dr. Smith", "Abbey Road Studios"
+        if re.sub(r"\s+", " ", value).rstrip(".").casefold() in NOT_STREETS:
+            continue
+        if kind == "weak" and (not strong_context or words[0].casefold() in _common()):
+            continue  # "on Kathryn Pines" is a street, "on Central Park", "on Long Island" are places
+        if kind == "lower" and not (strong_context or words[-1].casefold() in _street_type_words()):
+            continue  # "a London street"; "Shawn Canyon street", "lives on Donna Fork street" are streets
+        if kind == "strong" and person_named_like_street(text, start, end):
+            continue  # "Sandra Lane", "Nathan Lane": a person unless the context says street
+        out.append(Finding("ADDRESS", start, end, "en_address", BARE_CONTEXT_SCORE if near else BARE_SCORE))
+    for m in NUMBERED_ROAD.finditer(text):
+        out.append(Finding("ADDRESS", m.start(), m.end(), "en_address", BARE_SCORE))
+    return out
+
+
+def person_named_like_street(text: str, start: int, end: int) -> bool:
+    """``text[start:end]`` is a listed given name and a listed surname that is also a street type
+    ("Sandra Lane", "Margaret Court"), not after a street context ("lives on"): a person."""
+    from pipelines.pii.en import name_lists
+
+    words = text[start:end].split()
+    if len(words) != 2 or words[1] not in _SURNAME_TYPES:
+        return False
+    given, family = name_lists()
+    if words[0].casefold() not in given or words[1].casefold() not in family:
+        return False
+    return _STREET_CONTEXT.search(text[max(0, start - 40) : start]) is None
+
+
+def _sentence_initial(text: str, pos: int) -> bool:
+    before = text[max(0, pos - 3) : pos].rstrip(" \t")
+    return not before or before[-1] in '.!?\n"“:;'
+
+
+@cache
+def _common() -> frozenset[str]:
+    from pipelines.pii.gate import common_words
+
+    return common_words()
+
+
+@cache
+def _street_type_words() -> frozenset[str]:
+    return frozenset(w.casefold() for w in STREET_TYPES)

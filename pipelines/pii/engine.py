@@ -186,12 +186,17 @@ def ner_findings(
 
         spans = candidate_spans(texts, gate=gate, chunk_chars=chunk_chars)
         ents = spacy_entities(texts, spans, model=model, batch_size=batch_size)
-        # the name and address regexes see only the candidate sentences (the rest blanked)
+        # the name and numbered-address regexes see only the candidate sentences (the rest blanked);
+        # street names without a number are looked for in the whole text
         views = [masked(t, sp) for t, sp in zip(texts, spans, strict=True)]
         lower = [t.lower() == t for t in texts]
         out = []
         for text, e, names, addresses in zip(
-            texts, ents, en_findings(views, ents, lower=lower), en_address_findings(views, lower=lower), strict=True
+            texts,
+            ents,
+            en_findings(views, ents, lower=lower),
+            en_address_findings(views, lower=lower, full=texts),
+            strict=True,
         ):
             people = drop_non_names(text, merge_people(spacy_findings(e) + names), e)
             out.append(propagate(text, yield_to_addresses(text, people + addresses)))

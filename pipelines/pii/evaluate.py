@@ -135,18 +135,18 @@ def varied_docs(split: str = "holdout", path: Path = EN_VARIED) -> list[Labelled
     return docs
 
 
-def evaluate_varied(split: str = "holdout", *, ner: bool = True, gate: bool = True) -> Report:
-    rep = _run(varied_docs(split), ner=ner, gate=gate)
+def evaluate_varied(split: str = "holdout", *, ner: bool = True, gate: bool = True, path: Path = EN_VARIED) -> Report:
+    rep = _run(varied_docs(split, path), ner=ner, gate=gate)
     return _regroup(rep, "en-varied")
 
 
-def evaluate_presidio_varied(split: str = "holdout") -> Report:
+def evaluate_presidio_varied(split: str = "holdout", path: Path = EN_VARIED) -> Report:
     """presidio's default AnalyzerEngine (its recognizers + the same spaCy model) on the varied set."""
     from pipelines.pii.presidio_bridge import presidio_default_analyzer
 
     analyzer = presidio_default_analyzer()
     names = {"PHONE_NUMBER": "PHONE", "EMAIL_ADDRESS": "EMAIL", "IBAN_CODE": "IBAN"}
-    docs = varied_docs(split)
+    docs = varied_docs(split, path)
     found = [
         [
             Finding(names.get(r.entity_type, r.entity_type), r.start, r.end, "presidio", r.score)
@@ -296,17 +296,19 @@ def main() -> None:
     p.add_argument("--split", choices=VARIED_SPLITS, default="holdout", help="part of the English varied set")
     p.add_argument("--errors", type=int, default=0, help="print N errors per type of the tune/dev part and exit")
     p.add_argument("--presidio", action="store_true", help="also score presidio's default analyzer (slow import)")
+    p.add_argument("--varied", type=Path, default=EN_VARIED, help="another varied set (make_en_pii_set.py --seed)")
     args = p.parse_args()
     if args.errors:
         print("\n".join(varied_errors(args.split, args.errors)))
         return
     print("== Faker templates (en, zh incl. court parties and Traditional appeals)")
     print(format_report(evaluate(args.docs, ner=not args.no_ner, seed=args.seed, gate=not args.no_gate)))
-    print(f"\n== English varied set ({args.split} part; presidio-research templates, FakeNameGenerator identities)")
-    print(format_report(evaluate_varied(args.split, ner=not args.no_ner, gate=not args.no_gate)))
+    print(f"\n== English varied set ({args.split} part of {args.varied.name}; presidio-research templates, "
+          "FakeNameGenerator identities)")  # fmt: skip
+    print(format_report(evaluate_varied(args.split, ner=not args.no_ner, gate=not args.no_gate, path=args.varied)))
     if args.presidio:
         print("\n== presidio default AnalyzerEngine on the same half")
-        print(format_report(evaluate_presidio_varied(args.split)))
+        print(format_report(evaluate_presidio_varied(args.split, args.varied)))
     if ZH_REAL.exists():
         print("\n== real Chinese court sentences (" + str(ZH_REAL.resolve()) + ")")
         print("\n".join(evaluate_zh_real(gate=not args.no_gate).lines()))
