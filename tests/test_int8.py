@@ -1,6 +1,7 @@
 """`training.int8`: weight-only int8 linears (per-channel scales, torch's ``_weight_int8pack_mm``,
-GPTQ rounding): every linear replaced, the tied embedding left intact, and the logits of a tiny
-random-init Llama kept close to fp32's (SmolLM2-135M's numbers are in docs/SERVING.md)."""
+a bf16 GEMM for prompts, GPTQ rounding): every linear replaced, the tied embedding int8 too (its
+own per-row copy, or the head's matrix shared), and the logits of a tiny random-init Llama kept
+close to fp32's (SmolLM2-135M's numbers are in docs/SERVING.md)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ from serve_support import tiny_tokenizer
 
 torch = pytest.importorskip("torch")
 
-from training.int8 import CALIBRATION, Int8Linear, quantize_int8, quantize_weight  # noqa: E402
+from training.int8 import (  # noqa: E402
+    CALIBRATION,
+    PREFILL_ROWS,
+    Int8Embedding,
+    Int8Linear,
+    quantize_int8,
+    quantize_weight,
+)
 
 # Relative RMS logit error (RMS of the difference / std of the fp32 logits) and top-1 agreement
 # allowed on the tiny Llama; measured 2026-12-02: about 5e-3 and 1.0 for both roundings.
@@ -74,17 +82,43 @@ def test_gptq_lowers_the_output_error_on_its_calibration_inputs():
     assert errors["gptq"] < 0.5 * errors["nearest"], errors
 
 
+@pytest.mark.parametrize("share", [False, True], ids=["own-embedding", "shared-embedding"])
 @pytest.mark.parametrize("calibrated", [False, True], ids=["nearest", "gptq"])
-def test_int8_model_keeps_fp32_logits_and_the_tied_embedding(reference, tokenizer, calibrated):
+def test_int8_model_keeps_fp32_logits_and_quantises_the_tied_embedding(reference, tokenizer, calibrated, share):
     model = copy.deepcopy(reference)
     assert model.lm_head.weight is model.model.embed_tokens.weight  # the premise: tied
     embedding = reference.model.embed_tokens.weight.detach().clone()
-    quantize_int8(model, tokenizer if calibrated else None)
-    assert not any(isinstance(m, torch.nn.Linear) for m in model.modules())
-    assert isinstance(model.lm_head, Int8Linear) and model.lm_head.weight.dtype == torch.int8
-    assert torch.equal(model.model.embed_tokens.weight, embedding)  # quantising the head left it alone
+    quantize_int8(model, tokenizer if calibrated else None, share_tied=share)
+    assert not any(isinstance(m, torch.nn.Linear | torch.nn.Embedding) for m in model.modules())
+    head, emb = model.lm_head, model.model.embed_tokens
+    assert isinstance(head, Int8Linear) and head.weight.dtype == torch.int8
+    assert isinstance(emb, Int8Embedding) and emb.weight.dtype == torch.int8
+    # no fp32 copy of the embedding/head survives: every floating tensor left is a norm or a scale
+    assert all(t.dtype == torch.int8 or t.dim() == 1 for t in model.state_dict().values())
+    if share:  # one int8 matrix and one set of scales serve the lookup and the head
+        assert emb.weight.data_ptr() == head.weight.data_ptr() and emb.scales.data_ptr() == head.scales.data_ptr()
+    else:  # the lookup's own per-row copy, rounded to nearest
+        assert emb.weight.data_ptr() != head.weight.data_ptr()
+        step = emb.scales.float()[:, None]
+        assert float(((emb.weight.float() * step - embedding) / step).abs().max()) <= 0.5 + 1e-3
+    ids = torch.tensor([[3, 7, 3]])
+    want = embedding[ids]
+    assert float((emb(ids) - want).abs().max()) <= float(emb.scales.float().max()) * (0.5 if not share else 3)
     rel, top1 = _agreement(reference, model, tokenizer)
     assert rel < REL_RMS and top1 >= TOP1, (rel, top1)
+
+
+def test_prompts_take_the_bf16_gemm_and_agree_with_the_kernel():
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(96, 40, bias=False)
+    q = Int8Linear.from_linear(linear)
+    x = torch.randn(PREFILL_ROWS + 5, 96)
+    with torch.no_grad():
+        want = torch.nn.functional.linear(x, q.dequantized())
+        kernel = torch.cat([q(row[None]) for row in x])  # one row at a time: the int8 kernel
+        gemm = q(x)  # a prompt's rows at once: the bf16 GEMM
+    for got in (kernel, gemm):
+        assert float((got - want).abs().max() / want.abs().max()) < 1e-2
 
 
 def test_calibration_text_is_not_the_measured_prompts():

@@ -60,6 +60,30 @@ CALIBRATION = (
 
 _ACT = torch.bfloat16  # the activations' dtype in the kernel: its fp32 path is unvectorised (~10x slower)
 
+# From this many rows (a prompt's prefill) a linear casts its int8 weight to bf16 and runs a bf16
+# GEMM instead of ``_weight_int8pack_mm``, whose cost grows with the rows as a GEMV's does:
+# SmolLM2's 1536x576 at 160 rows takes 2.1 ms in the kernel, 0.43 ms cast + GEMM, 0.96 ms fp32;
+# below ~16 rows the kernel wins (`benchmarks/int8_kernels.py`). The cast is transient (one
+# layer's weight in bf16 at a time).
+PREFILL_ROWS = 24
+
+
+class Int8Embedding(nn.Module):
+    """Rows of an int8 matrix times their per-row scale: the input embedding of a model whose LM
+    head is tied to it, reading the head's own int8 weight and scales (one copy for both)."""
+
+    def __init__(self, weight: torch.Tensor, scales: torch.Tensor) -> None:
+        super().__init__()
+        self.num_embeddings, self.embedding_dim = weight.shape
+        self.register_buffer("weight", weight)
+        self.register_buffer("scales", scales)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.weight[ids].float() * self.scales[ids].float().unsqueeze(-1)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_embeddings}, {self.embedding_dim}, int8 per-row"
+
 
 class Int8Linear(nn.Module):
     """``y = x @ (weight * scales[:, None]).T + bias``: int8 weights, one scale per output channel."""
@@ -81,7 +105,10 @@ class Int8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, self.in_features).to(_ACT).contiguous()
-        y = torch.ops.aten._weight_int8pack_mm(flat, self.weight, self.scales)
+        if flat.shape[0] < PREFILL_ROWS:
+            y = torch.ops.aten._weight_int8pack_mm(flat, self.weight, self.scales)
+        else:  # a prompt: bf16 GEMM (oneDNN) on the int8 values (exact in bf16), scaled after
+            y = torch.nn.functional.linear(flat, self.weight.to(_ACT)).float() * self.scales.float()
         y = y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
         return y if self.bias is None else y + self.bias.to(y.dtype)
 
@@ -167,17 +194,77 @@ def _hessians(model: nn.Module, names: set[str], prompts: list[list[int]]) -> di
     return sums
 
 
-def quantize_int8(model: Any, tokenizer: Any = None, *, chunk_bytes: int = 96 << 20) -> Any:
+def _tied_head(model: Any) -> bool:
+    get_in, get_out = getattr(model, "get_input_embeddings", None), getattr(model, "get_output_embeddings", None)
+    if get_in is None or get_out is None:
+        return False
+    emb, head = get_in(), get_out()
+    return (
+        isinstance(emb, nn.Embedding)
+        and isinstance(head, nn.Linear)
+        and head.bias is None
+        and head.weight.data_ptr() == emb.weight.data_ptr()
+        and head.weight.shape == emb.weight.shape
+    )
+
+
+def _quantize_chunk(chunk: list[tuple[nn.Module, str, str]], hessians: dict[str, torch.Tensor]) -> None:
+    """Replace the chunk's linears; those with the same Hessian (the same input: q/k/v, gate/up)
+    are rounded together as one matrix (GPTQ treats rows independently, so nothing changes but
+    the number of column passes)."""
+    groups: list[tuple[torch.Tensor | None, list[tuple[nn.Module, str, str]]]] = []
+    for target in chunk:
+        h = hessians.pop(target[2], None)
+        for hg, members in groups:
+            if h is not None and hg is not None and hg.shape == h.shape and torch.equal(hg, h):
+                members.append(target)
+                break
+        else:
+            groups.append((h, [target]))
+    for h, members in groups:
+        linears = [getattr(parent, attr) for parent, attr, _ in members]
+        weight = torch.cat([lin.weight.detach().float() for lin in linears]) if len(linears) > 1 else None
+        q, scales = quantize_weight(linears[0].weight.detach() if weight is None else weight, h)
+        del weight
+        start = 0
+        for (parent, attr, _), lin in zip(members, linears, strict=True):
+            stop = start + lin.out_features
+            setattr(parent, attr, Int8Linear(q[start:stop], scales[start:stop], lin.bias))
+            start = stop
+        del linears, q, scales, h
+
+
+def release_memory() -> None:
+    """Collect the replaced fp32 modules (reference cycles) and hand freed heap back to the OS
+    (glibc keeps large freed blocks in its arenas, ~100 MiB after quantising SmolLM2-135M)."""
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
+
+
+def quantize_int8(model: Any, tokenizer: Any = None, *, chunk_bytes: int = 96 << 20, share_tied: bool = False) -> Any:
     """Every ``nn.Linear`` of ``model`` becomes an `Int8Linear`, in place; rounded with GPTQ on
-    `CALIBRATION` when a tokenizer is given, else to nearest. Embeddings and norms stay fp32.
+    `CALIBRATION` when a tokenizer is given, else to nearest. A tied input embedding becomes an
+    `Int8Embedding` over the LM head's int8 weight and scales (one int8 copy serves both, as one
+    fp32 copy did); an untied embedding and the norms stay fp32.
 
     Calibration runs the model over the text once per chunk of layers whose Hessians fit in
     ``chunk_bytes`` (later chunks see the already-quantised earlier ones, as GPTQ does layer by layer).
 
     The fp32 weights that ``from_pretrained`` loads are views into the memory-mapped safetensors
-    file; the embedding and norms that stay fp32 would keep the whole mapping alive (the int8
-    server then resident at 1.27x the fp32 one), so they are copied out of it and the replaced
-    modules collected."""
+    file; the tensors that stay fp32 (norms, an untied embedding) would keep the whole mapping
+    alive (the int8 server then resident at 1.27x the fp32 one), so they are copied out of it, the
+    replaced modules collected and the freed heap trimmed (`release_memory`)."""
+    tied = _tied_head(model)
+    if tied and not share_tied:  # its own per-row int8 copy, in place before calibration sees it
+        emb = model.get_input_embeddings()
+        model.set_input_embeddings(Int8Embedding(*quantize_weight(emb.weight.detach())))
+        emb.weight.data = emb.weight.data  # the head still holds the fp32 weight until it is quantised
+        del emb
     targets = _linears(model)
     prompts = None
     if tokenizer is not None:
@@ -189,11 +276,15 @@ def quantize_int8(model: Any, tokenizer: Any = None, *, chunk_bytes: int = 96 <<
             size += _hessian_bytes(targets[0])
             chunk.append(targets.pop(0))
         hessians = _hessians(model, {name for _, _, name in chunk}, prompts) if prompts else {}
-        for parent, attr, name in chunk:
-            setattr(parent, attr, Int8Linear.from_linear(getattr(parent, attr), hessians.pop(name, None)))
+        _quantize_chunk(chunk, hessians)
         del hessians
+    if tied and share_tied:
+        head = model.get_output_embeddings()
+        model.set_input_embeddings(Int8Embedding(head.weight, head.scales))
     with torch.no_grad():
-        for tensor in [*model.parameters(), *model.buffers()]:
-            tensor.data = tensor.data.clone()  # off the checkpoint's file mapping
-    gc.collect()  # the replaced fp32 modules sit in reference cycles: until collected they keep the file mapped
+        for module in model.modules():
+            if not isinstance(module, Int8Linear | Int8Embedding):  # their tensors are new already
+                for tensor in [*module.parameters(recurse=False), *module.buffers(recurse=False)]:
+                    tensor.data = tensor.data.clone()  # off the checkpoint's file mapping
+    release_memory()  # the replaced fp32 modules sit in reference cycles: until collected they keep the file mapped
     return model
