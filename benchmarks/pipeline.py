@@ -79,7 +79,7 @@ def run_ours(files: list[Path], mb: float, variant: str, workers: int, work: Pat
         "peak_rss_mb": max(s.peak_rss_mb for s in stats),
         "docs_out": result.docs_out,
         "digest": documents_digest(root),
-        "steps": {s.step: (s.cpu_seconds, s.bytes_in / 1e6, s.tasks, s.peak_rss_mb) for s in stats},
+        "steps": {s.step: (s.cpu_seconds, s.wall_seconds, s.tasks, s.peak_rss_mb) for s in stats},
     }
     shutil.rmtree(root, ignore_errors=True)
     return row
@@ -200,8 +200,11 @@ def main() -> None:
                       f"same documents: {same}")  # fmt: skip
             for w, r in sorted(by_w.items()):
                 per_step = ", ".join(
-                    f"{name} {cpu:.0f} CPU-s/{n} tasks/{peak:.0f} MB" for name, (cpu, _, n, peak) in r["steps"].items()
+                    f"{name} {cpu:.0f} CPU-s/{wall:.1f} s/{n} tasks/{peak:.0f} MB"
+                    for name, (cpu, wall, n, peak) in r["steps"].items()
                 )
+                driver = r["wall"] - sum(wall for _, wall, _, _ in r["steps"].values())
+                per_step += f"; outside the steps {driver:.1f} s"
                 print(f"  {variant}, {w} worker(s): {per_step}")
 
 
