@@ -129,30 +129,31 @@ def quantize_weight(
     weight = weight.float()
     scales = channel_scales(weight)
     if hessian is None:
-        return torch.round(weight / scales[:, None]).clamp(-127, 127).to(torch.int8), scales
-    w = weight.clone()
+        return (weight / scales[:, None]).round_().clamp_(-127, 127).to(torch.int8), scales
+    # transients kept to one fp32 copy of the weight (the 49152x576 head: ~110 MiB, not ~450)
     h = hessian.float().clone()
     dead = torch.diag(h) == 0  # inputs never seen in calibration: their columns do not matter to it
     h[dead, dead] = 1
-    w[:, dead] = 0
     order = torch.argsort(torch.diag(h), descending=True)
-    w, h = w[:, order], h[order][:, order]
+    w = weight[:, order]  # a copy, permuted
+    w[:, dead[order]] = 0
+    h = h[order][:, order]
     h += damp * torch.diag(h).mean() * torch.eye(h.shape[0])
     hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
-    q = torch.empty_like(w)
+    q = torch.empty(w.shape, dtype=torch.int8)
     inv_s = 1 / scales
     for i1 in range(0, w.shape[1], block):
         i2 = min(i1 + block, w.shape[1])
         w1, err1, h1 = w[:, i1:i2].clone(), torch.empty(w.shape[0], i2 - i1), hinv[i1:i2, i1:i2]
         for j in range(i2 - i1):
             qj = torch.round(w1[:, j] * inv_s).clamp_(-127, 127)
-            q[:, i1 + j] = qj
+            q[:, i1 + j] = qj.to(torch.int8)
             e = (w1[:, j] - qj * scales) / h1[j, j]
             w1[:, j:] -= e[:, None] * h1[j, j:][None, :]
             err1[:, j] = e
-        w[:, i2:] -= err1 @ hinv[i1:i2, i2:]
-    q = q[:, torch.argsort(order)]
-    return q.to(torch.int8), scales
+        w[:, i2:].addmm_(err1, hinv[i1:i2, i2:], alpha=-1)
+    del w
+    return q[:, torch.argsort(order)], scales
 
 
 def calibration_ids(tokenizer: Any, context: int) -> list[list[int]]:
@@ -185,9 +186,13 @@ def _hessians(model: nn.Module, names: set[str], prompts: list[list[int]]) -> di
 
             hooks.append(module.register_forward_hook(hook))
     try:
+        # logits only where the LM head is measured: the rest need no [positions, vocab] output
+        head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        measured = [module for name, module in model.named_modules() if name in names]
+        keep = {} if head is None or any(m is head for m in measured) else {"logits_to_keep": 1}
         with torch.no_grad():
             for ids in prompts:
-                model(input_ids=torch.tensor([ids]))
+                model(input_ids=torch.tensor([ids]), **keep)
     finally:
         for h in hooks:
             h.remove()
