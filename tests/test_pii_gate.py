@@ -108,6 +108,19 @@ def test_street_names_without_a_number() -> None:
     assert ("ADDRESS", "Main Street") in got and ("PERSON", "Sandra Lane") in got
 
 
+def test_name_rules_for_repeats_initials_and_address_blocks() -> None:
+    def people(text: str) -> list[str]:
+        return [text[f.start : f.end] for f in analyze_texts([text], ["en"])[0] if f.entity == "PERSON"]
+
+    # a given name alone and the same word opening a full name: one person
+    assert people("You can tell Taiji was a huge Taiji Komori fan.") == ["Taiji", "Taiji Komori"]
+    assert people("I want to add Trifon J. Yudin as a beneficiary.") == ["Trifon J. Yudin"]  # a middle initial
+    # the name line alone above a postal address; a company between them leaves it to NER
+    assert people("Haide Árias\n\n6103 Burke Path\n Suite 793\n Sindi\n Estonia 75395") == ["Haide Árias"]
+    assert people("Acme Widgets\nCentury House\n12 Baker Street\nLondon") == []
+    assert people("The New York Times said that Microsoft Word and Microsoft are popular.") == []
+
+
 def test_name_rules() -> None:
     text = "Heiðbjört Örlygsdóttir met Pernille Nielsen of Moore, Mccall and Brown."
     assert [text[f.start : f.end] for f in pair_names(text)] == ["Heiðbjört Örlygsdóttir", "Pernille Nielsen"]

@@ -184,23 +184,103 @@ _CAP_PAIR = re.compile(rf"(?<![{_LETTERS}'’\-])({_WORD})[ \t]+(?:[A-Z]\.[ \t]+
 
 
 def pair_names(text: str, lower: bool | None = None) -> list[Finding]:
-    """Two capitalised words of which one is a listed name or has a surname's shape and neither
-    is a frequent word or a place: "Pernille Nielsen", "Heiðbjört Örlygsdóttir"."""
+    """Two capitalised words of which one is a listed name or has a surname's shape, or with a
+    middle initial between them, and neither a frequent word or a place: "Pernille Nielsen",
+    "Heiðbjört Örlygsdóttir", "Trifon J. Yudin"."""
     given, family = name_lists()
     skip = _skip_words()
     out = []
     pos = 0
     while m := _CAP_PAIR.search(text, pos):
         a, b = _POSSESSIVE.sub("", m.group(1)), _POSSESSIVE.sub("", m.group(2))
+        initial = "." in text[m.end(1) : m.start(2)]
         if (
             _namelike(a, skip)
             and _namelike(b, skip)
-            and (a.casefold() in given or b.casefold() in family or SURNAME_SHAPE.search(b))
+            and (initial or a.casefold() in given or b.casefold() in family or SURNAME_SHAPE.search(b))
         ):
             out.append(Finding("PERSON", m.start(1), m.start(2) + len(b), "en_names", SINGLE_SCORE))
             pos = m.end(2)
         else:
             pos = m.start(2)
+    return out
+
+
+def repeated_first_names(text: str, lower: bool | None = None) -> list[Finding]:
+    """A capitalised word that is no frequent word or place, written alone in the document and
+    also as the first of two such words: the given name and the full name of one person ("You can
+    tell Taiji was a huge Taiji Komori fan", "John Smith ... John said")."""
+    if (text.lower() == text) if lower is None else lower:
+        return []
+    skip = _skip_words()
+    pairs: dict[str, list[tuple[int, int]]] = {}
+    pos = 0
+    while m := _CAP_PAIR.search(text, pos):
+        a, b = m.group(1), _POSSESSIVE.sub("", m.group(2))
+        if (
+            _namelike(a, skip)
+            and _namelike(b, skip)
+            and not _POSSESSIVE.search(a)  # "Forum Cafeterias's Bohuslav": an owner, then a name
+            and "." not in text[m.end(1) : m.start(2)]
+            and not _NEXT_CAPITALISED.match(text, m.end(2))  # "Rustler Steak House": a longer name
+        ):
+            pairs.setdefault(a, []).append((m.start(1), m.start(2) + len(b)))
+        pos = m.start(2)
+    if not pairs:
+        return []
+    in_pair = {s for spans in pairs.values() for s, _ in spans}
+    out = []
+    alternation = "|".join(re.escape(w) for w in sorted(pairs, key=len, reverse=True))
+    alone = [
+        m
+        for m in re.finditer(rf"(?<![{_LETTERS}'’\-])(?:{alternation})(?![{_LETTERS}\-])(?!['’]?[ \t]+[A-Z])", text)
+        if m.start() not in in_pair and not _sentence_start(text, m.start())
+    ]
+    for word in {m.group() for m in alone}:
+        out += [Finding("PERSON", s, e, "en_names", SINGLE_SCORE) for s, e in pairs[word]]
+    out += [Finding("PERSON", m.start(), m.end(), "en_names", SINGLE_SCORE) for m in alone]
+    return out
+
+
+_NEXT_CAPITALISED = re.compile(r"[ \t]+[A-Z]")
+
+
+def _sentence_start(text: str, pos: int) -> bool:
+    before = text[max(0, pos - 3) : pos].rstrip(" \t>")
+    return not before or before[-1] in '.!?\n"“:;|'
+
+
+_ADDRESSEE = re.compile(rf"[ \t>]*({_WORD}(?:[ \t]+(?:[A-Z]\.|{_WORD})){{1,3}})[ \t]*")
+
+
+def addressee_names(text: str, addresses: Sequence[Finding]) -> list[Finding]:
+    """The name line of a postal address block: two to four capitalised words (a middle initial
+    allowed), none a frequent word, place or street word, not a company, alone on the lines above
+    an address that starts a line ("Haide Árias\n\n6103 Burke Path\n Suite 793"). A block with
+    more lines above its street ("Syed Simensen\nUnity Frankford Stores\n333 Christine Pass") is
+    left to the other recognizers: one of its lines is a company's."""
+    skip = _skip_words()
+    companies = company_spans(text)
+    out = []
+    for address in addresses:
+        line_start = text.rfind("\n", 0, address.start) + 1
+        if address.entity != "ADDRESS" or text[line_start : address.start].strip(" \t>"):
+            continue
+        lines = []  # (start, end) of the non-empty lines above, up to a blank line, nearest first
+        pos = line_start
+        while pos > 0 and len(lines) < 2:
+            start = text.rfind("\n", 0, pos - 1) + 1
+            if text[start : pos - 1].strip(" \t>"):
+                lines.append((start, pos - 1))
+            elif lines:
+                break
+            pos = start
+        m = _ADDRESSEE.fullmatch(text, *lines[0]) if len(lines) == 1 else None
+        if m is None:
+            continue
+        words = [_POSSESSIVE.sub("", w) for w in m.group(1).split() if not w.endswith(".")]
+        if all(_namelike(w, skip) for w in words) and not any(s <= m.start(1) < e for s, e in companies):
+            out.append(Finding("PERSON", *m.span(1), "en_names", SINGLE_SCORE))
     return out
 
 
@@ -339,6 +419,7 @@ def propagate(text: str, findings: list[Finding]) -> list[Finding]:
             listed = len(set(parts)) == 1 or w.casefold() in given or w.casefold() in family
             if listed and len(w) >= 2 and w.casefold() not in skip and (lower_text or _capitalised(w) or w.isupper()):
                 words.add(w)
+
     if not words:
         return findings
     covered = bytearray(len(text) + 1)
@@ -365,6 +446,7 @@ def en_findings(
     for i, t in enumerate(texts):
         low = lower[i] if lower is not None else None
         found = cue_names(t, low) + list_names(t, low) + role_names(t, low) + single_names(t, low) + pair_names(t, low)
+        found += repeated_first_names(t, low)
         out.append(drop_non_names(t, found, ents[i] if ents else ()))
     return out
 

@@ -181,7 +181,7 @@ def ner_findings(
 
         return zh_findings(texts, gate=gate)
     if lang == "en":
-        from pipelines.pii.en import drop_non_names, en_findings, merge_people, propagate
+        from pipelines.pii.en import addressee_names, drop_non_names, en_findings, merge_people, propagate
         from pipelines.pii.en_address import en_address_findings, yield_to_addresses
 
         spans = candidate_spans(texts, gate=gate, chunk_chars=chunk_chars)
@@ -198,6 +198,7 @@ def ner_findings(
             en_address_findings(views, lower=lower, full=texts),
             strict=True,
         ):
+            names = names + addressee_names(text, addresses)
             people = drop_non_names(text, merge_people(spacy_findings(e) + names), e)
             out.append(propagate(text, yield_to_addresses(text, people + addresses)))
         return out
