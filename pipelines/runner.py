@@ -37,7 +37,7 @@ from pipelines.ingest import ingest_phases
 from pipelines.pii.scrub import RejectsPolicy, rejects_policies
 from pipelines.publish import PARTITION_COLUMNS, Staging, publish_phases, written_files
 from pipelines.step import Step, is_light
-from pipelines.tasks import INTERMEDIATE_PHASE, FusedStep, Phase, fused_phase, run_task, step_phases
+from pipelines.tasks import INTERMEDIATE_PHASE, FusedStep, Phase, fused_phase, run_task, step_phases, warm_worker
 
 MB = 1024 * 1024
 
@@ -96,6 +96,7 @@ def run_build(cfg: BuildConfig, *, command: str = "", force: bool = False, progr
         catalog.run(layout, "build", command=command, config=config, config_hash=steps, defer=True) as run,
     ):
         executor = make_executor(cfg.executor, cfg.workers, address=cfg.ray_address)
+        executor.start(warm_worker)
         try:
             if force:
                 shutil.rmtree(layout.work, ignore_errors=True)

@@ -101,6 +101,11 @@ class Task:
         raise NotImplementedError
 
 
+def warm_worker() -> None:
+    """Nothing: a pool worker that runs it has imported this module (and so what every task
+    needs) before its first task arrives (`Executor.start`)."""
+
+
 def run_task(task: Task) -> Stats:
     """Run ``task``, write what it produced and its marker (last); its stats, with the wall
     seconds, the CPU seconds and the peak RSS (MB) of the worker process over the task."""
@@ -513,4 +518,5 @@ __all__ = [
     "plan_pieces",
     "run_task",
     "step_phases",
+    "warm_worker",
 ]
