@@ -2,20 +2,28 @@
 
 Every ``nn.Linear`` (the LM head included) becomes an `Int8Linear`: int8 weights with one scale
 per output channel, multiplied by torch's own CPU kernel ``aten._weight_int8pack_mm`` (the one
-gpt-fast/torchao use) with the activations in bfloat16; nothing is quantised at run time. torch's
-dynamic int8 (``quantize_dynamic``) quantises each layer's *input* per tensor, and SmolLM2's hidden
-states carry a few channels thousands of times larger than the rest, so that model came out a
-different one (relative logit error 0.84, top-1 agreement 0.28; ``benchmarks/int8_layers.py``).
+gpt-fast/torchao use) with the activations in bfloat16 when a call has few rows (decoding), and
+by a bf16 GEMM on the int8 values, scaled after, when it has many (a prompt's prefill: the kernel
+is a GEMV per row there, 2x slower than fp32; see `PREFILL_ROWS`). Nothing is quantised at run
+time. torch's dynamic int8 (``quantize_dynamic``) quantises each layer's *input* per tensor, and
+SmolLM2's hidden states carry a few channels thousands of times larger than the rest, so that
+model came out a different one (relative logit error 0.84, top-1 agreement 0.28;
+``benchmarks/int8_layers.py``). The kernel's fp32-activation path is 10-20x slower than its bf16
+one on this CPU (``benchmarks/int8_kernels.py``).
 
 The weights are rounded with GPTQ (Frantar et al. 2022): column by column, each rounding error is
 pushed onto the columns not yet rounded, weighted by the inverse Hessian ``X^T X`` of the layer's
-inputs on a fixed calibration text (`CALIBRATION`, run through the model once at load time, a few
-seconds). On SmolLM2-135M plain round-to-nearest per-channel int8 left a relative logit error of
-0.06 and top-1 agreement 0.90; GPTQ brings it to the level of GGUF q8_0 (docs/SERVING.md).
+inputs on a fixed calibration text (`CALIBRATION`, run through the model at load time; ~17-20 s
+for SmolLM2-135M on 2 cores). On SmolLM2-135M plain round-to-nearest per-channel int8 left a
+relative logit error of 0.06 and top-1 agreement 0.90; GPTQ brings it to the level of GGUF q8_0
+(docs/SERVING.md).
 
-Tied embeddings (SmolLM2 ties ``lm_head`` to ``embed_tokens``): the LM head gets its own int8
-copy; the input embedding keeps the fp32 weight untouched (a lookup reads one row a token, so it
-costs memory, not speed).
+Tied embeddings (SmolLM2 ties ``lm_head`` to ``embed_tokens``): the input embedding becomes an
+`Int8Embedding` (per-row scales, rounded to nearest before calibration, so GPTQ sees its error)
+and the LM head its own GPTQ-rounded int8 copy; ``share_tied=True`` makes the lookup read the
+head's int8 matrix and scales instead (one int8 copy, 27 MiB less for SmolLM2, slightly less
+accurate: the lookup then gets GPTQ's rounding, tuned for the head's inputs). No fp32 copy of a
+quantised weight survives loading.
 """
 
 from __future__ import annotations
