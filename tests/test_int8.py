@@ -127,3 +127,22 @@ def test_calibration_text_is_not_the_measured_prompts():
     for probe in PROBES:
         for text in CALIBRATION:
             assert probe[:20] not in text
+
+
+def test_dropping_the_checkpoint_pages_keeps_every_value(tmp_path):
+    """quantize_int8 unmaps the file pages under fp32 weights it has quantised (the load peak);
+    a mapped tensor read again afterwards still holds the file's values, and heap memory is
+    never dropped."""
+    np = pytest.importorskip("numpy")
+    from training.int8 import _drop_file_pages
+
+    data = torch.randn(256, 1024)
+    path = tmp_path / "weights.bin"
+    data.numpy().tofile(path)
+    mapped = torch.from_numpy(np.memmap(path, dtype=np.float32, mode="c", shape=(256, 1024)))
+    assert torch.equal(mapped, data)
+    _drop_file_pages([mapped])
+    assert torch.equal(mapped, data)  # faulted back in from the unchanged file
+    heap = data.clone()
+    _drop_file_pages([heap])
+    assert torch.equal(heap, data)

@@ -29,6 +29,7 @@ quantised weight survives loading.
 from __future__ import annotations
 
 import gc
+import sys
 from typing import Any
 
 import torch
@@ -244,7 +245,38 @@ def _quantize_chunk(chunk: list[tuple[nn.Module, str, str]], hessians: dict[str,
             stop = start + lin.out_features
             setattr(parent, attr, Int8Linear(q[start:stop], scales[start:stop], lin.bias))
             start = stop
+        _drop_file_pages([lin.weight for lin in linears])
         del linears, q, scales, h
+
+
+def _drop_file_pages(tensors: list[torch.Tensor]) -> None:
+    """Unmap the pages of the checkpoint file under fp32 weights just quantised (``madvise``
+    ``MADV_DONTNEED``), so the load peak does not hold the whole fp32 file and every int8 copy at
+    once. Only ranges inside a file-backed mapping are touched: dropping those pages loses nothing
+    (a later read faults them in again from the unchanged file); heap memory is never passed."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        import mmap
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        page = mmap.PAGESIZE
+        files = []
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                fields = line.split()
+                if len(fields) >= 6 and fields[5].startswith("/"):
+                    lo, hi = (int(x, 16) for x in fields[0].split("-"))
+                    files.append((lo, hi))
+    except (OSError, AttributeError):
+        return
+    for t in tensors:
+        start = t.data_ptr()
+        end = start + t.numel() * t.element_size()
+        lo, hi = -(-start // page) * page, end // page * page
+        if hi > lo and t.is_contiguous() and any(a <= lo and hi <= b for a, b in files):
+            libc.madvise(ctypes.c_void_p(lo), ctypes.c_size_t(hi - lo), 4)  # MADV_DONTNEED
 
 
 def release_memory() -> None:
@@ -276,7 +308,7 @@ def quantize_int8(model: Any, tokenizer: Any = None, *, chunk_bytes: int = 96 <<
     if tied and not share_tied:  # its own per-row int8 copy, in place before calibration sees it
         emb = model.get_input_embeddings()
         model.set_input_embeddings(Int8Embedding(*quantize_weight(emb.weight.detach())))
-        emb.weight.data = emb.weight.data  # the head still holds the fp32 weight until it is quantised
+        _drop_file_pages([emb.weight])  # the head reads it again (faulted back in) when its turn comes
         del emb
     targets = _linears(model)
     prompts = None
