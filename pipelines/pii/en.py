@@ -206,50 +206,6 @@ def pair_names(text: str, lower: bool | None = None) -> list[Finding]:
     return out
 
 
-def repeated_first_names(text: str, lower: bool | None = None) -> list[Finding]:
-    """A capitalised word that is no frequent word or place, written alone in the document and
-    also as the first of two such words: the given name and the full name of one person ("You can
-    tell Taiji was a huge Taiji Komori fan", "John Smith ... John said")."""
-    if (text.lower() == text) if lower is None else lower:
-        return []
-    skip = _skip_words()
-    pairs: dict[str, list[tuple[int, int]]] = {}
-    pos = 0
-    while m := _CAP_PAIR.search(text, pos):
-        a, b = m.group(1), _POSSESSIVE.sub("", m.group(2))
-        if (
-            _namelike(a, skip)
-            and _namelike(b, skip)
-            and not _POSSESSIVE.search(a)  # "Forum Cafeterias's Bohuslav": an owner, then a name
-            and "." not in text[m.end(1) : m.start(2)]
-            and not _NEXT_CAPITALISED.match(text, m.end(2))  # "Rustler Steak House": a longer name
-        ):
-            pairs.setdefault(a, []).append((m.start(1), m.start(2) + len(b)))
-        pos = m.start(2)
-    if not pairs:
-        return []
-    in_pair = {s for spans in pairs.values() for s, _ in spans}
-    out = []
-    alternation = "|".join(re.escape(w) for w in sorted(pairs, key=len, reverse=True))
-    alone = [
-        m
-        for m in re.finditer(rf"(?<![{_LETTERS}'’\-])(?:{alternation})(?![{_LETTERS}\-])(?!['’]?[ \t]+[A-Z])", text)
-        if m.start() not in in_pair and not _sentence_start(text, m.start())
-    ]
-    for word in {m.group() for m in alone}:
-        out += [Finding("PERSON", s, e, "en_names", SINGLE_SCORE) for s, e in pairs[word]]
-    out += [Finding("PERSON", m.start(), m.end(), "en_names", SINGLE_SCORE) for m in alone]
-    return out
-
-
-_NEXT_CAPITALISED = re.compile(r"[ \t]+[A-Z]")
-
-
-def _sentence_start(text: str, pos: int) -> bool:
-    before = text[max(0, pos - 3) : pos].rstrip(" \t>")
-    return not before or before[-1] in '.!?\n"“:;|'
-
-
 _ADDRESSEE = re.compile(rf"[ \t>]*({_WORD}(?:[ \t]+(?:[A-Z]\.|{_WORD})){{1,3}})[ \t]*")
 
 
@@ -446,7 +402,6 @@ def en_findings(
     for i, t in enumerate(texts):
         low = lower[i] if lower is not None else None
         found = cue_names(t, low) + list_names(t, low) + role_names(t, low) + single_names(t, low) + pair_names(t, low)
-        found += repeated_first_names(t, low)
         out.append(drop_non_names(t, found, ents[i] if ents else ()))
     return out
 
