@@ -257,7 +257,9 @@ def _bare_regexes() -> tuple[re.Pattern[str], re.Pattern[str]]:
     weak_types = set(STREET_TYPES) - set(BARE_TYPES) - set(BARE_ABBREVIATIONS) - NOT_WEAK_TYPES
     weak = "|".join(sorted(weak_types, key=len, reverse=True))
     suffix = re.compile(
-        rf"(?<![{_L}'’\-])(?:(?P<strong>{strong}|(?:{abbreviated})(?P<dot>\.)?)|(?P<lower>{_BARE_LOWER})"
+        # the first class skips, cheaply, every position where no type can start
+        rf"(?=[A-Z{''.join(sorted({w[0] for w in _BARE_LOWER.split('|')}))}])(?<![{_L}'’\-])"
+        rf"(?:(?P<strong>{strong}|(?:{abbreviated})(?P<dot>\.)?)|(?P<lower>{_BARE_LOWER})"
         rf"|(?P<weak>{weak}))(?![{_L}'’\-])"
     )
     word = rf"(?:[A-Z][{_L}'’\-]*|\d{{1,3}}(?:st|nd|rd|th))"
