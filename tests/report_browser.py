@@ -75,10 +75,12 @@ def load_page(html: Path, screenshot: Path, width: int = 1280, height: int = 900
                  return {name: el.dataset.plot, has_svg: !!svg, width: r.width, height: r.height};
                });"""
         )
-        cjk_fonts = _fonts_of_first_cjk_text(driver)
         ready = driver.execute_script("return document.readyState")
         title = driver.title
-        console = driver.get_log("browser")
+        console = driver.get_log("browser")  # the page's own messages, read before the font probe:
+        # CSS.enable makes Chromium (>= 150) re-read the inline stylesheets' source, the file: page
+        # itself, and log that load as an "Unsafe attempt", which is the probe's doing, not the page's
+        cjk_fonts = _fonts_of_first_cjk_text(driver)
         requests = []
         for entry in driver.get_log("performance"):
             message = json.loads(entry["message"])["message"]
