@@ -20,7 +20,7 @@ import inspect
 import threading
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -413,21 +413,8 @@ def _in_own_thread(fn: Callable[..., Any], *args: Any) -> Any:
     generation thread's ops run 3-4x slower on 2 cores (measured: a 1536x576 linear at one row,
     34 -> 132 us). Quantising in the main thread did that to every ``--quantize int8`` server
     (0.73x fp32's tokens/s); a pool dies with its thread, so load-time work runs here."""
-    result: list[Any] = []
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            result.append(fn(*args))
-        except BaseException as exc:  # re-raised in the caller
-            errors.append(exc)
-
-    worker = threading.Thread(target=target, name="model-prep")
-    worker.start()
-    worker.join()
-    if errors:
-        raise errors[0]
-    return result[0]
+    with ThreadPoolExecutor(1, thread_name_prefix="model-prep") as prep:  # the thread ends on exit
+        return prep.submit(fn, *args).result()
 
 
 def _pad_left(t: torch.Tensor, width: int) -> torch.Tensor:

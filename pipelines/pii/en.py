@@ -375,7 +375,6 @@ def propagate(text: str, findings: list[Finding]) -> list[Finding]:
             listed = len(set(parts)) == 1 or w.casefold() in given or w.casefold() in family
             if listed and len(w) >= 2 and w.casefold() not in skip and (lower_text or _capitalised(w) or w.isupper()):
                 words.add(w)
-
     if not words:
         return findings
     covered = bytearray(len(text) + 1)

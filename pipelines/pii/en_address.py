@@ -286,8 +286,11 @@ def street_name_findings(text: str, lower: bool | None = None) -> list[Finding]:
     without street context ("Sandra Lane": a person). Lower-case texts: none (any word may be a name)."""
     if (text.lower() == text) if lower is None else lower:
         return []
+    from pipelines.pii.en import street_words
+    from pipelines.pii.gate import common_words
+
     suffix, name = _bare_regexes()
-    function = _function_words()
+    function, common = _function_words(), common_words()
     out = []
     for m in suffix.finditer(text):
         kind = "strong" if m.group("strong") else "lower" if m.group("lower") else "weak"
@@ -300,7 +303,7 @@ def street_name_findings(text: str, lower: bool | None = None) -> list[Finding]:
         if len(words) > 1 and _sentence_initial(
             text, m.start() - len(before.group(1)) + before.group(1).index(words[0])
         ):
-            if words[0].casefold() in _common():
+            if words[0].casefold() in common:
                 words.pop(0)  # "Cross Elm St.": a capitalised verb opening the sentence
         if not words:
             continue
@@ -315,9 +318,9 @@ def street_name_findings(text: str, lower: bool | None = None) -> list[Finding]:
             continue  # "Wall Street Journal", "St. Louis", "Dr. Smith", "Abbey Road Studios"
         if re.sub(r"\s+", " ", value).rstrip(".").casefold() in NOT_STREETS:
             continue
-        if kind == "weak" and (not strong_context or words[0].casefold() in _common()):
+        if kind == "weak" and (not strong_context or words[0].casefold() in common):
             continue  # "on Kathryn Pines" is a street, "on Central Park", "on Long Island" are places
-        if kind == "lower" and not (strong_context or words[-1].casefold() in _street_type_words()):
+        if kind == "lower" and not (strong_context or words[-1].casefold() in street_words()):
             continue  # "a London street"; "Shawn Canyon street", "lives on Donna Fork street" are streets
         if kind == "strong" and person_named_like_street(text, start, end):
             continue  # "Sandra Lane", "Nathan Lane": a person unless the context says street
@@ -344,15 +347,3 @@ def person_named_like_street(text: str, start: int, end: int) -> bool:
 def _sentence_initial(text: str, pos: int) -> bool:
     before = text[max(0, pos - 3) : pos].rstrip(" \t")
     return not before or before[-1] in '.!?\n"“:;'
-
-
-@cache
-def _common() -> frozenset[str]:
-    from pipelines.pii.gate import common_words
-
-    return common_words()
-
-
-@cache
-def _street_type_words() -> frozenset[str]:
-    return frozenset(w.casefold() for w in STREET_TYPES)
