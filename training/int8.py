@@ -79,7 +79,8 @@ PREFILL_ROWS = 24
 
 class Int8Embedding(nn.Module):
     """Rows of an int8 matrix times their per-row scale: the input embedding of a model whose LM
-    head is tied to it, reading the head's own int8 weight and scales (one copy for both)."""
+    head is tied to it, as its own int8 copy (the default) or, with ``share_tied``, reading the
+    head's int8 weight and scales (one copy for both)."""
 
     def __init__(self, weight: torch.Tensor, scales: torch.Tensor) -> None:
         super().__init__()
@@ -294,8 +295,9 @@ def release_memory() -> None:
 def quantize_int8(model: Any, tokenizer: Any = None, *, chunk_bytes: int = 96 << 20, share_tied: bool = False) -> Any:
     """Every ``nn.Linear`` of ``model`` becomes an `Int8Linear`, in place; rounded with GPTQ on
     `CALIBRATION` when a tokenizer is given, else to nearest. A tied input embedding becomes an
-    `Int8Embedding` over the LM head's int8 weight and scales (one int8 copy serves both, as one
-    fp32 copy did); an untied embedding and the norms stay fp32.
+    `Int8Embedding`: its own per-row copy rounded to nearest (before calibration, so GPTQ sees its
+    error), or with ``share_tied`` the LM head's int8 weight and scales (one int8 copy for both, as
+    one fp32 copy did); an untied embedding and the norms stay fp32.
 
     Calibration runs the model over the text once per chunk of layers whose Hessians fit in
     ``chunk_bytes`` (later chunks see the already-quantised earlier ones, as GPTQ does layer by layer).
