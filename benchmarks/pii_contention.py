@@ -50,6 +50,8 @@ def main() -> None:
     p.add_argument("--docs", type=int, default=3000, help="documents per process")
     p.add_argument("--dir", type=Path, default=Path("bench-data/pii_contention"))
     args = p.parse_args()
+    if args.docs < 1:
+        p.error("--docs must be at least 1")
     from build import generate
 
     files, _ = generate(args.dir / "input", 8.0)

@@ -47,6 +47,8 @@ def main() -> int:
     p.add_argument("--varied", type=Path, default=EN_VARIED, help="the varied set (make_en_pii_set.py --seed)")
     p.add_argument("--show", type=int, default=0, help="print up to N values left per (documents, where, type)")
     args = p.parse_args()
+    if not args.varied.is_file():
+        p.error(f"--varied {args.varied}: no such file (make_en_pii_set.py --seed N --out PATH writes one)")
     work = args.work or Path(tempfile.mkdtemp(prefix="pii-leaks-"))
     work.mkdir(parents=True, exist_ok=True)
     docs = [(f"faker-{d.lang}", d) for d in generate(args.docs, args.seed)] + [

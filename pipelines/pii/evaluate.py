@@ -298,6 +298,8 @@ def main() -> None:
     p.add_argument("--presidio", action="store_true", help="also score presidio's default analyzer (slow import)")
     p.add_argument("--varied", type=Path, default=EN_VARIED, help="another varied set (make_en_pii_set.py --seed)")
     args = p.parse_args()
+    if not args.varied.is_file():
+        p.error(f"--varied {args.varied}: no such file (make_en_pii_set.py --seed N --out PATH writes one)")
     if args.errors:
         print("\n".join(varied_errors(args.split, args.errors)))
         return
