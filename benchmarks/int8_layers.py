@@ -8,17 +8,20 @@
    (no int8, the kernel's floor), per-channel int8 rounded to nearest, and rounded with GPTQ on the
    fixed calibration text (what ``--quantize int8`` serves now).
 
-Each compared with fp32 on `training.export`'s fixed probes (as the GGUF export table) and on
-`HELD_OUT` (longer texts, more positions, shared with neither the probes nor the calibration):
-worst relative RMS logit error and mean top-1 agreement.
+Each compared with fp32 on `training.export`'s fixed probes (as the GGUF export table), on
+`HELD_OUT` (longer texts, more positions, shared with neither the probes nor the calibration) and,
+when ``../shared/data/zh_legal_dev.jsonl`` is there, on ``--real N`` real Chinese legal texts
+nobody here wrote (spread over the file, first 256 tokens each): worst relative RMS logit error and
+mean top-1 agreement. ``--weight-only`` skips the dynamic-int8 variants.
 
-    flock /work/heavy.lock python benchmarks/int8_layers.py [--threads 2]
+    flock /work/heavy.lock python benchmarks/int8_layers.py [--threads 2] [--real 12] [--weight-only]
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import sys
 import time
 import warnings
@@ -44,6 +47,7 @@ HELD_OUT = (
     "Research the company, prepare short stories that show your skills, and ask one good question at the end.",
 )
 
+REAL = ROOT.parent / "shared" / "data" / "zh_legal_dev.jsonl"
 PARTS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head")
 
 
@@ -55,6 +59,8 @@ def main() -> int:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--real", type=int, default=12, help="real zh legal texts (0: none)")
+    p.add_argument("--weight-only", action="store_true", help="only the weight-only variants")
     args = p.parse_args()
     warnings.simplefilter("ignore")
     torch.set_num_threads(args.threads)
@@ -64,6 +70,10 @@ def main() -> int:
     probes = probe_ids(tokenizer, model.config.max_position_embeddings)
     held_out = [tokenizer(t)["input_ids"] for t in HELD_OUT]
     sets = {"probes": (probes, [*PROBES, "chat"][: len(probes)]), "held out": (held_out, list(HELD_OUT))}
+    if args.real and REAL.exists():
+        rows = [json.loads(line) for line in REAL.read_text(encoding="utf-8").splitlines() if line.strip()]
+        picked = [rows[i * len(rows) // args.real] for i in range(min(args.real, len(rows)))]
+        sets["real zh"] = ([tokenizer(r["text"])["input_ids"][:256] for r in picked], [r["id"] for r in picked])
     linears = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
 
     def dynamic(names: list[str], qconfig: object) -> torch.nn.Module:
@@ -84,23 +94,25 @@ def main() -> int:
             setattr(m.get_submodule(parent), attr, Bf16(m.get_submodule(name)))
         return m
 
-    variants: dict[str, Callable[[], torch.nn.Module]] = {
-        "dynamic, per-tensor weights (old --quantize int8)": lambda: dynamic(linears, default_dynamic_qconfig)
-    }
-    for part in PARTS:
+    variants: dict[str, Callable[[], torch.nn.Module]] = {}
+    if not args.weight_only:
+        old = "dynamic, per-tensor weights (old --quantize int8)"
+        variants[old] = lambda: dynamic(linears, default_dynamic_qconfig)
+    for part in () if args.weight_only else PARTS:
         names = [n for n in linears if n.endswith(part)]
         variants[f"dynamic, only {part}"] = lambda names=names: dynamic(names, per_channel_dynamic_qconfig)
-    variants["dynamic, all linears"] = lambda: dynamic(linears, per_channel_dynamic_qconfig)
-    variants["dynamic, all but down_proj"] = lambda: dynamic(
-        [n for n in linears if not n.endswith("down_proj")], per_channel_dynamic_qconfig
-    )
+    if not args.weight_only:
+        variants["dynamic, all linears"] = lambda: dynamic(linears, per_channel_dynamic_qconfig)
+        variants["dynamic, all but down_proj"] = lambda: dynamic(
+            [n for n in linears if not n.endswith("down_proj")], per_channel_dynamic_qconfig
+        )
     variants["weight-only: bf16 activations, no int8"] = bf16_only
     variants["weight-only int8, round to nearest"] = lambda: quantize_int8(copy.deepcopy(model))
     variants["weight-only int8, GPTQ (--quantize int8)"] = lambda: quantize_int8(copy.deepcopy(model), tokenizer)
     positions = {k: sum(len(p) for p in v[0]) for k, v in sets.items()}
-    print(f"positions: probes {positions['probes']}, held out {positions['held out']}")
-    print("| int8 variant | probes rel rms | probes top-1 | held-out rel rms | held-out top-1 |")
-    print("| --- | --- | --- | --- | --- |")
+    print("positions: " + ", ".join(f"{k} {n}" for k, n in positions.items()))
+    print("| int8 variant | " + " | ".join(f"{k} rel rms | {k} top-1" for k in sets) + " |")
+    print("| --- | " + " | ".join("--- | ---" for _ in sets) + " |")
     for name, build in variants.items():
         started = time.perf_counter()
         quantised = build()
