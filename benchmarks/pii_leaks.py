@@ -31,7 +31,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipelines.pii.evalset import generate
-from pipelines.pii.evaluate import EN_VARIED, varied_docs
+from pipelines.pii.evaluate import add_varied_option, varied_docs
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKED = {"EMAIL", "PHONE", "PRC_ID", "CREDIT_CARD", "IBAN", "IP_ADDRESS", "PERSON", "ADDRESS"}
@@ -44,11 +44,9 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", type=Path, help="where the root goes (default: a temporary directory)")
     p.add_argument("--rejects-text", default="redacted", choices=["redacted", "structured", "none", "raw"])
-    p.add_argument("--varied", type=Path, default=EN_VARIED, help="the varied set (make_en_pii_set.py --seed)")
+    add_varied_option(p)
     p.add_argument("--show", type=int, default=0, help="print up to N values left per (documents, where, type)")
     args = p.parse_args()
-    if not args.varied.is_file():
-        p.error(f"--varied {args.varied}: no such file (make_en_pii_set.py --seed N --out PATH writes one)")
     work = args.work or Path(tempfile.mkdtemp(prefix="pii-leaks-"))
     work.mkdir(parents=True, exist_ok=True)
     docs = [(f"faker-{d.lang}", d) for d in generate(args.docs, args.seed)] + [

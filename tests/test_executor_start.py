@@ -38,7 +38,9 @@ def test_start_with_one_worker_starts_nothing(tmp_path: Path) -> None:
     from functools import partial
 
     ex = LocalExecutor(1)
-    ex.start(partial(_record_pid, str(tmp_path)))
-    assert ex._pool is None and not list(tmp_path.iterdir())  # one worker runs tasks inline
-    assert list(ex.map_unordered(_square, [3])) == [9]
-    ex.close()
+    try:
+        ex.start(partial(_record_pid, str(tmp_path)))
+        assert ex._pool is None and not list(tmp_path.iterdir())  # one worker runs tasks inline
+        assert list(ex.map_unordered(_square, [3])) == [9]
+    finally:
+        ex.close()

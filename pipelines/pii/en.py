@@ -216,7 +216,7 @@ def addressee_names(text: str, addresses: Sequence[Finding]) -> list[Finding]:
     more lines above its street ("Syed Simensen\nUnity Frankford Stores\n333 Christine Pass") is
     left to the other recognizers: one of its lines is a company's."""
     skip = _skip_words()
-    companies = company_spans(text)
+    companies: list[tuple[int, int]] | None = None  # only for a text with a candidate name line
     out = []
     for address in addresses:
         line_start = text.rfind("\n", 0, address.start) + 1
@@ -235,7 +235,11 @@ def addressee_names(text: str, addresses: Sequence[Finding]) -> list[Finding]:
         if m is None:
             continue
         words = [_POSSESSIVE.sub("", w) for w in m.group(1).split() if not w.endswith(".")]
-        if all(_namelike(w, skip) for w in words) and not any(s <= m.start(1) < e for s, e in companies):
+        if not all(_namelike(w, skip) for w in words):
+            continue
+        if companies is None:
+            companies = company_spans(text)
+        if not any(s <= m.start(1) < e for s, e in companies):
             out.append(Finding("PERSON", *m.span(1), "en_names", SINGLE_SCORE))
     return out
 

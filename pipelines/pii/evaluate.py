@@ -121,6 +121,20 @@ def _run(docs: Sequence[LabelledDoc], *, ner: bool, gate: bool = True) -> Report
 VARIED_SPLITS = ("holdout", "dev", "tune", "all")
 
 
+def _varied_file(value: str) -> Path:
+    path = Path(value)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{path}: no such file (make_en_pii_set.py --seed N --out PATH writes one)")
+    return path
+
+
+def add_varied_option(parser: argparse.ArgumentParser) -> None:
+    """``--varied PATH``, another varied set, refused up front when missing (not after a Faker pass)."""
+    parser.add_argument(
+        "--varied", type=_varied_file, default=EN_VARIED, help="the varied set (make_en_pii_set.py --seed)"
+    )
+
+
 def varied_docs(split: str = "holdout", path: Path = EN_VARIED) -> list[LabelledDoc]:
     """The English varied set as labelled documents (group ``en-varied``)."""
     if split not in VARIED_SPLITS:
@@ -296,10 +310,8 @@ def main() -> None:
     p.add_argument("--split", choices=VARIED_SPLITS, default="holdout", help="part of the English varied set")
     p.add_argument("--errors", type=int, default=0, help="print N errors per type of the tune/dev part and exit")
     p.add_argument("--presidio", action="store_true", help="also score presidio's default analyzer (slow import)")
-    p.add_argument("--varied", type=Path, default=EN_VARIED, help="another varied set (make_en_pii_set.py --seed)")
+    add_varied_option(p)
     args = p.parse_args()
-    if not args.varied.is_file():
-        p.error(f"--varied {args.varied}: no such file (make_en_pii_set.py --seed N --out PATH writes one)")
     if args.errors:
         print("\n".join(varied_errors(args.split, args.errors)))
         return
