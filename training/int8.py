@@ -253,8 +253,10 @@ def _quantize_chunk(chunk: list[tuple[nn.Module, str, str]], hessians: dict[str,
 def _drop_file_pages(tensors: list[torch.Tensor]) -> None:
     """Unmap the pages of the checkpoint file under fp32 weights just quantised (``madvise``
     ``MADV_DONTNEED``), so the load peak does not hold the whole fp32 file and every int8 copy at
-    once. Only ranges inside a file-backed mapping are touched: dropping those pages loses nothing
-    (a later read faults them in again from the unchanged file); heap memory is never passed."""
+    once. Only ranges inside a file-backed mapping are touched, and heap memory is never passed. A
+    later read faults the pages in again from the file, so this assumes the tensors were not written
+    since they were mapped: ``from_pretrained`` maps safetensors privately, and a page written in
+    place (an adapter merged into a tied embedding) would revert to the file's values."""
     if not sys.platform.startswith("linux"):
         return
     try:
@@ -305,7 +307,9 @@ def quantize_int8(model: Any, tokenizer: Any = None, *, chunk_bytes: int = 96 <<
     The fp32 weights that ``from_pretrained`` loads are views into the memory-mapped safetensors
     file; the tensors that stay fp32 (norms, an untied embedding) would keep the whole mapping
     alive (the int8 server then resident at 1.27x the fp32 one), so they are copied out of it, the
-    replaced modules collected and the freed heap trimmed (`release_memory`)."""
+    replaced modules collected and the freed heap trimmed (`release_memory`). The quantised
+    weights' checkpoint pages are unmapped (`_drop_file_pages`): pass a model as loaded, or one
+    whose in-place changes live on the heap, not in the mapped file's pages."""
     tied = _tied_head(model)
     if tied and not share_tied:  # its own per-row int8 copy, in place before calibration sees it
         emb = model.get_input_embeddings()
