@@ -47,6 +47,15 @@ def test_sentence_cache_computes_each_sentence_once() -> None:
     assert set(cache.data) == {"dddd"}
 
 
+def test_sentence_cache_keeps_the_hits_of_the_call_that_fills_it() -> None:
+    """A call with cached and new keys that overflows the cache returns every value (it raised
+    KeyError for the cached ones once a worker had tagged ``limit`` sentences)."""
+    cache: SentenceCache[int] = SentenceCache(limit=3)
+    cache.get_many(["a", "bb", "ccc"], lambda keys: [len(k) for k in keys])
+    assert cache.get_many(["a", "eeee", "a"], lambda keys: [len(k) for k in keys]) == [1, 4, 1]
+    assert set(cache.data) == {"a", "eeee"} and cache.hits == 2 and cache.misses == 4
+
+
 def test_gate_changes_nothing_on_names_and_sees_each_sentence_once() -> None:
     para = "The contract was signed by Margaret Thompson in Chicago. The court dismissed the claim. "
     texts = [para * 3, "Dear Anna Kowalska, thank you."]

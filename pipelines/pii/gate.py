@@ -60,8 +60,8 @@ class SentenceCache(Generic[V]):
         self.misses += len(todo)
         self.hits += len(keys) - len(todo)
         if todo:
-            if len(self.data) + len(todo) > self.limit:
-                self.data.clear()
+            if len(self.data) + len(todo) > self.limit:  # start afresh, keeping what ``keys`` hit
+                self.data = {k: self.data[k] for k in set(keys) if k in self.data}
             for k, v in zip(todo, compute(todo), strict=True):
                 self.data[k] = v
         return [self.data[k] for k in keys]
