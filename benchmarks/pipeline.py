@@ -12,6 +12,12 @@ repetition + C4 + FineWeb filters + writer), 1 worker, in a child process (CPU o
 runs only, its imports excluded). Every build of one variant must publish the same sorted
 documents whatever the worker count (checked).
 
+Each build runs in a fresh child process, so that none starts with the models and NER caches an
+earlier build loaded into the same interpreter: until 2026-12-03 our builds ran in this process, and
+with ``--mb 40 80`` the 1-worker 80 MB build (in-process) reused what the 40 MB builds had loaded
+and tagged while the 2-worker one spawned cold workers, which read as "1.35x, 2 workers take 1.38x
+the CPU".
+
     flock -w 1500 /work/heavy.lock timeout 1200 .venv/bin/python benchmarks/pipeline.py --mb 40
 """
 
@@ -85,6 +91,15 @@ def run_ours(files: list[Path], mb: float, variant: str, workers: int, work: Pat
     return row
 
 
+def run_ours_in_child(files: list[Path], mb: float, variant: str, workers: int, work: Path) -> dict:
+    """`run_ours` in a fresh interpreter (see the module docstring for why)."""
+    spec = json.dumps({"files": [str(f) for f in files], "mb": mb, "variant": variant, "workers": workers})
+    out = subprocess.run([sys.executable, __file__, "--ours-child", spec, str(work)], capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(f"{variant}, {workers} worker(s) failed (rc {out.returncode}):\n{out.stderr[-4000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def run_datatrove(files: list[Path], work: Path) -> dict:
     """datatrove's equivalent stages in one run, one worker (called in a child process)."""
     from datatrove.executor import LocalPipelineExecutor
@@ -150,7 +165,13 @@ def main() -> None:
     p.add_argument("--skip-datatrove", action="store_true")
     p.add_argument("--datatrove-only", action="store_true", help="only datatrove (a separate locked command)")
     p.add_argument("--datatrove-child", nargs=2, metavar=("INPUT_DIR", "WORK"), help=argparse.SUPPRESS)
+    p.add_argument("--ours-child", nargs=2, metavar=("SPEC", "WORK"), help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.ours_child:
+        spec = json.loads(args.ours_child[0])
+        files = [Path(f) for f in spec["files"]]
+        print(json.dumps(run_ours(files, spec["mb"], spec["variant"], spec["workers"], Path(args.ours_child[1]))))
+        return
     if args.datatrove_child:
         files = sorted(Path(args.datatrove_child[0]).glob("*.parquet"))
         print(json.dumps(run_datatrove(files, Path(args.datatrove_child[1]))))
@@ -164,7 +185,7 @@ def main() -> None:
         rows = []
         for variant in [] if args.datatrove_only else args.variants:
             for workers in args.workers:
-                row = run_ours(files, mb, variant, workers, work)
+                row = run_ours_in_child(files, mb, variant, workers, work)
                 rows.append(row)
                 print(
                     f"{variant}, {workers} worker(s): {row['wall']:.0f} s wall, {row['cpu']:.0f} CPU s "
