@@ -91,3 +91,30 @@ def test_a_name_found_once_is_redacted_wherever_the_document_repeats_it() -> Non
     assert "甘晶" not in redact_text(text, analyze_texts([text], ["zh"])[0])
     # a pseudonym is never spread, and a name is not found inside one
     assert found("被告人张某某盗窃。张某某到案。", "PERSON") == []
+
+
+def test_traditional_forms_of_surnames_and_roles_are_listed() -> None:
+    """Every Simplified surname, compound surname and party role has the Traditional forms OpenCC
+    writes for it (an appeal from Taiwan named 應淑貞 after 上訴人 was missed while 应 was listed)."""
+    import opencc
+
+    from pipelines.pii.zh_lexicon import COMPOUND_SURNAMES, ROLES, SAME_IN_TRADITIONAL, SURNAMES
+
+    missing = set()
+    for config in ("s2t", "s2tw", "s2hk"):
+        convert = opencc.OpenCC(config).convert
+        missing |= {convert(c) for c in SURNAMES - SAME_IN_TRADITIONAL} - SURNAMES
+        compound = {"".join(c if c in SAME_IN_TRADITIONAL else convert(c) for c in w) for w in COMPOUND_SURNAMES}
+        missing |= compound - COMPOUND_SURNAMES
+        missing |= {convert(r) for r in ROLES} - set(ROLES)
+    assert not missing
+    assert {"應淑貞", "雲海"} <= {t for t in ("應淑貞", "雲海") if rule_findings(f"上訴人：{t}，女。")}
+
+
+def test_a_letters_addressee_and_signer() -> None:
+    letter = "涂成您好：\n请于2024-09-17前回复。\n此致\n敬礼！\n杨梅\n2024年9月1日"
+    assert [letter[f.start : f.end] for f in rule_findings(letter) if f.entity == "PERSON"] == ["涂成", "杨梅"]
+    assert [t[f.start : f.end] for t in ["张伟先生，您好！"] for f in rule_findings(t)] == ["张伟"]
+    # not a name: greetings to a group, a signer that is an institution, 您好 inside a sentence
+    for text in ["各位您好：", "大家好", "此致\n北京市第一中级人民法院", "我们向他问您好", "此致\n敬礼"]:
+        assert [f for f in rule_findings(text) if f.entity == "PERSON"] == [], text

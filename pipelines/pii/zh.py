@@ -7,7 +7,8 @@ Two sources, merged by `recognizers.resolve_overlaps`:
   （原审被告） and a colon), further names of a list after it (、和及), a name before a
   biographical cue (，男 / ，女 / ，身份证… / ，1980年…出生 / ，汉族 / ，住…), an address after
   an address cue (住/住址/住所地/户籍地/地址…) up to the next clause break, postcodes after
-  邮编;
+  邮编; a letter's addressee (a line opening "涂成您好") and signer (a name alone on the line
+  after 此致 / 敬礼);
 * **LAC** (`pipelines.pii.lac`) per sentence: PER tokens -> PERSON; runs of LOC tokens (with the
   number/unit tokens that follow them: 88号, 3栋, 1201室) -> ADDRESS when they reach street
   level, else LOCATION. ORG and TIME are not personal data here.
@@ -65,6 +66,14 @@ ROLE_NAME = re.compile(rf"{_ROLE}{_PAREN}[：:]?[ \t\u3000]?(?P<name>{_NAME}){_A
 LIST_NEXT = re.compile(rf"[、和及与][ \t]?(?P<name>{_NAME}){_AFTER_NAME}")
 _BIO = rf"(?:男|女|身份证|身份證|公民身份|出生|生于|\d{{4}}年|[{HAN}]{{1,3}}族|住|户籍|戶籍|籍贯|籍貫)"
 BIO_NAME = re.compile(rf"(?<![{HAN}])(?P<name>{_SURNAME}[{HAN}]{{1,2}}?)(?=[，,（(][ \t]?{_BIO})")
+# a letter's addressee and signer: "涂成您好：" / "张伟先生，你好" at a line's start, and a line that
+# is only a name after the closing 此致 (敬礼) — LAC reads 杨梅 alone as the fruit
+_TITLE = "(?:先生|女士|小姐|律师|律師|老师|老師|同志)"
+GREETING_NAME = re.compile(rf"^[ \t\u3000]*(?P<name>{_NAME})(?={_TITLE}?[，,]?[ \t]?(?:您好|你好))", re.M)
+SIGNER_NAME = re.compile(
+    rf"(?:此致|敬礼|敬禮)[！!]?[ \t\u3000]*\n(?:[ \t\u3000]*(?:敬礼|敬禮)[！!]?[ \t\u3000]*\n)?"
+    rf"[ \t\u3000]*(?!敬礼|敬禮)(?P<name>{_NAME})[ \t\u3000]*(?=\n|$)"
+)
 _CUE = "(?:" + "|".join(map(re.escape, ADDRESS_CUES)) + ")"
 ADDRESS_AFTER_CUE = re.compile(
     rf"{_CUE}(?![院宿房宅处處所地])[：:]?(?:为|是|在|於|于)?[ \t]?(?P<addr>[^，,。；;\n（()）、]{{4,60}})"
@@ -83,7 +92,7 @@ MAX_SENTENCE = 128  # characters per LAC input; longer sentences are cut at a co
 HAS_HAN = re.compile(f"[{HAN}]")
 ALL_HAN = re.compile(f"[{HAN}]+")
 
-ROLE_SCORE, BIO_SCORE, LAC_PERSON_SCORE, REPEAT_SCORE = 0.9, 0.9, 0.85, 0.6
+ROLE_SCORE, BIO_SCORE, LETTER_SCORE, LAC_PERSON_SCORE, REPEAT_SCORE = 0.9, 0.9, 0.85, 0.85, 0.6
 ADDRESS_CUE_SCORE, LAC_ADDRESS_SCORE, LAC_LOCATION_SCORE = 0.9, 0.8, 0.7
 CACHE_SENTENCES = 200_000
 
@@ -136,6 +145,10 @@ def rule_findings(text: str) -> list[Finding]:
     for m in BIO_NAME.finditer(text):
         if plausible_name(m.group("name")):
             out.append(Finding("PERSON", *m.span("name"), "zh_bio", BIO_SCORE))
+    for pattern in (GREETING_NAME, SIGNER_NAME):
+        for m in pattern.finditer(text):
+            if plausible_name(m.group("name")):
+                out.append(Finding("PERSON", *m.span("name"), "zh_letter", LETTER_SCORE))
     for m in ADDRESS_AFTER_CUE.finditer(text):
         addr = m.group("addr").rstrip()
         if ADDRESS_SHAPE.search(addr):
