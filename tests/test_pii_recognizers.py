@@ -39,6 +39,7 @@ def test_email(text: str, expected: list) -> None:
         ("001-792-541-1578", "001-792-541-1578"),
         ("London +44 20 7946 0958.", "+44 20 7946 0958"),
         ("总机010-62345678转", "010-62345678"),
+        ("Spain 48368 | Fax\\,320491653-Fax", "320491653"),  # a vCard-escaped list: comma after a letter
     ],
 )
 def test_phone_positives(text: str, value: str) -> None:
@@ -55,6 +56,7 @@ def test_phone_positives(text: str, value: str) -> None:
         "SKU A13812345678",  # glued to letters
         "10012345678",  # 10x is not a mobile prefix (nor a NANP number)
         "on 2019-04-15 at 10:30",
+        "a fee of 1,250,000 paid, 25,000 of it by fax",  # thousands groups, a phone cue nearby
     ],
 )
 def test_phone_near_misses(text: str) -> None:

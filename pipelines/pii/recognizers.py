@@ -90,8 +90,10 @@ _NANP = (
     r"[2-9]\d{2}[ .\-]?\d{4}(?:[ ]?(?:x|ext\.?|extension)[ ]?\d{1,5})?(?!\d)"
 )
 _INTL = r"(?<![0-9A-Za-z+])\+[1-9]\d{0,2}(?:[ .\-]?\(?\d{1,5}\)?){2,6}(?!\d)"
+# a comma before the number only counts against it after a digit (1,000); "Office\,0532…-Fax" (a
+# vCard-escaped list of numbers) is a phone
 _NATIONAL = (
-    r"(?<![0-9A-Za-z+\-./,:#$€£¥])(?:\(\d{1,5}\)[ .\-]?)?\d{1,13}(?:(?:[ .\-/]|\) ?)\d{1,8}){0,5}"
+    r"(?<![0-9A-Za-z+\-./:#$€£¥])(?<!\d,)(?:\(\d{1,5}\)[ .\-]?)?\d{1,13}(?:(?:[ .\-/]|\) ?)\d{1,8}){0,5}"
     r"(?![0-9A-Za-z]|-\d|[.,/]\d)"
 )
 _PHONE_CUE_BEFORE = re.compile(
