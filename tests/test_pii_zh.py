@@ -94,11 +94,20 @@ def test_a_name_found_once_is_redacted_wherever_the_document_repeats_it() -> Non
 
 
 def test_traditional_forms_of_surnames_and_roles_are_listed() -> None:
-    """Every Simplified surname, compound surname and party role has the Traditional forms OpenCC
-    writes for it (an appeal from Taiwan named 應淑貞 after 上訴人 was missed while 应 was listed)."""
+    """Every Simplified surname, compound surname, party role and stop word has the Traditional
+    forms OpenCC writes for it (an appeal from Taiwan named 應淑貞 after 上訴人 was missed while 应
+    was listed; 萬元 was read as a name where 万元 was not)."""
     import opencc
 
-    from pipelines.pii.zh_lexicon import COMPOUND_SURNAMES, ROLES, SAME_IN_TRADITIONAL, SURNAMES
+    from pipelines.pii.zh_lexicon import (
+        COMPOUND_SURNAMES,
+        NAME_END,
+        NOT_IN_GIVEN_NAME,
+        NOT_NAMES,
+        ROLES,
+        SAME_IN_TRADITIONAL,
+        SURNAMES,
+    )
 
     missing = set()
     for config in ("s2t", "s2tw", "s2hk"):
@@ -107,6 +116,10 @@ def test_traditional_forms_of_surnames_and_roles_are_listed() -> None:
         compound = {"".join(c if c in SAME_IN_TRADITIONAL else convert(c) for c in w) for w in COMPOUND_SURNAMES}
         missing |= compound - COMPOUND_SURNAMES
         missing |= {convert(r) for r in ROLES} - set(ROLES)
+        # and what keeps phrases from being names: 萬元 is 万元 (10,000 yuan), never a person
+        missing |= {convert(w) for w in NOT_NAMES} - NOT_NAMES
+        missing |= {convert(c) for c in NOT_IN_GIVEN_NAME} - NOT_IN_GIVEN_NAME
+        missing |= {convert(c) for c in NAME_END.replace("\\s", "")} - set(NAME_END)
     assert not missing
     assert {"應淑貞", "雲海"} <= {t for t in ("應淑貞", "雲海") if rule_findings(f"上訴人：{t}，女。")}
 

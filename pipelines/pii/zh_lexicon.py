@@ -92,12 +92,13 @@ PROVINCES = (
 )
 
 # Characters that end a name in running text (punctuation, gender/ethnicity/birth cues follow).
-NAME_END = "，,。；;：:、（(）)\\s男女系于在与和及的等因经诉称"
+NAME_END = "，,。；;：:、（(）)\\s男女系于在与和及的等因经诉称於稱經與訴"
 # Characters a given name (not the surname) practically never contains: function words and the
 # characters that begin the phrases that follow a party's name.
 NOT_IN_GIVEN_NAME = set(
     "的了是在于与及或等对向被把将从因称诉辩请求认定判决之某不未已均应该所此"
     "司院局厂店部委会处科队站校馆省县镇乡村街路号楼族"
+    "將對廠從應於會樓決稱縣與處號訴該認請辯鄉鎮隊館"  # Traditional forms
 )
 
 # Frequent words that begin with a surname character and fit a name's shape (位置 = 位 + 置):
@@ -108,5 +109,10 @@ NOT_NAMES = set(
     " 钱款 李子 高兴 方便 明天 白天 江边 牛奶 马路 龙头 毛巾 田地 林地 史上 严重 严格 宁可 关于 关系 关键 管理 施工"
     " 经营 经济 乔装 邢事 解除 解决 连续 路段 路口 路边 边上 边缘 曲线 古代 元旦 司法 司机 计划 计算 商品 商店 商场"
     " 都是 都有 尚未 谈话 谈判 水平 来源 来到 相关 相应 信息 信用 明知 常住 阳台 伍元 封闭 任何 任务 任意 付款 付清"
-    " 余额 余款 苏醒 支付 支持 云南 海关 海鲜 华为 宝马 王老吉".split()
+    " 余额 余款 苏醒 支付 支持 云南 海关 海鲜 华为 宝马 王老吉"
+    # Traditional forms
+    " 任務 來到 來源 全額 包裝 原來 司機 商場 喬裝 嚴格 嚴重 寧可 寶馬 封閉 平臺 應當 房產"
+    " 於是 明確 明顯 時候 時間 曲線 江邊 海關 海鮮 甦醒 申請 相應 相關 石頭 經濟 經營 花園"
+    " 華為 華爲 萬元 解決 計劃 計算 談判 談話 路邊 車主 車輛 連續 邊上 邊緣 金屬 金額 錢款"
+    " 關係 關於 關鍵 陽台 陽臺 雲南 餘款 餘額 馬路 高價 高興 黃色 黃金 龍頭".split()
 )
