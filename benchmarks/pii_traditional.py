@@ -8,7 +8,11 @@ the rest are misses (only on the original) and extras (only on the conversion). 
 letter rules (`zh_letter`: addressee "涂成您好", signer after 此致) on the originals, for their
 precision on real text. Skips cleanly without shared/data.
 
-    flock /work/heavy.lock python benchmarks/pii_traditional.py [--limit N]
+``--texts court`` (default): the court texts (case facts, judgment passages, NER sentences), whose
+differences were read while fixing the lexicon; ``--texts exam``: the 500 exam questions with
+their options, never read, as the held-out check.
+
+    flock /work/heavy.lock python benchmarks/pii_traditional.py [--texts court|exam] [--limit N]
 """
 
 from __future__ import annotations
@@ -24,11 +28,17 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 ENTITIES = ("PERSON", "ADDRESS")
 
 
-def real_texts(limit: int | None) -> list[str]:
-    texts = []
-    for name in ("zh_legal_dev.jsonl", "zh_legal_ner_dev.jsonl"):
-        with (DATA / name).open(encoding="utf-8") as f:
-            texts.extend(json.loads(line)["text"] for line in f if line.strip())
+def _rows(name: str) -> list[dict]:
+    with (DATA / name).open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def real_texts(which: str, limit: int | None) -> list[str]:
+    if which == "exam":
+        texts = [r["question"] + "\n" + "\n".join(f"{k}. {v}" for k, v in r["options"].items())
+                 for r in _rows("zh_legal_exam_dev.jsonl")]  # fmt: skip
+    else:
+        texts = [r["text"] for name in ("zh_legal_dev.jsonl", "zh_legal_ner_dev.jsonl") for r in _rows(name)]
     return texts[:limit]
 
 
@@ -40,24 +50,25 @@ def spans(texts: list[str]) -> list[set[tuple[str, int, int]]]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--texts", choices=["court", "exam"], default="court")
     p.add_argument("--limit", type=int, default=None)
     args = p.parse_args()
     if not DATA.is_dir():
         print(f"skipped: {DATA} is not there")
         return 0
-    import opencc
-
+    from pipelines.chinese_script import converter
     from pipelines.pii.zh import rule_findings
 
-    texts = real_texts(args.limit)
+    texts = real_texts(args.texts, args.limit)
     base = spans(texts)
     letters = [(t, t[f.start : f.end]) for t in texts for f in rule_findings(t) if f.recognizer == "zh_letter"]
-    print(f"{len(texts)} real texts, {sum(map(len, texts)):,} characters; zh_letter findings: {len(letters)}")
+    chars = sum(map(len, texts))
+    print(f"{args.texts}: {len(texts)} real texts, {chars:,} characters; zh_letter findings: {len(letters)}")
     for text, name in letters[:20]:
         print(f"   {name!r}: {text[:80]!r}")
     print(f"{'script':<8} {'entity':<8} {'original':>9} {'agree':>7} {'missed':>7} {'extra':>7} {'agreement':>10}")
     for config in ("s2t", "s2tw", "s2hk"):
-        convert = opencc.OpenCC(config).convert
+        convert = converter(config).convert
         converted = [convert(t) for t in texts]
         same_length = [len(a) == len(b) for a, b in zip(texts, converted, strict=True)]
         conv = spans(converted)

@@ -2,6 +2,9 @@
 
 Written for this project from the common-surname and court-document conventions, not taken from
 any evaluation data. No heavy imports: the candidate filters and patterns are built from these.
+The Traditional forms are written out rather than derived with OpenCC at import (which would cost
+each worker ~0.6 CPU-s for `pipelines.chinese_script` and its converters); a test derives them
+and fails when one is missing (`tests/test_pii_zh.py`).
 """
 
 from __future__ import annotations
