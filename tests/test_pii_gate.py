@@ -110,6 +110,9 @@ def test_street_names_without_a_number() -> None:
         "A London street festival",
     ):
         assert found(text) == [], text
+    # spaCy/the pair rule read "Fix Travis" as a name (Travis is a listed given name), but "Fix"
+    # is an English word: it does not spread to the next line
+    assert "Fix" not in found("- Fix Travis CI build on macOS.\n- Fix the cache.")
     # in a whole analysis a street is an ADDRESS, also in sentences the NER gate skips, and
     # "Sandra Lane" stays a person
     text = "Turn onto Main Street. Support lead: Sandra Lane."
@@ -142,3 +145,42 @@ def test_name_rules() -> None:
         if f.entity == "PERSON"
     }
     assert people == {"Krisztián"}  # not the nationality or the country; the given name over spaCy's "place"
+
+
+def test_names_that_are_no_english_word() -> None:
+    """Words that are in no English dictionary (the spaCy model's WordNet tables), spelled like a
+    name, in a name's place; none of the rules fires on inflected words, acronyms or jargon."""
+
+    def found(text: str, entity: str = "PERSON") -> list[str]:
+        return [text[f.start : f.end] for f in analyze_texts([text], ["en"])[0] if f.entity == entity]
+
+    assert found("I want to add Wennemar Tjoelker as a beneficiary.") == ["Wennemar Tjoelker"]
+    assert found("Ilmatar, could you send the file today?") == ["Ilmatar"]  # addressed by name
+    assert found('Ottla: "Are you ready?"\nOttla: "Yes."') == ["Ottla", "Ottla"]  # a speaker, twice
+    # a found name's words spread over the document: "Ruuskanen" alone is that person too
+    assert found("Everyone said Ruuskanen was late. Ilmatar K. Ruuskanen was there by noon.") == [
+        "Ruuskanen",
+        "Ilmatar K. Ruuskanen",
+    ]
+    for text in (
+        "* Bump jiter to v0.19.0 by the maintainers.",
+        "Efficient and Affordable Post-Training Quantization for Transformers.",
+        "* Renamed Settings to Options.",
+        "- [COLRv1] Define ClipList and ClipBox.",
+    ):
+        assert found(text) == [], text
+    # spaCy/the pair rule read "Fix Travis" as a name (Travis is a listed given name), but "Fix"
+    # is an English word: it does not spread to the next line
+    assert "Fix" not in found("- Fix Travis CI build on macOS.\n- Fix the cache.")
+
+
+def test_address_blocks_with_a_company_line_and_lower_case() -> None:
+    def found(text: str, entity: str) -> list[str]:
+        return [text[f.start : f.end] for f in analyze_texts([text], ["en"])[0] if f.entity == entity]
+
+    block = ">Wennemar Tjoelker\n>Blue Harbour Traders\n>Wennemar Tjoelker\n>4471 Kestrel Pass\n>Suite 12\n>Utrecht"
+    assert found(block, "PERSON") == ["Wennemar Tjoelker", "Wennemar Tjoelker"]  # the name written twice
+    assert found("Acme Widgets\nCentury House\n12 Baker Street\nLondon", "PERSON") == []  # no name twice
+    lower = "ilmatar k. ruuskanen\n\n12 birch road\n apt. 7\n tampere\n finland 33100"
+    assert found(lower, "PERSON") == ["ilmatar k. ruuskanen"]
+    assert "apt. 7" in found(lower, "ADDRESS")  # the unit line after the street, blanked in the gate's view

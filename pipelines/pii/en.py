@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 import re
+from collections import Counter
 from collections.abc import Sequence
 from functools import cache
 
@@ -34,13 +35,17 @@ CUE_SCORE, LIST_SCORE, SINGLE_SCORE, REPEAT_SCORE = 0.75, 0.65, 0.6, 0.6
 _LETTERS = "A-Za-zÀ-ÖØ-öø-ÿĀ-ſƀ-ɏ"
 _WORD = rf"[{_LETTERS}][{_LETTERS}'’\-]*"
 _CUES = (
-    r"my name is|my name's|name is|names? are|i am|i'm|im|this is|it's|call me|calls me|called|named|"
+    r"my name is|my name's|name is|names? are|i am|i'm|im|this is|it's|call me|calls me|"
+    r"(?:named|called|call) (?:him|her|them)|called|named|"
     r"dear|hi|hello|hey|thanks|thank you|regards|sincerely|cheers|signed|attn|attention|"
     r"name|names|mr|mrs|ms|miss|mx|dr|prof|sir|madam|mister|spouse|partner|kid|son|daughter|"
     r"wife|husband|guardian|beneficiary|speak to|ask for|by|with|said|says|asked|told|according to|songwriter|"
     r"singer|player|author|writer|director|assistant to|starring"
 )
 CUE = re.compile(rf"(?i:(?<![A-Za-z])(?:{_CUES}))\.?[:,]?[ \t]+(?={_WORD})")
+# cues after which one word is a name even in an all-lower-case text when it is no English word
+# ("my name is vilmundína", "she named him yuuna"); after "i am", "by" or "with" it need not be
+NAMING_CUE = re.compile(r"(?i)(?:my name is|my name's|call me|(?:named|called|call) (?:him|her|them))\W*")
 WORD = re.compile(_WORD)
 _GAP = re.compile(r"[ \t]+|[ \t]?[A-Z]\.[ \t]+")
 # words that end a name after a cue (and are never a name themselves here)
@@ -90,12 +95,13 @@ def cue_names(text: str, lower: bool | None = None) -> list[Finding]:
     out = []
     for m in CUE.finditer(text):
         pos, end, words = m.end(), m.end(), 0
+        naming = lower_text and NAMING_CUE.fullmatch(m.group()) is not None
         while words < 3 and (w := WORD.match(text, pos)):
             word = w.group()
             folded = word.casefold()
             if folded in STOP:
                 break
-            known = folded in given or folded in family
+            known = folded in given or folded in family or (naming and words == 0 and _unknown_word(word))
             if not ((_capitalised(word) and not lower_text) or (lower_text and known)):
                 break
             end, words = w.end(), words + 1
@@ -132,8 +138,9 @@ def list_names(text: str, lower: bool | None = None) -> list[Finding]:
     return out
 
 
-# a name-list word in a speaker's or a subject's position: "Aki: What...", "Jouni said", "Ansel shouted at"
-_SPEAKER = re.compile(rf"(?m)^[ \t>]*({_WORD})(?=:[ \t])")
+# a name-list word in a speaker's or a subject's position: "Aki: What...", "Jouni said", "Ansel shouted at";
+# a word that is no English word as a speaker twice or more ("Ayda: "Who are you?"\nAyda:"I'm …")
+_SPEAKER = re.compile(rf"(?m)^[ \t>]*({_WORD})(?=:[ \t\"“])")
 _SUBJECT = re.compile(
     rf"(?<![A-Za-z'’\-])({_WORD})(?=[ \t]+(?:said|says|told|asked|replied|wrote|shouted|answered|added|explained"
     r"|began|lives|lived|has|had|is a|was a|called|thinks|thought)\b)"
@@ -144,6 +151,10 @@ _SUBJECT = re.compile(
 _OPENING = re.compile(
     rf"(?:^|(?<=[.!?\n][ \t])|(?<=\n))[ \t]*({_WORD})(?=[ \t]+(?:is|was|has|had|spent|lives|lived|said|says|wrote"
     r"|began|asked|told|shouted|replied|and [A-Z][a-z]+ (?:are|were|have|had))\b)"
+)
+# a word that is no English word addressed at the start of a sentence: "Denisse, can I please …"
+_VOCATIVE = re.compile(
+    rf"(?:^|(?<=[.!?\n][ \t])|(?<=\n))[ \t]*({_WORD}),[ \t]+(?=(?:can|could|would|will|may|please|I|you|we)\b)"
 )
 # a surname's shape in many languages: patronymics and the common endings of Slavic, Baltic,
 # Caucasian, Romanian, Greek names (Örlygsdóttir, Krejčíková, Kozłowska, Perković, Khadzhiev)
@@ -170,6 +181,14 @@ def role_names(text: str, lower: bool | None = None) -> list[Finding]:
     for m in _OPENING.finditer(text):
         if _namelike(m.group(1), skip):
             out.append(Finding("PERSON", *m.span(1), "en_names", SINGLE_SCORE))
+    for m in _VOCATIVE.finditer(text):
+        if _namelike(m.group(1), skip) and _unknown_word(m.group(1)):
+            out.append(Finding("PERSON", *m.span(1), "en_names", SINGLE_SCORE))
+    speakers = Counter(m.group(1) for m in _SPEAKER.finditer(text))
+    for m in _SPEAKER.finditer(text):
+        word = m.group(1)
+        if speakers[word] >= 2 and _namelike(word, skip) and "-" not in word and _unknown_word(word):
+            out.append(Finding("PERSON", *m.span(1), "en_names", SINGLE_SCORE))
     return out
 
 
@@ -184,9 +203,9 @@ _CAP_PAIR = re.compile(rf"(?<![{_LETTERS}'’\-])({_WORD})[ \t]+(?:[A-Z]\.[ \t]+
 
 
 def pair_names(text: str, lower: bool | None = None) -> list[Finding]:
-    """Two capitalised words of which one is a listed name or has a surname's shape, or with a
-    middle initial between them, and neither a frequent word or a place: "Pernille Nielsen",
-    "Heiðbjört Örlygsdóttir", "Trifon J. Yudin"."""
+    """Two capitalised words of which one is a listed name or has a surname's shape, both no
+    English word, or with a middle initial between them, and neither a frequent word or a place:
+    "Pernille Nielsen", "Heiðbjört Örlygsdóttir", "Menne Laarman", "Trifon J. Yudin"."""
     given, family = name_lists()
     skip = _skip_words()
     out = []
@@ -197,7 +216,13 @@ def pair_names(text: str, lower: bool | None = None) -> list[Finding]:
         if (
             _namelike(a, skip)
             and _namelike(b, skip)
-            and (initial or a.casefold() in given or b.casefold() in family or SURNAME_SHAPE.search(b))
+            and (
+                initial
+                or a.casefold() in given
+                or b.casefold() in family
+                or SURNAME_SHAPE.search(b)
+                or (_unknown_word(a) and _unknown_word(b))  # "the Einojuhani Pyysalo version"
+            )
         ):
             out.append(Finding("PERSON", m.start(1), m.start(2) + len(b), "en_names", SINGLE_SCORE))
             pos = m.end(2)
@@ -206,16 +231,46 @@ def pair_names(text: str, lower: bool | None = None) -> list[Finding]:
     return out
 
 
-_ADDRESSEE = re.compile(rf"[ \t>]*({_WORD}(?:[ \t]+(?:[A-Z]\.|{_WORD})){{1,3}})[ \t]*")
+_ADDRESSEE = re.compile(rf"[ \t>]*({_WORD}(?:[ \t]+(?:[A-Za-z]\.|{_WORD})){{1,3}})[ \t]*")
+
+
+# lower-case particles inside a name: "Aislinn de Meer", "Jan van der Berg", "Ana dos Santos"
+NAME_PARTICLES = frozenset("de da do dos das del della di du la le van von der den ten ter zu bin al".split())
+
+
+def _name_line(text: str, line: tuple[int, int], skip: frozenset[str], lower_text: bool) -> tuple[int, int] | None:
+    """The span of a line that is two to four name-like words (a middle initial allowed)."""
+    m = _ADDRESSEE.fullmatch(text, *line)
+    if m is None:
+        return None
+    words = [_POSSESSIVE.sub("", w) for w in m.group(1).split() if not w.endswith(".")]
+    words = [words[0], *(w for w in words[1:] if w not in NAME_PARTICLES)]  # "Aislinn C. de Meer"
+    if len(words) < 2:
+        return None
+    if lower_text:
+        ok = all(len(w) >= 2 and w.casefold() not in skip for w in words)
+    else:
+        ok = all(_namelike(w, skip) for w in words) and not re.search(r"[ \t][a-z]\.", m.group(1))
+    return m.span(1) if ok else None
+
+
+def _same_person(text: str, a: tuple[int, int], b: tuple[int, int]) -> bool:
+    """Two name lines of one person: the words of one (initials, particles aside) all in the other."""
+    wa, wb = (
+        {w.casefold() for w in WORD.findall(text[s:e]) if len(w) >= 2 and w not in NAME_PARTICLES} for s, e in (a, b)
+    )
+    return len(wa) >= 2 and len(wb) >= 2 and (wa <= wb or wb <= wa)
 
 
 def addressee_names(text: str, addresses: Sequence[Finding]) -> list[Finding]:
-    """The name line of a postal address block: two to four capitalised words (a middle initial
-    allowed), none a frequent word, place or street word, not a company, alone on the lines above
-    an address that starts a line ("Haide Árias\n\n6103 Burke Path\n Suite 793"). A block with
-    more lines above its street ("Syed Simensen\nUnity Frankford Stores\n333 Christine Pass") is
-    left to the other recognizers: one of its lines is a company's."""
+    """The name lines of a postal address block: two to four name-like words (a middle initial
+    allowed; none a frequent word, place or street word; not a company; lower-case words in an
+    all-lower-case text) alone on the line above an address that starts a line ("Haide Árias\n\n6103
+    Burke Path\n Suite 793"). With two or three lines above the street, one of them is a
+    company's, so only a name written twice around it counts ("Syed Simensen\nUnity Frankford
+    Stores\nSyed Simensen\n333 Christine Pass"): both its lines."""
     skip = _skip_words()
+    lower_text = text == text.lower()
     companies: list[tuple[int, int]] | None = None  # only for a text with a candidate name line
     out = []
     for address in addresses:
@@ -224,23 +279,26 @@ def addressee_names(text: str, addresses: Sequence[Finding]) -> list[Finding]:
             continue
         lines = []  # (start, end) of the non-empty lines above, up to a blank line, nearest first
         pos = line_start
-        while pos > 0 and len(lines) < 2:
+        while pos > 0 and len(lines) < 4:
             start = text.rfind("\n", 0, pos - 1) + 1
             if text[start : pos - 1].strip(" \t>"):
                 lines.append((start, pos - 1))
             elif lines:
                 break
             pos = start
-        m = _ADDRESSEE.fullmatch(text, *lines[0]) if len(lines) == 1 else None
-        if m is None:
+        if not lines or len(lines) > 3:
             continue
-        words = [_POSSESSIVE.sub("", w) for w in m.group(1).split() if not w.endswith(".")]
-        if not all(_namelike(w, skip) for w in words):
-            continue
-        if companies is None:
+        names = [_name_line(text, line, skip, lower_text) for line in lines]
+        if len(lines) == 1:
+            found = [names[0]] if names[0] else []
+        else:
+            spans = [n for n in names if n]
+            found = [n for n in spans if any(m != n and _same_person(text, n, m) for m in spans)]
+        if found and companies is None:
             companies = company_spans(text)
-        if not any(s <= m.start(1) < e for s, e in companies):
-            out.append(Finding("PERSON", *m.span(1), "en_names", SINGLE_SCORE))
+        for span in found:
+            if not any(s <= span[0] < e for s, e in companies or ()):
+                out.append(Finding("PERSON", *span, "en_names", SINGLE_SCORE))
     return out
 
 
@@ -328,9 +386,9 @@ def drop_non_names(text: str, findings: list[Finding], ents: Sequence[tuple[str,
     not after a cue) inside what spaCy tagged an organisation, nationality, product or work
     ("from Jacobs", "Robinson Furniture") goes too."""
     from pipelines.pii.en_address import person_named_like_street
-    from pipelines.pii.engine import OTHER_LABELS
+    from pipelines.pii.engine import OTHER_LABELS, entity_start
 
-    others = [(s, e) for label, s, e in ents if label in OTHER_LABELS]
+    others = [(entity_start(text, s, e), e) for label, s, e in ents if label in OTHER_LABELS]
     companies = company_spans(text)
     not_names = _not_a_person()
     given, _ = name_lists()
@@ -359,6 +417,62 @@ def drop_non_names(text: str, findings: list[Finding], ents: Sequence[tuple[str,
     return out
 
 
+@cache
+def dictionary_words() -> frozenset[str]:
+    """The English words of the spaCy model's lemmatizer tables (WordNet's nouns, verbs,
+    adjectives, adverbs; ~88 K), read from the installed package without loading the model."""
+    from spacy.lookups import Lookups
+
+    from pipelines.pii.engine import DEFAULT_MODEL, _model_subdir, import_spacy
+
+    spacy = import_spacy()
+    path = spacy.util.get_package_path(DEFAULT_MODEL) / _model_subdir(DEFAULT_MODEL) / "lemmatizer" / "lookups"
+    lookups = Lookups().from_disk(path)
+    tables = [lookups.get_table(name) for name in ("lemma_index", "lemma_exc")]
+    return frozenset(w for table in tables for forms in table.values() for w in forms)
+
+
+_NOT_A_NAME_SHAPE = re.compile(r"(?<!^Mc)(?<!^Mac)(?<=[a-zà-ÿ])[A-Z]|[A-Z]{2}|['’](?!s?$)")  # PyData, COLRv, I'm
+# inflections back to a dictionary form: "Renamed" -> rename, "Democratizing" -> democratize
+_INFLECTIONS = (
+    ("ies", "y"),
+    ("ied", "y"),
+    ("ing", "e"),
+    ("ing", ""),
+    ("ed", "e"),
+    ("ed", ""),
+    ("es", ""),
+    ("s", ""),
+    ("er", ""),
+    ("er", "e"),
+    ("est", ""),
+    ("ly", ""),
+)
+
+
+def _dictionary_form(word: str) -> bool:
+    words = dictionary_words()
+    if word in words:
+        return True
+    return any(word.endswith(end) and word[: len(word) - len(end)] + add in words for end, add in _INFLECTIONS)
+
+
+def _unknown_word(word: str) -> bool:
+    """No English word (nor an inflection of one; a hyphenated word whose parts all are is one),
+    no acronym or camel case: a name ("Khasbulat", "Fillion-Robin"), not "Workshop", "Renamed",
+    "Post-Training" or "PyData"."""
+    word = _POSSESSIVE.sub("", word)
+    if _NOT_A_NAME_SHAPE.search(word):
+        return False
+    parts = [w for w in word.casefold().split("-") if w]
+    return not parts or not all(_dictionary_form(w) for w in parts)
+
+
+def _lower_words(text: str) -> frozenset[str]:
+    """The words ``text`` writes in lower case (a name is not one of them: "bump the version")."""
+    return frozenset(w for w in re.findall(rf"(?<![{_LETTERS}])[a-zß-ÿ]+(?![{_LETTERS}])", text))
+
+
 def propagate(text: str, findings: list[Finding]) -> list[Finding]:
     """Every other occurrence in the document of a found name, or of one of its words, is that
     person too: "Maja Hermansen ... Hermansen's song", "They had 6: Esjar, Esjar, …"."""
@@ -369,14 +483,29 @@ def propagate(text: str, findings: list[Finding]) -> list[Finding]:
         return findings
     given, family = name_lists()
     skip = common_words() | street_words()
+    strict = _skip_words()
     lower_text = text == text.lower()
+    lower_words: frozenset[str] | None = None  # computed for the first unlisted name word
     words = set()
     for f in people:
-        parts = [_POSSESSIVE.sub("", w) for w in WORD.findall(text[f.start : f.end])]
+        value = text[f.start : f.end]
+        parts = [_POSSESSIVE.sub("", w) for w in WORD.findall(value)]
+        # the words of a longer name only when they are listed names (spaCy's "Superior
+        # Appraisals's Matthias Himmel" must not spread "Appraisals"), or, in a name of 2-3
+        # name-like words, those that are no English word ("You can tell Khasbulat was a huge
+        # Khasbulat L. Shishani fan")
+        long = [w for w in parts if len(w) >= 2]
+        whole = 2 <= len(long) <= 3 and all(
+            w.casefold() not in strict and (lower_text or _capitalised(w)) for w in long
+        )
         for w in parts:
-            # the words of a longer name only when they are listed names: spaCy's "Superior
-            # Appraisals's Matthias Himmel" must not spread "Appraisals"
             listed = len(set(parts)) == 1 or w.casefold() in given or w.casefold() in family
+            # an unlisted word spreads only if the text never writes it in lower case ("Bump
+            # jiter …", "bump the version"): a name is not a word of the text
+            if not listed and whole and _unknown_word(w):
+                if lower_words is None:
+                    lower_words = frozenset() if lower_text else _lower_words(text)
+                listed = w.lower() not in lower_words
             if listed and len(w) >= 2 and w.casefold() not in skip and (lower_text or _capitalised(w) or w.isupper()):
                 words.add(w)
     if not words:

@@ -52,8 +52,9 @@ STREET_ENDINGS = (
     "|gracht|dreef|singel|kade|katu|tie|kuja|polku|väylä|veien|vegen|veg|gata|gatan|vägen|väg|braut|stræti|vegur"
     "|utca|út|tér|körút|ulica|ulice|cesta|tänav|iela|gatvė"
 )
-_L = "A-Za-zÀ-ÖØ-öø-ÿĀ-ſƀ-ɏ"
-_UP = "A-ZÀ-ÖØ-ÞĀĂĄĆČĎĐĒĖĘĚĞĢĪĮİĶĹĻĽŁŃŅŇŌŐŒŔŘŚŞŠŢŤŪŮŰŲŹŻŽ"
+# Latin with its accents, and Greek (addresses in Cyprus and Greece: "Καμίνια Πατρών 189, ΠΥΡΓΑ, 7648")
+_L = "A-Za-zÀ-ÖØ-öø-ÿĀ-ſƀ-ɏΆ-ώἀ-ῼ∆"
+_UP = "A-ZÀ-ÖØ-ÞĀĂĄĆČĎĐĒĖĘĚĞĢĪĮİĶĹĻĽŁŃŅŇŌŐŒŔŘŚŞŠŢŤŪŮŰŲŹŻŽΆ-Ϋ∆"
 _NUM = r"\d{1,6}[A-Za-z]?(?:[-/]\d{1,4}[A-Za-z]?)?\.?"
 _POSTCODE = (
     r"(?:[A-Z]{1,2}-)?\d{3,6}(?:[- ]\d{2,4})?(?:[ \t]?[A-Z]{2}(?![A-Za-z]))?"  # 91465, 29120-320, 3607 KP, D-10115
@@ -186,7 +187,27 @@ def en_address_findings(
     out = []
     for i, t in enumerate(texts):
         low = lower[i] if lower is not None else None
-        out.append(address_findings(t, low) + street_name_findings(full[i] if full is not None else t, low))
+        whole = full[i] if full is not None else t
+        found = address_findings(t, low)
+        out.append(found + block_units(whole, found, low) + street_name_findings(whole, low))
+    return out
+
+
+_UNIT_LINE = re.compile(r"[ \t]*(?:,|\n[ \t>]*)")  # what separates a street from its unit
+
+
+def block_units(text: str, addresses: Sequence[Finding], lower: bool | None = None) -> list[Finding]:
+    """A secondary unit ("apt. 299", "Suite 411") right after a found address, on its line
+    or the next: in the gate's view that line is blanked when it holds no word NER would want."""
+    cased = not (text.lower() == text if lower is None else lower)
+    unit = _patterns(cased)[2]
+    ends = {f.end for f in addresses if f.entity == "ADDRESS"}
+    starts = {f.start for f in addresses}
+    out = []
+    for end in sorted(ends):
+        sep = _UNIT_LINE.match(text, end)
+        if sep and (m := unit.match(text, sep.end())) and m.start() not in starts:
+            out.append(Finding("ADDRESS", m.start(), m.end(), "en_address", ADDRESS_SCORE))
     return out
 
 

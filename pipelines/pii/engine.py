@@ -148,21 +148,36 @@ def spacy_entities(
 
 def masked(text: str, spans: Sequence[tuple[int, int]]) -> str:
     """``text`` with everything outside ``spans`` blanked (same length, same offsets), so the
-    regex recognizers skip the sentences the gate rejected at the cost of scanning spaces."""
+    regex recognizers skip the sentences the gate rejected at the cost of scanning spaces. Line
+    breaks stay: the line-anchored rules (speakers, sentence openings) still see the lines."""
     if len(spans) == 1 and spans[0] == (0, len(text)):
         return text
     parts, pos = [], 0
-    for s, e in spans:
-        parts.append(" " * (s - pos))
+    for s, e in [*spans, (len(text), len(text))]:
+        gap = text[pos:s]
+        parts.append("\n".join(" " * len(line) for line in gap.split("\n")) if "\n" in gap else " " * len(gap))
         parts.append(text[s:e])
         pos = e
-    parts.append(" " * (len(text) - pos))
     return "".join(parts)
 
 
-def spacy_findings(ents: Sequence[Ent]) -> list[Finding]:
-    """PERSON/LOCATION findings from spaCy's labels (presidio's mapping)."""
-    return [Finding(LABEL_MAP[label], s, e, "spacy_ner", NER_SCORE) for label, s, e in ents if label in LABEL_MAP]
+_EDGE = " \t>*\"'“”‘’(-•·"  # quote markers, bullets and quotes spaCy takes into an entity: ">Aislinn de Meer"
+
+
+def entity_start(text: str, start: int, end: int) -> int:
+    """Where a spaCy entity's words start: after the quote markers and bullets it took in."""
+    while start < end and text[start] in _EDGE:
+        start += 1
+    return start
+
+
+def spacy_findings(text: str, ents: Sequence[Ent]) -> list[Finding]:
+    """PERSON/LOCATION findings from spaCy's labels (presidio's mapping), from `entity_start`."""
+    out = []
+    for label, s, e in ents:
+        if label in LABEL_MAP and (s := entity_start(text, s, e)) < e:
+            out.append(Finding(LABEL_MAP[label], s, e, "spacy_ner", NER_SCORE))
+    return out
 
 
 def ner_findings(
@@ -199,7 +214,7 @@ def ner_findings(
             strict=True,
         ):
             names = names + addressee_names(text, addresses)
-            people = drop_non_names(text, merge_people(spacy_findings(e) + names), e)
+            people = drop_non_names(text, merge_people(spacy_findings(text, e) + names), e)
             out.append(propagate(text, yield_to_addresses(text, people + addresses)))
         return out
     raise ValueError(f"NER is available for {', '.join(NER_LANGUAGES)}, not {lang!r}")

@@ -117,13 +117,13 @@ def common_words() -> frozenset[str]:
 
 def en_candidate(sentence: str, lower_text: bool) -> bool:
     """Whether spaCy or the name recognizers could find a PERSON or LOCATION in ``sentence``."""
-    from pipelines.pii.en import name_lists
+    from pipelines.pii.en import NAMING_CUE, name_lists
 
     common = common_words()
     if lower_text:
         given, family = name_lists()
         places = place_words()
-        return any(
+        return NAMING_CUE.search(sentence) is not None or any(
             (w := m.group().casefold()) not in common and (w in given or w in family or w in places)
             for m in WORD.finditer(sentence)
         )
