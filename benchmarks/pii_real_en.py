@@ -1,0 +1,77 @@
+"""What the English analyzer finds in real English text no one here wrote, and what a change moved.
+
+    python benchmarks/pii_real_en.py [--save FILE] [--compare FILE] [--show N]
+
+The texts: the METADATA (README) of every package installed in this environment and
+``benchmarks/data/extraction_gold`` (about 2.8 M characters of real English: author lists,
+changelogs, licences, prose). There is no gold here, so the figures are counts: PERSON, ADDRESS
+and PHONE findings per type, and with ``--compare`` (findings saved by ``--save`` from another
+checkout or commit) the findings that are new and gone, with their context, to be read. A rule
+that judges names by a short common-word list shows up here as hundreds of "License" and "URL"
+findings (docs/PII.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipelines.pii.engine import analyze_texts
+
+REPO = Path(__file__).resolve().parents[1]
+TYPES = ("PERSON", "ADDRESS", "PHONE")
+
+
+def real_texts() -> list[tuple[str, str]]:
+    """(name, text) of the installed packages' METADATA files and the extraction gold texts."""
+    import importlib.metadata as md
+
+    out = []
+    for dist in sorted(md.distributions(), key=lambda d: (d.metadata["Name"] or "").lower()):
+        text = dist.read_text("METADATA")
+        if text:
+            out.append((f"{dist.metadata['Name']}-{dist.version}", text))
+    for path in sorted((REPO / "benchmarks/data/extraction_gold").glob("*.txt")):
+        out.append((path.name, path.read_text(encoding="utf-8", errors="replace")))
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--save", type=Path, help="write the findings (JSON) for a later --compare")
+    p.add_argument("--compare", type=Path, help="findings saved by --save before a change")
+    p.add_argument("--show", type=int, default=40, help="new/gone findings to print with --compare")
+    args = p.parse_args()
+    texts = real_texts()
+    found = []
+    for (name, text), findings in zip(texts, analyze_texts([t for _, t in texts], ["en"] * len(texts)), strict=True):
+        for f in findings:
+            if f.entity in TYPES:
+                context = text[max(0, f.start - 40) : f.end + 40].replace("\n", " | ")
+                found.append([name, f.entity, f.start, text[f.start : f.end], context])
+    chars = sum(len(t) for _, t in texts)
+    print(f"{len(texts)} real English texts, {chars / 1e6:.2f} M characters")
+    counts = Counter(f[1] for f in found)
+    print("  ".join(f"{t} {counts[t]}" for t in TYPES))
+    if args.save:
+        args.save.write_text(json.dumps(found, ensure_ascii=False), encoding="utf-8")
+    if args.compare:
+        before = json.loads(args.compare.read_text(encoding="utf-8"))
+        old, now = {tuple(f[:3]) for f in before}, {tuple(f[:3]) for f in found}
+        new = [f for f in found if tuple(f[:3]) not in old]
+        gone = [f for f in before if tuple(f[:3]) not in now]
+        print(f"vs {args.compare}: {len(before)} -> {len(found)} findings, {len(new)} new, {len(gone)} gone")
+        for title, rows in (("new", new), ("gone", gone)):
+            print(f"-- {title}: " + ", ".join(f"{v!r} x{n}" for v, n in Counter(f[3] for f in rows).most_common(15)))
+            for f in rows[: args.show]:
+                print(f"   {f[0][:28]:28} {f[1]:8} {f[3]!r} in {f[4]!r}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
