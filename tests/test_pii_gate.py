@@ -162,6 +162,8 @@ def test_names_that_are_no_english_word() -> None:
         "Ruuskanen",
         "Ilmatar K. Ruuskanen",
     ]
+    # a degree after the name: spaCy reads "Wennemar Jones MD" as an organisation
+    assert found("Support lead: Wennemar Jones MD (wj@example.org)") == ["Wennemar Jones MD"]
     for text in (
         "* Bump jiter to v0.19.0 by the maintainers.",
         "Efficient and Affordable Post-Training Quantization for Transformers.",

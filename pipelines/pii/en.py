@@ -534,7 +534,22 @@ def en_findings(
     for i, t in enumerate(texts):
         low = lower[i] if lower is not None else None
         found = cue_names(t, low) + list_names(t, low) + role_names(t, low) + single_names(t, low) + pair_names(t, low)
-        out.append(drop_non_names(t, found, ents[i] if ents else ()))
+        out.append(drop_non_names(t, with_suffixes(t, found), ents[i] if ents else ()))
+    return out
+
+
+# a degree or generational suffix after a name: "Daniel Jones MD", "Ann Lee, PhD", "John Roe Jr."
+_NAME_SUFFIX = re.compile(r",?[ \t]+(?:MD|M\.D\.|PhD|Ph\.D\.|DDS|DMD|DVM|RN|Jr\.?|Sr\.?|II|III|IV|Esq\.?)(?![A-Za-z])")
+
+
+def with_suffixes(text: str, findings: list[Finding]) -> list[Finding]:
+    """PERSON findings of two or more words extended over a following suffix: spaCy reads "Daniel
+    Jones MD" as an organisation, and the name inside it would be dropped as part of one."""
+    out = []
+    for f in findings:
+        if f.entity == "PERSON" and " " in text[f.start : f.end] and (m := _NAME_SUFFIX.match(text, f.end)):
+            f = Finding(f.entity, f.start, m.end(), f.recognizer, f.score)
+        out.append(f)
     return out
 
 
