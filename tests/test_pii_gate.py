@@ -162,6 +162,9 @@ def test_names_that_are_no_english_word() -> None:
         "Ruuskanen",
         "Ilmatar K. Ruuskanen",
     ]
+    # all lower case: two words that are no English word, one listed (Verduzco) or surname-shaped
+    assert found("bot: whose name is it? user: wennemar verduzco") == ["wennemar verduzco"]
+    assert found("i use numpy and pandas daily with xml files") == []
     # a degree after the name: spaCy reads "Wennemar Jones MD" as an organisation
     assert found("Support lead: Wennemar Jones MD (wj@example.org)") == ["Wennemar Jones MD"]
     for text in (

@@ -205,30 +205,35 @@ _CAP_PAIR = re.compile(rf"(?<![{_LETTERS}'’\-])({_WORD})[ \t]+(?:[A-Z]\.[ \t]+
 def pair_names(text: str, lower: bool | None = None) -> list[Finding]:
     """Two capitalised words of which one is a listed name or has a surname's shape, both no
     English word, or with a middle initial between them, and neither a frequent word or a place:
-    "Pernille Nielsen", "Heiðbjört Örlygsdóttir", "Menne Laarman", "Trifon J. Yudin"."""
+    "Pernille Nielsen", "Heiðbjört Örlygsdóttir", "Menne Laarman", "Trifon J. Yudin". In an
+    all-lower-case text, two words that are no English word, one listed or surname-shaped."""
     given, family = name_lists()
     skip = _skip_words()
+    lower_text = text == text.lower() if lower is None else lower
     out = []
     pos = 0
     while m := _CAP_PAIR.search(text, pos):
         a, b = _POSSESSIVE.sub("", m.group(1)), _POSSESSIVE.sub("", m.group(2))
         initial = "." in text[m.end(1) : m.start(2)]
-        if (
-            _namelike(a, skip)
-            and _namelike(b, skip)
-            and (
-                initial
-                or a.casefold() in given
-                or b.casefold() in family
-                or SURNAME_SHAPE.search(b)
-                or (_unknown_word(a) and _unknown_word(b))  # "the Einojuhani Pyysalo version"
-            )
-        ):
+        if _namelike(a, skip) and _namelike(b, skip):
+            ok = initial or _listed_pair(a, b, given, family) or (_unknown_word(a) and _unknown_word(b))
+        else:  # "user: denisse verduzco"
+            ok = lower_text and _lower_pair(a, b, skip) and _listed_pair(a, b, given, family)
+        if ok:
             out.append(Finding("PERSON", m.start(1), m.start(2) + len(b), "en_names", SINGLE_SCORE))
             pos = m.end(2)
         else:
             pos = m.start(2)
     return out
+
+
+def _listed_pair(a: str, b: str, given: frozenset[str], family: frozenset[str]) -> bool:
+    return a.casefold() in given or b.casefold() in family or SURNAME_SHAPE.search(b) is not None
+
+
+def _lower_pair(a: str, b: str, skip: frozenset[str]) -> bool:
+    """Two lower-case words of an all-lower-case text, both no English word nor frequent one."""
+    return all(w.islower() and len(w) >= 2 and w not in skip and _unknown_word(w) for w in (a, b))
 
 
 _ADDRESSEE = re.compile(rf"[ \t>]*({_WORD}(?:[ \t]+(?:[A-Za-z]\.|{_WORD})){{1,3}})[ \t]*")
@@ -502,9 +507,10 @@ def propagate(text: str, findings: list[Finding]) -> list[Finding]:
             listed = len(set(parts)) == 1 or w.casefold() in given or w.casefold() in family
             # an unlisted word spreads only if the text never writes it in lower case ("Bump
             # jiter …", "bump the version"): a name is not a word of the text
-            if not listed and whole and _unknown_word(w):
+            # (not in an all-lower-case text, where every word is written in lower case)
+            if not listed and whole and not lower_text and _unknown_word(w):
                 if lower_words is None:
-                    lower_words = frozenset() if lower_text else _lower_words(text)
+                    lower_words = _lower_words(text)
                 listed = w.lower() not in lower_words
             if listed and len(w) >= 2 and w.casefold() not in skip and (lower_text or _capitalised(w) or w.isupper()):
                 words.add(w)
