@@ -1,10 +1,12 @@
 """What the English analyzer finds in real English text no one here wrote, and what a change moved.
 
-    python benchmarks/pii_real_en.py [--save FILE] [--compare FILE] [--show N]
+    python benchmarks/pii_real_en.py [--texts readmes|licenses] [--save FILE] [--compare FILE] [--show N]
 
-The texts: the METADATA (README) of every package installed in this environment and
-``benchmarks/data/extraction_gold`` (about 2.8 M characters of real English: author lists,
-changelogs, licences, prose). There is no gold here, so the figures are counts: PERSON, ADDRESS
+The texts (`real_texts`): by default the METADATA (README) of every package installed in this
+environment and ``benchmarks/data/extraction_gold`` (about 2.8 M characters of real English:
+author lists, changelogs, prose), which were read while tuning the English rules; ``--texts
+licenses``, the packages' licence, AUTHORS and NOTICE files (~2 M characters), held out.
+There is no gold here, so the figures are counts: PERSON, ADDRESS
 and PHONE findings per type, and with ``--compare`` (findings saved by ``--save`` from another
 checkout or commit) the findings that are new and gone, with their context, to be read. A rule
 that judges names by a short common-word list shows up here as hundreds of "License" and "URL"
@@ -27,27 +29,44 @@ REPO = Path(__file__).resolve().parents[1]
 TYPES = ("PERSON", "ADDRESS", "PHONE")
 
 
-def real_texts() -> list[tuple[str, str]]:
-    """(name, text) of the installed packages' METADATA files and the extraction gold texts."""
+LICENCE_NAMES = ("LICENSE", "LICENCE", "AUTHORS", "NOTICE", "COPYING", "CONTRIBUTORS")
+
+
+def real_texts(which: str = "readmes") -> list[tuple[str, str]]:
+    """(name, text): ``readmes``, the installed packages' METADATA files and the extraction gold
+    texts (read while the English rules were tuned); ``licenses``, the packages' licence,
+    AUTHORS, NOTICE and COPYING files (~2 M characters, held out: never read while tuning)."""
     import importlib.metadata as md
 
     out = []
     for dist in sorted(md.distributions(), key=lambda d: (d.metadata["Name"] or "").lower()):
-        text = dist.read_text("METADATA")
-        if text:
-            out.append((f"{dist.metadata['Name']}-{dist.version}", text))
-    for path in sorted((REPO / "benchmarks/data/extraction_gold").glob("*.txt")):
-        out.append((path.name, path.read_text(encoding="utf-8", errors="replace")))
+        name = f"{dist.metadata['Name']}-{dist.version}"
+        if which == "readmes":
+            text = dist.read_text("METADATA")
+            if text:
+                out.append((name, text))
+            continue
+        for f in sorted(dist.files or [], key=str):
+            if ".dist-info" in str(f) and Path(str(f)).name.upper().startswith(LICENCE_NAMES):
+                text = dist.read_text(str(f).split(".dist-info/", 1)[1])
+                if text:
+                    out.append((f"{name}/{Path(str(f)).name}", text))
+    if which == "readmes":
+        for path in sorted((REPO / "benchmarks/data/extraction_gold").glob("*.txt")):
+            out.append((path.name, path.read_text(encoding="utf-8", errors="replace")))
     return out
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--texts", choices=["readmes", "licenses"], default="readmes", help="which real texts (see real_texts)"
+    )
     p.add_argument("--save", type=Path, help="write the findings (JSON) for a later --compare")
     p.add_argument("--compare", type=Path, help="findings saved by --save before a change")
     p.add_argument("--show", type=int, default=40, help="new/gone findings to print with --compare")
     args = p.parse_args()
-    texts = real_texts()
+    texts = real_texts(args.texts)
     found = []
     for (name, text), findings in zip(texts, analyze_texts([t for _, t in texts], ["en"] * len(texts)), strict=True):
         for f in findings:

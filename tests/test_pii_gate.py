@@ -189,3 +189,13 @@ def test_address_blocks_with_a_company_line_and_lower_case() -> None:
     lower = "ilmatar k. ruuskanen\n\n12 birch road\n apt. 7\n tampere\n finland 33100"
     assert found(lower, "PERSON") == ["ilmatar k. ruuskanen"]
     assert "apt. 7" in found(lower, "ADDRESS")  # the unit line after the street, blanked in the gate's view
+
+
+def test_a_missing_spacy_model_is_named() -> None:
+    import pytest
+
+    from pipelines.pii.engine import model_dir
+
+    with pytest.raises(OSError, match="'no_such_model' is not installed"):
+        model_dir("no_such_model")
+    assert (model_dir() / "lemmatizer" / "lookups").is_dir()  # where dictionary_words() reads

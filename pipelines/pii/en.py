@@ -44,7 +44,8 @@ _CUES = (
 )
 CUE = re.compile(rf"(?i:(?<![A-Za-z])(?:{_CUES}))\.?[:,]?[ \t]+(?={_WORD})")
 # cues after which one word is a name even in an all-lower-case text when it is no English word
-# ("my name is vilmundína", "she named him yuuna"); after "i am", "by" or "with" it need not be
+# ("my name is vilmundína", "she named him yuuna"); the other cues ("i am", "by", "with") are
+# followed by adjectives and nouns too often ("i am happy", "by hand"), so there it must be listed
 NAMING_CUE = re.compile(r"(?i)(?:my name is|my name's|call me|(?:named|called|call) (?:him|her|them))\W*")
 WORD = re.compile(_WORD)
 _GAP = re.compile(r"[ \t]+|[ \t]?[A-Z]\.[ \t]+")
@@ -428,11 +429,9 @@ def dictionary_words() -> frozenset[str]:
     adjectives, adverbs; ~88 K), read from the installed package without loading the model."""
     from spacy.lookups import Lookups
 
-    from pipelines.pii.engine import DEFAULT_MODEL, _model_subdir, import_spacy
+    from pipelines.pii.engine import model_dir
 
-    spacy = import_spacy()
-    path = spacy.util.get_package_path(DEFAULT_MODEL) / _model_subdir(DEFAULT_MODEL) / "lemmatizer" / "lookups"
-    lookups = Lookups().from_disk(path)
+    lookups = Lookups().from_disk(model_dir() / "lemmatizer" / "lookups")
     tables = [lookups.get_table(name) for name in ("lemma_index", "lemma_exc")]
     return frozenset(w for table in tables for forms in table.values() for w in forms)
 

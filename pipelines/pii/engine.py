@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from pipelines.pii.entities import NER_ENTITIES, NER_LANGUAGES
@@ -61,9 +62,7 @@ def spacy_ner(model: str = DEFAULT_MODEL) -> Any:
     needs none of them, so entry points are off for this load."""
     spacy = import_spacy()
 
-    if not (spacy.util.is_package(model) or spacy.util.ensure_path(model).exists()):
-        raise OSError(f"spaCy model {model!r} is not installed (pip install the wheel; nothing is downloaded)")
-    meta = spacy.util.get_model_meta(spacy.util.get_package_path(model) / _model_subdir(model))
+    meta = spacy.util.get_model_meta(model_dir(model))
     factories = spacy.util.registry._entry_point_factories
     factories.entry_points = False
     try:
@@ -72,13 +71,19 @@ def spacy_ner(model: str = DEFAULT_MODEL) -> Any:
         factories.entry_points = True
 
 
-def _model_subdir(name: str) -> str:
-    """Packaged models keep their data in ``<package>/<name>-<version>/``."""
+def model_dir(model: str = DEFAULT_MODEL) -> Path:
+    """The directory holding an installed spaCy model's data (a packaged model keeps it in
+    ``<package>/<name>-<version>/``; a path is its own), or an error saying how to install it."""
     spacy = import_spacy()
 
-    root = spacy.util.get_package_path(name)
-    subdirs = [p.name for p in root.iterdir() if p.is_dir() and (p / "meta.json").exists()]
-    return subdirs[0] if subdirs else "."
+    path = spacy.util.ensure_path(model)
+    if not spacy.util.is_package(model):
+        if path.exists():
+            return path
+        raise OSError(f"spaCy model {model!r} is not installed (pip install the wheel; nothing is downloaded)")
+    root = spacy.util.get_package_path(model)
+    subdirs = [p for p in root.iterdir() if p.is_dir() and (p / "meta.json").exists()]
+    return subdirs[0] if subdirs else root
 
 
 def _first_line(text: str, start: int, end: int) -> tuple[int, int]:
