@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipelines.pii.en import company_spans, pair_names, propagate
+from pipelines.pii.en import company_spans, has_name_word, in_foreign_org, name_lists, pair_names, propagate
 from pipelines.pii.en_address import address_findings, street_name_findings
 from pipelines.pii.engine import _SPACY_CACHES, analyze_texts
 from pipelines.pii.gate import SentenceCache, en_candidate, en_sentence_spans, zh_candidate
@@ -199,3 +199,34 @@ def test_a_missing_spacy_model_is_named() -> None:
     with pytest.raises(OSError, match="'no_such_model' is not installed"):
         model_dir("no_such_model")
     assert (model_dir() / "lemmatizer" / "lookups").is_dir()  # where dictionary_words() reads
+
+
+def test_spans_without_a_word_a_name_is_made_of_are_not_people() -> None:
+    """Regression (real English, held out): the small model tags "# Licensed under", "Copyright",
+    "MIT License" as PERSON; organisations of other languages ("Stichting Mathematisch Centrum")
+    read as names too. A person's span keeps a listed name, a word not mostly written in lower
+    case, a middle initial, or an e-mail after it."""
+
+    def found(text: str) -> list[str]:
+        return [text[f.start : f.end] for f in analyze_texts([text], ["en"])[0] if f.entity == "PERSON"]
+
+    assert found("# Copyright 2017 The Abseil Authors.\n#\n# Licensed under the Apache License.") == []
+    assert found("Copyright (c) 1991 - 1995, Stichting Mathematisch Centrum Amsterdam, The Netherlands.") == []
+    assert found("Permission is hereby granted by Secret Labs under the MIT License.") == []
+    assert found("Convert arrays with NumPy before you load them.") == []
+    assert "Fredrik Lundh" in found("# Copyright (c) 1996-2000 by Fredrik Lundh")
+    assert "Harsh Jain" in found("Thanks to Harsh Jain for the review.")  # "Harsh" is a word, "Jain" not
+    assert "Naman Gera" in found("Naman Gera <namangera15@gmail.com>")
+    assert found("Written by Алексей Петров.") == ["Алексей Петров"]  # no Latin word to judge
+
+
+def test_name_words_and_foreign_organisations() -> None:
+    given, family = name_lists()
+    assert not has_name_word("Licensed", given, family) and not has_name_word("SOFTWARE", given, family)
+    assert not has_name_word("Beautiful Soup", given, family) and not has_name_word("PyTorch", given, family)
+    assert has_name_word("Matt Good", given, family)  # "matt" is mostly capitalised
+    assert has_name_word("DeRemer", given, family) and has_name_word("Visa K. Godina", given, family)
+    text = "by Stichting Mathematisch Centrum and Guido van Rossum at the Universidad Carlos III"
+    for value, org in (("Mathematisch", True), ("Guido van Rossum", False), ("Carlos", True)):
+        i = text.index(value)
+        assert in_foreign_org(text, i, i + len(value)) is org, value

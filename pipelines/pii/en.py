@@ -18,11 +18,13 @@ mark) only count after a cue or next to another name-list word.
 
 from __future__ import annotations
 
+import gzip
 import importlib
 import re
 from collections import Counter
 from collections.abc import Sequence
 from functools import cache
+from pathlib import Path
 
 from pipelines.pii.recognizers import Finding
 
@@ -43,6 +45,13 @@ _CUES = (
     r"singer|player|author|writer|director|assistant to|starring"
 )
 CUE = re.compile(rf"(?i:(?<![A-Za-z])(?:{_CUES}))\.?[:,]?[ \t]+(?={_WORD})")
+# cues that name a person whatever the words after them ("my name is Will Hope", "Dr. Grace
+# Park"); after the others ("by", "with", "thanks", "author") a name needs a word that could be
+# a person's (`has_name_word`: not "by Secret Labs AB", "with NumPy arrays")
+STRONG_CUE = re.compile(
+    r"(?i:my name is|my name's|name is|names? are|call me|calls me|(?:named|called|call) (?:him|her|them)|called"
+    r"|named|mr|mrs|ms|miss|mx|dr|prof|sir|madam|mister)\.?[:,]?[ \t]+"
+)
 # cues after which one word is a name even in an all-lower-case text when it is no English word
 # ("my name is vilmundína", "she named him yuuna"); the other cues ("i am", "by", "with") are
 # followed by adjectives and nouns too often ("i am happy", "by hand"), so there it must be listed
@@ -110,7 +119,11 @@ def cue_names(text: str, lower: bool | None = None) -> list[Finding]:
             if gap is None:
                 break
             pos = gap.end()
-        if words:
+        if words and (
+            STRONG_CUE.fullmatch(m.group())
+            or has_name_word(text[m.end() : end], given, family)
+            or _BEFORE_EMAIL.match(text, end)
+        ):
             out.append(Finding("PERSON", m.end(), end, "en_names", CUE_SCORE))
     return out
 
@@ -387,17 +400,106 @@ def company_spans(text: str) -> list[tuple[int, int]]:
     return out
 
 
+# words that make a run of capitalised words an organisation in other languages ("Stichting
+# Mathematisch Centrum", "Max-Planck-Institut", "Universidad Carlos III"): the small English model
+# and the no-English-word pair rule read their other words as a person's name
+FOREIGN_ORG_WORDS = frozenset(
+    """stichting stiftung stiftelse fundación fundacion fundação fundacao fondazione fondation fundacja
+    nadace säätiö verein vereniging gesellschaft genootschap asociación asociacion associação associacao
+    associazione associació verband universiteit universität universitat universidad università
+    université universite universidade uniwersytet univerzita egyetem yliopisto hochschule hogeschool
+    rijksuniversiteit instituut institut instituto istituto instytut akademie akademia accademia
+    academie centrum zentrum centro laboratorium laboratoire laboratorio ministerie ministerium
+    ministerio ministère gemeente politecnico politécnica école ecole escuela scuola fakultät facultad
+    faculté verlag gmbh mbh oyj kabushiki kaisha""".split()
+)
+_ORG_LINK = frozenset("de di del della des du van von der den voor für fur zur zum für y e et und en of for".split())
+_WORD_AFTER = re.compile(rf"[ \t]+([{_LETTERS}][{_LETTERS}'’\-.]*)")
+_WORD_BEFORE = re.compile(rf"(?<![{_LETTERS}'’\-.])([{_LETTERS}][{_LETTERS}'’\-.]*)[ \t]+$")
+
+
+def in_foreign_org(text: str, start: int, end: int, reach: int = 3) -> bool:
+    """Whether ``text[start:end]`` or the capitalised words next to it on its line (up to
+    ``reach`` each side, across linking words like "voor", "für") hold an organisation word."""
+
+    def org(word: str) -> bool:
+        return any(part in FOREIGN_ORG_WORDS for part in word.casefold().strip(".").split("-"))
+
+    def run_word(m: re.Match[str] | None) -> str | None:
+        return m.group(1) if m and (_capitalised(m.group(1)) or m.group(1) in _ORG_LINK) else None
+
+    if any(org(w) for w in WORD.findall(text, start, end)):
+        return True
+    after, before = end, start
+    for _ in range(reach):
+        if (word := run_word(m := _WORD_AFTER.match(text, after))) is None:
+            break
+        if org(word):
+            return True
+        after = m.end()
+    for _ in range(reach):
+        if (word := run_word(m := _WORD_BEFORE.search(text, max(0, before - 64), before))) is None:
+            break
+        if org(word):
+            return True
+        before = m.start()
+    return False
+
+
+LOWER_WORDS = Path(__file__).with_name("data") / "en_lower_words.txt.gz"
+# camel case (PyTorch, NumPy, DuckDB), not a surname's prefix (DeRemer, LaToya, McCall, DiCaprio)
+_CAMEL = re.compile(
+    r"(?<!^Mc)(?<!^Mac)(?<!^De)(?<!^Di)(?<!^Da)(?<!^Du)(?<!^La)(?<!^Le)(?<!^Van)(?<!^Von)(?<=[a-zà-ÿ])[A-Z]"
+)
+_WITH_INITIAL = re.compile(rf"{_CAPWORD}[ \t]+[A-Z]\.[ \t]+{_CAPWORD}")  # "Visa K. Godina"
+_BEFORE_EMAIL = re.compile(r"[ \t]*[<(\[][^\s<>()\[\]]+@")  # "Naman Gera <namangera15@gmail.com>"
+_NON_LATIN = re.compile(r"[^\W\d_A-Za-zÀ-ɏ]")  # "Алексей", "Γιώργος"
+
+
+@cache
+def lower_case_words() -> frozenset[str]:
+    """English words written in lower case far more often than capitalised (~92 K, from a large
+    corpus's case-sensitive word counts; `benchmarks/make_en_lower_words.py` says how): "license",
+    "harsh", "good", not "matt", "jain" or "einstein", which the WordNet list has as words."""
+    with gzip.open(LOWER_WORDS, "rt", encoding="utf-8") as f:
+        return frozenset(f.read().split())
+
+
+def has_name_word(value: str, given: frozenset[str], family: frozenset[str]) -> bool:
+    """Whether a word of ``value`` could be a person's: listed as a name, or a word not mostly
+    written in lower case and not camel case ("Fredrik Lundh", "Harsh Jain", "Алексей"). Spans
+    of the small model with none ("# Licensed under", "Copyright", "MIT License", "Beautiful
+    Soup", "SOFTWARE") are not people; two words around a middle initial are a name's shape."""
+    if _NON_LATIN.search(value) or _WITH_INITIAL.search(value):
+        return True
+    lower = lower_case_words()
+    for word in WORD.findall(value):
+        word = _POSSESSIVE.sub("", word)
+        key = word.casefold()
+        if len(word) < 2:
+            continue
+        if key in given or key in family:
+            return True
+        if _CAMEL.search(word):
+            continue
+        if not all(part in lower for part in key.split("-") if part) or _unknown_word(word):
+            return True
+    return False
+
+
 def drop_non_names(text: str, findings: list[Finding], ents: Sequence[tuple[str, int, int]]) -> list[Finding]:
     """PERSON findings that are a country or language name go; a name-list finding (not spaCy's,
     not after a cue) inside what spaCy tagged an organisation, nationality, product or work
-    ("from Jacobs", "Robinson Furniture") goes too."""
+    ("from Jacobs", "Robinson Furniture") goes too, as does a span inside an organisation of
+    another language (`in_foreign_org`) or one without a word a name is made of
+    (`has_name_word`; not after a naming cue, not before an e-mail)."""
     from pipelines.pii.en_address import person_named_like_street
     from pipelines.pii.engine import OTHER_LABELS, entity_start
 
     others = [(entity_start(text, s, e), e) for label, s, e in ents if label in OTHER_LABELS]
     companies = company_spans(text)
     not_names = _not_a_person()
-    given, _ = name_lists()
+    given, family = name_lists()
     listed_people = {
         (f.start, f.end)
         for f in findings
@@ -411,8 +513,11 @@ def drop_non_names(text: str, findings: list[Finding], ents: Sequence[tuple[str,
                 continue
             if _STREET_END.search(text, f.start, f.end) and not person_named_like_street(text, f.start, f.end):
                 continue
-            if any(s <= f.start and f.end <= e for s, e in companies):
+            if any(s <= f.start and f.end <= e for s, e in companies) or in_foreign_org(text, f.start, f.end):
                 continue
+            after_cue = f.recognizer == "en_names" and f.score >= CUE_SCORE  # "my name is Will"
+            if not after_cue and not has_name_word(value, given, family) and not _BEFORE_EMAIL.match(text, f.end):
+                continue  # spaCy's "# Licensed under", "Copyright", "MIT License", "NumPy Developers"
             # inside a longer organisation ("Robinson Furniture"); the small model also tags
             # unfamiliar lone names as ORG ("Jouni had given"), so a lone word is kept
             if f.score < CUE_SCORE and any(s <= f.start and f.end <= e and (s, e) != f[1:3] for s, e in others):
