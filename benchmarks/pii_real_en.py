@@ -35,6 +35,7 @@ TYPES = ("PERSON", "ADDRESS", "PHONE")
 
 
 LICENCE_NAMES = ("LICENSE", "LICENCE", "AUTHORS", "NOTICE", "COPYING", "CONTRIBUTORS")
+OWN_PROJECT = "corpusforge"
 HEADER_END = re.compile(r"(?m)^(?:import |from |def |class |@|if __name__)")
 HEADERS_PER_PACKAGE = 60
 HEADERS_CHARS = 2_000_000
@@ -67,6 +68,8 @@ def real_texts(which: str = "readmes") -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     seen: set[str] = set()
     for dist in sorted(md.distributions(), key=lambda d: (d.metadata["Name"] or "").lower()):
+        if (dist.metadata["Name"] or "").lower() == OWN_PROJECT:
+            continue  # our own README and modules are text we wrote
         name = f"{dist.metadata['Name']}-{dist.version}"
         if which == "headers":
             out += module_headers(dist, seen)

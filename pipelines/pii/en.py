@@ -413,7 +413,7 @@ FOREIGN_ORG_WORDS = frozenset(
     ministerio ministère gemeente politecnico politécnica école ecole escuela scuola fakultät facultad
     faculté verlag gmbh mbh oyj kabushiki kaisha""".split()
 )
-_ORG_LINK = frozenset("de di del della des du van von der den voor für fur zur zum für y e et und en of for".split())
+_ORG_LINK = frozenset("de di del della des du van von der den voor für fur zur zum y e et und en of for".split())
 _WORD_AFTER = re.compile(rf"[ \t]+([{_LETTERS}][{_LETTERS}'’\-.]*)")
 _WORD_BEFORE = re.compile(rf"(?<![{_LETTERS}'’\-.])([{_LETTERS}][{_LETTERS}'’\-.]*)[ \t]+$")
 
@@ -541,7 +541,7 @@ def dictionary_words() -> frozenset[str]:
     return frozenset(w for table in tables for forms in table.values() for w in forms)
 
 
-_NOT_A_NAME_SHAPE = re.compile(r"(?<!^Mc)(?<!^Mac)(?<=[a-zà-ÿ])[A-Z]|[A-Z]{2}|['’](?!s?$)")  # PyData, COLRv, I'm
+_NOT_A_NAME_SHAPE = re.compile(rf"{_CAMEL.pattern}|[A-Z]{{2}}|['’](?!s?$)")  # PyData, COLRv, I'm
 # inflections back to a dictionary form: "Renamed" -> rename, "Democratizing" -> democratize
 _INFLECTIONS = (
     ("ies", "y"),
