@@ -8,7 +8,9 @@ author lists, changelogs, prose), which were read while tuning the English rules
 licenses``, the packages' licence, AUTHORS and NOTICE files (~2 M characters), held out until the
 eighth session and read while tuning in the ninth; ``--texts headers``, the comment and docstring
 headers of the packages' Python modules (copyright lines, author credits; ~2 M characters), held
-out from the ninth session on.
+out from the ninth session on; ``--texts manpages``, the system's man pages in section 1 rendered
+to plain text by ``man`` (every 2nd page in name order, at most 3 per command, ~2 M characters: option prose full of
+product and command names, AUTHOR sections with real names), held out from the tenth session on.
 There is no gold here, so the figures are counts: PERSON, ADDRESS
 and PHONE findings per type, and with ``--compare`` (findings saved by ``--save`` from another
 checkout or commit) the findings that are new and gone, with their context, to be read. A rule
@@ -22,6 +24,8 @@ import argparse
 import importlib.metadata as md
 import json
 import re
+import shutil
+import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -39,6 +43,9 @@ OWN_PROJECT = "corpusforge"
 HEADER_END = re.compile(r"(?m)^(?:import |from |def |class |@|if __name__)")
 HEADERS_PER_PACKAGE = 60
 HEADERS_CHARS = 2_000_000
+MAN_DIR = Path("/usr/share/man/man1")
+MAN_EVERY = 2
+MAN_PER_FAMILY = 3
 
 
 def module_headers(dist: md.Distribution, seen: set[str]) -> list[tuple[str, str]]:
@@ -60,11 +67,48 @@ def module_headers(dist: md.Distribution, seen: set[str]) -> list[tuple[str, str
     return out
 
 
+def _man_family(path: Path) -> str:
+    """The command a page belongs to ("gcloud" for gcloud_alpha_sql_export.1.gz)."""
+    return re.split(r"[_.\-]", path.name, maxsplit=1)[0]
+
+
+def man_pages(limit_chars: int = HEADERS_CHARS) -> list[tuple[str, str]]:
+    """Every MAN_EVERY-th man page of section 1 in name order, at most MAN_PER_FAMILY per command
+    (gcloud alone has thousands of pages), rendered without hyphenation or justification (so words
+    are whole), up to ``limit_chars``; empty where ``man`` is missing."""
+    if shutil.which("man") is None or not MAN_DIR.is_dir():
+        return []
+    out, total, families = [], 0, Counter()
+    for path in sorted(MAN_DIR.iterdir())[::MAN_EVERY]:
+        families[family := _man_family(path)] += 1
+        if families[family] > MAN_PER_FAMILY:
+            continue
+        run = subprocess.run(
+            ["man", "--nh", "--nj", "-l", str(path)],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            env={"MANWIDTH": "100", "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+            check=False,
+        )
+        text = re.sub(r".\x08", "", run.stdout)  # overstrike bold/underline
+        if run.returncode or sum(c.isalpha() for c in text) < 200:
+            continue
+        out.append((path.name, text))
+        total += len(text)
+        if total > limit_chars:
+            break
+    return out
+
+
 def real_texts(which: str = "readmes") -> list[tuple[str, str]]:
     """(name, text): ``readmes``, the installed packages' METADATA files and the extraction gold
         texts (read while the English rules were tuned); ``licenses``, the packages' licence,
         AUTHORS, NOTICE and COPYING files (~2 M characters); ``headers``, the leading comment and
-    docstring of the packages' Python modules (~2 M characters, held out)."""
+    docstring of the packages' Python modules (~2 M characters, held out); ``manpages``, section-1 man
+    pages as plain text (~2 M characters, held out from the tenth session on)."""
+    if which == "manpages":
+        return man_pages()
     out: list[tuple[str, str]] = []
     seen: set[str] = set()
     for dist in sorted(md.distributions(), key=lambda d: (d.metadata["Name"] or "").lower()):
@@ -99,7 +143,10 @@ def real_texts(which: str = "readmes") -> list[tuple[str, str]]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument(
-        "--texts", choices=["readmes", "licenses", "headers"], default="readmes", help="which real texts (real_texts)"
+        "--texts",
+        choices=["readmes", "licenses", "headers", "manpages"],
+        default="readmes",
+        help="which real texts (real_texts)",
     )
     p.add_argument("--save", type=Path, help="write the findings (JSON) for a later --compare")
     p.add_argument("--compare", type=Path, help="findings saved by --save before a change")

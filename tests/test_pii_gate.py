@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from pipelines.pii.en import company_spans, has_name_word, in_foreign_org, name_lists, pair_names, propagate
+from pipelines.pii.en import (
+    company_spans,
+    has_name_word,
+    in_foreign_org,
+    name_lists,
+    pair_names,
+    propagate,
+    prose_lower_words,
+    reads_as_word,
+)
 from pipelines.pii.en_address import address_findings, street_name_findings
 from pipelines.pii.engine import _SPACY_CACHES, analyze_texts
 from pipelines.pii.gate import SentenceCache, en_candidate, en_sentence_spans, zh_candidate
@@ -230,3 +239,37 @@ def test_name_words_and_foreign_organisations() -> None:
     for value, org in (("Mathematisch", True), ("Guido van Rossum", False), ("Carlos", True)):
         i = text.index(value)
         assert in_foreign_org(text, i, i + len(value)) is org, value
+
+
+def test_words_the_text_itself_writes_in_lower_case_are_not_names() -> None:
+    """Regression (real English module headers and READMEs): "Python", "Matplotlib", "Ray Serve",
+    "Handler", "MERCHANTABILITY" were PERSON findings. A capitalised word the same text writes in
+    lower case (outside e-mails, URLs, paths) is a product's name, unless the span holds a word of
+    a name too; a lone acronym no name list has is not a person."""
+
+    def found(text: str) -> list[str]:
+        return [text[f.start : f.end] for f in analyze_texts([text], ["en"])[0] if f.entity == "PERSON"]
+
+    assert found("Matplotlib makes plots.\nIt is easy: import matplotlib and call plot.") == []
+    assert found("Ray Serve deploys models. Start a ray cluster first, then run serve.") == []
+    assert found("# Handler for the events.\n# The handler reads a queue.") == []
+    assert found("WITHOUT ANY WARRANTY; without even the implied warranty of\n# MERCHANTABILITY or FITNESS.") == []
+    # the lower-case use inside an e-mail, a URL or an identifier does not count
+    assert "Waylan Limberg" in found("Maintained by Waylan Limberg (waylan.limberg@icloud.com), see github.com/waylan.")
+    # a word no English word keeps the span ("<li>" does not make "Conglong Li" a product)
+    assert "Conglong Li" in found("<ul><li>Paper</li></ul> 7. Conglong Li, Ammar Ahmad Awan and others. (2021)")
+    # a lone WordNet word is still a name where the text never writes it in lower case
+    assert "Tosh" in found("Tosh is from Consumers Food and Drug")
+
+
+def test_reads_as_word_is_decided_by_the_text() -> None:
+    given, family = name_lists()
+    lower = prose_lower_words("import matplotlib; see fredrik@pythonware.com and ray.init(); a handler")
+    assert lower >= {"import", "matplotlib", "see", "and", "handler"}  # two letters or more
+    assert "fredrik" not in lower and "ray" not in lower
+    assert reads_as_word("Matplotlib", given, family, lower)
+    assert reads_as_word("Handler", given, family, lower)  # a surname of the lists, a word here
+    assert not reads_as_word("Fredrik Lundh", given, family, lower)
+    assert not reads_as_word("Matplotlib Fredrik", given, family, lower)  # a listed name stays
+    assert reads_as_word("TIFF", given, family, frozenset()) and not reads_as_word("KIM", given, family, frozenset())
+    assert not reads_as_word("R. Fielding", given, family, frozenset({"fielding"}))  # an initial's shape

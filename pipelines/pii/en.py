@@ -379,7 +379,8 @@ _CAPWORD = r"[A-Z][A-Za-zÀ-ÖØ-öø-ÿĀ-ſ'’\-]+"
 COMPANY = re.compile(
     rf"(?<![A-Za-z])(?:{_CAPWORD},[ \t]+{_CAPWORD},?[ \t]+(?:and|&)[ \t]+{_CAPWORD}"
     rf"|(?:{_CAPWORD}[ \t,]+(?:(?:and|&)[ \t]+)?){{1,3}}(?:Inc|LLC|L\.L\.C|Ltd|PLC|plc|LLP|Corp|Corporation|Co|Company"
-    rf"|Group|GmbH|AG|S\.?A|B\.?V|N\.?V|Partners|Associates|Holdings|Limited|and Sons|& Sons|& Co)\.?(?![A-Za-z])"
+    rf"|Group|GmbH|AG|AB|Oy|S\.?A|S\.?p\.?A|B\.?V|N\.?V|Pty|Partners|Associates|Holdings|Limited"
+    rf"|and Sons|& Sons|& Co)\.?(?![A-Za-z])"
     rf"|[A-Z][a-z]+-[A-Z][a-z]+(?=[ \t,]|$)(?![ \t]+[A-Z]))"
 )
 
@@ -452,6 +453,7 @@ _CAMEL = re.compile(
     r"(?<!^Mc)(?<!^Mac)(?<!^De)(?<!^Di)(?<!^Da)(?<!^Du)(?<!^La)(?<!^Le)(?<!^Van)(?<!^Von)(?<=[a-zà-ÿ])[A-Z]"
 )
 _WITH_INITIAL = re.compile(rf"{_CAPWORD}[ \t]+[A-Z]\.[ \t]+{_CAPWORD}")  # "Visa K. Godina"
+_LEADING_INITIAL = re.compile(rf"[A-Z]\.[ \t]*{_CAPWORD}")  # "R. Fielding", "Z. Lu"
 _BEFORE_EMAIL = re.compile(r"[ \t]*[<(\[][^\s<>()\[\]]+@")  # "Naman Gera <namangera15@gmail.com>"
 _NON_LATIN = re.compile(r"[^\W\d_A-Za-zÀ-ɏ]")  # "Алексей", "Γιώργος"
 
@@ -487,12 +489,58 @@ def has_name_word(value: str, given: frozenset[str], family: frozenset[str]) -> 
     return False
 
 
+# a word the text writes in lower case as prose, not inside an e-mail, URL, path or identifier
+_PROSE_LOWER = re.compile(r"(?<![\w@./:\\-])[a-zß-ÿ][a-zß-ÿ]+(?![\w@/\\-]|\.\w)")
+
+
+def prose_lower_words(text: str) -> frozenset[str]:
+    """The words ``text`` writes in lower case between spaces and punctuation ("import
+    matplotlib", "a ray actor"); "fredrik@pythonware.com" and "ray.init" do not count."""
+    return frozenset(_PROSE_LOWER.findall(text))
+
+
+def reads_as_word(value: str, given: frozenset[str], family: frozenset[str], written_lower: frozenset[str]) -> bool:
+    """Whether a PERSON span without a cue reads as a word, not a name. ``written_lower``:
+    `prose_lower_words` of the text. Only where a lexicon cannot tell names from words (lone
+    "Tosh", "Mucha", "Eros" are WordNet words and real names), the text itself decides:
+
+    - a capitalised word the text also writes in lower case, where English seldom does or which
+      is no English word ("Matplotlib ... import matplotlib", "Ray Serve ... a ray actor"), or a lone surname of the
+      lists that English writes in lower case and so does the text ("Handler ... a handler",
+      "Comment ... # comment"), when no other word of the span is a listed name or no English
+      word ("Conglong Li" stays in a text with <li> tags);
+    - a lone capitalised acronym no list has as a name ("MERCHANTABILITY", "TIFF", "MATLAB").
+    """
+    if _NON_LATIN.search(value) or _WITH_INITIAL.search(value) or _LEADING_INITIAL.match(value):
+        return False
+    words = [w for w in (_POSSESSIVE.sub("", w) for w in WORD.findall(value)) if len(w) >= 2]
+    if not words:
+        return False
+    lower = lower_case_words()
+    keys = [w.casefold() for w in words]
+    lone = len(words) == 1
+
+    def seen_lower(word: str, key: str) -> bool:
+        if not word[0].isupper() or word.lower() not in written_lower:
+            return False
+        # an English word seldom written in lower case ("ray"), one no dictionary has
+        # ("matplotlib"), or a lone listed surname ("handler"); not "will" or "mark"
+        return key not in lower or _unknown_word(word) or (lone and key in family and key not in given)
+
+    product = {k for w, k in zip(words, keys, strict=True) if seen_lower(w, k)}
+    others = [(w, k) for w, k in zip(words, keys, strict=True) if k not in product]
+    if product and not any(k in given or k in family or _unknown_word(w) for w, k in others):
+        return True  # not "Conglong Li" in a text with <li> tags
+    return lone and words[0].isupper() and keys[0] not in given and keys[0] not in family
+
+
 def drop_non_names(text: str, findings: list[Finding], ents: Sequence[tuple[str, int, int]]) -> list[Finding]:
     """PERSON findings that are a country or language name go; a name-list finding (not spaCy's,
     not after a cue) inside what spaCy tagged an organisation, nationality, product or work
     ("from Jacobs", "Robinson Furniture") goes too, as does a span inside an organisation of
     another language (`in_foreign_org`) or one without a word a name is made of
-    (`has_name_word`; not after a naming cue, not before an e-mail)."""
+    (`has_name_word`; not after a naming cue, not before an e-mail) or one that the text
+    itself shows to be a word (`reads_as_word`: "Matplotlib ... import matplotlib")."""
     from pipelines.pii.en_address import person_named_like_street
     from pipelines.pii.engine import OTHER_LABELS, entity_start
 
@@ -505,6 +553,7 @@ def drop_non_names(text: str, findings: list[Finding], ents: Sequence[tuple[str,
         for f in findings
         if f.entity == "PERSON" and f.recognizer == "en_names" and text[f.start : f.end].casefold() in given
     }
+    written_lower: frozenset[str] | None = None  # computed for the first span that needs it
     out = []
     for f in findings:
         if f.entity == "PERSON":
@@ -516,8 +565,13 @@ def drop_non_names(text: str, findings: list[Finding], ents: Sequence[tuple[str,
             if any(s <= f.start and f.end <= e for s, e in companies) or in_foreign_org(text, f.start, f.end):
                 continue
             after_cue = f.recognizer == "en_names" and f.score >= CUE_SCORE  # "my name is Will"
-            if not after_cue and not has_name_word(value, given, family) and not _BEFORE_EMAIL.match(text, f.end):
-                continue  # spaCy's "# Licensed under", "Copyright", "MIT License", "NumPy Developers"
+            if not after_cue and not _BEFORE_EMAIL.match(text, f.end):
+                if not has_name_word(value, given, family):
+                    continue  # spaCy's "# Licensed under", "Copyright", "MIT License", "NumPy Developers"
+                if written_lower is None:
+                    written_lower = prose_lower_words(text)
+                if reads_as_word(value, given, family, written_lower):
+                    continue  # "Python", "Matplotlib ... import matplotlib", "Fourier Transform"
             # inside a longer organisation ("Robinson Furniture"); the small model also tags
             # unfamiliar lone names as ORG ("Jouni had given"), so a lone word is kept
             if f.score < CUE_SCORE and any(s <= f.start and f.end <= e and (s, e) != f[1:3] for s, e in others):
