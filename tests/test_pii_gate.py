@@ -273,3 +273,16 @@ def test_reads_as_word_is_decided_by_the_text() -> None:
     assert not reads_as_word("Matplotlib Fredrik", given, family, lower)  # a listed name stays
     assert reads_as_word("TIFF", given, family, frozenset()) and not reads_as_word("KIM", given, family, frozenset())
     assert not reads_as_word("R. Fielding", given, family, frozenset({"fielding"}))  # an initial's shape
+
+
+def test_an_organisation_that_is_a_name_after_an_article() -> None:
+    """Regression (build leak listing, fresh varied set): spaCy tags "The Takaya Oohara" (a
+    version of a song) as ORG, which hid the name inside it as "inside an organisation"."""
+
+    def found(text: str) -> list[str]:
+        return [text[f.start : f.end] for f in analyze_texts([text], ["en"])[0] if f.entity == "PERSON"]
+
+    text = "The Takaya Oohara version recorded for Aaronson Furniture became the best known."
+    assert found(text) == ["Takaya Oohara"]
+    text = "The Borislava K. Božić version recorded for Destiny Planners became the best known."
+    assert "Borislava K. Božić" in found(text)

@@ -534,6 +534,15 @@ def reads_as_word(value: str, given: frozenset[str], family: frozenset[str], wri
     return lone and words[0].isupper() and keys[0] not in given and keys[0] not in family
 
 
+_ARTICLE = re.compile(r"(?:The|the|A|An)[ \t]+")
+
+
+def _after_article(text: str, start: int, end: int) -> int:
+    """Where an entity's words start after a leading article ("The Takaya Oohara" version)."""
+    m = _ARTICLE.match(text, start, end)
+    return m.end() if m else start
+
+
 def drop_non_names(text: str, findings: list[Finding], ents: Sequence[tuple[str, int, int]]) -> list[Finding]:
     """PERSON findings that are a country or language name go; a name-list finding (not spaCy's,
     not after a cue) inside what spaCy tagged an organisation, nationality, product or work
@@ -544,7 +553,7 @@ def drop_non_names(text: str, findings: list[Finding], ents: Sequence[tuple[str,
     from pipelines.pii.en_address import person_named_like_street
     from pipelines.pii.engine import OTHER_LABELS, entity_start
 
-    others = [(entity_start(text, s, e), e) for label, s, e in ents if label in OTHER_LABELS]
+    others = [(_after_article(text, entity_start(text, s, e), e), e) for label, s, e in ents if label in OTHER_LABELS]
     companies = company_spans(text)
     not_names = _not_a_person()
     given, family = name_lists()
@@ -573,7 +582,8 @@ def drop_non_names(text: str, findings: list[Finding], ents: Sequence[tuple[str,
                 if reads_as_word(value, given, family, written_lower):
                     continue  # "Python", "Matplotlib ... import matplotlib", "Fourier Transform"
             # inside a longer organisation ("Robinson Furniture"); the small model also tags
-            # unfamiliar lone names as ORG ("Jouni had given"), so a lone word is kept
+            # unfamiliar names as ORG ("Jouni had given", "The Takaya Oohara version": the
+            # article is not part of the organisation), so a span that is the whole one stays
             if f.score < CUE_SCORE and any(s <= f.start and f.end <= e and (s, e) != f[1:3] for s, e in others):
                 continue
         elif f.entity == "LOCATION" and (f.start, f.end) in listed_people:
