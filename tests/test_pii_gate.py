@@ -18,6 +18,11 @@ from pipelines.pii.gate import SentenceCache, en_candidate, en_sentence_spans, z
 from pipelines.pii.recognizers import Finding
 
 
+def people(text: str) -> list[str]:
+    """The PERSON values the English analyzer finds in ``text``."""
+    return [text[f.start : f.end] for f in analyze_texts([text], ["en"])[0] if f.entity == "PERSON"]
+
+
 def test_sentences_keep_offsets_and_abbreviations() -> None:
     text = "Mr. J. Smith met Dr. Brown at 12 Baker St. in London. It rained!\nNext line? Yes."
     spans = en_sentence_spans(text)
@@ -216,17 +221,14 @@ def test_spans_without_a_word_a_name_is_made_of_are_not_people() -> None:
     read as names too. A person's span keeps a listed name, a word not mostly written in lower
     case, a middle initial, or an e-mail after it."""
 
-    def found(text: str) -> list[str]:
-        return [text[f.start : f.end] for f in analyze_texts([text], ["en"])[0] if f.entity == "PERSON"]
-
-    assert found("# Copyright 2017 The Abseil Authors.\n#\n# Licensed under the Apache License.") == []
-    assert found("Copyright (c) 1991 - 1995, Stichting Mathematisch Centrum Amsterdam, The Netherlands.") == []
-    assert found("Permission is hereby granted by Secret Labs under the MIT License.") == []
-    assert found("Convert arrays with NumPy before you load them.") == []
-    assert "Fredrik Lundh" in found("# Copyright (c) 1996-2000 by Fredrik Lundh")
-    assert "Harsh Jain" in found("Thanks to Harsh Jain for the review.")  # "Harsh" is a word, "Jain" not
-    assert "Naman Gera" in found("Naman Gera <namangera15@gmail.com>")
-    assert found("Written by Алексей Петров.") == ["Алексей Петров"]  # no Latin word to judge
+    assert people("# Copyright 2017 The Abseil Authors.\n#\n# Licensed under the Apache License.") == []
+    assert people("Copyright (c) 1991 - 1995, Stichting Mathematisch Centrum Amsterdam, The Netherlands.") == []
+    assert people("Permission is hereby granted by Secret Labs under the MIT License.") == []
+    assert people("Convert arrays with NumPy before you load them.") == []
+    assert "Fredrik Lundh" in people("# Copyright (c) 1996-2000 by Fredrik Lundh")
+    assert "Harsh Jain" in people("Thanks to Harsh Jain for the review.")  # "Harsh" is a word, "Jain" not
+    assert "Naman Gera" in people("Naman Gera <namangera15@gmail.com>")
+    assert people("Written by Алексей Петров.") == ["Алексей Петров"]  # no Latin word to judge
 
 
 def test_name_words_and_foreign_organisations() -> None:
@@ -247,19 +249,17 @@ def test_words_the_text_itself_writes_in_lower_case_are_not_names() -> None:
     lower case (outside e-mails, URLs, paths) is a product's name, unless the span holds a word of
     a name too; a lone acronym no name list has is not a person."""
 
-    def found(text: str) -> list[str]:
-        return [text[f.start : f.end] for f in analyze_texts([text], ["en"])[0] if f.entity == "PERSON"]
-
-    assert found("Matplotlib makes plots.\nIt is easy: import matplotlib and call plot.") == []
-    assert found("Ray Serve deploys models. Start a ray cluster first, then run serve.") == []
-    assert found("# Handler for the events.\n# The handler reads a queue.") == []
-    assert found("WITHOUT ANY WARRANTY; without even the implied warranty of\n# MERCHANTABILITY or FITNESS.") == []
+    assert people("Matplotlib makes plots.\nIt is easy: import matplotlib and call plot.") == []
+    assert people("Ray Serve deploys models. Start a ray cluster first, then run serve.") == []
+    assert people("# Handler for the events.\n# The handler reads a queue.") == []
+    assert people("WITHOUT ANY WARRANTY; without even the implied warranty of\n# MERCHANTABILITY or FITNESS.") == []
     # the lower-case use inside an e-mail, a URL or an identifier does not count
-    assert "Waylan Limberg" in found("Maintained by Waylan Limberg (waylan.limberg@icloud.com), see github.com/waylan.")
+    text = "Maintained by Waylan Limberg (waylan.limberg@icloud.com), see github.com/waylan."
+    assert "Waylan Limberg" in people(text)
     # a word no English word keeps the span ("<li>" does not make "Conglong Li" a product)
-    assert "Conglong Li" in found("<ul><li>Paper</li></ul> 7. Conglong Li, Ammar Ahmad Awan and others. (2021)")
+    assert "Conglong Li" in people("<ul><li>Paper</li></ul> 7. Conglong Li, Ammar Ahmad Awan and others. (2021)")
     # a lone WordNet word is still a name where the text never writes it in lower case
-    assert "Tosh" in found("Tosh is from Consumers Food and Drug")
+    assert "Tosh" in people("Tosh is from Consumers Food and Drug")
 
 
 def test_reads_as_word_is_decided_by_the_text() -> None:
@@ -279,10 +279,7 @@ def test_an_organisation_that_is_a_name_after_an_article() -> None:
     """Regression (build leak listing, fresh varied set): spaCy tags "The Takaya Oohara" (a
     version of a song) as ORG, which hid the name inside it as "inside an organisation"."""
 
-    def found(text: str) -> list[str]:
-        return [text[f.start : f.end] for f in analyze_texts([text], ["en"])[0] if f.entity == "PERSON"]
-
     text = "The Takaya Oohara version recorded for Aaronson Furniture became the best known."
-    assert found(text) == ["Takaya Oohara"]
+    assert people(text) == ["Takaya Oohara"]
     text = "The Borislava K. Božić version recorded for Destiny Planners became the best known."
-    assert "Borislava K. Božić" in found(text)
+    assert "Borislava K. Božić" in people(text)
