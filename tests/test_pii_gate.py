@@ -283,3 +283,30 @@ def test_an_organisation_that_is_a_name_after_an_article() -> None:
     assert people(text) == ["Takaya Oohara"]
     text = "The Borislava K. Božić version recorded for Destiny Planners became the best known."
     assert "Borislava K. Božić" in people(text)
+
+
+def test_lower_case_names_in_a_persons_position() -> None:
+    # in a text without capitals, a word that is no English word is a candidate, and a name where
+    # a person stands: addressed at the start of a sentence, or the subject of "said", "was a"
+    assert en_candidate("ondrej, could you send me the file?", True)
+    assert not en_candidate("we all knew pizza was a great idea", True)
+    assert people("ondrej, could you send me the file?") == ["ondrej"]
+    assert people("we all knew brenlo was a great cook") == ["brenlo"]
+    assert people("we all knew pizza was a great idea") == []
+    assert people("pizza, can you believe it?") == []
+
+
+def test_names_with_particles() -> None:
+    assert people("Please forward it to Marta van Houten today.") == ["Marta van Houten"]
+    assert people("Guido van Rossum created Python.") == ["Guido van Rossum"]
+    assert people("She studied at the Universidad de Granada in Spain.") == []  # no given name first
+
+
+def test_street_types_that_are_common_words_need_a_street_name() -> None:
+    def found(text: str) -> list[str]:
+        return [text[f.start : f.end] for f in address_findings(text)]
+
+    assert found("Ship to 4410 Maple Land, Dover") == ["4410 Maple Land"]
+    assert found("We'll meet at 12 Rowan Fall at noon") == ["12 Rowan Fall"]
+    assert found("Registration for the 2019 Fall semester opens") == []
+    assert found("Apollo 11 Mission Control") == []

@@ -111,7 +111,7 @@ def cue_names(text: str, lower: bool | None = None) -> list[Finding]:
             folded = word.casefold()
             if folded in STOP:
                 break
-            known = folded in given or folded in family or (naming and words == 0 and _unknown_word(word))
+            known = folded in given or folded in family or (naming and words == 0 and unknown_word(word))
             if not ((_capitalised(word) and not lower_text) or (lower_text and known)):
                 break
             end, words = w.end(), words + 1
@@ -186,22 +186,26 @@ def _namelike(word: str, skip: frozenset[str]) -> bool:
 def role_names(text: str, lower: bool | None = None) -> list[Finding]:
     given, family = name_lists()
     skip = _skip_words()
+    lower_text = text == text.lower() if lower is None else lower
     out = []
     for regex in (_SPEAKER, _SUBJECT):
         for m in regex.finditer(text):
             word = m.group(1)
             if _capitalised(word) and (word.casefold() in given or word.casefold() in family):
                 out.append(Finding("PERSON", *m.span(1), "en_names", LIST_SCORE))
+            elif regex is _SUBJECT and lower_text and _lower_name(word, skip):
+                out.append(Finding("PERSON", *m.span(1), "en_names", SINGLE_SCORE))  # "tell jaydee was a"
     for m in _OPENING.finditer(text):
         if _namelike(m.group(1), skip):
             out.append(Finding("PERSON", *m.span(1), "en_names", SINGLE_SCORE))
     for m in _VOCATIVE.finditer(text):
-        if _namelike(m.group(1), skip) and _unknown_word(m.group(1)):
-            out.append(Finding("PERSON", *m.span(1), "en_names", SINGLE_SCORE))
+        word = m.group(1)
+        if (_namelike(word, skip) and unknown_word(word)) or (lower_text and _lower_name(word, skip)):
+            out.append(Finding("PERSON", *m.span(1), "en_names", SINGLE_SCORE))  # "dori, can i …"
     speakers = Counter(m.group(1) for m in _SPEAKER.finditer(text))
     for m in _SPEAKER.finditer(text):
         word = m.group(1)
-        if speakers[word] >= 2 and _namelike(word, skip) and "-" not in word and _unknown_word(word):
+        if speakers[word] >= 2 and _namelike(word, skip) and "-" not in word and unknown_word(word):
             out.append(Finding("PERSON", *m.span(1), "en_names", SINGLE_SCORE))
     return out
 
@@ -213,31 +217,38 @@ def _skip_words() -> frozenset[str]:
     return common_words() | place_words() | language_words() | street_words()
 
 
-_CAP_PAIR = re.compile(rf"(?<![{_LETTERS}'’\-])({_WORD})[ \t]+(?:[A-Z]\.[ \t]+)?({_WORD})(?![{_LETTERS}])")
+_PARTICLE = r"(?:de|da|do|dos|das|del|della|di|du|la|le|van|von|der|den|ten|ter|zu|bin|al)"
+_CAP_PAIR = re.compile(
+    rf"(?<![{_LETTERS}'’\-])({_WORD})[ \t]+(?:[A-Z]\.[ \t]+)?((?:{_PARTICLE}[ \t]+){{1,2}})?({_WORD})(?![{_LETTERS}])"
+)
 
 
 def pair_names(text: str, lower: bool | None = None) -> list[Finding]:
     """Two capitalised words of which one is a listed name or has a surname's shape, both no
     English word, or with a middle initial between them, and neither a frequent word or a place:
     "Pernille Nielsen", "Heiðbjört Örlygsdóttir", "Menne Laarman", "Trifon J. Yudin". In an
-    all-lower-case text, two words that are no English word, one listed or surname-shaped."""
+    all-lower-case text, two words that are no English word, one listed or surname-shaped. With
+    name particles between ("Aislinn de Meer", "Guido van Rossum"), a listed given name first."""
     given, family = name_lists()
     skip = _skip_words()
     lower_text = text == text.lower() if lower is None else lower
     out = []
     pos = 0
     while m := _CAP_PAIR.search(text, pos):
-        a, b = _POSSESSIVE.sub("", m.group(1)), _POSSESSIVE.sub("", m.group(2))
-        initial = "." in text[m.end(1) : m.start(2)]
-        if _namelike(a, skip) and _namelike(b, skip):
-            ok = initial or _listed_pair(a, b, given, family) or (_unknown_word(a) and _unknown_word(b))
+        a, b = _POSSESSIVE.sub("", m.group(1)), _POSSESSIVE.sub("", m.group(3))
+        initial = "." in text[m.end(1) : m.start(3)]
+        if m.group(2):  # "Aislinn de Meer", "Guido van Rossum": a listed given name first
+            ok = a.casefold() in given and (_namelike(a, skip) or lower_text) and (_namelike(b, skip) or lower_text)
+            ok = ok and (not lower_text or b not in skip)
+        elif _namelike(a, skip) and _namelike(b, skip):
+            ok = initial or _listed_pair(a, b, given, family) or (unknown_word(a) and unknown_word(b))
         else:  # "user: denisse verduzco"
             ok = lower_text and _lower_pair(a, b, skip) and _listed_pair(a, b, given, family)
         if ok:
-            out.append(Finding("PERSON", m.start(1), m.start(2) + len(b), "en_names", SINGLE_SCORE))
-            pos = m.end(2)
+            out.append(Finding("PERSON", m.start(1), m.start(3) + len(b), "en_names", SINGLE_SCORE))
+            pos = m.end(3)
         else:
-            pos = m.start(2)
+            pos = m.start(2) if m.group(2) else m.start(3)
     return out
 
 
@@ -245,9 +256,15 @@ def _listed_pair(a: str, b: str, given: frozenset[str], family: frozenset[str]) 
     return a.casefold() in given or b.casefold() in family or SURNAME_SHAPE.search(b) is not None
 
 
+def _lower_name(word: str, skip: frozenset[str]) -> bool:
+    """A lower-case word of an all-lower-case text that can be a name in a person's position: no
+    English word nor frequent one, three letters or more."""
+    return word.islower() and len(word) >= 3 and word not in skip and unknown_word(word)
+
+
 def _lower_pair(a: str, b: str, skip: frozenset[str]) -> bool:
     """Two lower-case words of an all-lower-case text, both no English word nor frequent one."""
-    return all(w.islower() and len(w) >= 2 and w not in skip and _unknown_word(w) for w in (a, b))
+    return all(w.islower() and len(w) >= 2 and w not in skip and unknown_word(w) for w in (a, b))
 
 
 _ADDRESSEE = re.compile(rf"[ \t>]*({_WORD}(?:[ \t]+(?:[A-Za-z]\.|{_WORD})){{1,3}})[ \t]*")
@@ -484,7 +501,7 @@ def has_name_word(value: str, given: frozenset[str], family: frozenset[str]) -> 
             return True
         if _CAMEL.search(word):
             continue
-        if not all(part in lower for part in key.split("-") if part) or _unknown_word(word):
+        if not all(part in lower for part in key.split("-") if part) or unknown_word(word):
             return True
     return False
 
@@ -525,11 +542,11 @@ def reads_as_word(value: str, given: frozenset[str], family: frozenset[str], wri
             return False
         # an English word seldom written in lower case ("ray"), one no dictionary has
         # ("matplotlib"), or a lone listed surname ("handler"); not "will" or "mark"
-        return key not in lower or _unknown_word(word) or (lone and key in family and key not in given)
+        return key not in lower or unknown_word(word) or (lone and key in family and key not in given)
 
     product = {k for w, k in zip(words, keys, strict=True) if seen_lower(w, k)}
     others = [(w, k) for w, k in zip(words, keys, strict=True) if k not in product]
-    if product and not any(k in given or k in family or _unknown_word(w) for w, k in others):
+    if product and not any(k in given or k in family or unknown_word(w) for w, k in others):
         return True  # not "Conglong Li" in a text with <li> tags
     return lone and words[0].isupper() and keys[0] not in given and keys[0] not in family
 
@@ -630,7 +647,7 @@ def _dictionary_form(word: str) -> bool:
     return any(word.endswith(end) and word[: len(word) - len(end)] + add in words for end, add in _INFLECTIONS)
 
 
-def _unknown_word(word: str) -> bool:
+def unknown_word(word: str) -> bool:
     """No English word (nor an inflection of one; a hyphenated word whose parts all are is one),
     no acronym or camel case: a name ("Khasbulat", "Fillion-Robin"), not "Workshop", "Renamed",
     "Post-Training" or "PyData"."""
@@ -676,7 +693,7 @@ def propagate(text: str, findings: list[Finding]) -> list[Finding]:
             # an unlisted word spreads only if the text never writes it in lower case ("Bump
             # jiter …", "bump the version"): a name is not a word of the text
             # (not in an all-lower-case text, where every word is written in lower case)
-            if not listed and whole and not lower_text and _unknown_word(w):
+            if not listed and whole and not lower_text and unknown_word(w):
                 if lower_words is None:
                     lower_words = _lower_words(text)
                 listed = w.lower() not in lower_words

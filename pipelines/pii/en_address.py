@@ -44,6 +44,9 @@ Squares Station Stravenue Stream Street Streets Summit Terrace Throughway Trace 
 Tunnel Turnpike Underpass Union Unions Valley Valleys Viaduct View Views Village Villages Ville Vista Walk Walks
 Wall Way Ways Well Wells Close Parade Rise Wharf Quay Esplanade Broadway Embankment
 St Str Ave Av Rd Blvd Dr Ln Ct Pl Sq Hwy Pkwy Cres Terr Tce Cir Ter Trl Expy Fwy""".split()
+# the rest of Publication 28's suffixes, words that follow a number outside addresses too ("the
+# 2019 Fall semester", "Apollo 11 Mission"): only after a capitalised street name, in cased text
+NAMED_ONLY_TYPES = ("Fall", "Land", "Mission")
 STREET_WORDS = """Rua Avenida Av Via Viale Vicolo Corso Piazza Piazzale Largo Calle Carrer Avinguda Paseo Plaza
 Camino Carretera Rue Avenue Boulevard Bd Chemin Allée Impasse Place Quai Route Ruelle ul ulica al aleja Trg
 Ulitsa Strada Stradone Travessa Praça Estrada Rodovia Alameda Rambla Passeig Cesta Náměstí""".split()
@@ -87,6 +90,8 @@ def _patterns(cased: bool) -> tuple[re.Pattern[str], ...]:
     )
     start = rf"(?<![0-9{_L}'’\-])"
     numbered_first = rf"{start}{_NUM},?[ \t]+(?:{name_seq}[ \t]+)??(?i:{types})\.?(?![{_L}])"
+    if cased:  # types that are common words after a number ("2019 Fall"): a street name first
+        numbered_first += rf"|{start}{_NUM},?[ \t]+{name_seq}[ \t]+(?:{'|'.join(NAMED_ONLY_TYPES)})(?![{_L}])"
     word_first = rf"{start}(?i:{words})\.?[ \t]+{name_seq}[ \t]+{_NUM}(?![0-9])"
     compound = rf"{start}(?:{name}[ \t]+){{0,2}}[{_L}]+(?i:{STREET_ENDINGS})\.?(?:[ \t]+{name})?[ \t]+{_NUM}(?![0-9])"
     # "Kooli 11", "Zumalakarregi etorbidea 51": capitalised words (one lower-case word after the first)

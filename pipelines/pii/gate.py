@@ -7,7 +7,8 @@ So both NER paths split documents into sentences with exact offsets and send a s
 model only when a regex says it may hold something:
 
 * **English**: a capitalised (or all-caps) word that is not a common English word; in texts
-  without any capital letter, a word of the name lists or of a country's name. Common words:
+  without any capital letter, a word of the name lists or of a country's name, or one that is
+  no English word at all. Common words:
   Faker's list of ~1,000 frequent English words, spaCy's stop words, months and weekdays
   (``python -m pipelines.pii.evaluate --no-gate`` shows what the gate costs in recall).
 * **Chinese**: a surname followed by a character a given name can hold (not 某, not a function
@@ -121,10 +122,15 @@ def en_candidate(sentence: str, lower_text: bool) -> bool:
 
     common = common_words()
     if lower_text:
+        from pipelines.pii.en import unknown_word
+
         given, family = name_lists()
         places = place_words()
+        # a word that is no English word ("eustachy gorski will be talking", "dori, can i"):
+        # lower-case texts are rare, and there a name has no capital to show it
         return NAMING_CUE.search(sentence) is not None or any(
-            (w := m.group().casefold()) not in common and (w in given or w in family or w in places)
+            (w := m.group().casefold()) not in common
+            and (w in given or w in family or w in places or (len(w) >= 3 and unknown_word(w)))
             for m in WORD.finditer(sentence)
         )
     return any(m.group().casefold() not in common for m in CAPITALISED.finditer(sentence))
