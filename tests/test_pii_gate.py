@@ -310,3 +310,28 @@ def test_street_types_that_are_common_words_need_a_street_name() -> None:
     assert found("We'll meet at 12 Rowan Fall at noon") == ["12 Rowan Fall"]
     assert found("Registration for the 2019 Fall semester opens") == []
     assert found("Apollo 11 Mission Control") == []
+
+
+def test_organisations_that_are_a_possessive_name_or_a_list_of_names() -> None:
+    # spaCy tags these ORG; the names in them are people all the same
+    assert people("Morgan Fowler's killers sentenced to life in prison") == ["Morgan Fowler"]
+    assert people("They had 3: Selma, Selma and Selma.") == ["Selma", "Selma", "Selma"]
+    assert people("Johnson & Johnson makes plasters.") == []  # no comma list: a company
+
+
+def test_owners_of_a_persons_things() -> None:
+    assert people("It was a done thing between him and Nayla's kid.") == ["Nayla"]
+    assert people("Microsoft's phone number is on the site.") == []  # companies have numbers
+    assert "serdar" in people("my name is serdar w. van bokhorst but everyone calls me serdar")
+
+
+def test_postcodes_named_as_such_and_in_address_blocks() -> None:
+    def addresses(text: str) -> list[str]:
+        return [text[f.start : f.end] for f in analyze_texts([text], ["en"])[0] if f.entity == "ADDRESS"]
+
+    assert addresses("My zip code is 01669") == ["01669"]
+    assert addresses("Postcode: GU8 6PN, thanks") == ["GU8 6PN"]
+    assert addresses("The code is 01669") == []
+    # the postcode line of a block has no word the NER gate passes, and is found all the same
+    block = "Mr. Pomeroy Guibord\n438 Smith Meadows Suite 645\n    Hueb\n    MT\n    00980\nThanks"
+    assert "00980" in addresses(block)

@@ -88,6 +88,8 @@ def test_iban() -> None:
         ("IBAN", "DE89370400440532013000"),
     ]
     assert found("IBAN GB82 WEST 1234 5698 7654 32.") == [("IBAN", "GB82 WEST 1234 5698 7654 32")]
+    assert found("my iban is gb82west12345698765432") == [("IBAN", "gb82west12345698765432")]
+    assert found("digest de89370400440532013000ab") == []  # lower case: the exact length only
     assert found("GB82WEST12345698765433") == []  # mod 97 fails
 
 

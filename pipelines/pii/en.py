@@ -55,7 +55,7 @@ STRONG_CUE = re.compile(
 # cues after which one word is a name even in an all-lower-case text when it is no English word
 # ("my name is vilmundína", "she named him yuuna"); the other cues ("i am", "by", "with") are
 # followed by adjectives and nouns too often ("i am happy", "by hand"), so there it must be listed
-NAMING_CUE = re.compile(r"(?i)(?:my name is|my name's|call me|(?:named|called|call) (?:him|her|them))\W*")
+NAMING_CUE = re.compile(r"(?i)(?:my name is|my name's|calls? me|(?:named|called|call) (?:him|her|them))\W*")
 WORD = re.compile(_WORD)
 _GAP = re.compile(r"[ \t]+|[ \t]?[A-Z]\.[ \t]+")
 # words that end a name after a cue (and are never a name themselves here)
@@ -161,6 +161,12 @@ _SUBJECT = re.compile(
 )
 
 
+# the owner of a person's things: "here's Wacława's address" (a listed name: companies have
+# addresses too), "him and Nayla's kid" (any name-like word: only people have kids)
+_OWNER = re.compile(
+    rf"(?<![{_LETTERS}'’\-])({_WORD})['’]s[ \t]+(?:(address|phone|number|e-?mail|birthday)|wife|husband|son"
+    r"|daughter|mother|father|mom|dad|kids?|children|brother|sister|parents|boyfriend|girlfriend)\b"
+)
 # a sentence's first word before a verb of people ("Brigliador is very reliable", "Akaho spent a year")
 _OPENING = re.compile(
     rf"(?:^|(?<=[.!?\n][ \t])|(?<=\n))[ \t]*({_WORD})(?=[ \t]+(?:is|was|has|had|spent|lives|lived|said|says|wrote"
@@ -195,6 +201,12 @@ def role_names(text: str, lower: bool | None = None) -> list[Finding]:
                 out.append(Finding("PERSON", *m.span(1), "en_names", LIST_SCORE))
             elif regex is _SUBJECT and lower_text and _lower_name(word, skip):
                 out.append(Finding("PERSON", *m.span(1), "en_names", SINGLE_SCORE))  # "tell jaydee was a"
+    for m in _OWNER.finditer(text):
+        word = m.group(1)
+        listed = word.casefold() in given or word.casefold() in family
+        kin = m.group(2) is None
+        if (listed and (lower_text or _capitalised(word))) or (kin and _namelike(word, skip) and unknown_word(word)):
+            out.append(Finding("PERSON", *m.span(1), "en_names", SINGLE_SCORE))
     for m in _OPENING.finditer(text):
         if _namelike(m.group(1), skip):
             out.append(Finding("PERSON", *m.span(1), "en_names", SINGLE_SCORE))
@@ -560,6 +572,24 @@ def _after_article(text: str, start: int, end: int) -> int:
     return m.end() if m else start
 
 
+def _before_possessive(text: str, start: int, end: int) -> int:
+    """Where an entity ends before a closing possessive: spaCy tags "Morgan Fowler's killers" and
+    "verses from Kolos Pálffy's Cautionary Tales" with ORG "Morgan Fowler's", a person's name."""
+    m = _POSSESSIVE.search(text, start, end)
+    return m.start() if m and m.start() > start else end
+
+
+def _name_list(text: str, start: int, end: int, names: Sequence[tuple[int, int]]) -> bool:
+    """An entity that is a comma list of found names ("They had 6: Selma, Selma, … and Selma",
+    tagged ORG), not an organisation: every word but "and" inside a found name."""
+    if "," not in text[start:end]:
+        return False
+    return all(
+        w.group() == "and" or any(s <= w.start() and w.end() <= e for s, e in names)
+        for w in WORD.finditer(text, start, end)
+    )
+
+
 def drop_non_names(text: str, findings: list[Finding], ents: Sequence[tuple[str, int, int]]) -> list[Finding]:
     """PERSON findings that are a country or language name go; a name-list finding (not spaCy's,
     not after a cue) inside what spaCy tagged an organisation, nationality, product or work
@@ -570,7 +600,12 @@ def drop_non_names(text: str, findings: list[Finding], ents: Sequence[tuple[str,
     from pipelines.pii.en_address import person_named_like_street
     from pipelines.pii.engine import OTHER_LABELS, entity_start
 
-    others = [(_after_article(text, entity_start(text, s, e), e), e) for label, s, e in ents if label in OTHER_LABELS]
+    found_spans = [(f.start, f.end) for f in findings if f.entity == "PERSON"]
+    others = [
+        (_after_article(text, entity_start(text, s, e), e), _before_possessive(text, s, e))
+        for label, s, e in ents
+        if label in OTHER_LABELS and not _name_list(text, s, e, found_spans)
+    ]
     companies = company_spans(text)
     not_names = _not_a_person()
     given, family = name_lists()

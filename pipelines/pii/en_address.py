@@ -194,8 +194,25 @@ def en_address_findings(
         low = lower[i] if lower is not None else None
         whole = full[i] if full is not None else t
         found = address_findings(t, low)
-        out.append(found + block_units(whole, found, low) + street_name_findings(whole, low))
+        if whole is not t:  # the postcode lines of a block have no word the gate would pass
+            spans = {(f.start, f.end) for f in found}
+            found += [Finding("ADDRESS", s, e, "en_address", ADDRESS_SCORE) for s, e in _block_postcodes(whole, spans)]
+        extra = block_units(whole, found, low) + street_name_findings(whole, low) + postcode_findings(whole)
+        out.append(found + extra)
     return out
+
+
+# a postcode after the words that name one: "My zip code is 01669", "ZIP: 27452", "Postcode: GU8 6PN"
+_POSTCODE_CUE = re.compile(
+    rf"(?i:(?<![{_L}])(?:zip|zip[ \t-]?code|postal[ \t]+code|post[ \t]?code|PLZ)(?![{_L}]))"
+    rf"(?:[ \t]+(?i:is|was))?[ \t]*[:#]?[ \t]*({_POSTCODE})(?![0-9A-Za-z])"
+)
+
+
+def postcode_findings(text: str) -> list[Finding]:
+    """ADDRESS findings for a postcode named as one: a bare number is only a postcode when the
+    text says so. Searched in the whole text (no model needed, and the gate sees no name there)."""
+    return [Finding("ADDRESS", *m.span(1), "en_address", ADDRESS_SCORE) for m in _POSTCODE_CUE.finditer(text)]
 
 
 _UNIT_LINE = re.compile(r"[ \t]*(?:,|\n[ \t>]*)")  # what separates a street from its unit
