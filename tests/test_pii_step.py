@@ -131,3 +131,45 @@ def test_params_are_validated() -> None:
         PiiRedact.from_params({"mode": "mask"}, where="x.yaml: steps[0]")
     with pytest.raises(ConfigError, match="ner_languages"):
         PiiRedact.from_params({"ner_languages": ["ja"]}, where="x.yaml: steps[0]")
+
+
+def _two_step_build(root: Path, workers: int) -> None:
+    cfg = root.parent / f"{root.name}.yaml"
+    cfg.write_text(
+        f"root: {root}\nworkers: {workers}\nsources:\n  - path: {ROOT / 'samples/legal_sample.jsonl'}\n"
+        "steps:\n  - normalize\n  - pii_redact: {reduce_partitions: 3}\n"
+    )
+    run_build(load_config(cfg), progress=False)
+
+
+def _published(root: Path) -> list[tuple]:
+    con = duckdb.connect(str(root / "catalog.duckdb"), read_only=True)
+    rows = con.execute("SELECT doc_id, text, pii_counts FROM documents ORDER BY doc_id").fetchall()
+    con.close()
+    return rows
+
+
+def test_ner_tags_each_distinct_sentence_once_per_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines.pii.engine import _SPACY_CACHES, DEFAULT_MODEL
+    from pipelines.pii.zh import _CACHE
+
+    for cache in (_SPACY_CACHES.get(DEFAULT_MODEL), _CACHE):
+        if cache is not None:
+            cache.clear()
+    _two_step_build(tmp_path / "global", workers=1)  # tasks run in this process
+    stage = next((tmp_path / "global").glob("work/*-pii_redact-*"))
+    parts = sorted(stage.glob("decisions/*.parquet"))
+    assert len(parts) == 3  # one per reduce partition
+    tagged = pq.read_table(parts).to_pylist()
+    assert {r["lang"] for r in tagged} == {"en", "zh"}
+    assert len({(r["lang"], r["sentence"]) for r in tagged}) == len(tagged)
+    # every distinct sentence went through a model once: in the reduce, none in process
+    en, zh = _SPACY_CACHES[DEFAULT_MODEL], _CACHE
+    assert en.misses + zh.misses == len(tagged)
+    assert en.hits > 0 and zh.hits > 0
+    # the same documents as a pii_redact that tags sentences itself, and as two workers
+    monkeypatch.setattr(PiiRedact, "needs_scan", lambda self: False)
+    _two_step_build(tmp_path / "local", workers=1)
+    monkeypatch.undo()
+    _two_step_build(tmp_path / "two", workers=2)
+    assert _published(tmp_path / "global") == _published(tmp_path / "local") == _published(tmp_path / "two")

@@ -202,13 +202,20 @@ def lac_tokens(sentences: Sequence[str]) -> list[list[Token]]:
     return _CACHE.get_many(sentences, _tag)
 
 
+def candidate_pieces(texts: Sequence[str], *, gate: bool = True) -> list[tuple[int, int, int]]:
+    """(text index, start, end) of the sentences LAC looks at (with ``gate``, those
+    `gate.zh_candidate` accepts)."""
+    pieces: list[tuple[int, int, int]] = []
+    for i, t in enumerate(texts):
+        pieces.extend((i, s, e) for s, e in sentence_spans(t) if not gate or zh_candidate(t[s:e]))
+    return pieces
+
+
 def zh_findings(texts: Sequence[str], *, gate: bool = True) -> list[list[Finding]]:
     """PERSON / ADDRESS / LOCATION findings per text (overlaps not yet resolved), LAC batched
     over the sentences of all ``texts`` (with ``gate``, those `gate.zh_candidate` accepts)."""
     out = [rule_findings(t) for t in texts]
-    pieces: list[tuple[int, int, int]] = []  # (text index, start, end)
-    for i, t in enumerate(texts):
-        pieces.extend((i, s, e) for s, e in sentence_spans(t) if not gate or zh_candidate(t[s:e]))
+    pieces = candidate_pieces(texts, gate=gate)
     sentences = [texts[i][s:e] for i, s, e in pieces]
     for (i, s, _), sentence, toks in zip(pieces, sentences, lac_tokens(sentences), strict=True):
         out[i].extend(_lac_findings(sentence, s, toks))
