@@ -2,7 +2,9 @@
 
 Per shard: structured recognizers over the whole shard at once, NER (PERSON/LOCATION, and
 ADDRESS for Chinese) only for documents in ``ner_languages`` (English and Chinese by default):
-spaCy for English, LAC + legal-context patterns for Chinese, each batched over the shard. Findings go to the
+spaCy for English, LAC + legal-context patterns for Chinese, each batched over the shard. With
+NER the step is global: its scan and reduce tag each distinct candidate sentence of the build
+once (`pipelines.pii.sentence_tags`), and ``process`` starts from those tags. Findings go to the
 side table ``pii_findings`` as (doc_id, entity_type, start, end, recognizer, score) with offsets
 in code points into the text *before* redaction; the values themselves are never written.
 Each kept document gets a ``pii_counts`` struct (one int32 per entity type). A document whose
