@@ -237,9 +237,8 @@ HEAVY_COST_PER_MB = 0.1  # CPU s/MB from which a map step's shards are re-split 
 
 
 def is_heavy(step: Step) -> bool:
-    """A step whose ``process`` is worth re-splitting into several tasks per shard (a map step, or
-    a global step whose process does the work: `pii_redact`)."""
-    return step.cost() >= HEAVY_COST_PER_MB
+    """A map step whose shards are worth re-splitting into several tasks."""
+    return not step.is_global and step.cost() >= HEAVY_COST_PER_MB
 
 
 def is_light(step: Step) -> bool:
@@ -260,11 +259,6 @@ class GlobalStep(Step):
         """Per-shard keys for the reduce (small: ids and hashes, not texts); with more than one
         partition, an int column ``partition`` says which reduce task gets each row."""
         raise NotImplementedError
-
-    def needs_scan(self) -> bool:
-        """False when this configuration has nothing to scan or reduce: ``process`` then runs
-        alone, as a map step's (`pii_redact` without NER)."""
-        return True
 
     def partitions(self) -> int:
         """How many reduce tasks; each sees only its partition's rows of every shard (in shard

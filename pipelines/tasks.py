@@ -449,7 +449,7 @@ def step_phases(
     def need(mb: float | None) -> int | None:
         return memory.request_mb(mb) if memory is not None else None
 
-    if isinstance(step, GlobalStep) and step.needs_scan():
+    if isinstance(step, GlobalStep):
         scans = whole_shards(inputs, memory is not None)
         yield Phase(
             f"{label} (scan)",

@@ -73,10 +73,6 @@ class SentenceCache(Generic[V]):
         self.data.clear()
         self.hits = self.misses = 0
 
-    def seed(self, values: dict[Hashable, V]) -> None:
-        """Start afresh with values computed elsewhere (`pipelines.pii.sentence_tags`)."""
-        self.data = dict(values)
-
 
 def en_sentence_spans(text: str, max_chars: int = 2000) -> list[tuple[int, int]]:
     """(start, end) of the sentences of an English text, ends after ., !, ? unless the word before

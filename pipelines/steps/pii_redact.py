@@ -2,9 +2,7 @@
 
 Per shard: structured recognizers over the whole shard at once, NER (PERSON/LOCATION, and
 ADDRESS for Chinese) only for documents in ``ner_languages`` (English and Chinese by default):
-spaCy for English, LAC + legal-context patterns for Chinese, each batched over the shard. With
-NER the step is global: its scan and reduce tag each distinct candidate sentence of the build
-once (`pipelines.pii.sentence_tags`), and ``process`` starts from those tags. Findings go to the
+spaCy for English, LAC + legal-context patterns for Chinese, each batched over the shard. Findings go to the
 side table ``pii_findings`` as (doc_id, entity_type, start, end, recognizer, score) with offsets
 in code points into the text *before* redaction; the values themselves are never written.
 Each kept document gets a ``pii_counts`` struct (one int32 per entity type). A document whose
@@ -24,7 +22,7 @@ import pyarrow as pa
 
 from corpus.store import write_table
 from pipelines.pii.entities import ALL_ENTITIES, NER_ENTITIES, NER_LANGUAGES
-from pipelines.step import GlobalStep, Resources, StepContext, StepOutput, reject
+from pipelines.step import Resources, Step, StepContext, StepOutput, reject
 
 if TYPE_CHECKING:
     from pipelines.pii.recognizers import Finding
@@ -46,7 +44,7 @@ CJK = r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"
 
 
 @dataclass
-class PiiRedact(GlobalStep):
+class PiiRedact(Step):
     name: ClassVar[str] = "pii_redact"
     rewrites_text: ClassVar[bool] = True
     adds: ClassVar[tuple[pa.Field, ...]] = (pa.field(COUNTS_COLUMN, COUNTS_TYPE),)
@@ -64,7 +62,6 @@ class PiiRedact(GlobalStep):
     ner_batch_size: int = 128
     ner_chunk_chars: int = 10_000
     ner_gate: bool = True  # NER only on sentences a cheap filter says may hold a name or place
-    reduce_partitions: int = 8  # tasks that tag the build's distinct sentences (`sentence_tags`)
 
     def cost(self) -> float:
         return self.cost_per_mb if self.ner_languages else 0.7  # structured patterns only
@@ -81,8 +78,6 @@ class PiiRedact(GlobalStep):
             raise ValueError(f"max_density must be in (0, 1], got {self.max_density}")
         if self.ner_chunk_chars < 1000:
             raise ValueError(f"ner_chunk_chars must be >= 1000, got {self.ner_chunk_chars}")
-        if not 1 <= self.reduce_partitions <= 256:
-            raise ValueError(f"reduce_partitions must be in 1..256, got {self.reduce_partitions}")
 
     @property
     def uses_ner(self) -> bool:
@@ -114,55 +109,11 @@ class PiiRedact(GlobalStep):
         given = pl.col("lang").str.to_lowercase().str.split("-").list.first().str.split("_").list.first()
         return df.select(pl.coalesce(given, guess)).to_series()
 
-    def _ner_langs(self, langs: list[str]) -> list[str | None]:
-        return [lang if self.uses_ner and lang in self.ner_languages else None for lang in langs]
-
-    def _sentences(self, df: pl.DataFrame) -> pl.DataFrame:
-        from pipelines.pii.sentence_tags import ner_sentences
-
-        texts = df.get_column("text").to_list()
-        ner_langs = self._ner_langs(self.languages(df).to_list())
-        return ner_sentences(texts, ner_langs, gate=self.ner_gate, chunk_chars=self.ner_chunk_chars)
-
-    # -- NER tags once per build (`pipelines.pii.sentence_tags`): scan, reduce, then process --
-    def needs_scan(self) -> bool:
-        return self.uses_ner
-
-    def partitions(self) -> int:
-        return self.reduce_partitions
-
-    def scan(self, df: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
-        """This shard's distinct candidate sentences, by hash into the reduce partitions."""
-        part = (pl.col("sentence").hash(seed=0) % self.partitions()).cast(pl.Int32)
-        return self._sentences(df).with_columns(part.alias("partition"))
-
-    def reduce(self, ctx: StepContext) -> dict[str, int]:
-        """Each distinct sentence of this partition tagged once, whichever shards hold it."""
-        from pipelines.pii.sentence_tags import SCHEMA, tag_sentences
-
-        scans = ctx.scans()
-        rows = pl.concat([pl.read_parquet(p) for p in scans]) if scans else pl.DataFrame(schema=SCHEMA)
-        tags = tag_sentences(rows, model=self.model, batch_size=self.ner_batch_size)
-        ctx.write_decisions(tags)
-        return {"sentences": tags.height}
-
-    def _seed(self, df: pl.DataFrame, ctx: StepContext) -> None:
-        """This piece's sentences' tags into the NER caches; without a reduce (a step run on its
-        own, as tests and `rewrite_texts` do) the analysis tags them itself."""
-        from pipelines.pii.sentence_tags import seed_caches
-
-        try:
-            tags = ctx.decisions()
-        except FileNotFoundError:
-            return
-        needed = self._sentences(df)
-        seed_caches(tags.join(needed, on=["lang", "sentence"], how="semi"), model=self.model)
-
     def analyze(self, texts: list[str], langs: list[str]) -> list[list[Finding]]:
         from pipelines.pii.engine import analyze_texts
         from pipelines.pii.recognizers import specs_for
 
-        ner_langs = self._ner_langs(langs)
+        ner_langs = [lang if self.uses_ner and lang in self.ner_languages else None for lang in langs]
         return analyze_texts(
             texts,
             ner_langs,
@@ -178,8 +129,6 @@ class PiiRedact(GlobalStep):
     def process(self, df: pl.DataFrame, ctx: StepContext) -> StepOutput:
         from pipelines.pii.redact import redact_text
 
-        if self.uses_ner:
-            self._seed(df, ctx)
         texts = df.get_column("text").to_list()
         doc_ids = df.get_column("doc_id").to_list()
         langs = self.languages(df).to_list()
