@@ -18,9 +18,24 @@ from pipelines.pii.gate import SentenceCache, en_candidate, en_sentence_spans, z
 from pipelines.pii.recognizers import Finding
 
 
+def values(text: str, entity: str) -> list[str]:
+    """The ``entity`` values the English analyzer finds in ``text``."""
+    return [text[f.start : f.end] for f in analyze_texts([text], ["en"])[0] if f.entity == entity]
+
+
 def people(text: str) -> list[str]:
     """The PERSON values the English analyzer finds in ``text``."""
-    return [text[f.start : f.end] for f in analyze_texts([text], ["en"])[0] if f.entity == "PERSON"]
+    return values(text, "PERSON")
+
+
+def addresses(text: str) -> list[str]:
+    """The ADDRESS values the English analyzer finds in ``text``."""
+    return values(text, "ADDRESS")
+
+
+def numbered_addresses(text: str) -> list[str]:
+    """The values of `address_findings` (the numbered-address patterns alone) in ``text``."""
+    return [text[f.start : f.end] for f in address_findings(text)]
 
 
 def test_sentences_keep_offsets_and_abbreviations() -> None:
@@ -82,9 +97,7 @@ def test_gate_changes_nothing_on_names_and_sees_each_sentence_once() -> None:
 
 
 def test_english_addresses() -> None:
-    def found(text: str) -> list[str]:
-        return [text[f.start : f.end] for f in address_findings(text)]
-
+    found = numbered_addresses
     assert found("Send it to Kiannonkatu 98, OULU, 90630, Finland please") == ["Kiannonkatu 98, OULU, 90630, Finland"]
     assert found("The restaurant is at 65773 Joseph Keys") == ["65773 Joseph Keys"]
     assert found("meet me at 541 nelson mandela drive, pietersburg, 794, south africa") == [
@@ -95,8 +108,7 @@ def test_english_addresses() -> None:
     assert found("He scored 2 goals in 45 minutes on 12 March 2020.") == []
     # a street made of first names is an address, not a person
     text = "Mrs. Katrine Knudsen Suite 159 667 Williams Shoals"
-    people = [text[f.start : f.end] for f in analyze_texts([text], ["en"])[0] if f.entity == "PERSON"]
-    assert people == ["Katrine Knudsen"]
+    assert people(text) == ["Katrine Knudsen"]
 
 
 def test_street_names_without_a_number() -> None:
@@ -135,9 +147,6 @@ def test_street_names_without_a_number() -> None:
 
 
 def test_name_rules_for_repeats_initials_and_address_blocks() -> None:
-    def people(text: str) -> list[str]:
-        return [text[f.start : f.end] for f in analyze_texts([text], ["en"])[0] if f.entity == "PERSON"]
-
     assert people("I want to add Trifon J. Yudin as a beneficiary.") == ["Trifon J. Yudin"]  # a middle initial
     # the name line alone above a postal address; a company between them leaves it to NER
     assert people("Haide Árias\n\n6103 Burke Path\n Suite 793\n Sindi\n Estonia 75395") == ["Haide Árias"]
@@ -164,10 +173,7 @@ def test_name_rules() -> None:
 def test_names_that_are_no_english_word() -> None:
     """Words that are in no English dictionary (the spaCy model's WordNet tables), spelled like a
     name, in a name's place; none of the rules fires on inflected words, acronyms or jargon."""
-
-    def found(text: str, entity: str = "PERSON") -> list[str]:
-        return [text[f.start : f.end] for f in analyze_texts([text], ["en"])[0] if f.entity == entity]
-
+    found = people
     assert found("I want to add Wennemar Tjoelker as a beneficiary.") == ["Wennemar Tjoelker"]
     assert found("Ilmatar, could you send the file today?") == ["Ilmatar"]  # addressed by name
     assert found('Ottla: "Are you ready?"\nOttla: "Yes."') == ["Ottla", "Ottla"]  # a speaker, twice
@@ -194,9 +200,7 @@ def test_names_that_are_no_english_word() -> None:
 
 
 def test_address_blocks_with_a_company_line_and_lower_case() -> None:
-    def found(text: str, entity: str) -> list[str]:
-        return [text[f.start : f.end] for f in analyze_texts([text], ["en"])[0] if f.entity == entity]
-
+    found = values
     block = ">Wennemar Tjoelker\n>Blue Harbour Traders\n>Wennemar Tjoelker\n>4471 Kestrel Pass\n>Suite 12\n>Utrecht"
     assert found(block, "PERSON") == ["Wennemar Tjoelker", "Wennemar Tjoelker"]  # the name written twice
     assert found("Acme Widgets\nCentury House\n12 Baker Street\nLondon", "PERSON") == []  # no name twice
@@ -303,9 +307,7 @@ def test_names_with_particles() -> None:
 
 
 def test_street_types_that_are_common_words_need_a_street_name() -> None:
-    def found(text: str) -> list[str]:
-        return [text[f.start : f.end] for f in address_findings(text)]
-
+    found = numbered_addresses
     assert found("Ship to 4410 Maple Land, Dover") == ["4410 Maple Land"]
     assert found("We'll meet at 12 Rowan Fall at noon") == ["12 Rowan Fall"]
     assert found("Registration for the 2019 Fall semester opens") == []
@@ -326,9 +328,6 @@ def test_owners_of_a_persons_things() -> None:
 
 
 def test_postcodes_named_as_such_and_in_address_blocks() -> None:
-    def addresses(text: str) -> list[str]:
-        return [text[f.start : f.end] for f in analyze_texts([text], ["en"])[0] if f.entity == "ADDRESS"]
-
     assert addresses("My zip code is 01669") == ["01669"]
     assert addresses("Postcode: GU8 6PN, thanks") == ["GU8 6PN"]
     assert addresses("The code is 01669") == []

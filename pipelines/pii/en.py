@@ -229,7 +229,9 @@ def _skip_words() -> frozenset[str]:
     return common_words() | place_words() | language_words() | street_words()
 
 
-_PARTICLE = r"(?:de|da|do|dos|das|del|della|di|du|la|le|van|von|der|den|ten|ter|zu|bin|al)"
+# lower-case particles inside a name: "Aislinn de Meer", "Jan van der Berg", "Ana dos Santos"
+NAME_PARTICLES = frozenset("de da do dos das del della di du la le van von der den ten ter zu bin al".split())
+_PARTICLE = "(?:" + "|".join(sorted(NAME_PARTICLES, key=len, reverse=True)) + ")"
 _CAP_PAIR = re.compile(
     rf"(?<![{_LETTERS}'’\-])({_WORD})[ \t]+(?:[A-Z]\.[ \t]+)?((?:{_PARTICLE}[ \t]+){{1,2}})?({_WORD})(?![{_LETTERS}])"
 )
@@ -281,9 +283,6 @@ def _lower_pair(a: str, b: str, skip: frozenset[str]) -> bool:
 
 _ADDRESSEE = re.compile(rf"[ \t>]*({_WORD}(?:[ \t]+(?:[A-Za-z]\.|{_WORD})){{1,3}})[ \t]*")
 
-
-# lower-case particles inside a name: "Aislinn de Meer", "Jan van der Berg", "Ana dos Santos"
-NAME_PARTICLES = frozenset("de da do dos das del della di du la le van von der den ten ter zu bin al".split())
 
 
 def _name_line(text: str, line: tuple[int, int], skip: frozenset[str], lower_text: bool) -> tuple[int, int] | None:

@@ -118,11 +118,9 @@ def national_phone_score(text: str, start: int, end: int) -> float:
 
 _PRC_ID = r"(?<!\d)[1-9]\d{16}[0-9Xx](?![0-9A-Za-z])"
 _CARD = r"(?<![0-9\-])(?:[2-6]|1(?=800)|0(?=604))\d(?:[ \-]?\d){10,17}(?!\d)"
-# upper case, or all lower case as typed in chat ("my iban is gb21ajwj49665860496341"; `v.iban`)
-_IBAN = (
-    r"(?<![A-Za-z0-9])(?:[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?"
-    r"|[a-z]{2}\d{2}(?:[ ]?[a-z0-9]{4}){2,7}(?:[ ]?[a-z0-9]{1,3})?)(?![A-Za-z0-9])"
-)
+# upper case, or all lower case as typed in chat ("my iban is gb21ajwj49665860496341"): `v.iban`
+# rejects mixed case
+_IBAN = r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ ]?[A-Za-z0-9]{4}){2,7}(?:[ ]?[A-Za-z0-9]{1,3})?(?![A-Za-z0-9])"
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _IPV4 = rf"(?<![0-9.])(?:{_OCTET}\.){{3}}{_OCTET}(?!\d|\.\d)"
 _IPV6 = r"(?<![0-9A-Fa-f:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![0-9A-Za-z:])"

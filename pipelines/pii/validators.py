@@ -94,12 +94,13 @@ def card(text: str) -> int | None:
 
 
 def iban(text: str) -> int | None:
-    """Country length from the IBAN registry, then ISO 7064 mod 97-10; spaces allowed every 4. A
-    lower-case one must be exactly that long: a hex digest may start like one ("de12ab…")."""
+    """Country length from the IBAN registry, then ISO 7064 mod 97-10; spaces allowed every 4.
+    Upper case, or lower case and exactly that long (a hex digest may start like one, "de12ab…");
+    never mixed case."""
     want = IBAN_LENGTHS.get(text[:2].upper())
-    if want is None:
+    if want is None or not (text.isupper() or text.islower()):
         return None
-    if text[:2].islower() and len(text.replace(" ", "")) != want:
+    if text.islower() and len(text.replace(" ", "")) != want:
         return None
     n = 0
     for i, ch in enumerate(text):
