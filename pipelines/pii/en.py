@@ -284,7 +284,6 @@ def _lower_pair(a: str, b: str, skip: frozenset[str]) -> bool:
 _ADDRESSEE = re.compile(rf"[ \t>]*({_WORD}(?:[ \t]+(?:[A-Za-z]\.|{_WORD})){{1,3}})[ \t]*")
 
 
-
 def _name_line(text: str, line: tuple[int, int], skip: frozenset[str], lower_text: bool) -> tuple[int, int] | None:
     """The span of a line that is two to four name-like words (a middle initial allowed)."""
     m = _ADDRESSEE.fullmatch(text, *line)
